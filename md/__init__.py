@@ -1,0 +1,1 @@
+"""mlpot's molecular-dynamics engine. Placeholder until issue 4 lands."""

@@ -1,0 +1,17 @@
+"""mlpot: machine-learned interatomic potentials and molecular dynamics in JAX.
+
+Importing mlpot enables ``jax_enable_x64``: positions, energy sums, forces,
+stress and MD state are float64; the network itself runs in the model's float
+policy (float32 by default), see ``mlpot.potential``.
+"""
+
+import jax
+
+jax.config.update("jax_enable_x64", True)
+
+from mlpot.graph import Graph, InputError, build_graph  # noqa: E402
+from mlpot.potential import ModelConfig, Potential, load  # noqa: E402
+from mlpot.calculator import Calculator  # noqa: E402
+
+__all__ = ["Calculator", "Graph", "InputError", "ModelConfig", "Potential", "build_graph", "load"]
+__version__ = "0.1.0"

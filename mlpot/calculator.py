@@ -1,0 +1,75 @@
+"""ASE calculator: the one stateful adapter between ASE and a ``Potential``.
+
+Padding capacities only ever grow (to the next bucket, with headroom), so an
+MD run or a relaxation compiles once per stress/no-stress variant in the
+usual case, and a handful of times at most. ``compile_count`` reports it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from ase.calculators.calculator import Calculator as ASECalculator
+from ase.calculators.calculator import PropertyNotImplementedError, all_changes
+from ase.stress import full_3x3_to_voigt_6_stress
+
+from mlpot.graph import bucket_size, check_atoms, neighbour_pairs, pad_graph, species_indices
+from mlpot.potential import Potential, load
+
+
+class Calculator(ASECalculator):
+    """``mlpot.Calculator(potential_or_path)``: energy, free_energy, forces, stress, energies.
+
+    Stress (eV/Å^3, Voigt, ASE sign) exists only for cells periodic in all
+    three directions; asking for it otherwise raises ``PropertyNotImplementedError``.
+    """
+
+    implemented_properties = ("energy", "free_energy", "forces", "stress", "energies")
+
+    def __init__(self, potential: Potential | str | Path, edge_headroom: float = 1.2, **kwargs):
+        super().__init__(**kwargs)
+        self.potential = potential if isinstance(potential, Potential) else load(potential)
+        self.edge_headroom = edge_headroom
+        self._predict = {True: self.potential.predict_fn(True), False: self.potential.predict_fn(False)}
+        self._capacity = (0, 0)  # (nodes, edges), only grows
+
+    @property
+    def compile_count(self) -> int:
+        """How many programs have been compiled so far (all variants)."""
+        return sum(fn._cache_size() for fn in self._predict.values())
+
+    def _capacities(self, num_atoms: int, num_edges: int) -> tuple[int, int]:
+        nodes, edges = self._capacity
+        if num_atoms + 1 > nodes:
+            nodes = bucket_size(num_atoms + 1)
+        if num_edges > edges:
+            edges = bucket_size(int(num_edges * self.edge_headroom) + 1)
+        self._capacity = (nodes, edges)
+        return nodes, edges
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        atoms = self.atoms
+        check_atoms(atoms, "atoms given to mlpot.Calculator")
+        periodic = bool(all(atoms.pbc)) and atoms.cell.rank == 3
+        if "stress" in properties and not periodic:
+            raise PropertyNotImplementedError("stress needs a cell periodic in all three directions")
+        config = self.potential.config
+        idx = species_indices(atoms.numbers, config.species, "atoms given to mlpot.Calculator")
+        i, j, shifts = neighbour_pairs(atoms, config.cutoff)
+        nodes, edges = self._capacities(len(atoms), len(i))
+        graph = pad_graph([(atoms, idx, i, j, shifts)], nodes, edges, 2)
+        out = self._predict[periodic](self.potential.params, graph)
+        n = len(atoms)
+        energy = float(out.energy[0])
+        if not np.isfinite(energy):
+            raise FloatingPointError("mlpot.Calculator: the model returned a non-finite energy")
+        self.results = {
+            "energy": energy,
+            "free_energy": energy,
+            "forces": np.asarray(out.forces[:n], dtype=np.float64),
+            "energies": np.asarray(out.energies[:n], dtype=np.float64),
+        }
+        if periodic:
+            self.results["stress"] = full_3x3_to_voigt_6_stress(np.asarray(out.stress[0], dtype=np.float64))

@@ -1,0 +1,215 @@
+"""Host side of the host/device seam: ASE ``Atoms`` -> padded ``Graph``.
+
+Everything here is numpy + matscipy. The ``Graph`` it returns is the one
+structure every jitted function takes. Shapes are padded to a small ladder of
+bucket sizes (``bucket_size``) so that new systems rarely trigger a recompile.
+
+Conventions (ASE units throughout):
+  * edge ``e`` goes from ``senders[e]`` (neighbour j) to ``receivers[e]``
+    (centre i, where messages are summed);
+  * its vector is ``r_ij = positions[j] - positions[i] + shifts[e] @ cell[g]``,
+    with ``shifts`` the integer number of cell vectors crossed (matscipy's S);
+  * padding atoms live in a padding graph (index ``n_graph - 1`` when padded),
+    padding edges join a padding atom to itself with zero shift; masks say
+    which entries are real.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple, Sequence
+
+import numpy as np
+from ase import Atoms
+from matscipy.neighbours import neighbour_list
+
+
+class Graph(NamedTuple):
+    """A batch of atomic structures, padded. N atoms, E edges, G graphs."""
+
+    positions: np.ndarray  # (N, 3) float, Å, unwrapped as given
+    species: np.ndarray  # (N,) int32, index into the model's species list (0 on padding)
+    senders: np.ndarray  # (E,) int32, neighbour j of each edge
+    receivers: np.ndarray  # (E,) int32, centre i of each edge
+    shifts: np.ndarray  # (E, 3) float, integer cell shifts S of r_ij
+    cell: np.ndarray  # (G, 3, 3) float, Å, rows are lattice vectors
+    node_graph: np.ndarray  # (N,) int32, graph index of each atom
+    node_mask: np.ndarray  # (N,) bool, real atom
+    edge_mask: np.ndarray  # (E,) bool, real edge
+    graph_mask: np.ndarray  # (G,) bool, real structure
+    n_node: np.ndarray  # (G,) int32, real atoms per graph
+    volume: np.ndarray  # (G,) float, Å^3, 0 unless periodic in all 3 directions
+
+    @property
+    def num_nodes(self) -> int:
+        return self.positions.shape[0]
+
+    @property
+    def num_edges(self) -> int:
+        return self.senders.shape[0]
+
+    @property
+    def num_graphs(self) -> int:
+        return self.cell.shape[0]
+
+
+class InputError(ValueError):
+    """Bad user input (structure, file or option), with a message that says where."""
+
+
+def bucket_size(n: int, minimum: int = 8) -> int:
+    """Smallest ladder size >= n. Ladder: 8, 10, 12, 14, 16, 20, 24, 28, 32, 40, ...
+
+    Four steps per doubling (<= 25% padding waste) keeps the number of distinct
+    shapes, and so of compiles, logarithmic in system size.
+    """
+    n = max(int(n), minimum)
+    power = 2 ** (math.ceil(math.log2(n)) - 3)  # eighth of the next power of two
+    return int(math.ceil(n / power) * power)
+
+
+def check_atoms(atoms: Atoms, where: str = "structure") -> None:
+    """Raise ``InputError`` for inputs that would give silently wrong numbers."""
+    if len(atoms) == 0:
+        raise InputError(f"{where}: has no atoms")
+    positions = atoms.positions
+    if not np.all(np.isfinite(positions)):
+        bad = np.argwhere(~np.isfinite(positions).all(axis=1)).ravel()
+        raise InputError(f"{where}: positions are NaN or inf for atom(s) {bad[:10].tolist()}")
+    if any(atoms.pbc) and not np.all(np.isfinite(atoms.cell.array)):
+        raise InputError(f"{where}: cell is NaN or inf")
+
+
+def species_indices(numbers: np.ndarray, species: Sequence[int], where: str = "structure") -> np.ndarray:
+    """Map atomic numbers to indices into the model's ``species`` list; unknown elements raise."""
+    lookup = np.full(max(max(species), int(numbers.max())) + 1, -1, dtype=np.int32)
+    lookup[np.asarray(species)] = np.arange(len(species), dtype=np.int32)
+    indices = lookup[numbers]
+    if np.any(indices < 0):
+        from ase.data import chemical_symbols
+
+        unknown = sorted({chemical_symbols[z] for z in numbers[indices < 0]})
+        known = [chemical_symbols[z] for z in species]
+        raise InputError(f"{where}: element(s) {unknown} not in the model's species {known}")
+    return indices
+
+
+def _search_cell(atoms: Atoms, cutoff: float) -> np.ndarray:
+    """A non-singular cell for matscipy. Non-periodic directions get a box that
+    encloses all atoms with room to spare (matscipy raises on singular cells:
+    single atoms, molecules given without a cell, flat or linear molecules)."""
+    cell = atoms.cell.array.copy()
+    if all(atoms.pbc):
+        return cell
+    extent = np.ptp(atoms.positions, axis=0).max() if len(atoms) > 1 else 0.0
+    size = extent + 2.0 * cutoff + 1.0
+    for k in range(3):
+        if not atoms.pbc[k]:
+            # A non-periodic axis needs its own direction, orthogonal to the rest.
+            cell[k] = 0.0
+    if np.linalg.matrix_rank(cell) < 3 or not all(atoms.pbc):
+        # Fill the missing directions with long vectors orthogonal to the periodic ones.
+        periodic = [cell[k] for k in range(3) if atoms.pbc[k]]
+        basis = np.eye(3)
+        for k in range(3):
+            if atoms.pbc[k]:
+                continue
+            v = basis[k].copy()
+            for p in periodic:
+                p_hat = p / np.linalg.norm(p)
+                v -= v.dot(p_hat) * p_hat
+            if np.linalg.norm(v) < 1e-8:
+                v = np.cross(*periodic) if len(periodic) == 2 else np.ones(3)
+            cell[k] = v / np.linalg.norm(v) * (size + sum(np.linalg.norm(p) for p in periodic))
+            periodic.append(cell[k])
+    return cell
+
+
+def neighbour_pairs(atoms: Atoms, cutoff: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """All ordered pairs (i, j, S) with |r_j - r_i + S @ cell| < cutoff, i != j or S != 0.
+
+    Uses matscipy's O(N) cell list with explicit integer shifts, so triclinic
+    cells and cells shorter than the cutoff are handled (no minimum image).
+    """
+    cell = _search_cell(atoms, cutoff)
+    i, j, shifts = neighbour_list(
+        "ijS", positions=atoms.positions, cell=cell, pbc=atoms.pbc, cutoff=float(cutoff)
+    )
+    return i.astype(np.int32), j.astype(np.int32), shifts.astype(np.float64)
+
+
+def build_graph(
+    structures: Atoms | Sequence[Atoms],
+    cutoff: float,
+    species: Sequence[int],
+    num_nodes: int | None = None,
+    num_edges: int | None = None,
+    num_graphs: int | None = None,
+    dtype=np.float64,
+    where: str = "structure",
+) -> Graph:
+    """Neighbour search + species lookup + padding for one or many structures.
+
+    Sizes left as ``None`` are chosen from the bucket ladder. At least one
+    padding atom and one padding graph are always added, so padding edges have
+    somewhere to point and per-graph sums of padding go to a discarded graph.
+    """
+    if isinstance(structures, Atoms):
+        structures = [structures]
+    parts = []
+    for k, atoms in enumerate(structures):
+        label = where if len(structures) == 1 else f"{where} {k}"
+        check_atoms(atoms, label)
+        idx = species_indices(atoms.numbers, species, label)
+        i, j, s = neighbour_pairs(atoms, cutoff)
+        parts.append((atoms, idx, i, j, s))
+    return pad_graph(parts, num_nodes, num_edges, num_graphs, dtype)
+
+
+def pad_graph(parts, num_nodes=None, num_edges=None, num_graphs=None, dtype=np.float64) -> Graph:
+    """Concatenate per-structure (atoms, species_idx, i, j, shifts) and pad."""
+    n_real = sum(len(p[0]) for p in parts)
+    e_real = sum(len(p[2]) for p in parts)
+    g_real = len(parts)
+    num_nodes = num_nodes or bucket_size(n_real + 1)
+    num_edges = num_edges or bucket_size(e_real + 1)
+    num_graphs = num_graphs or g_real + 1
+    if num_nodes <= n_real or num_edges < e_real or num_graphs <= g_real:
+        raise ValueError(
+            f"padding too small: need > {n_real} nodes, >= {e_real} edges, > {g_real} graphs; "
+            f"got {num_nodes}, {num_edges}, {num_graphs}"
+        )
+    positions = np.zeros((num_nodes, 3), dtype)
+    species = np.zeros(num_nodes, np.int32)
+    node_graph = np.full(num_nodes, num_graphs - 1, np.int32)
+    senders = np.full(num_edges, num_nodes - 1, np.int32)
+    receivers = np.full(num_edges, num_nodes - 1, np.int32)
+    shifts = np.zeros((num_edges, 3), dtype)
+    cell = np.tile(np.eye(3, dtype=dtype), (num_graphs, 1, 1))
+    volume = np.zeros(num_graphs, dtype)
+    n_node = np.zeros(num_graphs, np.int32)
+    n_at = n_ed = 0
+    for g, (atoms, idx, i, j, s) in enumerate(parts):
+        n = len(atoms)
+        positions[n_at : n_at + n] = atoms.positions
+        species[n_at : n_at + n] = idx
+        node_graph[n_at : n_at + n] = g
+        m = len(i)
+        receivers[n_ed : n_ed + m] = i + n_at
+        senders[n_ed : n_ed + m] = j + n_at
+        shifts[n_ed : n_ed + m] = s
+        if all(atoms.pbc):
+            cell[g] = atoms.cell.array
+            volume[g] = abs(np.linalg.det(atoms.cell.array))
+        elif any(atoms.pbc):
+            cell[g] = atoms.cell.array  # shifts are zero along non-periodic axes
+        n_node[g] = n
+        n_at += n
+        n_ed += m
+    node_mask = np.arange(num_nodes) < n_at
+    edge_mask = np.arange(num_edges) < n_ed
+    graph_mask = np.arange(num_graphs) < g_real
+    return Graph(
+        positions, species, senders, receivers, shifts, cell,
+        node_graph, node_mask, edge_mask, graph_mask, n_node, volume,
+    )

@@ -1,0 +1,108 @@
+"""The ``.mlpot`` model file: config + parameters, no pickle.
+
+Layout: ``MAGIC`` (8 bytes) | SHA-256 of the payload (32 bytes) | payload.
+The payload is msgpack: ``{"format_version", "config", "params"}`` where
+``params`` maps "/"-joined parameter paths to ``{"dtype", "shape", "data"}``.
+Loading only ever decodes msgpack and numpy buffers: it cannot execute code.
+Writes go to a temporary file that is renamed into place, so a crash never
+leaves a half-written model where a good one was.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+import msgpack
+import numpy as np
+from flax import traverse_util
+
+from mlpot.potential import FORMAT_VERSION, ModelConfig, Potential
+
+MAGIC = b"MLPOT\x00\x01\n"
+
+
+class ModelFileError(ValueError):
+    """A model file that cannot be read: wrong format, corrupt or too new."""
+
+
+def _encode_params(params) -> dict:
+    flat = traverse_util.flatten_dict(params, sep="/")
+    return {
+        key: {"dtype": str(np.asarray(v).dtype), "shape": list(np.shape(v)), "data": np.asarray(v).tobytes()}
+        for key, v in flat.items()
+    }
+
+
+def _decode_params(encoded: dict) -> dict:
+    flat = {
+        key: np.frombuffer(v["data"], dtype=np.dtype(v["dtype"])).reshape(v["shape"]).copy()
+        for key, v in encoded.items()
+    }
+    return traverse_util.unflatten_dict(flat, sep="/")
+
+
+def atomic_write(path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file in the same folder and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def to_bytes(potential: Potential, extra: dict | None = None) -> bytes:
+    payload = msgpack.packb(
+        {
+            "format_version": FORMAT_VERSION,
+            "config": potential.config.to_dict(),
+            "params": _encode_params(potential.params),
+            "extra": extra or {},
+        },
+        use_bin_type=True,
+    )
+    return MAGIC + hashlib.sha256(payload).digest() + payload
+
+
+def from_bytes(data: bytes, where: str = "model file") -> tuple[Potential, dict]:
+    if not data.startswith(MAGIC):
+        raise ModelFileError(f"{where}: not an mlpot model file (bad magic bytes)")
+    digest, payload = data[len(MAGIC) : len(MAGIC) + 32], data[len(MAGIC) + 32 :]
+    if hashlib.sha256(payload).digest() != digest:
+        raise ModelFileError(f"{where}: corrupt or truncated (checksum mismatch)")
+    try:
+        content = msgpack.unpackb(payload, raw=False, strict_map_key=False)
+        version = content["format_version"]
+    except Exception as err:  # noqa: BLE001 - any decode failure means a corrupt file
+        raise ModelFileError(f"{where}: cannot decode payload ({err})") from None
+    if version > FORMAT_VERSION:
+        raise ModelFileError(
+            f"{where}: format version {version} is newer than this mlpot supports ({FORMAT_VERSION}); upgrade mlpot"
+        )
+    try:
+        config = ModelConfig(**content["config"])
+        params = _decode_params(content["params"])
+    except (TypeError, KeyError, ValueError) as err:
+        raise ModelFileError(f"{where}: incompatible model config or parameters ({err})") from None
+    return Potential(config, params), content.get("extra", {})
+
+
+def save(potential: Potential, path, extra: dict | None = None) -> None:
+    atomic_write(path, to_bytes(potential, extra))
+
+
+def load(path) -> Potential:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"model file not found: {path}")
+    return from_bytes(path.read_bytes(), str(path))[0]

@@ -1,0 +1,76 @@
+"""PaiNN (Schütt, Unke, Gastegger, ICML 2021): an equivariant message-passing
+network with scalar features s_i (F) and vector features v_i (3, F).
+
+Fast and accurate for its cost: l <= 1 features only, two-body messages. For
+the highest accuracy use the MACE-class model (see README, "which model").
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from mlpot.radial import bessel_basis, polynomial_envelope, safe_norm
+
+
+class PaiNNMessage(nn.Module):
+    features: int
+
+    @nn.compact
+    def __call__(self, s, v, radial, unit, senders, receivers):
+        """s (N,F), v (N,3,F), radial (E,B) already enveloped, unit (E,3)."""
+        F = self.features
+        phi = nn.Dense(3 * F)(nn.silu(nn.Dense(F)(s)))  # (N, 3F)
+        w = nn.Dense(3 * F)(radial)  # (E, 3F)
+        x = phi[senders] * w
+        ds, dvv, dvs = jnp.split(x, 3, axis=-1)
+        dv = v[senders] * dvv[:, None, :] + unit[:, :, None] * dvs[:, None, :]
+        n = s.shape[0]
+        s = s + jax.ops.segment_sum(ds, receivers, num_segments=n)
+        v = v + jax.ops.segment_sum(dv, receivers, num_segments=n)
+        return s, v
+
+
+class PaiNNUpdate(nn.Module):
+    features: int
+
+    @nn.compact
+    def __call__(self, s, v):
+        F = self.features
+        uv = nn.Dense(F, use_bias=False)(v)  # acts on the feature axis: equivariant
+        vv = nn.Dense(F, use_bias=False)(v)
+        vv_norm = jnp.sqrt(jnp.sum(vv**2, axis=1) + 1e-8)  # smooth at v = 0
+        a = nn.Dense(3 * F)(nn.silu(nn.Dense(F)(jnp.concatenate([s, vv_norm], axis=-1))))
+        a_vv, a_sv, a_ss = jnp.split(a, 3, axis=-1)
+        dv = a_vv[:, None, :] * uv
+        ds = a_sv * jnp.sum(uv * vv, axis=1) + a_ss
+        return s + ds, v + dv
+
+
+class PaiNN(nn.Module):
+    """(edge vectors (E,3) Å, graph) -> per-atom energies (N,) in units of the energy scale."""
+
+    num_species: int
+    cutoff: float
+    features: int = 64
+    num_interactions: int = 3
+    num_basis: int = 16
+    dtype: str = "float32"
+
+    @nn.compact
+    def __call__(self, vectors, graph):
+        dtype = jnp.dtype(self.dtype)
+        vectors = vectors.astype(dtype)
+        distances = safe_norm(vectors)
+        envelope = polynomial_envelope(distances, self.cutoff) * graph.edge_mask
+        radial = bessel_basis(distances, self.cutoff, self.num_basis) * envelope[:, None]
+        unit = vectors / jnp.where(distances > 0, distances, 1.0)[:, None]
+        n = graph.species.shape[0]
+        s = nn.Embed(self.num_species, self.features, param_dtype=dtype)(graph.species)
+        v = jnp.zeros((n, 3, self.features), dtype)
+        for _ in range(self.num_interactions):
+            s, v = PaiNNMessage(self.features)(s, v, radial, unit, graph.senders, graph.receivers)
+            s, v = PaiNNUpdate(self.features)(s, v)
+        out = nn.Dense(1)(nn.silu(nn.Dense(self.features // 2)(s)))[:, 0]
+        return out * graph.node_mask

@@ -1,0 +1,144 @@
+"""``Potential``: a model, its parameters and everything needed to use it.
+
+Float policy (``ModelConfig.dtype``): the network runs in ``"float32"``
+(default; fast) or ``"float64"``. Positions, the strain, reference energies,
+per-atom energy sums, forces and stress are float64 in both cases: mlpot
+enables ``jax_enable_x64`` on import so these can be. Reference energies are
+added after the network, in float64, because absolute DFT energies
+(~ -30000 eV) have no significant digits left in float32.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mlpot import physics
+from mlpot.graph import Graph, build_graph
+from mlpot.models import MODELS
+
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything but the parameters. Stored in the model file as JSON-able data."""
+
+    name: str  # key of mlpot.models.MODELS
+    cutoff: float  # Å
+    species: tuple[int, ...]  # atomic numbers, in the order of the species index
+    hyperparameters: dict = field(default_factory=dict)  # passed to the model's constructor
+    reference_energies: tuple[float, ...] = ()  # eV per atom of each species (float64)
+    energy_scale: tuple[float, ...] = ()  # eV, network output x scale, per species
+    dtype: str = "float32"  # network float policy: "float32" or "float64"
+
+    def __post_init__(self):
+        if self.name not in MODELS:
+            raise ValueError(f"unknown model {self.name!r}; choose from {sorted(MODELS)}")
+        if self.dtype not in ("float32", "float64"):
+            raise ValueError(f"dtype must be 'float32' or 'float64', not {self.dtype!r}")
+        n = len(self.species)
+        object.__setattr__(self, "species", tuple(int(z) for z in self.species))
+        object.__setattr__(self, "reference_energies", tuple(float(e) for e in self.reference_energies) or (0.0,) * n)
+        object.__setattr__(self, "energy_scale", tuple(float(e) for e in self.energy_scale) or (1.0,) * n)
+        if len(self.reference_energies) != n or len(self.energy_scale) != n:
+            raise ValueError("reference_energies and energy_scale need one value per species")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes) -> "ModelConfig":
+        return dataclasses.replace(self, **changes)
+
+
+def make_module(config: ModelConfig):
+    return MODELS[config.name](
+        num_species=len(config.species), cutoff=config.cutoff, dtype=config.dtype, **config.hyperparameters
+    )
+
+
+@dataclass(frozen=True)
+class Potential:
+    """An immutable (config, params) pair with jitted predictions."""
+
+    config: ModelConfig
+    params: dict
+
+    @classmethod
+    def create(cls, config: ModelConfig, seed: int = 0) -> "Potential":
+        """Randomly initialised parameters for ``config``."""
+        from ase import Atoms
+
+        z = config.species[0]
+        dummy = build_graph(Atoms([z, z], positions=[[0, 0, 0], [0, 0, 1.0]]), config.cutoff, config.species)
+        vectors = physics.edge_vectors(dummy.positions, dummy.cell, dummy)
+        params = make_module(config).init(jax.random.PRNGKey(seed), vectors, dummy)
+        return cls(config, params)
+
+    @property
+    def cutoff(self) -> float:
+        return self.config.cutoff
+
+    def atom_energy_fn(self):
+        """``(params, vectors, graph) -> (N,)`` eV per atom: network x scale + reference, float64."""
+        module = make_module(self.config)
+        scale = jnp.asarray(self.config.energy_scale, jnp.float64)
+        reference = jnp.asarray(self.config.reference_energies, jnp.float64)
+
+        def atom_energies(params, vectors, graph):
+            out = module.apply(params, vectors, graph).astype(jnp.float64)
+            return out * scale[graph.species] + reference[graph.species]
+
+        return atom_energies
+
+    def predict_fn(self, compute_stress: bool = True):
+        """A jitted ``(params, graph) -> Predictions``; reuse it to avoid recompiles."""
+        return jax.jit(partial(physics.predict, self.atom_energy_fn(), compute_stress=compute_stress))
+
+    def graph(self, structures, num_nodes=None, num_edges=None, num_graphs=None, skin: float = 0.0) -> Graph:
+        return build_graph(structures, self.cutoff + skin, self.config.species, num_nodes, num_edges, num_graphs)
+
+    def predict(self, structures) -> physics.Predictions:
+        """Convenience: predictions for ASE Atoms (one or a list), unpadded graphs kept."""
+        return _cached_predict(self)(self.params, self.graph(structures))
+
+    def replace_params(self, params) -> "Potential":
+        return dataclasses.replace(self, params=params)
+
+    def save(self, path) -> None:
+        from mlpot.modelfile import save
+
+        save(self, path)
+
+    def __hash__(self):  # identity: params are not hashable
+        return id(self)
+
+    def __eq__(self, other):
+        return self is other
+
+
+_PREDICT_CACHE: dict = {}
+
+
+def _cached_predict(potential: Potential):
+    key = json.dumps(potential.config.to_dict(), sort_keys=True)
+    if key not in _PREDICT_CACHE:
+        _PREDICT_CACHE[key] = potential.predict_fn()
+    return _PREDICT_CACHE[key]
+
+
+def load(path) -> Potential:
+    from mlpot.modelfile import load as _load
+
+    return _load(path)
+
+
+def species_of(numbers: Sequence[int]) -> tuple[int, ...]:
+    return tuple(sorted({int(z) for z in np.ravel(numbers)}))

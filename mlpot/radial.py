@@ -1,0 +1,51 @@
+"""NaN-safe geometry and radial functions shared by the models.
+
+All functions take distances in Å and are safe on padding edges (zero-length
+vectors): their values *and* gradients are finite there.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+
+
+def safe_norm(vectors: jnp.ndarray, axis: int = -1, keepdims: bool = False) -> jnp.ndarray:
+    """|v| with a zero gradient (not NaN) at v = 0: the double-``where`` trick."""
+    squared = jnp.sum(vectors**2, axis=axis, keepdims=keepdims)
+    positive = squared > 0
+    safe = jnp.where(positive, squared, 1.0)
+    return jnp.where(positive, jnp.sqrt(safe), 0.0)
+
+
+def polynomial_envelope(distances: jnp.ndarray, cutoff: float, p: int = 6) -> jnp.ndarray:
+    """DimeNet envelope u(d), d = r / r_c: 1 at r = 0, and u, u', u'' all vanish at r_c.
+
+    u(d) = 1 - (p+1)(p+2)/2 d^p + p(p+2) d^(p+1) - p(p+1)/2 d^(p+2) for d < 1, else 0.
+    Multiplying every edge contribution by u makes energy and forces continuous
+    when a neighbour crosses the cutoff, and lets the neighbour list carry edges
+    longer than r_c (a Verlet skin) that contribute exactly zero.
+    """
+    d = distances / cutoff
+    inside = d < 1.0
+    d = jnp.where(inside, d, 0.0)
+    value = (
+        1.0
+        - (p + 1) * (p + 2) / 2 * d**p
+        + p * (p + 2) * d ** (p + 1)
+        - p * (p + 1) / 2 * d ** (p + 2)
+    )
+    return jnp.where(inside, value, 0.0)
+
+
+def bessel_basis(distances: jnp.ndarray, cutoff: float, num_basis: int) -> jnp.ndarray:
+    """sqrt(2/r_c) sin(n pi r / r_c) / r, n = 1..num_basis; shape (E, num_basis).
+
+    Finite at r = 0 (the limit n pi / r_c * sqrt(2/r_c)); padding edges get r = 0.
+    """
+    n = jnp.arange(1, num_basis + 1, dtype=distances.dtype)
+    r = distances[:, None]
+    small = r < 1e-6
+    r_safe = jnp.where(small, 1.0, r)
+    argument = n * jnp.pi / cutoff
+    value = jnp.where(small, argument, jnp.sin(argument * r_safe) / r_safe)
+    return jnp.sqrt(2.0 / cutoff) * value
