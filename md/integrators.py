@@ -1,0 +1,216 @@
+"""Integrators as pure ``init_fn`` / ``step_fn`` pairs over an immutable state.
+
+They know nothing about ML: any ``force_fn(positions, cell, force_args) ->
+(energy, forces, stress)`` drives them (a harmonic well, Lennard-Jones, a
+network). ``force_args`` is an opaque pytree handed through unchanged (model
+parameters and neighbour graph for a ``Potential``), and every numeric setting
+lives in ``Params``: both are *arguments* of the jitted step, never closure
+constants, so changing dt, temperature or weights never recompiles.
+
+Units are ASE's: Å, amu, eV, time in ASE units (``ase.units.fs``), momenta in
+amu·Å/time, kT in eV (``ase.units.kB * T_K``). Temperature counts 3N degrees of
+freedom, as ``ase.Atoms.get_temperature`` does.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+# Fourth-order Suzuki-Yoshida weights for the Nosé-Hoover chain propagator.
+_SY4 = (1 / (2 - 2 ** (1 / 3)), -(2 ** (1 / 3)) / (2 - 2 ** (1 / 3)), 1 / (2 - 2 ** (1 / 3)))
+
+
+class MDState(NamedTuple):
+    positions: jnp.ndarray  # (N, 3) Å, unwrapped (never wrapped on device)
+    momenta: jnp.ndarray  # (N, 3) amu Å / ASE time
+    forces: jnp.ndarray  # (N, 3) eV/Å at ``positions``
+    energy: jnp.ndarray  # () eV, potential energy at ``positions``
+    stress: jnp.ndarray  # (3, 3) eV/Å^3, potential part; zeros unless the force_fn computes it
+    masses: jnp.ndarray  # (N,) amu
+    cell: jnp.ndarray  # (3, 3) Å, rows are lattice vectors
+    key: jnp.ndarray  # (2,) uint32 PRNG key (Langevin noise)
+    chain_positions: jnp.ndarray  # (M,) Nosé-Hoover chain eta (dimensionless)
+    chain_momenta: jnp.ndarray  # (M,) Nosé-Hoover chain p_eta, eV·time
+    step: jnp.ndarray  # () int, steps taken since the start of the run
+
+
+class Params(NamedTuple):
+    """Every setting is a float64 scalar argument (unused ones are ignored)."""
+
+    dt: float  # ASE time units
+    kT: float = 0.0  # eV, target temperature
+    friction: float = 0.0  # 1 / ASE time (Langevin)
+    tdamp: float = 100.0  # ASE time, Nosé-Hoover chain / Berendsen thermostat time constant
+    pressure: float = 0.0  # eV/Å^3, target pressure (NPT)
+    taup: float = 1000.0  # ASE time, Berendsen barostat time constant
+    compressibility: float = 0.0  # Å^3/eV, Berendsen barostat
+
+
+class Integrator(NamedTuple):
+    init_fn: Callable  # (positions, momenta, masses, cell, key, force_args, chain_length=3) -> MDState
+    step_fn: Callable  # (state, params, force_args) -> MDState
+
+
+ForceFn = Callable  # (positions (N,3), cell (3,3), force_args) -> (energy (), forces (N,3), stress (3,3))
+
+
+def params(**values) -> Params:
+    """``Params`` with every value a float64 array, so all ensembles share one compiled signature."""
+    return Params(**{k: jnp.asarray(v, jnp.float64) for k, v in Params(**values)._asdict().items()})
+
+
+def init(force_fn: ForceFn, positions, momenta, masses, cell, key, force_args, chain_length: int = 3) -> MDState:
+    positions = jnp.asarray(positions, jnp.float64)
+    cell = jnp.asarray(cell, jnp.float64)
+    energy, forces, stress = force_fn(positions, cell, force_args)
+    zeros = jnp.zeros(chain_length, jnp.float64)
+    return MDState(
+        positions, jnp.asarray(momenta, jnp.float64), forces, jnp.asarray(energy, jnp.float64), stress,
+        jnp.asarray(masses, jnp.float64), cell, jnp.asarray(key), zeros, zeros, jnp.asarray(0, jnp.int64),
+    )
+
+
+def kinetic_energy(momenta, masses):
+    """sum p^2 / 2m, eV."""
+    return 0.5 * jnp.sum(momenta**2 / masses[:, None])
+
+
+def temperature_kT(momenta, masses):
+    """kT (eV) from equipartition over 3N degrees of freedom."""
+    return 2.0 * kinetic_energy(momenta, masses) / (3 * masses.shape[0])
+
+
+def _kick(state: MDState, dt) -> MDState:
+    return state._replace(momenta=state.momenta + dt * state.forces)
+
+
+def _drift(state: MDState, dt) -> MDState:
+    return state._replace(positions=state.positions + dt * state.momenta / state.masses[:, None])
+
+
+def _forces(force_fn, state: MDState, force_args) -> MDState:
+    energy, forces, stress = force_fn(state.positions, state.cell, force_args)
+    return state._replace(energy=energy, forces=forces, stress=stress)
+
+
+def nve_step(force_fn: ForceFn, state: MDState, params: Params, force_args) -> MDState:
+    """Velocity Verlet: p += dt/2 F; r += dt p/m; F = F(r); p += dt/2 F."""
+    state = _drift(_kick(state, 0.5 * params.dt), params.dt)
+    state = _kick(_forces(force_fn, state, force_args), 0.5 * params.dt)
+    return state._replace(step=state.step + 1)
+
+
+def langevin_step(force_fn: ForceFn, state: MDState, params: Params, force_args) -> MDState:
+    """BAOAB (Leimkuhler & Matthews 2013): exact Ornstein-Uhlenbeck O between half drifts.
+
+    O: p <- c p + sqrt((1 - c^2) m kT) xi, c = exp(-friction dt). One force call per step.
+    """
+    key, noise_key = jax.random.split(state.key)
+    dt = params.dt
+    state = _drift(_kick(state, 0.5 * dt), 0.5 * dt)
+    c = jnp.exp(-params.friction * dt)
+    noise = jax.random.normal(noise_key, state.momenta.shape, jnp.float64)
+    sigma = jnp.sqrt((1.0 - c**2) * state.masses[:, None] * params.kT)
+    state = state._replace(momenta=c * state.momenta + sigma * noise, key=key)
+    state = _drift(state, 0.5 * dt)
+    state = _kick(_forces(force_fn, state, force_args), 0.5 * dt)
+    return state._replace(step=state.step + 1)
+
+
+def _chain_masses(params: Params, num_atoms: int, chain_length: int):
+    """Q_0 = 3N kT tdamp^2, Q_k = kT tdamp^2 (Martyna, Klein & Tuckerman 1992)."""
+    q = params.kT * params.tdamp**2
+    return jnp.concatenate([jnp.full(1, 3 * num_atoms * q), jnp.full(chain_length - 1, q)])
+
+
+def _nhc_half(state: MDState, params: Params, delta):
+    """exp(iL_NHC delta): Suzuki-Yoshida order 4, one loop; updates momenta and the chain."""
+    m = state.chain_positions.shape[0]
+    n = state.masses.shape[0]
+    q = _chain_masses(params, n, m)
+    eta, p_eta, p = state.chain_positions, list(state.chain_momenta), state.momenta
+
+    def update(j, p, d2, d4):
+        if j < m - 1:
+            p_eta[j] = p_eta[j] * jnp.exp(-d4 * p_eta[j + 1] / q[j + 1])
+        if j == 0:
+            g = jnp.sum(p**2 / state.masses[:, None]) - 3 * n * params.kT
+        else:
+            g = p_eta[j - 1] ** 2 / q[j - 1] - params.kT
+        p_eta[j] = p_eta[j] + d2 * g
+        if j < m - 1:
+            p_eta[j] = p_eta[j] * jnp.exp(-d4 * p_eta[j + 1] / q[j + 1])
+
+    for weight in _SY4:
+        d = weight * delta
+        for j in reversed(range(m)):
+            update(j, p, d / 2, d / 4)
+        eta = eta + d * jnp.stack(p_eta) / q
+        p = p * jnp.exp(-d * p_eta[0] / q[0])
+        for j in range(m):
+            update(j, p, d / 2, d / 4)
+    return state._replace(momenta=p, chain_positions=eta, chain_momenta=jnp.stack(p_eta))
+
+
+def nose_hoover_step(force_fn: ForceFn, state: MDState, params: Params, force_args) -> MDState:
+    """Nosé-Hoover chain NVT: NHC(dt/2) · velocity Verlet · NHC(dt/2) (Tuckerman et al. 2006).
+
+    Deterministic; conserves ``conserved_energy``. Same factorisation as
+    ``ase.md.nose_hoover_chain.NoseHooverChainNVT`` with tloop=1.
+    """
+    state = _nhc_half(state, params, 0.5 * params.dt)
+    state = nve_step(force_fn, state, params, force_args)
+    return _nhc_half(state, params, 0.5 * params.dt)
+
+
+def chain_energy(state: MDState, params: Params):
+    """Energy of the Nosé-Hoover chain: 3N kT eta_0 + kT sum eta_k + sum p_eta^2 / 2Q."""
+    m, n = state.chain_positions.shape[0], state.masses.shape[0]
+    q = _chain_masses(params, n, m)
+    eta = state.chain_positions
+    return 3 * n * params.kT * eta[0] + params.kT * jnp.sum(eta[1:]) + jnp.sum(0.5 * state.chain_momenta**2 / q)
+
+
+def pressure(state: MDState):
+    """Instantaneous pressure (eV/Å^3): -tr(stress)/3 + 2 KE / 3V (virial + ideal gas)."""
+    volume = jnp.abs(jnp.linalg.det(state.cell))
+    return -jnp.trace(state.stress) / 3 + 2 * kinetic_energy(state.momenta, state.masses) / (3 * volume)
+
+
+def berendsen_npt_step(force_fn: ForceFn, state: MDState, params: Params, force_args) -> MDState:
+    """Isotropic Berendsen NPT (Berendsen et al. 1984), one force call per step.
+
+    Velocities scale by lambda = sqrt(1 + (T0/T - 1) dt/tdamp) (clipped to
+    [0.9, 1.1] as ASE does); after the drift, positions and cell scale by
+    mu = 1 - beta dt / (3 taup) (P0 - P), P from the stress of the previous
+    step. Needs a force_fn that returns the stress. Not a true NPT ensemble
+    (fluctuations are damped): use it to equilibrate density.
+    """
+    kT = temperature_kT(state.momenta, state.masses)
+    lam = jnp.clip(jnp.sqrt(1.0 + (params.kT / jnp.maximum(kT, 1e-300) - 1.0) * params.dt / params.tdamp), 0.9, 1.1)
+    state = state._replace(momenta=state.momenta * lam)
+    mu = 1.0 - params.compressibility * params.dt / (3 * params.taup) * (params.pressure - pressure(state))
+    state = _drift(_kick(state, 0.5 * params.dt), params.dt)
+    state = state._replace(positions=state.positions * mu, cell=state.cell * mu)
+    state = _kick(_forces(force_fn, state, force_args), 0.5 * params.dt)
+    return state._replace(step=state.step + 1)
+
+
+STEPS = {
+    "nve": nve_step,
+    "langevin": langevin_step,
+    "nose-hoover": nose_hoover_step,
+    "npt": berendsen_npt_step,
+}
+
+
+def integrator(ensemble: str, force_fn: ForceFn) -> Integrator:
+    """jax-md style pair: ``init_fn(positions, momenta, masses, cell, key, force_args)``,
+    ``step_fn(state, params, force_args)``. ``force_fn`` is code, so closing over it is fine."""
+    if ensemble not in STEPS:
+        raise ValueError(f"unknown ensemble {ensemble!r}; choose from {sorted(STEPS)}")
+    return Integrator(partial(init, force_fn), partial(STEPS[ensemble], force_fn))

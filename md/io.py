@@ -1,0 +1,130 @@
+"""MD output: trajectory frames, a thermo CSV log and restart files.
+
+Every frame and log line is flushed as it is written, so after a crash or a
+stopped run everything up to the last good frame is on disk and readable.
+Restart files are npz written atomically (temp file + rename).
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import ase.io
+import ase.units
+import numpy as np
+from ase import Atoms
+from ase.calculators.singlepoint import SinglePointCalculator
+from ase.stress import full_3x3_to_voigt_6_stress
+
+from md.integrators import MDState, Params
+from mlpot.modelfile import atomic_write
+
+RESTART_VERSION = 1
+
+
+def frame_atoms(template: Atoms, state: MDState, with_stress: bool) -> Atoms:
+    """An Atoms copy of ``state``: positions wrapped into the cell, energy and forces attached."""
+    atoms = template.copy()
+    atoms.calc = None
+    atoms.positions = np.asarray(state.positions)
+    if atoms.pbc.any():
+        atoms.set_cell(np.asarray(state.cell), scale_atoms=False)
+        atoms.wrap()
+    atoms.set_momenta(np.asarray(state.momenta))
+    results = {"energy": float(state.energy), "forces": np.asarray(state.forces)}
+    if with_stress:
+        results["stress"] = full_3x3_to_voigt_6_stress(np.asarray(state.stress))
+    atoms.calc = SinglePointCalculator(atoms, **results)
+    return atoms
+
+
+class TrajectoryWriter:
+    """Appends frames to ``.traj`` (ASE binary) or extxyz (any other name), flushed per frame."""
+
+    def __init__(self, path, append: bool = False):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path.suffix == ".traj":
+            self._traj = ase.io.Trajectory(str(self.path), "a" if append else "w")
+            self._file = None
+        else:
+            self._traj = None
+            self._file = open(self.path, "a" if append else "w")
+
+    def write(self, atoms: Atoms) -> None:
+        if self._traj is not None:
+            self._traj.write(atoms)  # ASE's Trajectory writes each frame completely
+        else:
+            ase.io.write(self._file, atoms, format="extxyz")
+            self._file.flush()
+
+    def close(self) -> None:
+        if self._traj is not None:
+            self._traj.close()
+        if self._file is not None:
+            self._file.close()
+
+
+class ThermoLog:
+    """CSV: step, time_fs, epot_eV, ekin_eV, etot_eV, temperature_K[, pressure_GPa, volume_A3]."""
+
+    def __init__(self, path, with_pressure: bool, append: bool = False):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.with_pressure = with_pressure
+        columns = ["step", "time_fs", "epot_eV", "ekin_eV", "etot_eV", "temperature_K"]
+        if with_pressure:
+            columns += ["pressure_GPa", "volume_A3"]
+        write_header = not (append and self.path.exists() and self.path.stat().st_size > 0)
+        self._file = open(self.path, "a" if append else "w")
+        if write_header:
+            self._file.write(",".join(columns) + "\n")
+            self._file.flush()
+
+    def write(self, row: dict) -> None:
+        values = [f"{row['step']:d}", f"{row['time_fs']:.6f}", f"{row['epot']:.10f}", f"{row['ekin']:.10f}",
+                  f"{row['etot']:.10f}", f"{row['temperature']:.6f}"]
+        if self.with_pressure:
+            values += [f"{row['pressure'] / ase.units.GPa:.8f}", f"{row['volume']:.6f}"]
+        self._file.write(",".join(values) + "\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def save_restart(path, ensemble: str, state: MDState, params: Params, reference, capacity: int, numbers) -> None:
+    """Everything a bit-identical continuation needs, including where the neighbour
+    list was built (the resumed run rebuilds the same list) and its capacity."""
+    arrays = {f"state_{k}": np.asarray(v) for k, v in state._asdict().items()}
+    arrays.update({f"params_{k}": np.asarray(v) for k, v in params._asdict().items()})
+    arrays.update(
+        reference_positions=np.asarray(reference.positions), reference_cell=np.asarray(reference.cell),
+        capacity=np.asarray(capacity), numbers=np.asarray(numbers), ensemble=np.asarray(ensemble),
+        version=np.asarray(RESTART_VERSION),
+    )
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    atomic_write(path, buffer.getvalue())
+
+
+def load_restart(path) -> dict:
+    """``{"ensemble", "state", "params", "reference": (positions, cell), "capacity", "numbers"}``."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"restart file {path} does not exist")
+    try:
+        data = np.load(path, allow_pickle=False)
+        version = int(data["version"])
+    except Exception as err:  # noqa: BLE001 - any decoding failure means "not a restart file"
+        raise ValueError(f"{path}: not an mlpot MD restart file ({err})") from err
+    if version > RESTART_VERSION:
+        raise ValueError(f"{path}: restart format version {version} is newer than this mlpot ({RESTART_VERSION})")
+    state = MDState(**{k: data[f"state_{k}"] for k in MDState._fields})
+    params = Params(**{k: data[f"params_{k}"] for k in Params._fields})
+    return {
+        "ensemble": str(data["ensemble"]), "state": state, "params": params,
+        "reference": (data["reference_positions"], data["reference_cell"]),
+        "capacity": int(data["capacity"]), "numbers": data["numbers"],
+    }

@@ -1,0 +1,98 @@
+"""The device side of the MD loop: many steps per compiled call, stopping early.
+
+``run_chunk`` is a ``lax.while_loop`` over ``step_fn``. Each step is computed
+as a *candidate*; the candidate is accepted only if
+
+  * no atom moved more than skin/2 since the neighbour list was built
+    (``needs_rebuild``; otherwise the candidate's forces may have used a stale
+    list: it is dropped, the chunk stops with ``REBUILD`` and the host rebuilds
+    at the last good state and resumes, so no step is lost or computed stale);
+  * energy and positions are finite, the temperature is below the limit and no
+    pair is closer than the minimum distance (otherwise the chunk stops with
+    the matching status and the last good state).
+
+All limits are traced arguments, so changing them never recompiles.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from md.integrators import MDState, temperature_kT
+
+OK, REBUILD, NONFINITE, TOO_HOT, TOO_CLOSE = 0, 1, 2, 3, 4
+
+
+class Limits(NamedTuple):
+    max_steps: int  # steps to take in this call at most
+    cutoff: float  # Å
+    skin: float  # Å
+    max_kT: float  # eV; stop when kT of the candidate exceeds it
+    min_distance: float  # Å; stop when a pair is closer
+
+
+class Reference(NamedTuple):
+    positions: jnp.ndarray  # (N, 3) Å, where the neighbour list was built
+    cell: jnp.ndarray  # (3, 3) Å, cell at that build
+
+
+class Chunk(NamedTuple):
+    state: MDState  # last accepted state
+    steps: jnp.ndarray  # () int, accepted steps in this call
+    status: jnp.ndarray  # () int, OK or why the chunk stopped early
+    min_distance: jnp.ndarray  # () Å, smallest pair distance seen (inf without a distance_fn)
+
+
+def needs_rebuild(positions, cell, reference: Reference, cutoff, skin):
+    """True when a pair outside cutoff + skin at the build may now be inside the cutoff.
+
+    With M = cell_ref^-1 cell (identity at constant cell) the displacement
+    beyond the affine cell change is d_i = r_i - r_i,ref M, using unwrapped
+    positions (no minimum image needed). A pair's length changes by at most
+    2 max|d| + (cutoff + skin) ||M - I||_F, so rebuild when that exceeds skin.
+    At constant cell this is the usual "an atom moved more than skin/2".
+    """
+    same = jnp.all(cell == reference.cell)
+    safe_ref = jnp.where(same, jnp.eye(3), reference.cell)
+    m = jnp.where(same, jnp.eye(3), jnp.linalg.solve(safe_ref, jnp.where(same, jnp.eye(3), cell)))
+    moved = positions - reference.positions @ m
+    largest = jnp.sqrt(jnp.max(jnp.sum(moved**2, axis=-1)))
+    strain = jnp.sqrt(jnp.sum((m - jnp.eye(3)) ** 2))
+    return 2 * largest + (cutoff + skin) * strain > skin
+
+
+def _status(candidate: MDState, reference: Reference, limits: Limits, distance):
+    finite = jnp.isfinite(candidate.energy) & jnp.all(jnp.isfinite(candidate.positions))
+    finite &= jnp.all(jnp.isfinite(candidate.momenta))
+    hot = temperature_kT(candidate.momenta, candidate.masses) > limits.max_kT
+    stale = needs_rebuild(candidate.positions, candidate.cell, reference, limits.cutoff, limits.skin)
+    status = jnp.where(distance < limits.min_distance, TOO_CLOSE, OK)
+    status = jnp.where(hot, TOO_HOT, status)
+    status = jnp.where(finite, status, NONFINITE)
+    # A stale list can explain any of the above: rebuild first, judge after.
+    return jnp.where(stale, REBUILD, status)
+
+
+def run_chunk(step_fn, distance_fn, state: MDState, params, force_args, reference: Reference, limits: Limits) -> Chunk:
+    """Up to ``limits.max_steps`` steps; see the module docstring for when it stops early."""
+
+    def cond(chunk: Chunk):
+        return (chunk.steps < limits.max_steps) & (chunk.status == OK)
+
+    def body(chunk: Chunk):
+        candidate = step_fn(chunk.state, params, force_args)
+        if distance_fn is None:
+            distance = jnp.asarray(jnp.inf, candidate.positions.dtype)
+        else:
+            distance = distance_fn(candidate.positions, candidate.cell, force_args)
+        status = _status(candidate, reference, limits, distance)
+        accept = status == OK
+        state = jax.tree_util.tree_map(lambda new, old: jnp.where(accept, new, old), candidate, chunk.state)
+        smallest = jnp.where(accept, jnp.minimum(chunk.min_distance, distance), chunk.min_distance)
+        return Chunk(state, chunk.steps + accept.astype(chunk.steps.dtype), status, smallest)
+
+    start = Chunk(state, jnp.asarray(0, jnp.int64), jnp.asarray(OK, jnp.int64), jnp.asarray(jnp.inf, jnp.float64))
+    return jax.lax.while_loop(cond, body, start)

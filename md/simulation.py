@@ -1,0 +1,176 @@
+"""The host side of the MD loop: chunks on the device, neighbour rebuilds and output here.
+
+``Simulation`` holds the current ``MDState``, the neighbour-list reference and
+the observers (trajectory, log, restart, user callbacks). ``run(steps)``
+calls the compiled chunk up to the next observer step; a chunk that stops for
+``REBUILD`` triggers a host rebuild at the last good state and resumes; one
+that stops for a safety reason raises ``MDError`` naming the step, after the
+observers have written everything up to the last good frame.
+"""
+
+from __future__ import annotations
+
+import time
+from functools import partial
+
+import ase.units
+import jax
+import jax.numpy as jnp
+import numpy as np
+from ase import Atoms
+from ase.md import velocitydistribution
+from ase.md.velocitydistribution import Stationary
+
+from md.forces import Forces
+from md.integrators import Params, chain_energy, integrator, kinetic_energy, pressure
+from md.loop import NONFINITE, REBUILD, TOO_CLOSE, TOO_HOT, Limits, Reference, run_chunk
+
+_COMPILED: dict = {}
+
+
+class MDError(RuntimeError):
+    """The simulation became unphysical; the message names the step."""
+
+
+def maxwell_boltzmann(atoms: Atoms, temperature_K: float, seed: int) -> None:
+    """Momenta drawn at ``temperature_K`` with zero total momentum (in place)."""
+    # ASE 3.29 renamed MaxwellBoltzmannDistribution to thermalize_momenta (same arguments).
+    draw = getattr(velocitydistribution, "thermalize_momenta", None) or velocitydistribution.MaxwellBoltzmannDistribution
+    draw(atoms, temperature_K=temperature_K, rng=np.random.default_rng(seed))
+    Stationary(atoms)
+
+
+def _compiled(ensemble: str, forces: Forces, chain_length: int):
+    """One (init, chunk) jitted pair per ensemble and force model, shared by all simulations."""
+    key = (ensemble, forces.cache_key, chain_length)
+    if key not in _COMPILED:
+        pair = integrator(ensemble, forces.force_fn)
+        init = jax.jit(partial(pair.init_fn, chain_length=chain_length))
+        _COMPILED[key] = (init, jax.jit(partial(run_chunk, pair.step_fn, forces.distance_fn)))
+    return _COMPILED[key]
+
+
+class Simulation:
+    def __init__(self, forces: Forces, atoms: Atoms, ensemble: str, params: Params, seed: int = 0,
+                 max_temperature_K: float | None = None, min_distance: float = 0.5, chain_length: int = 3,
+                 rebuild_every_step: bool = False, restart: dict | None = None):
+        self.forces, self.ensemble, self.params = forces, ensemble, params
+        self.template = atoms.copy()
+        self.template.calc = None
+        self.rebuild_every_step = rebuild_every_step
+        self._init, self._chunk = _compiled(ensemble, forces, chain_length)
+        target_K = float(params.kT) / ase.units.kB
+        max_temperature_K = max_temperature_K or max(10_000.0, 5 * target_K)
+        self.max_kT, self.min_distance = ase.units.kB * max_temperature_K, min_distance
+        self.observers: list = []
+        self.timings = {"chunk_s": 0.0, "chunks": 0, "steps": 0}
+        self._compiles_at_start = self._chunk._cache_size()
+        if restart is None:
+            self._build(atoms.positions, atoms.cell.array)
+            key = jax.random.PRNGKey(seed)
+            self.state = self._init(atoms.positions, atoms.get_momenta(), atoms.get_masses(), atoms.cell.array,
+                                    key, self.force_args)
+        else:
+            self.state = jax.tree_util.tree_map(jnp.asarray, restart["state"])
+            self._build(*restart["reference"])
+        self.start_step = int(self.state.step)
+
+    # -- neighbour list ---------------------------------------------------------------------------
+    def _build(self, positions, cell) -> None:
+        positions, cell = np.asarray(positions, np.float64), np.asarray(cell, np.float64)
+        self.force_args = self.forces.build(positions, cell)
+        self.reference = Reference(jnp.asarray(positions), jnp.asarray(cell))
+        self._fresh = True  # a REBUILD before any step means one step moves atoms > skin/2
+
+    @property
+    def neighbours(self):
+        return self.forces.neighbours
+
+    @property
+    def compile_count(self) -> int:
+        """Chunk programs compiled since this simulation started (1 + edge-capacity growths, usually)."""
+        return self._chunk._cache_size() - self._compiles_at_start
+
+    # -- observers ---------------------------------------------------------------------------------
+    def attach(self, function, interval: int = 1) -> None:
+        """Call ``function(simulation)`` after every ``interval`` steps (counted from step 0)."""
+        if interval < 1:
+            raise ValueError(f"interval must be >= 1, not {interval}")
+        self.observers.append((function, int(interval)))
+
+    def _notify(self, step: int) -> None:
+        for function, interval in self.observers:
+            if step % interval == 0:
+                function(self)
+
+    # -- the loop -----------------------------------------------------------------------------------
+    def _limits(self, max_steps: int) -> Limits:
+        return Limits(jnp.asarray(max_steps, jnp.int64), jnp.asarray(self.forces.cutoff, jnp.float64),
+                      jnp.asarray(self.forces.skin, jnp.float64), jnp.asarray(self.max_kT, jnp.float64),
+                      jnp.asarray(self.min_distance, jnp.float64))
+
+    def _next_stop(self, step: int, last: int) -> int:
+        stops = [last] + [(step // k + 1) * k for _, k in self.observers]
+        return min(stops) if not self.rebuild_every_step else step + 1
+
+    def run(self, steps: int, progress=None) -> None:
+        """Advance ``steps`` steps; ``progress(n)`` (e.g. tqdm.update) is told of accepted steps."""
+        step = int(self.state.step)
+        last = step + int(steps)
+        while step < last:
+            if self.rebuild_every_step:
+                self._build(self.state.positions, self.state.cell)
+            start = time.perf_counter()
+            chunk = self._chunk(self.state, self.params, self.force_args, self.reference,
+                                self._limits(self._next_stop(step, last) - step))
+            done, status = int(chunk.steps), int(chunk.status)
+            self.timings["chunk_s"] += time.perf_counter() - start
+            self.timings["chunks"] += 1
+            self.timings["steps"] += done
+            self.state = chunk.state
+            step += done
+            self._fresh = self._fresh and done == 0
+            if progress is not None and done:
+                progress(done)
+            if status == REBUILD:
+                if done == 0 and self._fresh:
+                    raise MDError(f"step {step + 1}: an atom moved more than skin/2 = {self.forces.skin / 2:.3g} Å "
+                                  "in one step right after a neighbour rebuild; reduce the timestep or raise the skin")
+                self._build(self.state.positions, self.state.cell)
+            if done:
+                self._notify(step)  # observers only act on multiples of their interval
+            if status >= NONFINITE:
+                raise MDError(self._error_message(status, step + 1))
+
+    def _error_message(self, status: int, step: int) -> str:
+        reason = {
+            NONFINITE: "energy, positions or momenta became NaN/inf",
+            TOO_HOT: f"temperature exceeded {self.max_kT / ase.units.kB:.0f} K",
+            TOO_CLOSE: f"two atoms came closer than {self.min_distance} Å",
+        }[status]
+        return (f"MD stopped at step {step}: {reason}. The last good frame is step {step - 1}; "
+                "output written so far is intact. Try a smaller timestep or check the model/structure.")
+
+    # -- views of the state ----------------------------------------------------------------------------
+    def thermo(self) -> dict:
+        """Host numbers for the current state (eV, K, eV/Å^3, Å^3)."""
+        s = self.state
+        epot, ekin = float(s.energy), float(kinetic_energy(s.momenta, s.masses))
+        row = {"step": int(s.step), "time_fs": int(s.step) * float(self.params.dt) / ase.units.fs,
+               "epot": epot, "ekin": ekin, "etot": epot + ekin,
+               "temperature": 2 * ekin / (3 * len(self.template) * ase.units.kB)}
+        if self.template.cell.rank == 3:
+            row["volume"] = abs(float(np.linalg.det(np.asarray(s.cell))))
+            row["pressure"] = float(pressure(s))
+        if self.ensemble == "nose-hoover":
+            row["conserved"] = row["etot"] + float(chain_energy(s, self.params))
+        return row
+
+    def atoms(self) -> Atoms:
+        """A copy of the current configuration (positions unwrapped, momenta, cell)."""
+        atoms = self.template.copy()
+        atoms.positions = np.asarray(self.state.positions)
+        atoms.set_momenta(np.asarray(self.state.momenta))
+        if atoms.pbc.any():
+            atoms.set_cell(np.asarray(self.state.cell), scale_atoms=False)
+        return atoms
