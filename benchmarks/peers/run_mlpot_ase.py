@@ -1,0 +1,57 @@
+"""mlpot through ``mlpot.Calculator``, driven by ASE's VelocityVerlet (NVE).
+
+Run with the project's own environment:
+  .venv/bin/python benchmarks/peers/run_mlpot_ase.py --system water --atoms 192 --model painn
+
+This is the "ASE's VelocityVerlet driving our calculator" figure of the
+issue: the same model as our engine, one host round trip (neighbour list,
+padding, jitted prediction) per step. Models: ``MODEL_CONFIGS`` in
+benchmarks/run.py's terms, random weights, cutoff 5 Å, float32 network.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import common
+
+sys.path.insert(0, str(common.structures.ROOT))  # the checkout's mlpot, installed or not
+
+# The hyperparameters of each of our models in the benchmark: the models'
+# own defaults, written out so the tables can state them.
+MODEL_CONFIGS = {
+    "painn": {"features": 64, "num_interactions": 3, "num_basis": 16},
+    "mace": {"features": 32, "hidden_l": 1, "l_max": 2, "correlation": 3, "num_interactions": 2, "num_basis": 8},
+}
+
+
+def make_potential(name: str, species):
+    from mlpot import ModelConfig, Potential
+
+    if name not in MODEL_CONFIGS:
+        raise ValueError(f"unknown model {name!r}; choose from {sorted(MODEL_CONFIGS)}")
+    config = ModelConfig(name=name, cutoff=common.CUTOFF, species=tuple(species), hyperparameters=MODEL_CONFIGS[name])
+    return Potential.create(config, seed=0)
+
+
+def setup(atoms, args):
+    import mlpot
+    from ase import units
+    from ase.md.verlet import VelocityVerlet
+
+    potential = make_potential(args.model or "painn", sorted(set(int(z) for z in atoms.numbers)))
+    atoms.calc = mlpot.Calculator(potential)
+    dynamics = VelocityVerlet(atoms, timestep=common.DT_FS * units.fs)
+    return lambda: dynamics.run(args.block)
+
+
+if __name__ == "__main__":
+    model = sys.argv[sys.argv.index("--model") + 1] if "--model" in sys.argv else "painn"
+    record = {
+        "peer": "mlpot-ase",
+        "engine": "mlpot.Calculator + ASE VelocityVerlet (NVE)",
+        "model": f"mlpot {model} (random weights)",
+        "hyperparameters": MODEL_CONFIGS.get(model),
+        "versions": common.versions("jax", "jaxlib", "flax", "ase"),
+    }
+    common.main(__doc__.splitlines()[0], record, setup)
