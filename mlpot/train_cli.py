@@ -1,5 +1,130 @@
-"""CLI for training and evaluation (train, eval, template, cv, learning-curve). Placeholder until issue 3 lands."""
+"""CLI for fitting: ``mlpot train | eval | template | cv | learning-curve``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+EVAL_KEYS = ("energy_mae", "energy_rmse", "energy_mae_per_atom", "energy_rmse_per_atom", "forces_mae", "forces_rmse",
+             "stress_mae", "stress_rmse", "n_frames")
+
+
+def _config(args):
+    from mlpot.training.config import load
+
+    return load(args.config, args.override)
+
+
+def _cmd_train(args) -> int:
+    from mlpot.training import run
+
+    config = _config(args)
+    result = run.train(config, resume=args.resume)
+    from mlpot.training.metrics import format_table
+
+    print(f"\nvalidation ({result.valid_metrics['n_frames']} frames, best model):")
+    print(format_table(result.valid_metrics))
+    if result.test_metrics:
+        print(f"\ntest ({result.test_metrics['n_frames']} frames):")
+        print(format_table(result.test_metrics))
+    print(f"\nmodel, metrics.csv and plots in {result.output_dir}/")
+    return 0
+
+
+def evaluate_files(model_path, data_paths, batch_size=8, energy_key="energy", forces_key="forces",
+                   stress_key="stress"):
+    """(metrics, collected pairs) of a saved model on labelled files."""
+    from mlpot import data, load
+    from mlpot.training.trainer import evaluate
+
+    potential = load(model_path)
+    frames = data.read_frames(data_paths, energy_key, forces_key, stress_key, required=(),
+                              species=potential.config.species)
+    dataset = data.prepare(frames, potential.config.cutoff, potential.config.species)
+    return evaluate(potential, dataset, batch_size)
+
+
+def _cmd_eval(args) -> int:
+    from mlpot.training import plots
+    from mlpot.training.metrics import format_table
+
+    metrics, collected = evaluate_files(args.model, args.data, args.batch_size, args.energy_key, args.forces_key,
+                                        args.stress_key)
+    print(format_table(metrics))
+    plot = Path(args.plot) if args.plot else Path(args.model).with_suffix(".parity.png")
+    plots.parity(collected, plot, ", ".join(Path(p).name for p in args.data))
+    print(f"parity plot: {plot}")
+    if args.json:
+        from mlpot.modelfile import atomic_write
+
+        ordered = {k: metrics[k] for k in EVAL_KEYS if k in metrics}
+        ordered.update({k: v for k, v in metrics.items() if k not in ordered})
+        atomic_write(args.json, json.dumps(ordered, indent=2).encode())
+        print(f"metrics JSON: {args.json}")
+    return 0
+
+
+def _cmd_template(args) -> int:
+    from mlpot.training.config import template
+
+    print(template(), end="")
+    return 0
+
+
+def _cmd_cv(args) -> int:
+    from mlpot.training.selection import cross_validate
+
+    summary = cross_validate(_config(args), args.folds)
+    for key, value in summary["summary"].items():
+        print(f"{key:24s} {value['mean'] * 1e3:10.3f} ± {value['std'] * 1e3:.3f} (meV units)")
+    print(f"per-fold results: {Path(_config(args).output_dir) / 'cv.json'}")
+    return 0
+
+
+def _cmd_learning_curve(args) -> int:
+    from mlpot.training.selection import learning_curve
+
+    config = _config(args)
+    summary = learning_curve(config, args.sizes)
+    for run in summary["runs"]:
+        print(f"{run['train_frames']:6d} frames: energy MAE {run['energy_mae_per_atom'] * 1e3:8.3f} meV/atom, "
+              f"force MAE {run['forces_mae'] * 1e3:8.2f} meV/Å")
+    print(f"plot: {Path(config.output_dir) / 'learning_curve.png'}")
+    return 0
+
+
+def _add_config_args(parser) -> None:
+    parser.add_argument("config", help="YAML config (see `mlpot template`)")
+    parser.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config key (repeatable), e.g. -o epochs=10 -o model.features=32")
 
 
 def register(subparsers) -> None:
-    pass
+    p = subparsers.add_parser("train", help="fit a potential to labelled frames")
+    _add_config_args(p)
+    p.add_argument("--resume", action="store_true", help="continue from output_dir/checkpoints/last.ckpt")
+    p.set_defaults(func=_cmd_train)
+
+    p = subparsers.add_parser("eval", help="errors of a model on labelled frames")
+    p.add_argument("model", help="model file (.mlpot)")
+    p.add_argument("data", nargs="+", help="labelled structure files")
+    p.add_argument("--json", help="write the metrics to this JSON file")
+    p.add_argument("--plot", help="parity plot path (default: next to the model)")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--energy-key", default="energy")
+    p.add_argument("--forces-key", default="forces")
+    p.add_argument("--stress-key", default="stress")
+    p.set_defaults(func=_cmd_eval)
+
+    p = subparsers.add_parser("template", help="print a commented default training config")
+    p.set_defaults(func=_cmd_template)
+
+    p = subparsers.add_parser("cv", help="k-fold cross-validation of a training config")
+    _add_config_args(p)
+    p.add_argument("-k", "--folds", type=int, default=5)
+    p.set_defaults(func=_cmd_cv)
+
+    p = subparsers.add_parser("learning-curve", help="test error vs training-set size (log-log plot)")
+    _add_config_args(p)
+    p.add_argument("--sizes", type=int, nargs="+", default=[25, 50, 100, 200, 400, 800])
+    p.set_defaults(func=_cmd_learning_curve)

@@ -1,0 +1,279 @@
+"""Training data: labelled frames from files -> cached neighbour lists -> padded batches.
+
+Host side only (numpy, ASE, matscipy). The pipeline:
+
+  read_frames(paths)            -> list[Frame]      validated, labels in eV, eV/Å, eV/Å^3
+  fit_reference_energies(...)   -> (S,) float64      least squares on composition or isolated atoms
+  split_indices(n, ...)         -> train/valid/test  seeded, disjoint
+  prepare(frames, cutoff, ...)  -> Dataset           neighbour lists computed once per frame
+  batches(dataset, ...)         -> [(Graph, Labels)] padded to a few bucket shapes
+
+Batch shapes: ``num_graphs`` is always ``batch_size + 1``; the node capacity
+is ``bucket_size(atoms + 1)`` and the edge capacity is a function of the node
+capacity only (the densest frame's edges per atom times the node capacity), so
+the number of distinct shapes, and of compiles, is the number of node buckets
+that batches of this data set can fall in: one or two for a molecular data set.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+import ase.io
+import numpy as np
+from ase import Atoms
+from ase.stress import voigt_6_to_full_3x3_stress
+
+from mlpot.graph import Graph, InputError, bucket_size, check_atoms, neighbour_pairs, pad_graph, species_indices
+
+
+class Frame(NamedTuple):
+    """One labelled structure. A missing label is ``None``."""
+
+    atoms: Atoms
+    energy: float | None  # eV, total
+    forces: np.ndarray | None  # (n, 3) eV/Å
+    stress: np.ndarray | None  # (3, 3) eV/Å^3, ASE sign (compression negative)
+    where: str  # "file, frame k" for error messages
+
+
+class Labels(NamedTuple):
+    """Reference values of a padded batch; masks say which entries are labelled (and real)."""
+
+    energy: np.ndarray  # (G,) eV
+    forces: np.ndarray  # (N, 3) eV/Å
+    stress: np.ndarray  # (G, 3, 3) eV/Å^3
+    energy_mask: np.ndarray  # (G,) bool, real graph with an energy label
+    forces_mask: np.ndarray  # (G,) bool, real graph with force labels
+    stress_mask: np.ndarray  # (G,) bool, real graph with a stress label
+
+
+class Dataset(NamedTuple):
+    """Frames with their neighbour lists, computed once (``prepare``)."""
+
+    frames: list  # list[Frame]
+    parts: list  # per frame (atoms, species_idx, i, j, shifts), as ``pad_graph`` takes them
+    edges_per_atom: float  # largest edges/atoms ratio of any frame: sets the edge capacity
+
+
+def _lookup(atoms: Atoms, key: str):
+    """A label from the attached calculator, ``atoms.info`` or ``atoms.arrays`` (in that order)."""
+    results = atoms.calc.results if atoms.calc is not None else {}
+    for source in (results, atoms.info, atoms.arrays):
+        if key in source:
+            return source[key]
+    return None
+
+
+def _check_finite(value: np.ndarray, where: str, field: str) -> None:
+    if not np.all(np.isfinite(value)):
+        raise InputError(f"{where}: field '{field}' contains NaN or inf")
+
+
+def _frame(atoms, where, keys, required, species) -> Frame:
+    energy_key, forces_key, stress_key = keys
+    check_atoms(atoms, where)
+    if species is not None:
+        species_indices(atoms.numbers, species, where)
+    energy, forces, stress = (_lookup(atoms, k) for k in keys)
+    for field, key, value in (("energy", energy_key, energy), ("forces", forces_key, forces)):
+        if value is None and field in required:
+            raise InputError(f"{where}: missing label '{key}' ({field}); set {field}_key if it has another name")
+    if energy is not None:
+        energy = np.asarray(energy, np.float64)
+        if energy.size != 1:
+            raise InputError(f"{where}: field '{energy_key}' should be one number, got shape {energy.shape}")
+        _check_finite(energy, where, energy_key)
+        energy = float(energy.reshape(()))
+    if forces is not None:
+        forces = np.asarray(forces, np.float64)
+        if forces.shape != (len(atoms), 3):
+            raise InputError(f"{where}: field '{forces_key}' has shape {forces.shape}, expected ({len(atoms)}, 3)")
+        _check_finite(forces, where, forces_key)
+    if stress is not None:
+        stress = np.asarray(stress, np.float64)
+        if stress.shape in ((6,),):
+            stress = voigt_6_to_full_3x3_stress(stress)
+        elif stress.shape == (9,):
+            stress = stress.reshape(3, 3)
+        if stress.shape != (3, 3):
+            raise InputError(f"{where}: field '{stress_key}' has shape {stress.shape}, expected (3, 3), (9,) or (6,)")
+        _check_finite(stress, where, stress_key)
+        if not all(atoms.pbc):
+            stress = None  # stress of a non-periodic structure is undefined: ignore the label
+    return Frame(atoms, energy, forces, stress, where)
+
+
+def read_frames(
+    paths: str | Path | Sequence[str | Path],
+    energy_key: str = "energy",
+    forces_key: str = "forces",
+    stress_key: str = "stress",
+    required: Sequence[str] = ("energy", "forces"),
+    species: Sequence[int] | None = None,
+    skip_bad_frames: bool = False,
+    index: str = ":",
+) -> list[Frame]:
+    """Read and validate every frame of one or more files (any format ``ase.io.read`` knows).
+
+    Bad frames (no atoms, NaN/inf, missing labels, wrong force shape, element
+    not in ``species``) raise ``InputError`` naming file, frame and field, or,
+    with ``skip_bad_frames``, are dropped with one warning that counts them.
+    """
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    frames, bad = [], []
+    for path in paths:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"data file not found: {path}")
+        try:
+            images = ase.io.read(path, index=index)
+        except Exception as err:  # noqa: BLE001 - ASE raises many types; report file + cause
+            raise InputError(f"{path}: cannot read ({type(err).__name__}: {err})") from None
+        images = images if isinstance(images, list) else [images]
+        if not images:
+            raise InputError(f"{path}: contains no frames")
+        for k, atoms in enumerate(images):
+            where = f"{path}, frame {k}"
+            try:
+                frames.append(_frame(atoms, where, (energy_key, forces_key, stress_key), required, species))
+            except InputError as err:
+                if not skip_bad_frames:
+                    raise
+                bad.append(str(err))
+    if bad:
+        warnings.warn(f"skipped {len(bad)} bad frame(s) of {len(frames) + len(bad)}; first: {bad[0]}", stacklevel=2)
+    if not frames:
+        raise InputError(f"no usable frames in {[str(p) for p in paths]}")
+    return frames
+
+
+def species_of_frames(frames: Sequence[Frame]) -> tuple[int, ...]:
+    return tuple(sorted({int(z) for f in frames for z in f.atoms.numbers}))
+
+
+def composition(frames: Sequence[Frame], species: Sequence[int]) -> np.ndarray:
+    """(F, S) counts of each species in each frame."""
+    table = np.zeros((len(frames), len(species)))
+    for k, frame in enumerate(frames):
+        table[k] = np.bincount(species_indices(frame.atoms.numbers, species, frame.where), minlength=len(species))
+    return table
+
+
+def fit_reference_energies(frames: Sequence[Frame], species: Sequence[int], isolated_atoms=None) -> np.ndarray:
+    """Per-species energies E0_s (eV, float64) so that E ≈ sum_s n_s E0_s.
+
+    From ``isolated_atoms`` (a list of one-atom ``Frame``s) when given, else the
+    minimum-norm least-squares solution on composition (well defined even when
+    every frame has the same composition, e.g. one molecule's MD).
+    """
+    if isolated_atoms is not None:
+        table = {int(f.atoms.numbers[0]): f.energy for f in isolated_atoms if len(f.atoms) == 1}
+        missing = [z for z in species if z not in table or table[z] is None]
+        if missing:
+            from ase.data import chemical_symbols
+
+            raise InputError(f"isolated atoms file has no energy for element(s) {[chemical_symbols[z] for z in missing]}")
+        return np.array([table[z] for z in species], np.float64)
+    labelled = [f for f in frames if f.energy is not None]
+    if not labelled:
+        return np.zeros(len(species))
+    counts = composition(labelled, species)
+    energies = np.array([f.energy for f in labelled], np.float64)
+    return np.linalg.lstsq(counts, energies, rcond=None)[0]
+
+
+def fit_energy_scale(frames: Sequence[Frame], species: Sequence[int], reference: np.ndarray) -> float:
+    """Typical size (eV) of what the network must output: the RMS of the force
+    components (forces are the main signal and set the per-atom energy
+    curvature); falls back to the std of per-atom residual energies when no
+    frame has forces. Float32 network outputs are then O(1)."""
+    forces = [f.forces for f in frames if f.forces is not None]
+    if forces:
+        rms = float(np.sqrt(np.mean(np.concatenate(forces) ** 2)))
+        if rms > 0:
+            return rms
+    labelled = [f for f in frames if f.energy is not None]
+    if labelled:
+        residual = np.array([f.energy for f in labelled]) - composition(labelled, species) @ reference
+        per_atom = residual / np.array([len(f.atoms) for f in labelled])
+        if per_atom.size > 1 and np.std(per_atom) > 0:
+            return float(np.std(per_atom))
+    return 1.0
+
+
+def split_indices(n: int, valid_fraction: float, test_fraction: float = 0.0, seed: int = 0):
+    """Disjoint (train, valid, test) index arrays from a seeded permutation of range(n)."""
+    if not 0 <= valid_fraction < 1 or not 0 <= test_fraction < 1 or valid_fraction + test_fraction >= 1:
+        raise ValueError(f"bad split fractions: valid {valid_fraction}, test {test_fraction}")
+    order = np.random.default_rng(seed).permutation(n)
+    n_valid = round(valid_fraction * n)
+    n_test = round(test_fraction * n)
+    if valid_fraction > 0 and n_valid == 0 and n > 1:
+        n_valid = 1
+    test, valid, train = order[:n_test], order[n_test : n_test + n_valid], order[n_test + n_valid :]
+    if len(train) == 0:
+        raise ValueError(f"no training frames left after the split of {n} frames")
+    return np.sort(train), np.sort(valid), np.sort(test)
+
+
+def prepare(frames: Sequence[Frame], cutoff: float, species: Sequence[int]) -> Dataset:
+    """Species lookup and neighbour lists, once per frame (they are reused every epoch)."""
+    parts = []
+    for frame in frames:
+        idx = species_indices(frame.atoms.numbers, species, frame.where)
+        i, j, shifts = neighbour_pairs(frame.atoms, cutoff)
+        parts.append((frame.atoms, idx, i, j, shifts))
+    ratio = max(len(p[2]) / len(p[0]) for p in parts) if parts else 0.0
+    return Dataset(list(frames), parts, ratio)
+
+
+def subset(dataset: Dataset, indices) -> Dataset:
+    frames = [dataset.frames[k] for k in indices]
+    parts = [dataset.parts[k] for k in indices]
+    return Dataset(frames, parts, dataset.edges_per_atom)
+
+
+def capacities(num_atoms: int, edges_per_atom: float) -> tuple[int, int]:
+    """(node, edge) capacities of a batch with ``num_atoms`` real atoms."""
+    nodes = bucket_size(num_atoms + 1)
+    edges = bucket_size(math.ceil(edges_per_atom * (nodes - 1)) + 1)
+    return nodes, edges
+
+
+def collate(dataset: Dataset, indices, batch_size: int) -> tuple[Graph, Labels]:
+    """One padded batch of the frames ``indices`` (at most ``batch_size``)."""
+    parts = [dataset.parts[k] for k in indices]
+    frames = [dataset.frames[k] for k in indices]
+    nodes, edges = capacities(sum(len(p[0]) for p in parts), dataset.edges_per_atom)
+    graph = pad_graph(parts, nodes, edges, batch_size + 1)
+    g = batch_size + 1
+    energy, stress = np.zeros(g), np.zeros((g, 3, 3))
+    forces = np.zeros((nodes, 3))
+    masks = np.zeros((3, g), bool)
+    start = 0
+    for k, frame in enumerate(frames):
+        n = len(frame.atoms)
+        if frame.energy is not None:
+            energy[k], masks[0, k] = frame.energy, True
+        if frame.forces is not None:
+            forces[start : start + n], masks[1, k] = frame.forces, True
+        if frame.stress is not None:
+            stress[k], masks[2, k] = frame.stress, True
+        start += n
+    return graph, Labels(energy, forces, stress, masks[0], masks[1], masks[2])
+
+
+def batches(dataset: Dataset, batch_size: int, order=None) -> list[tuple[Graph, Labels]]:
+    """Padded batches of ``batch_size`` frames in ``order`` (default: file order)."""
+    order = np.arange(len(dataset.frames)) if order is None else np.asarray(order)
+    return [collate(dataset, order[k : k + batch_size], batch_size) for k in range(0, len(order), batch_size)]
+
+
+def has_stress(frames: Sequence[Frame]) -> bool:
+    return any(f.stress is not None for f in frames)

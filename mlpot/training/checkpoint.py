@@ -1,0 +1,45 @@
+"""Training checkpoints: msgpack (flax.serialization, no pickle), written atomically.
+
+A checkpoint holds everything a killed run needs to continue exactly:
+parameters, optimiser state, EMA parameters and step (``TrainState``), and
+the host-side progress (next epoch, learning-rate plateau state, early
+stopping counters, metric history, wall time used). The data order needs no
+RNG state: epoch ``e`` shuffles with ``default_rng([seed, e])``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from flax import serialization
+
+from mlpot.modelfile import atomic_write
+
+MAGIC = b"MLPOTCKPT1\n"
+
+
+def save_checkpoint(path, state, progress: dict, model_config: dict) -> None:
+    payload = {
+        "state": serialization.to_state_dict(state),
+        # host data as JSON text: msgpack's strict mode rejects tuples, JSON keeps inf/nan
+        "progress": json.dumps(progress),
+        "model_config": json.dumps(model_config),
+    }
+    atomic_write(path, MAGIC + serialization.msgpack_serialize(payload))
+
+
+def load_checkpoint(path, template_state):
+    """(state shaped like ``template_state``, progress dict, model_config dict)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path} (nothing to resume)")
+    data = path.read_bytes()
+    if not data.startswith(MAGIC):
+        raise ValueError(f"{path}: not an mlpot checkpoint")
+    try:
+        payload = serialization.msgpack_restore(data[len(MAGIC):])
+        state = serialization.from_state_dict(template_state, payload["state"])
+    except (KeyError, ValueError, TypeError) as err:
+        raise ValueError(f"{path}: checkpoint does not match this run's model/optimiser ({err})") from None
+    return state, json.loads(payload["progress"]), json.loads(payload["model_config"])

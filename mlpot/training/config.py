@@ -1,0 +1,240 @@
+"""Training configuration: one flat dataclass, read from YAML, validated.
+
+Unknown keys are errors that suggest the closest known key. ``-o key=value``
+overrides are parsed as YAML values; ``model.<name>=value`` sets a model
+hyperparameter. ``template()`` is the commented default config.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from mlpot.models import MODELS
+
+
+@dataclass
+class TrainConfig:
+    # data
+    train_file: str | list = ""  # one path or a list; anything ase.io.read reads
+    valid_file: str | list | None = None  # if unset, valid_fraction of train_file is held out
+    valid_fraction: float = 0.05
+    test_file: str | list | None = None
+    test_fraction: float = 0.0  # held out of train_file for a final test (when no test_file)
+    isolated_atoms_file: str | None = None  # per-element reference energies; else least squares
+    energy_key: str = "energy"
+    forces_key: str = "forces"
+    stress_key: str = "stress"
+    skip_bad_frames: bool = False
+    # model
+    model: dict = field(default_factory=lambda: {"name": "painn", "features": 64, "num_interactions": 3})
+    cutoff: float = 5.0  # Å
+    dtype: str = "float32"  # network float policy
+    # loss
+    energy_weight: float = 1.0  # per (eV/atom)^2
+    forces_weight: float = 10.0  # per (eV/Å)^2
+    stress_weight: float = 10.0  # per (eV/Å^3)^2
+    weight_schedule: list = field(default_factory=list)  # [{epoch: 80, energy_weight: 100}, ...]
+    loss: str = "mse"  # mse | huber
+    huber_delta: float = 0.01
+    # optimisation
+    batch_size: int = 8
+    optimizer: str = "adam"  # adam | adamw
+    amsgrad: bool = False
+    weight_decay: float = 0.0  # adamw only
+    learning_rate: float = 0.005
+    lr_schedule: str = "cosine"  # cosine | plateau | constant
+    warmup_epochs: float = 1.0
+    min_lr_ratio: float = 0.01  # cosine floor, and plateau floor, as a fraction of learning_rate
+    plateau_patience: int = 5
+    plateau_factor: float = 0.5
+    clip_grad_norm: float | None = 10.0
+    ema_decay: float | None = 0.99
+    early_stopping_patience: int | None = None  # epochs without validation improvement
+    epochs: int = 100
+    max_time: float | None = None  # minutes of wall time
+    seed: int = 0
+    output_dir: str = "runs/train"
+    progress: bool = True
+
+    def replace(self, **changes) -> TrainConfig:
+        return validate(dataclasses.replace(self, **changes))
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+KEYS = [f.name for f in dataclasses.fields(TrainConfig)]
+CHOICES = {"loss": ("mse", "huber"), "optimizer": ("adam", "adamw"), "lr_schedule": ("cosine", "plateau", "constant"),
+           "dtype": ("float32", "float64")}
+
+
+def _unknown(key: str, known, where: str) -> ValueError:
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.5)
+    hint = f"; did you mean '{close[0]}'?" if close else f"; known keys: {', '.join(known)}"
+    return ValueError(f"{where}: unknown key '{key}'{hint}")
+
+
+def model_fields(name: str) -> list[str]:
+    """Hyperparameters a model accepts (its dataclass fields minus the ones training sets)."""
+    fixed = {"num_species", "cutoff", "dtype", "parent", "name"}
+    return [f.name for f in dataclasses.fields(MODELS[name]) if f.init and f.name not in fixed]
+
+
+def validate(config: TrainConfig) -> TrainConfig:
+    if not config.train_file:
+        raise ValueError("config: 'train_file' is required")
+    for key, choices in CHOICES.items():
+        if getattr(config, key) not in choices:
+            raise ValueError(f"config: {key} must be one of {choices}, not {getattr(config, key)!r}")
+    model = dict(config.model)
+    name = model.pop("name", None)
+    if name not in MODELS:
+        raise ValueError(f"config: model.name must be one of {sorted(MODELS)}, not {name!r}")
+    for key in model:
+        if key not in model_fields(name):
+            raise _unknown(key, model_fields(name), f"config: model '{name}'")
+    if config.valid_file is None and not 0 < config.valid_fraction < 1:
+        raise ValueError("config: give valid_file or a valid_fraction between 0 and 1")
+    if not 0 <= config.test_fraction < 1:
+        raise ValueError("config: test_fraction must be in [0, 1)")
+    positive = ("cutoff", "batch_size", "learning_rate", "epochs")
+    for key in positive:
+        if not getattr(config, key) > 0:
+            raise ValueError(f"config: {key} must be positive, got {getattr(config, key)}")
+    for key in ("energy_weight", "forces_weight", "stress_weight"):
+        if getattr(config, key) < 0:
+            raise ValueError(f"config: {key} must be >= 0")
+    for k, entry in enumerate(config.weight_schedule):
+        if not isinstance(entry, dict) or "epoch" not in entry:
+            raise ValueError(f"config: weight_schedule[{k}] must be a mapping with an 'epoch' key")
+        for key in entry:
+            if key not in ("epoch", "energy_weight", "forces_weight", "stress_weight"):
+                raise _unknown(key, ["epoch", "energy_weight", "forces_weight", "stress_weight"],
+                               f"config: weight_schedule[{k}]")
+    return config
+
+
+def from_dict(values: dict, where: str = "config") -> TrainConfig:
+    for key in values:
+        if key not in KEYS:
+            raise _unknown(key, KEYS, where)
+    defaults = TrainConfig()
+    values = dict(values)
+    if "model" in values:
+        values["model"] = dict(values["model"] or {})
+        values["model"].setdefault("name", defaults.model["name"])
+    for f in dataclasses.fields(TrainConfig):  # YAML gives ints for floats: coerce simple types
+        if f.name in values and values[f.name] is not None and f.type in ("float", "int", "bool"):
+            try:
+                values[f.name] = {"float": float, "int": int, "bool": bool}[f.type](values[f.name])
+            except (TypeError, ValueError):
+                raise ValueError(f"{where}: {f.name} must be a {f.type}, got {values[f.name]!r}") from None
+    return validate(TrainConfig(**values))
+
+
+def apply_overrides(values: dict, overrides) -> dict:
+    """``["key=value", "model.features=32"]`` applied to a raw config dict (values parsed as YAML)."""
+    values = dict(values)
+    for item in overrides or []:
+        if "=" not in item:
+            raise ValueError(f"override {item!r} is not key=value")
+        key, text = item.split("=", 1)
+        value = yaml.safe_load(text)
+        if key.startswith("model."):
+            values["model"] = {**values.get("model", TrainConfig().model), key[len("model."):]: value}
+        else:
+            values[key] = value
+    return values
+
+
+def load(path, overrides=None) -> TrainConfig:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file not found: {path}")
+    values = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(values, dict):
+        raise ValueError(f"{path}: a config must be a YAML mapping of key: value")  # noqa: TRY004
+    config = from_dict(apply_overrides(values, overrides), str(path))
+    base = path.parent  # relative data paths are relative to the config file
+    return _resolve_paths(config, base)
+
+
+def _resolve_paths(config: TrainConfig, base: Path) -> TrainConfig:
+    def fix(p):
+        if p is None:
+            return None
+        if isinstance(p, list):
+            return [fix(q) for q in p]
+        return str(p) if Path(p).is_absolute() or Path(p).exists() else str(base / p)
+
+    return dataclasses.replace(
+        config, train_file=fix(config.train_file), valid_file=fix(config.valid_file),
+        test_file=fix(config.test_file), isolated_atoms_file=fix(config.isolated_atoms_file),
+    )
+
+
+def dump(config: TrainConfig) -> str:
+    return yaml.safe_dump(config.to_dict(), sort_keys=False)
+
+
+TEMPLATE = """\
+# mlpot training config (mlpot train CONFIG.yaml [-o key=value ...]).
+# Units: eV, Å. Relative paths are relative to this file.
+
+# --- data: anything ase.io.read reads; a path or a list of paths
+train_file: train.xyz
+valid_file: null            # or hold out a fraction of train_file:
+valid_fraction: 0.05
+test_file: null             # optional; else test_fraction of train_file is held out
+test_fraction: 0.0
+isolated_atoms_file: null   # one-atom frames -> per-element reference energies; else least squares
+energy_key: energy          # where labels live (atoms.calc.results, atoms.info or atoms.arrays)
+forces_key: forces
+stress_key: stress
+skip_bad_frames: false      # true: drop invalid frames with a warning instead of failing
+
+# --- model: name is a key of mlpot.models.MODELS, the rest are its hyperparameters
+model:
+  name: painn
+  features: 64
+  num_interactions: 3
+cutoff: 5.0                 # Å
+dtype: float32              # network precision (energy sums, forces, stress are float64)
+
+# --- loss: w_E mean((dE/N)^2) + w_F mean(dF^2) + w_S mean(dsigma^2)
+energy_weight: 1.0
+forces_weight: 10.0
+stress_weight: 10.0         # only frames with a stress label count
+weight_schedule: []         # e.g. [{epoch: 80, energy_weight: 100}] changes weights from that epoch on
+loss: mse                   # mse | huber
+huber_delta: 0.01
+
+# --- optimisation
+batch_size: 8
+optimizer: adam             # adam | adamw
+amsgrad: false
+weight_decay: 0.0           # adamw only
+learning_rate: 0.005
+lr_schedule: cosine         # cosine (after warm-up) | plateau (reduce on validation plateau) | constant
+warmup_epochs: 1.0
+min_lr_ratio: 0.01
+plateau_patience: 5
+plateau_factor: 0.5
+clip_grad_norm: 10.0        # null: no clipping
+ema_decay: 0.99             # EMA of the parameters, used for validation and the saved model; null: off
+early_stopping_patience: null   # epochs without a better validation loss
+epochs: 100
+max_time: null              # minutes of wall time
+seed: 0
+output_dir: runs/train
+progress: true
+"""
+
+
+def template() -> str:
+    return TEMPLATE

@@ -1,0 +1,60 @@
+"""The training loss: a pure function of predictions, labels and weights.
+
+  L = w_E * mean_g[(ΔE_g / N_g)^2] + w_F * mean_{i,a}[ΔF_ia^2] + w_S * mean_{g,a,b}[Δσ_gab^2]
+
+Each mean runs only over labelled, real entries (padding and frames without
+that label are masked out); an empty mean is 0. With ``kind="huber"`` the
+square x^2 is replaced by 2 * huber(x, delta) (= x^2 for |x| <= delta, linear
+beyond), so both kinds agree on small errors.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax.numpy as jnp
+import optax
+
+from mlpot.data import Labels
+from mlpot.graph import Graph
+from mlpot.physics import Predictions
+
+
+class LossWeights(NamedTuple):
+    energy: float  # per (eV/atom)^2
+    forces: float  # per (eV/Å)^2
+    stress: float  # per (eV/Å^3)^2
+
+
+class LossTerms(NamedTuple):
+    energy: jnp.ndarray  # () mean squared (or Huber) per-atom energy error
+    forces: jnp.ndarray  # () mean over force components
+    stress: jnp.ndarray  # () mean over stress components of frames with stress
+
+
+def _penalty(error, kind: str, delta: float):
+    if kind == "mse":
+        return error**2
+    if kind == "huber":
+        return 2.0 * optax.losses.huber_loss(error, delta=delta)
+    raise ValueError(f"unknown loss {kind!r}; choose 'mse' or 'huber'")
+
+
+def _masked_mean(values, mask):
+    mask = jnp.broadcast_to(mask, values.shape)
+    return jnp.sum(jnp.where(mask, values, 0.0)) / jnp.maximum(jnp.sum(mask), 1)
+
+
+def loss_terms(pred: Predictions, labels: Labels, graph: Graph, kind: str = "mse", delta: float = 0.01) -> LossTerms:
+    n_atoms = jnp.maximum(graph.n_node, 1)
+    energy_mask = labels.energy_mask & graph.graph_mask
+    energy = _masked_mean(_penalty((pred.energy - labels.energy) / n_atoms, kind, delta), energy_mask)
+    forces_mask = (labels.forces_mask[graph.node_graph] & graph.node_mask)[:, None]
+    forces = _masked_mean(_penalty(pred.forces - labels.forces, kind, delta), forces_mask)
+    stress_mask = (labels.stress_mask & graph.graph_mask)[:, None, None]
+    stress = _masked_mean(_penalty(pred.stress - labels.stress, kind, delta), stress_mask)
+    return LossTerms(energy, forces, stress)
+
+
+def total_loss(terms: LossTerms, weights: LossWeights):
+    return weights.energy * terms.energy + weights.forces * terms.forces + weights.stress * terms.stress

@@ -1,0 +1,102 @@
+"""Error metrics on host (numpy): only real, labelled entries ever enter them.
+
+``collect`` pulls the real entries of one padded batch out of the
+predictions; ``summarise`` turns a list of those into the metrics dict:
+
+  energy_mae / energy_rmse / energy_r2                    eV per structure
+  energy_mae_per_atom / energy_rmse_per_atom / ..._r2     eV per atom
+  forces_mae / forces_rmse / forces_r2                    eV/Å per component
+  forces_mae_<El> / forces_rmse_<El>                      per element
+  stress_mae / stress_rmse / stress_r2                    eV/Å^3 (frames with stress)
+  n_frames
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from ase.data import chemical_symbols
+
+from mlpot.data import Labels
+from mlpot.graph import Graph
+
+
+def collect(pred, labels: Labels, graph: Graph, species) -> dict:
+    """Real, labelled (prediction, reference) pairs of one batch, as numpy arrays."""
+    graph_mask = np.asarray(graph.graph_mask)
+    n_node = np.asarray(graph.n_node)
+    e_mask = np.asarray(labels.energy_mask) & graph_mask
+    node_mask = np.asarray(graph.node_mask) & np.asarray(labels.forces_mask)[np.asarray(graph.node_graph)]
+    s_mask = np.asarray(labels.stress_mask) & graph_mask
+    energy = np.asarray(pred.energy)
+    return {
+        "n_frames": int(graph_mask.sum()),
+        "energy": (energy[e_mask], np.asarray(labels.energy)[e_mask]),
+        "n_atoms": n_node[e_mask],
+        "forces": (np.asarray(pred.forces)[node_mask], np.asarray(labels.forces)[node_mask]),
+        "elements": np.asarray(species)[np.asarray(graph.species)[node_mask]],
+        "stress": (np.asarray(pred.stress)[s_mask].reshape(-1), np.asarray(labels.stress)[s_mask].reshape(-1)),
+    }
+
+
+def concatenate(collected: list[dict]) -> dict:
+    out = {"n_frames": sum(c["n_frames"] for c in collected)}
+    for key in ("energy", "forces", "stress"):
+        out[key] = tuple(np.concatenate([c[key][k] for c in collected]) for k in (0, 1))
+    for key in ("n_atoms", "elements"):
+        out[key] = np.concatenate([c[key] for c in collected])
+    return out
+
+
+def _errors(pred, ref, prefix: str) -> dict:
+    if pred.size == 0:
+        return {}
+    error = (pred - ref).ravel()
+    spread = np.sum((ref - ref.mean()) ** 2)
+    r2 = 1.0 - np.sum(error**2) / spread if spread > 0 else float("nan")
+    return {
+        f"{prefix}_mae": float(np.mean(np.abs(error))),
+        f"{prefix}_rmse": float(np.sqrt(np.mean(error**2))),
+        f"{prefix}_r2": float(r2),
+    }
+
+
+def summarise(collected: list[dict] | dict) -> dict:
+    """Metrics (see module docstring) from ``collect`` outputs."""
+    data = concatenate(collected) if isinstance(collected, list) else collected
+    metrics = {"n_frames": data["n_frames"]}
+    (e_pred, e_ref), n_atoms = data["energy"], data["n_atoms"]
+    metrics.update(_errors(e_pred, e_ref, "energy"))
+    per_atom = _errors(e_pred / np.maximum(n_atoms, 1), e_ref / np.maximum(n_atoms, 1), "energy")
+    metrics.update({k + "_per_atom": v for k, v in per_atom.items()})
+    metrics.update(_errors(*data["forces"], "forces"))
+    f_pred, f_ref = data["forces"]
+    for z in np.unique(data["elements"]):
+        rows = data["elements"] == z
+        element = _errors(f_pred[rows], f_ref[rows], "forces")
+        metrics[f"forces_mae_{chemical_symbols[z]}"] = element["forces_mae"]
+        metrics[f"forces_rmse_{chemical_symbols[z]}"] = element["forces_rmse"]
+    metrics.update(_errors(*data["stress"], "stress"))
+    return metrics
+
+
+def format_table(metrics: dict) -> str:
+    """A human-readable table in meV units."""
+    rows = [("frames", f"{metrics['n_frames']}")]
+    units = [
+        ("energy", "meV/structure", 1e3), ("energy_per_atom", "meV/atom", 1e3), ("forces", "meV/Å", 1e3),
+        ("stress", "meV/Å^3", 1e3),
+    ]
+    for name, unit, factor in units:
+        key = name.replace("_per_atom", "")
+        suffix = "_per_atom" if name.endswith("_per_atom") else ""
+        mae = metrics.get(f"{key}_mae{suffix}")
+        if mae is None:
+            continue
+        rmse, r2 = metrics[f"{key}_rmse{suffix}"], metrics[f"{key}_r2{suffix}"]
+        rows.append((f"{name} [{unit}]", f"MAE {mae * factor:10.3f}   RMSE {rmse * factor:10.3f}   R² {r2:.5f}"))
+    for key in sorted(k for k in metrics if k.startswith("forces_mae_")):
+        element = key.split("_")[-1]
+        rows.append((f"forces {element} [meV/Å]", (f"MAE {metrics[key] * 1e3:10.3f}   "
+                     f"RMSE {metrics['forces_rmse_' + element] * 1e3:10.3f}")))
+    width = max(len(r[0]) for r in rows)
+    return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)

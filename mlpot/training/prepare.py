@@ -1,0 +1,79 @@
+"""From a ``TrainConfig`` to ready data: frames read, split, referenced, neighbour lists cached."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from mlpot import data
+from mlpot.potential import ModelConfig
+from mlpot.training.config import TrainConfig
+
+
+class Prepared(NamedTuple):
+    train: data.Dataset
+    valid: data.Dataset
+    test: data.Dataset | None
+    model_config: ModelConfig
+
+
+def read(config: TrainConfig, paths, species=None) -> list:
+    return data.read_frames(
+        paths, config.energy_key, config.forces_key, config.stress_key,
+        species=species, skip_bad_frames=config.skip_bad_frames,
+    )
+
+
+def model_config(config: TrainConfig, train_frames, species, isolated=None) -> ModelConfig:
+    """Species, float64 reference energies and the energy scale, fitted on the training frames only."""
+    reference = data.fit_reference_energies(train_frames, species, isolated)
+    scale = data.fit_energy_scale(train_frames, species, reference)
+    hyper = {k: v for k, v in config.model.items() if k != "name"}
+    return ModelConfig(
+        name=config.model["name"], cutoff=config.cutoff, species=species, hyperparameters=hyper,
+        reference_energies=tuple(reference), energy_scale=(scale,) * len(species), dtype=config.dtype,
+    )
+
+
+def split_frames(config: TrainConfig, frames):
+    """(train, valid, test) frame lists; held-out fractions come from a seeded permutation."""
+    valid_fraction = 0.0 if config.valid_file else config.valid_fraction
+    test_fraction = 0.0 if config.test_file else config.test_fraction
+    train_idx, valid_idx, test_idx = data.split_indices(len(frames), valid_fraction, test_fraction, config.seed)
+    pick = lambda idx: [frames[k] for k in idx]
+    valid = read(config, config.valid_file) if config.valid_file else pick(valid_idx)
+    test = read(config, config.test_file) if config.test_file else (pick(test_idx) or None)
+    return pick(train_idx), valid, test
+
+
+def prepare(config: TrainConfig, frames=None, species=None) -> Prepared:
+    """Read (unless ``frames`` given), split, fit references and cache neighbour lists."""
+    frames = read(config, config.train_file) if frames is None else frames
+    return assemble(config, *split_frames(config, frames), species=species)
+
+
+def assemble(config: TrainConfig, train, valid, test=None, species=None) -> Prepared:
+    """Prepared data from explicit frame lists (used by ``prepare``, cross-validation, learning curves)."""
+    if not valid:
+        raise ValueError("no validation frames: set valid_file or a larger valid_fraction")
+    everything = train + valid + (test or [])
+    species = tuple(species) if species else data.species_of_frames(everything)
+    isolated = None
+    if config.isolated_atoms_file:
+        isolated = data.read_frames(config.isolated_atoms_file, config.energy_key, required=("energy",))
+    mc = model_config(config, train, species, isolated)
+    sets = [data.prepare(part, config.cutoff, species) if part else None for part in (train, valid, test)]
+    ratio = max(s.edges_per_atom for s in sets if s is not None)
+    sets = [s._replace(edges_per_atom=ratio) if s is not None else None for s in sets]  # one shape ladder for all
+    return Prepared(sets[0], sets[1], sets[2], mc)
+
+
+def describe(prepared: Prepared) -> str:
+    sizes = [len(s.frames) if s is not None else 0 for s in (prepared.train, prepared.valid, prepared.test)]
+    mc = prepared.model_config
+    from ase.data import chemical_symbols
+
+    refs = ", ".join(f"{chemical_symbols[z]} {e:.4f}" for z, e in zip(mc.species, mc.reference_energies))
+    return (f"frames: train {sizes[0]}, valid {sizes[1]}, test {sizes[2]}; reference energies (eV): {refs}; "
+            f"energy scale {np.mean(mc.energy_scale):.4f} eV")

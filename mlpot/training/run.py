@@ -1,0 +1,185 @@
+"""``train(config)``: data -> trained, evaluated, saved potential, with its evidence.
+
+Writes into ``config.output_dir``:
+  model.mlpot            best EMA parameters (by validation loss)
+  metrics.csv            one row per epoch (losses, lr, validation errors)
+  config.yaml            the resolved config
+  checkpoints/last.ckpt  full state after the latest epoch (``resume=True`` continues from it)
+  checkpoints/best.ckpt  full state at the best validation loss
+  parity_valid.png, parity_test.png, learning_curves.png, results.json
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+from functools import partial
+from pathlib import Path
+from typing import NamedTuple
+
+import jax
+import numpy as np
+from tqdm.auto import tqdm
+
+from mlpot import data, physics
+from mlpot.modelfile import atomic_write, save
+from mlpot.potential import ModelConfig, Potential
+from mlpot.training import config as config_mod
+from mlpot.training import plots
+from mlpot.training.checkpoint import load_checkpoint, save_checkpoint
+from mlpot.training.optim import PlateauState, make_optimizer, update_plateau
+from mlpot.training.prepare import Prepared, describe, prepare
+from mlpot.training.trainer import (
+    Loop,
+    evaluate,
+    init_state,
+    make_train_step,
+    postfix,
+    run_epoch,
+    time_left,
+    validate,
+)
+
+
+class TrainResult(NamedTuple):
+    potential: Potential  # best (EMA) parameters
+    history: list  # per-epoch dicts (the rows of metrics.csv)
+    valid_metrics: dict
+    test_metrics: dict | None
+    output_dir: Path
+    compiles: int = 0  # programs the train step compiled in this call (bounded by the shape buckets)
+
+
+def _new_progress() -> dict:
+    return {"epoch": 0, "plateau": [1.0, float("inf"), 0], "best_valid": float("inf"), "bad_epochs": 0,
+            "history": [], "elapsed": 0.0}
+
+
+def _write_csv(path: Path, history: list) -> None:
+    keys = list(dict.fromkeys(k for row in history for k in row))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=keys)
+    writer.writeheader()
+    writer.writerows(history)
+    atomic_write(path, buffer.getvalue().encode())
+
+
+def _stop_reason(config, progress: dict, epoch_seconds: float) -> str | None:
+    if progress["epoch"] >= config.epochs:
+        return "epoch budget reached"
+    if config.early_stopping_patience and progress["bad_epochs"] >= config.early_stopping_patience:
+        return f"early stopping: no validation improvement in {config.early_stopping_patience} epochs"
+    if not time_left(config, progress["elapsed"], epoch_seconds):
+        return f"time budget of {config.max_time} min reached"
+    return None
+
+
+def _epoch_end(loop, state, progress, row, out: Path, model_config: ModelConfig) -> None:
+    """Book-keeping after an epoch: plateau, best model, checkpoints, CSV."""
+    config = loop.config
+    plateau = update_plateau(config, PlateauState(*progress["plateau"]), row["valid_loss"])
+    progress["plateau"] = list(plateau)
+    progress["history"].append(row)
+    improved = row["valid_loss"] < progress["best_valid"]
+    progress["bad_epochs"] = 0 if improved else progress["bad_epochs"] + 1
+    if improved:
+        progress["best_valid"] = row["valid_loss"]
+        save(Potential(model_config, state.ema), out / "model.mlpot", extra={"epoch": row["epoch"]})
+        save_checkpoint(out / "checkpoints" / "best.ckpt", state, progress, model_config.to_dict())
+    save_checkpoint(out / "checkpoints" / "last.ckpt", state, progress, model_config.to_dict())
+    _write_csv(out / "metrics.csv", progress["history"])
+
+
+def build(config, prepared: Prepared, resume: bool = False):
+    """(loop, initial or resumed state, progress, model_config) for a run."""
+    out = Path(config.output_dir)
+    model_config = prepared.model_config
+    potential = Potential.create(model_config, config.seed)
+    optimizer = make_optimizer(config)
+    state, progress = init_state(potential, optimizer), _new_progress()
+    if resume:
+        state, progress, saved = load_checkpoint(out / "checkpoints" / "last.ckpt", state)
+        model_config = ModelConfig(**{**saved, "species": tuple(saved["species"])})
+        potential = Potential(model_config, state.params)
+    compute_stress = data.has_stress(prepared.train.frames + prepared.valid.frames)
+    predict_fn = jax.jit(partial(physics.predict, potential.atom_energy_fn(), compute_stress=compute_stress))
+    loop = Loop(config, potential, prepared.train, prepared.valid,
+                make_train_step(potential, optimizer, config, compute_stress), predict_fn)
+    return loop, state, progress, model_config
+
+
+def fit(config, prepared: Prepared, resume: bool = False, stop_after: int | None = None) -> TrainResult:
+    """Train on prepared data. ``stop_after``: end this call after that many epochs (as if killed)."""
+    out = Path(config.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    loop, state, progress, model_config = build(config, prepared, resume)
+    atomic_write(out / "config.yaml", config_mod.dump(config).encode())
+    steps = -(-len(prepared.train.frames) // config.batch_size)
+    bar = tqdm(total=config.epochs * steps, initial=progress["epoch"] * steps, disable=not config.progress,
+               unit="batch", dynamic_ncols=True)
+    epoch_seconds, run_epochs, reason = 0.0, 0, None
+    while (reason := _stop_reason(config, progress, epoch_seconds)) is None:
+        if stop_after is not None and run_epochs >= stop_after:
+            reason = "stopped by caller"
+            break
+        epoch, start = progress["epoch"], time.perf_counter()
+        bar.set_description(f"epoch {epoch + 1}/{config.epochs}")
+        state, row = run_epoch(loop, state, epoch, PlateauState(*progress["plateau"]), bar)
+        row = {"epoch": epoch + 1, **row, **validate(loop, state, epoch)}
+        epoch_seconds = time.perf_counter() - start
+        progress["elapsed"] += epoch_seconds
+        progress["epoch"] = epoch + 1
+        row["time_s"] = progress["elapsed"]
+        _epoch_end(loop, state, progress, row, out, model_config)
+        bar.set_postfix(postfix(row))
+        run_epochs += 1
+    bar.close()
+    if config.progress:
+        print(f"training stopped: {reason}")
+    if not (out / "model.mlpot").is_file():  # no finite validation loss yet: keep the latest EMA
+        save(Potential(model_config, state.ema), out / "model.mlpot", extra={"epoch": progress["epoch"]})
+    result = _finish(config, prepared, out, progress, model_config, loop.predict_fn)
+    return result._replace(compiles=loop.step_fn._cache_size())
+
+
+def _finish(config, prepared, out, progress, model_config, predict_fn) -> TrainResult:
+    """Evaluate the best model on validation and test frames; write plots and results.json."""
+    best = Potential(model_config, load_best_params(out))
+    valid_metrics, valid_pairs = evaluate(best, prepared.valid, config.batch_size, predict_fn)
+    plots.parity(valid_pairs, out / "parity_valid.png", "validation")
+    test_metrics = None
+    if prepared.test is not None:
+        test_fn = jax.jit(partial(physics.predict, best.atom_energy_fn(),
+                                  compute_stress=data.has_stress(prepared.test.frames)))
+        test_metrics, test_pairs = evaluate(best, prepared.test, config.batch_size, test_fn)
+        plots.parity(test_pairs, out / "parity_test.png", "test")
+    if progress["history"]:
+        plots.learning_curves(progress["history"], out / "learning_curves.png")
+    results = {"valid": valid_metrics, "test": test_metrics, "epochs": progress["epoch"],
+               "elapsed_s": progress["elapsed"]}
+    atomic_write(out / "results.json", json.dumps(results, indent=2).encode())
+    return TrainResult(best, progress["history"], valid_metrics, test_metrics, out)
+
+
+def load_best_params(out: Path):
+    from mlpot.modelfile import load
+
+    return load(out / "model.mlpot").params
+
+
+def train(config, resume: bool = False, frames=None, stop_after: int | None = None) -> TrainResult:
+    """Python API: ``train(TrainConfig | dict | path)``. See the module docstring for outputs."""
+    if isinstance(config, (str, Path)):
+        config = config_mod.load(config)
+    elif isinstance(config, dict):
+        config = config_mod.from_dict(config)
+    prepared = prepare(config, frames)
+    if config.progress:
+        print(describe(prepared))
+    return fit(config, prepared, resume=resume, stop_after=stop_after)
+
+
+def np_summary(metrics: dict) -> dict:
+    return {k: (float(v) if isinstance(v, (np.floating, float)) else v) for k, v in metrics.items()}

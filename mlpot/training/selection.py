@@ -1,0 +1,91 @@
+"""Model selection: k-fold cross-validation and learning-curve studies.
+
+Both reuse ``fit``; each run gets its own sub-folder of ``output_dir``.
+
+* ``cross_validate(config, k)``: the frames are split into k seeded folds;
+  fold f is the test set of run f, and the run's validation set (for early
+  stopping and best-model choice) is ``valid_fraction`` of the other folds,
+  so no reported number was used for selection. Returns per-fold test metrics
+  and their mean and standard deviation.
+* ``learning_curve(config, sizes)``: a fixed test set (``test_file`` or
+  ``test_fraction``, default 0.1) and a fixed validation set are held out;
+  runs train on nested random subsets of growing size of the rest. Test
+  errors vs size are plotted on log-log axes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+
+from mlpot.modelfile import atomic_write
+from mlpot.training import plots
+from mlpot.training.config import TrainConfig
+from mlpot.training.prepare import assemble, read
+from mlpot.training.run import fit
+
+KEYS = ("energy_mae_per_atom", "energy_rmse_per_atom", "energy_mae", "forces_mae", "forces_rmse", "stress_mae")
+
+
+def _split_valid(frames, fraction, seed):
+    order = np.random.default_rng(seed).permutation(len(frames))
+    n_valid = max(1, round(fraction * len(frames)))
+    return [frames[k] for k in order[n_valid:]], [frames[k] for k in order[:n_valid]]
+
+
+def _mean_std(runs: list[dict]) -> dict:
+    out = {}
+    for key in KEYS:
+        values = [r[key] for r in runs if key in r]
+        if values:
+            out[key] = {"mean": float(np.mean(values)), "std": float(np.std(values))}
+    return out
+
+
+def cross_validate(config: TrainConfig, k: int = 5, frames=None) -> dict:
+    if k < 2:
+        raise ValueError(f"cross-validation needs k >= 2 folds, got {k}")
+    frames = read(config, config.train_file) if frames is None else frames
+    if len(frames) < k:
+        raise ValueError(f"{len(frames)} frames cannot make {k} folds")
+    folds = np.array_split(np.random.default_rng(config.seed).permutation(len(frames)), k)
+    runs = []
+    for f, fold in enumerate(folds):
+        rest = [frames[i] for i in np.setdiff1d(np.arange(len(frames)), fold)]
+        train, valid = _split_valid(rest, config.valid_fraction, config.seed + f)
+        run_config = dataclasses.replace(config, output_dir=str(Path(config.output_dir) / f"fold_{f}"))
+        result = fit(run_config, assemble(run_config, train, valid, [frames[i] for i in fold]))
+        runs.append(result.test_metrics)
+    summary = {"k": k, "folds": runs, "summary": _mean_std(runs)}
+    atomic_write(Path(config.output_dir) / "cv.json", json.dumps(summary, indent=2).encode())
+    return summary
+
+
+def learning_curve(config: TrainConfig, sizes, frames=None) -> dict:
+    frames = read(config, config.train_file) if frames is None else frames
+    rng = np.random.default_rng(config.seed)
+    order = rng.permutation(len(frames))
+    if config.test_file:
+        test, pool = read(config, config.test_file), [frames[k] for k in order]
+    else:
+        n_test = max(1, round((config.test_fraction or 0.1) * len(frames)))
+        test, pool = [frames[k] for k in order[:n_test]], [frames[k] for k in order[n_test:]]
+    pool, valid = _split_valid(pool, config.valid_fraction, config.seed)
+    sizes = sorted({int(s) for s in sizes if 0 < int(s) <= len(pool)})
+    if not sizes:
+        raise ValueError(f"no usable training-set sizes: at most {len(pool)} frames are available")
+    runs = []
+    for size in sizes:  # nested subsets: pool is already a random order
+        run_config = dataclasses.replace(config, output_dir=str(Path(config.output_dir) / f"n_{size}"))
+        result = fit(run_config, assemble(run_config, pool[:size], valid, test))
+        runs.append({"train_frames": size, **result.test_metrics})
+    curves = {"energy MAE [meV/atom]": [r["energy_mae_per_atom"] for r in runs],
+              "force MAE [meV/Å]": [r["forces_mae"] for r in runs]}
+    out = Path(config.output_dir)
+    plots.learning_curve_study(sizes, curves, out / "learning_curve.png")
+    summary = {"sizes": sizes, "runs": runs, "test_frames": len(test), "valid_frames": len(valid)}
+    atomic_write(out / "learning_curve.json", json.dumps(summary, indent=2).encode())
+    return summary

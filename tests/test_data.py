@@ -1,0 +1,129 @@
+"""Reading, validation, references, splits, neighbour caching and batching."""
+
+from __future__ import annotations
+
+import warnings
+
+import ase.io
+import numpy as np
+import pytest
+from ase.build import molecule
+from ase.calculators.singlepoint import SinglePointCalculator
+from test_train_helpers import crystals, labelled, molecules
+
+from mlpot import InputError, data
+
+
+def _write(tmp_path, images, name="frames.xyz"):
+    path = tmp_path / name
+    ase.io.write(path, images)
+    return path
+
+
+def test_reads_labels_from_several_files(tmp_path):
+    a = _write(tmp_path, molecules(3), "a.xyz")
+    b = _write(tmp_path, crystals(2), "b.xyz")
+    frames = data.read_frames([a, b])
+    assert len(frames) == 5
+    assert frames[0].forces.shape == (len(frames[0].atoms), 3)
+    assert frames[0].stress is None  # molecules: no stress
+    assert frames[3].stress.shape == (3, 3)
+    np.testing.assert_allclose(frames[3].stress, frames[3].stress.T)
+    assert "b.xyz, frame 0" in frames[3].where
+
+
+def test_custom_label_keys(tmp_path):
+    atoms = molecule("H2O")
+    atoms.info["dft_energy"] = -12.5
+    atoms.arrays["dft_forces"] = np.ones((3, 3))
+    path = _write(tmp_path, [atoms])
+    frame = data.read_frames(path, energy_key="dft_energy", forces_key="dft_forces")[0]
+    assert frame.energy == -12.5 and np.all(frame.forces == 1.0)
+
+
+def _bad_frames():
+    good = labelled(molecule("H2O"), 0)
+    no_energy = molecule("H2O")
+    no_energy.calc = SinglePointCalculator(no_energy, forces=np.zeros((3, 3)))
+    nan_forces = labelled(molecule("H2O"), 1)
+    nan_forces.calc.results["forces"][1, 2] = np.nan
+    unknown = labelled(molecule("NH3"), 2)
+    return good, no_energy, nan_forces, unknown
+
+
+@pytest.mark.parametrize("which, message", [(1, "frame 1: missing label 'energy'"),
+                                            (2, "frame 1: field 'forces' contains NaN"),
+                                            (3, "frame 1: element(s) ['N'] not in the model")])
+def test_bad_input_errors_name_file_frame_and_field(tmp_path, which, message):
+    frames = _bad_frames()
+    path = _write(tmp_path, [frames[0], frames[which]])
+    with pytest.raises(InputError) as err:
+        data.read_frames(path, species=(1, 8))
+    assert str(path) in str(err.value) and message in str(err.value)
+
+
+def test_wrong_force_shape_and_empty_frame(tmp_path):
+    atoms = labelled(molecule("H2O"), 0)
+    atoms.info["short_forces"] = np.zeros(6)
+    path = _write(tmp_path, [atoms], "f.xyz")
+    with pytest.raises(InputError, match=r"f.xyz, frame 0: field 'short_forces' has shape \(6,\), expected \(3, 3\)"):
+        data.read_frames(path, forces_key="short_forces")
+    empty = ase.Atoms()
+    with pytest.raises(InputError, match="frame 3: has no atoms"):
+        data._frame(empty, "x.xyz, frame 3", ("energy", "forces", "stress"), ("energy",), None)
+
+
+def test_skip_bad_frames_warns_with_count(tmp_path):
+    path = _write(tmp_path, list(_bad_frames()))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        frames = data.read_frames(path, species=(1, 8), skip_bad_frames=True)
+    assert len(frames) == 1
+    assert any("skipped 3 bad frame(s) of 4" in str(w.message) for w in caught)
+
+
+def test_reference_energies_least_squares_and_isolated(tmp_path):
+    species = (1, 6, 8)
+    e0 = np.array([-13.6, -1025.3, -2035.6])
+    images = molecules(10)
+    images = [a for a in images if set(a.numbers) <= set(species)]
+    for atoms in images:
+        counts = np.bincount(np.searchsorted(species, atoms.numbers), minlength=3)
+        atoms.calc.results["energy"] = float(counts @ e0) + 0.01
+    frames = data.read_frames(_write(tmp_path, images))
+    fitted = data.fit_reference_energies(frames, species)
+    residual = np.array([f.energy for f in frames]) - data.composition(frames, species) @ fitted
+    assert np.max(np.abs(residual)) < 1e-6  # float64: exact up to the constant 0.01 absorbed per atom
+    isolated = [data.Frame(ase.Atoms([z]), e, None, None, "iso") for z, e in zip(species, e0)]
+    np.testing.assert_array_equal(data.fit_reference_energies(frames, species, isolated), e0)
+    with pytest.raises(InputError, match=r"no energy for element\(s\) \['O'\]"):
+        data.fit_reference_energies(frames, species, isolated[:2])
+
+
+def test_splits_are_disjoint_seeded_and_complete():
+    train, valid, test = data.split_indices(101, 0.1, 0.2, seed=3)
+    assert not set(train) & set(valid) and not set(train) & set(test) and not set(valid) & set(test)
+    assert sorted(np.concatenate([train, valid, test])) == list(range(101))
+    assert len(valid) == 10 and len(test) == 20
+    again = data.split_indices(101, 0.1, 0.2, seed=3)
+    assert all(np.array_equal(x, y) for x, y in zip((train, valid, test), again))
+    other = data.split_indices(101, 0.1, 0.2, seed=4)
+    assert not np.array_equal(valid, other[1])
+
+
+def test_batches_labels_and_bounded_shapes(tmp_path):
+    frames = data.read_frames(_write(tmp_path, molecules(7) + crystals(4)))
+    dataset = data.prepare(frames, 3.0, data.species_of_frames(frames))
+    batches = data.batches(dataset, 3, np.random.default_rng(0).permutation(11))
+    assert len(batches) == 4
+    shapes = {(g.num_nodes, g.num_edges, g.num_graphs) for g, _ in batches}
+    assert all(s[2] == 4 for s in shapes)
+    for graph, labels in batches:
+        assert np.sum(graph.edge_mask) <= graph.num_edges and np.sum(graph.node_mask) < graph.num_nodes
+        assert not labels.energy_mask[-1] and not labels.forces_mask[-1]  # the padding graph
+        assert np.all(labels.forces[~graph.node_mask] == 0)
+        n_real = int(graph.graph_mask.sum())
+        assert labels.energy_mask[:n_real].all()
+    graph, labels = data.collate(dataset, [7, 0], 3)  # a crystal (stress) then a molecule (none)
+    assert list(labels.stress_mask) == [True, False, False, False]
+    np.testing.assert_allclose(labels.forces[: len(frames[7].atoms)], frames[7].forces)

@@ -1,0 +1,73 @@
+"""Loss terms against hand-computed values; padding and unlabelled frames never count."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from ase import Atoms
+
+from mlpot import data
+from mlpot.graph import pad_graph
+from mlpot.physics import Predictions
+from mlpot.training.loss import LossWeights, loss_terms, total_loss
+
+
+def _batch(num_nodes, num_graphs):
+    """Two structures: 2 atoms (energy, forces, stress labelled) and 1 atom (energy only)."""
+    a = Atoms("HH", positions=[[0, 0, 0], [0, 0, 0.8]], cell=np.eye(3) * 3, pbc=True)
+    b = Atoms("H", positions=[[0, 0, 0]])
+    parts = [(a, np.zeros(2, np.int32), np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros((0, 3))),
+             (b, np.zeros(1, np.int32), np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros((0, 3)))]
+    graph = pad_graph(parts, num_nodes, 8, num_graphs)
+    g, n = num_graphs, num_nodes
+    labels = data.Labels(
+        energy=np.r_[1.0, 2.0, np.zeros(g - 2)], forces=np.zeros((n, 3)), stress=np.zeros((g, 3, 3)),
+        energy_mask=np.r_[True, True, np.zeros(g - 2, bool)], forces_mask=np.r_[True, False, np.zeros(g - 2, bool)],
+        stress_mask=np.r_[True, False, np.zeros(g - 2, bool)],
+    )
+    rng = np.random.default_rng(0)
+    pred = Predictions(
+        energy=np.r_[1.4, 1.7, rng.normal(size=g - 2)],  # padding graphs get garbage: must not count
+        forces=np.concatenate([[[0.1, -0.2, 0.3], [0.0, 0.0, 0.4], [9.0, 9.0, 9.0]], rng.normal(size=(n - 3, 3))]),
+        stress=np.concatenate([np.full((1, 3, 3), 0.01), rng.normal(size=(g - 1, 3, 3))]),
+        energies=np.zeros(n),
+    )
+    return pred, labels, graph
+
+
+def test_mse_terms_match_hand_computed_values():
+    pred, labels, graph = _batch(8, 3)
+    terms = loss_terms(pred, labels, graph)
+    # energy: ((1.4-1)/2)^2 = 0.04 and ((1.7-2)/1)^2 = 0.09 -> mean 0.065
+    assert float(terms.energy) == pytest.approx(0.065)
+    # forces: frame 0 only (frame 1 has no force label), 6 components
+    assert float(terms.forces) == pytest.approx((0.01 + 0.04 + 0.09 + 0.16) / 6)
+    assert float(terms.stress) == pytest.approx(1e-4)
+    weights = LossWeights(2.0, 3.0, 5.0)
+    expected = 2 * 0.065 + 3 * 0.3 / 6 + 5 * 1e-4
+    assert float(total_loss(terms, weights)) == pytest.approx(expected)
+
+
+def test_huber_is_mse_for_small_and_linear_for_large_errors():
+    pred, labels, graph = _batch(8, 3)
+    delta = 0.25
+    terms = loss_terms(pred, labels, graph, kind="huber", delta=delta)
+    huber = lambda x: x**2 if abs(x) <= delta else 2 * delta * (abs(x) - 0.5 * delta)
+    assert float(terms.energy) == pytest.approx((huber(0.2) + huber(0.3)) / 2)
+    assert float(terms.forces) == pytest.approx(sum(huber(x) for x in (0.1, 0.2, 0.3, 0.4)) / 6)
+    with pytest.raises(ValueError, match="unknown loss"):
+        loss_terms(pred, labels, graph, kind="l3")
+
+
+def test_more_padding_changes_nothing():
+    small = loss_terms(*_batch(8, 3))
+    large = loss_terms(*_batch(20, 7))
+    for a, b in zip(small, large):
+        assert float(a) == pytest.approx(float(b), rel=1e-12)
+
+
+def test_no_labelled_entries_gives_zero_not_nan():
+    pred, labels, graph = _batch(8, 3)
+    labels = labels._replace(stress_mask=np.zeros(3, bool), forces_mask=np.zeros(3, bool))
+    terms = loss_terms(pred, labels, graph)
+    assert float(terms.stress) == 0.0 and float(terms.forces) == 0.0

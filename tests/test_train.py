@@ -1,0 +1,119 @@
+"""The training loop: resume == uninterrupted, bounded compiles, budgets, schedules, outputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from flax import serialization
+from test_train_helpers import crystals, molecules, register_tiny
+
+from mlpot import data, load
+from mlpot.graph import bucket_size
+from mlpot.training import TrainConfig
+from mlpot.training.checkpoint import load_checkpoint
+from mlpot.training.optim import PlateauState
+from mlpot.training.prepare import assemble
+from mlpot.training.run import build, fit
+from mlpot.training.trainer import run_epoch, weights_at
+
+
+def _frames(n_mol=14, n_cryst=4):
+    images = molecules(n_mol) + crystals(n_cryst)
+    return [data.Frame(a, a.calc.results["energy"], a.calc.results["forces"],
+                       a.calc.results.get("stress") if a.pbc.all() else None, f"synthetic {k}")
+            for k, a in enumerate(images)]
+
+
+def _config(tmp_path, name="run", **changes):
+    values = {"train_file": "unused.xyz", "model": {"name": register_tiny()}, "cutoff": 3.0, "batch_size": 4, "epochs": 3,
+                  "learning_rate": 0.01, "warmup_epochs": 0.5, "output_dir": str(tmp_path / name), "progress": False}
+    values.update(changes)
+    return TrainConfig(**values)
+
+
+def _prepared(config, frames):
+    # stress labels in ASE's Voigt form -> 3x3, as read_frames does
+    frames = [f._replace(stress=data.voigt_6_to_full_3x3_stress(f.stress) if f.stress is not None else None)
+              for f in frames]
+    return assemble(config, frames[:-4] + frames[-2:], frames[-4:-2])
+
+
+def test_resume_equals_uninterrupted(tmp_path):
+    frames = _frames()
+    straight = _config(tmp_path, "straight")
+    fit(straight, _prepared(straight, frames))
+    killed = _config(tmp_path, "killed")
+    first = fit(killed, _prepared(killed, frames), stop_after=1)
+    assert len(first.history) == 1
+    resumed = fit(killed, _prepared(killed, frames), resume=True)
+    assert [row["epoch"] for row in resumed.history] == [1, 2, 3]
+    _loop, template, _, _ = build(straight, _prepared(straight, frames))
+    a, progress_a, _ = load_checkpoint(tmp_path / "straight" / "checkpoints" / "last.ckpt", template)
+    b, progress_b, _ = load_checkpoint(tmp_path / "killed" / "checkpoints" / "last.ckpt", template)
+    assert int(a.step) == int(b.step) == 3 * 4  # 14 training frames / batch 4 -> 4 steps per epoch
+    for x, y in zip(serialization.to_state_dict(a).values(), serialization.to_state_dict(b).values()):
+        np.testing.assert_equal(x, y)  # params, optimiser moments, EMA: bit for bit
+    assert progress_a["history"][-1]["valid_loss"] == progress_b["history"][-1]["valid_loss"]
+    # and training did something: the parameters moved from their initial values
+    assert not np.allclose(serialization.to_state_dict(template.params)["params"]["Embed_0"]["embedding"],
+                           serialization.to_state_dict(a.params)["params"]["Embed_0"]["embedding"])
+
+
+def test_compiles_once_per_shape_bucket(tmp_path):
+    frames = _frames()
+    config = _config(tmp_path)
+    prepared = _prepared(config, frames)
+    loop, state, _, _ = build(config, prepared)
+    seen = set()
+    for epoch in range(4):
+        order = np.random.default_rng([config.seed, epoch]).permutation(len(prepared.train.frames))
+        for k in range(0, len(order), config.batch_size):
+            graph, _ = data.collate(prepared.train, order[k : k + config.batch_size], config.batch_size)
+            seen.add((graph.num_nodes, graph.num_edges, graph.num_graphs))
+        state, _ = run_epoch(loop, state, epoch, PlateauState(1.0, np.inf, 0))
+    # one compile per distinct padded shape (learning rate, weights, data values never recompile) ...
+    assert loop.step_fn._cache_size() == len(seen)
+    # ... and shapes are set by the node bucket alone, so they are bounded by the bucket ladder
+    sizes = sorted(len(f.atoms) for f in prepared.train.frames)
+    smallest, largest = sum(sizes[:2]), sum(sizes[-4:])  # smallest batch is the 2-frame remainder
+    ladder = {bucket_size(n + 1) for n in range(smallest, largest + 1)}
+    assert len({s[0] for s in seen}) == len(seen) <= len(ladder)
+
+
+def test_time_budget_and_outputs(tmp_path):
+    config = _config(tmp_path, epochs=50, max_time=1e-6)
+    result = fit(config, _prepared(config, _frames()))
+    assert len(result.history) == 1  # the first epoch shows one more would not fit in the budget
+    out = result.output_dir
+    for name in ("model.mlpot", "metrics.csv", "config.yaml", "learning_curves.png", "parity_valid.png",
+                 "results.json", "checkpoints/best.ckpt", "checkpoints/last.ckpt"):
+        assert (out / name).is_file(), name
+    header = (out / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert {"epoch", "train_loss", "valid_loss", "valid_forces_mae", "valid_stress_mae", "lr"} <= set(header)
+    model = load(out / "model.mlpot")
+    assert model.config.name == register_tiny() and model.config.reference_energies != (0.0,) * 3
+
+
+def test_weight_schedule_changes_weights_at_the_chosen_epoch(tmp_path):
+    config = _config(tmp_path, energy_weight=1.0, weight_schedule=[{"epoch": 2, "energy_weight": 100.0},
+                                                                   {"epoch": 4, "forces_weight": 0.5}])
+    assert [float(weights_at(config, e).energy) for e in range(5)] == [1, 1, 100, 100, 100]
+    assert float(weights_at(config, 4).forces) == 0.5 and float(weights_at(config, 3).forces) == 10.0
+
+
+def test_early_stopping(tmp_path):
+    config = _config(tmp_path, epochs=30, learning_rate=1e-9, warmup_epochs=0, early_stopping_patience=2,
+                     ema_decay=None)
+    result = fit(config, _prepared(config, _frames()))
+    assert len(result.history) < 30
+
+
+@pytest.mark.parametrize("changes, message", [({"lerning_rate": 1}, "did you mean 'learning_rate'"),
+                                             ({"model": {"name": "painn", "featurs": 8}}, "did you mean 'features'"),
+                                             ({"loss": "l1"}, "loss must be one of"),
+                                             ({"model": {"name": "nope"}}, "model.name must be one of")])
+def test_config_errors(changes, message):
+    from mlpot.training.config import from_dict
+
+    with pytest.raises(ValueError, match=message):
+        from_dict({"train_file": "x.xyz", **changes})

@@ -1,0 +1,67 @@
+"""Shared helpers for the training tests (no tests here): a tiny learnable model and synthetic frames.
+
+``TinyPair`` is a per-species pair potential on a Bessel basis: a real
+learnable model in the model slot that compiles in a second, so loop-level
+tests (resume, compile counts, masks) stay fast. It is registered under a
+test-only name, which also checks that training special-cases no model name.
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from ase import Atoms
+from ase.build import bulk, molecule
+from ase.calculators.singlepoint import SinglePointCalculator
+
+import mlpot  # noqa: F401  (x64)
+from mlpot.models import MODELS
+from mlpot.radial import bessel_basis, polynomial_envelope, safe_norm
+
+
+class TinyPair(nn.Module):
+    num_species: int
+    cutoff: float
+    num_basis: int = 4
+    dtype: str = "float32"
+
+    @nn.compact
+    def __call__(self, vectors, graph):
+        distances = safe_norm(vectors.astype(self.dtype))
+        envelope = polynomial_envelope(distances, self.cutoff) * graph.edge_mask
+        radial = bessel_basis(distances, self.cutoff, self.num_basis) * envelope[:, None]
+        weights = nn.Embed(self.num_species, self.num_basis)(graph.species[graph.senders])
+        pair = jnp.sum(radial * weights, axis=-1)
+        onsite = nn.Embed(self.num_species, 1)(graph.species)[:, 0]
+        n = graph.species.shape[0]
+        return (jax.ops.segment_sum(pair, graph.receivers, num_segments=n) + onsite) * graph.node_mask
+
+
+def register_tiny() -> str:
+    MODELS.setdefault("test_tiny_pair", TinyPair)
+    return "test_tiny_pair"
+
+
+def labelled(atoms: Atoms, seed: int, stress: bool = False) -> Atoms:
+    """Atoms with smooth synthetic labels (a harmonic-ish toy: E = sum_pairs exp(-r), F by finite form)."""
+    rng = np.random.default_rng(seed)
+    atoms = atoms.copy()
+    atoms.rattle(0.05, seed=seed)
+    energy = -3.0 * len(atoms) + rng.normal(0, 0.05)
+    forces = rng.normal(0, 0.5, (len(atoms), 3))
+    results = {"energy": energy, "forces": forces}
+    if stress:
+        results["stress"] = rng.normal(0, 0.01, 6)
+    atoms.calc = SinglePointCalculator(atoms, **results)
+    return atoms
+
+
+def molecules(n: int, seed: int = 0) -> list[Atoms]:
+    names = ["H2O", "CH4", "CH3OH", "C2H6", "NH3"]
+    return [labelled(molecule(names[k % len(names)]), seed + k) for k in range(n)]
+
+
+def crystals(n: int, seed: int = 0) -> list[Atoms]:
+    return [labelled(bulk("Si", "diamond", 5.43) * (1, 1, 1 + k % 2), seed + k, stress=True) for k in range(n)]
