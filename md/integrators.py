@@ -53,6 +53,7 @@ class Params(NamedTuple):
 class Integrator(NamedTuple):
     init_fn: Callable  # (positions, momenta, masses, cell, key, force_args, chain_length=3) -> MDState
     step_fn: Callable  # (state, params, force_args) -> MDState
+    refresh_fn: Callable  # (state, force_args) -> MDState with energy, forces, stress recomputed
 
 
 ForceFn = Callable  # (positions (N,3), cell (3,3), force_args) -> (energy (), forces (N,3), stress (3,3))
@@ -63,15 +64,24 @@ def params(**values) -> Params:
     return Params(**{k: jnp.asarray(v, jnp.float64) for k, v in Params(**values)._asdict().items()})
 
 
-def init(force_fn: ForceFn, positions, momenta, masses, cell, key, force_args, chain_length: int = 3) -> MDState:
-    positions = jnp.asarray(positions, jnp.float64)
-    cell = jnp.asarray(cell, jnp.float64)
-    energy, forces, stress = force_fn(positions, cell, force_args)
+def blank_state(positions, momenta, masses, cell, key, chain_length: int = 3) -> MDState:
+    """A state whose energy, forces and stress are still zero (fill them with ``refresh``)."""
+    f64 = partial(jnp.asarray, dtype=jnp.float64)
     zeros = jnp.zeros(chain_length, jnp.float64)
     return MDState(
-        positions, jnp.asarray(momenta, jnp.float64), forces, jnp.asarray(energy, jnp.float64), stress,
-        jnp.asarray(masses, jnp.float64), cell, jnp.asarray(key), zeros, zeros, jnp.asarray(0, jnp.int64),
+        f64(positions), f64(momenta), jnp.zeros_like(f64(positions)), f64(0.0), jnp.zeros((3, 3), jnp.float64),
+        f64(masses), f64(cell), jnp.asarray(key), zeros, zeros, jnp.asarray(0, jnp.int64),
     )
+
+
+def refresh(force_fn: ForceFn, state: MDState, force_args) -> MDState:
+    """Energy, forces and stress at the state's positions and cell."""
+    energy, forces, stress = force_fn(state.positions, state.cell, force_args)
+    return state._replace(energy=energy, forces=forces, stress=stress)
+
+
+def init(force_fn: ForceFn, positions, momenta, masses, cell, key, force_args, chain_length: int = 3) -> MDState:
+    return refresh(force_fn, blank_state(positions, momenta, masses, cell, key, chain_length), force_args)
 
 
 def kinetic_energy(momenta, masses):
@@ -92,9 +102,7 @@ def _drift(state: MDState, dt) -> MDState:
     return state._replace(positions=state.positions + dt * state.momenta / state.masses[:, None])
 
 
-def _forces(force_fn, state: MDState, force_args) -> MDState:
-    energy, forces, stress = force_fn(state.positions, state.cell, force_args)
-    return state._replace(energy=energy, forces=forces, stress=stress)
+_forces = refresh
 
 
 def nve_step(force_fn: ForceFn, state: MDState, params: Params, force_args) -> MDState:
@@ -213,4 +221,4 @@ def integrator(ensemble: str, force_fn: ForceFn) -> Integrator:
     ``step_fn(state, params, force_args)``. ``force_fn`` is code, so closing over it is fine."""
     if ensemble not in STEPS:
         raise ValueError(f"unknown ensemble {ensemble!r}; choose from {sorted(STEPS)}")
-    return Integrator(partial(init, force_fn), partial(STEPS[ensemble], force_fn))
+    return Integrator(partial(init, force_fn), partial(STEPS[ensemble], force_fn), partial(refresh, force_fn))

@@ -76,8 +76,14 @@ def _status(candidate: MDState, reference: Reference, limits: Limits, distance):
     return jnp.where(stale, REBUILD, status)
 
 
-def run_chunk(step_fn, distance_fn, state: MDState, params, force_args, reference: Reference, limits: Limits) -> Chunk:
-    """Up to ``limits.max_steps`` steps; see the module docstring for when it stops early."""
+def run_chunk(step_fn, refresh_fn, distance_fn, state: MDState, params, force_args, reference: Reference,
+              limits: Limits, refresh=False) -> Chunk:
+    """Up to ``limits.max_steps`` steps; see the module docstring for when it stops early.
+
+    ``refresh`` (traced bool) first recomputes energy and forces: that is how a
+    new state is initialised, without compiling a separate program for it.
+    """
+    state = jax.lax.cond(refresh, refresh_fn, lambda s, a: s, state, force_args)
 
     def cond(chunk: Chunk):
         return (chunk.steps < limits.max_steps) & (chunk.status == OK)

@@ -22,7 +22,7 @@ from ase.md import velocitydistribution
 from ase.md.velocitydistribution import Stationary
 
 from md.forces import Forces
-from md.integrators import Params, chain_energy, integrator, kinetic_energy, pressure
+from md.integrators import Params, blank_state, chain_energy, integrator, kinetic_energy, pressure
 from md.loop import NONFINITE, REBUILD, TOO_CLOSE, TOO_HOT, Limits, Reference, run_chunk
 
 _COMPILED: dict = {}
@@ -41,12 +41,11 @@ def maxwell_boltzmann(atoms: Atoms, temperature_K: float, seed: int) -> None:
 
 
 def _compiled(ensemble: str, forces: Forces, chain_length: int):
-    """One (init, chunk) jitted pair per ensemble and force model, shared by all simulations."""
+    """One jitted chunk per ensemble and force model, shared by all simulations."""
     key = (ensemble, forces.cache_key, chain_length)
     if key not in _COMPILED:
         pair = integrator(ensemble, forces.force_fn)
-        init = jax.jit(partial(pair.init_fn, chain_length=chain_length))
-        _COMPILED[key] = (init, jax.jit(partial(run_chunk, pair.step_fn, forces.distance_fn)))
+        _COMPILED[key] = jax.jit(partial(run_chunk, pair.step_fn, pair.refresh_fn, forces.distance_fn))
     return _COMPILED[key]
 
 
@@ -58,7 +57,8 @@ class Simulation:
         self.template = atoms.copy()
         self.template.calc = None
         self.rebuild_every_step = rebuild_every_step
-        self._init, self._chunk = _compiled(ensemble, forces, chain_length)
+        self._chunk = _compiled(ensemble, forces, chain_length)
+        self.chain_length = chain_length
         target_K = float(params.kT) / ase.units.kB
         max_temperature_K = max_temperature_K or max(10_000.0, 5 * target_K)
         self.max_kT, self.min_distance = ase.units.kB * max_temperature_K, min_distance
@@ -68,8 +68,9 @@ class Simulation:
         if restart is None:
             self._build(atoms.positions, atoms.cell.array)
             key = jax.random.PRNGKey(seed)
-            self.state = self._init(atoms.positions, atoms.get_momenta(), atoms.get_masses(), atoms.cell.array,
-                                    key, self.force_args)
+            state = blank_state(atoms.positions, atoms.get_momenta(), atoms.get_masses(), atoms.cell.array,
+                                key, chain_length)
+            self.state = self._chunk(state, params, self.force_args, self.reference, self._limits(0), True).state
         else:
             self.state = jax.tree_util.tree_map(jnp.asarray, restart["state"])
             self._build(*restart["reference"])
@@ -122,7 +123,7 @@ class Simulation:
                 self._build(self.state.positions, self.state.cell)
             start = time.perf_counter()
             chunk = self._chunk(self.state, self.params, self.force_args, self.reference,
-                                self._limits(self._next_stop(step, last) - step))
+                                self._limits(self._next_stop(step, last) - step), False)
             done, status = int(chunk.steps), int(chunk.status)
             self.timings["chunk_s"] += time.perf_counter() - start
             self.timings["chunks"] += 1

@@ -22,9 +22,9 @@ def oscillators(n, mass=12.0, seed=0):
 def test_velocity_verlet_matches_the_exact_discrete_harmonic_solution():
     # For x'' = -w^2 x with x0 = A, p0 = 0, velocity Verlet gives exactly x_n = A cos(n W dt)
     # with cos(W dt) = 1 - (w dt)^2 / 2: a closed form for the whole discrete trajectory.
-    atoms = oscillators(4)
+    atoms = oscillators(5)
     centres = atoms.positions.copy()
-    amplitude = np.array([[0.3, 0.0, 0.0], [0.0, -0.2, 0.0], [0.1, 0.1, 0.1], [0.0, 0.0, 0.05]])
+    amplitude = np.array([[0.3, 0.0, 0.0], [0.0, -0.2, 0.0], [0.1, 0.1, 0.1], [0.0, 0.0, 0.05], [0.0, 0.0, 0.0]])
     atoms.positions = centres + amplitude
     k, mass, dt = 2.0, 12.0, 2.0 * units.fs
     sim = Simulation(fixed_forces(harmonic_force_fn, (centres, k)), atoms, "nve", params(dt=dt))
@@ -112,7 +112,7 @@ def test_nve_conserves_total_momentum_and_smooth_lj_energy():
 
 
 def test_parameters_are_arguments_so_changing_them_does_not_recompile():
-    atoms = oscillators(3)
+    atoms = oscillators(5)
     forces = fixed_forces(harmonic_force_fn, (atoms.positions.copy(), 1.0))
     sims = [Simulation(forces, atoms, "langevin", params(dt=dt * units.fs, kT=units.kB * t, friction=f))
             for dt, t, f in ((1.0, 300, 0.01), (2.0, 10, 0.1))]

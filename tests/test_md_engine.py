@@ -1,0 +1,174 @@
+"""The MD engine against ASE, neighbour-list skin and overflow, restart, safety stops."""
+
+import ase.io
+import ase.units as units
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from ase.md.nose_hoover_chain import NoseHooverChainNVT as AseNoseHoover
+from ase.md.verlet import VelocityVerlet as AseVelocityVerlet
+
+import md
+import mlpot
+from md.forces import fixed_forces
+from md.integrators import params
+from md.io import TrajectoryWriter, frame_atoms, load_restart, save_restart
+from md.loop import Reference, needs_rebuild
+from md.simulation import MDError, Simulation
+from md.toy import argon_crystal, argon_potential, harmonic_force_fn, smooth_argon_forces
+from mlpot.graph import neighbour_pairs
+
+
+def _record(dyn, frames):
+    return lambda: frames.append((dyn.atoms.get_positions().copy(), dyn.atoms.get_momenta().copy()))
+
+
+@pytest.mark.parametrize("ensemble", ["nve", "nose-hoover"])
+def test_engine_matches_ase_step_by_step(ensemble):
+    # Same potential (float64 LJ model through mlpot.Calculator), same start: ASE's drivers
+    # recompute neighbours each step with the exact cutoff, ours use a skin list on the device.
+    # Both are the same algorithm in float64, so after 100 steps they agree to round-off.
+    potential = argon_potential(6.5)
+    start = argon_crystal(2, temperature_K=80.0, seed=4)
+    dt, tdamp, temperature = 5 * units.fs, 100 * units.fs, 60.0
+    ours, theirs = start.copy(), start.copy()
+    ours.calc, theirs.calc = mlpot.Calculator(potential), mlpot.Calculator(potential)
+    if ensemble == "nve":
+        dyn, ref = md.VelocityVerlet(ours, dt, skin=1.0), AseVelocityVerlet(theirs, dt)
+    else:
+        dyn = md.NoseHooverChainNVT(ours, dt, temperature_K=temperature, tdamp=tdamp)
+        ref = AseNoseHoover(theirs, dt, temperature_K=temperature, tdamp=tdamp)
+    got, want = [], []
+    dyn.attach(_record(dyn, got), 10)
+    ref.attach(_record(ref, want), 10)
+    dyn.run(100)
+    ref.run(100)
+    assert len(got) == len(want) == 11
+    for (p1, m1), (p2, m2) in zip(got, want):
+        np.testing.assert_allclose(p1, p2, rtol=0, atol=1e-10)
+        np.testing.assert_allclose(m1, m2, rtol=0, atol=1e-10)
+    assert ours.get_potential_energy() == pytest.approx(theirs.get_potential_energy(), abs=1e-10)
+    assert dyn.compile_count <= 1
+
+
+def test_skin_list_trajectory_equals_rebuild_every_step():
+    atoms = argon_crystal(3, temperature_K=120.0, seed=5)
+    runs = []
+    for every_step in (False, True):
+        forces = smooth_argon_forces(atoms, skin=0.6)
+        sim = Simulation(forces, atoms, "nve", params(dt=10 * units.fs), rebuild_every_step=every_step)
+        sim.run(150)
+        runs.append((np.asarray(sim.state.positions), np.asarray(sim.state.momenta), forces.neighbours.builds))
+    (p1, m1, builds), (p2, m2, builds_every) = runs
+    assert 3 <= builds < 40 and builds_every == 151  # the skin run really crossed rebuilds
+    np.testing.assert_allclose(p1, p2, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(m1, m2, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("strain", [0.0, 0.02])
+def test_rebuild_criterion_is_tight_and_never_misses_a_pair(strain):
+    # Displacements just below the criterion must leave every pair within the cutoff in the old
+    # cutoff+skin list (checked by brute force); just above, the criterion must fire.
+    atoms = argon_crystal(2, temperature_K=1.0)
+    cutoff, skin = 6.5, 1.0
+    i, j, s = neighbour_pairs(atoms, cutoff + skin)
+    listed = set(zip(i.tolist(), j.tolist(), map(tuple, s.astype(int).tolist())))
+    reference = Reference(jnp.asarray(atoms.positions), jnp.asarray(atoms.cell.array))
+    rng = np.random.default_rng(0)
+    direction = rng.normal(size=(len(atoms), 3))
+    direction /= np.linalg.norm(direction, axis=1, keepdims=True)
+    deformation = np.eye(3) * (1 - strain)
+    budget = (skin - (cutoff + skin) * np.sqrt(3) * strain) / 2  # largest |d| the criterion allows
+    for factor, fires in ((0.99, False), (1.01, True)):
+        moved = atoms.copy()
+        moved.set_cell(atoms.cell.array @ deformation, scale_atoms=True)
+        moved.positions += factor * budget * direction
+        flag = needs_rebuild(jnp.asarray(moved.positions), jnp.asarray(moved.cell.array), reference, cutoff, skin)
+        assert bool(flag) == fires
+        if not fires:
+            i2, j2, s2 = neighbour_pairs(moved, cutoff)
+            assert set(zip(i2.tolist(), j2.tolist(), map(tuple, s2.astype(int).tolist()))) <= listed
+
+
+def test_restart_continues_exactly(tmp_path):
+    atoms = argon_crystal(2, temperature_K=80.0, seed=6)
+    p = params(dt=10 * units.fs, kT=units.kB * 80, friction=0.02 / units.fs)
+    straight = Simulation(smooth_argon_forces(atoms), atoms, "langevin", p, seed=9)
+    straight.run(80)
+    first = Simulation(smooth_argon_forces(atoms), atoms, "langevin", p, seed=9)
+    first.run(37)
+    path = tmp_path / "run.restart"
+    save_restart(path, "langevin", first.state, p, first.reference, first.neighbours.capacity, atoms.numbers)
+    data = load_restart(path)
+    forces = smooth_argon_forces(atoms, capacity=data["capacity"])
+    second = Simulation(forces, atoms, "langevin", data["params"], restart=data)
+    second.run(43)
+    assert int(second.state.step) == 80
+    for field in ("positions", "momenta", "chain_momenta", "key"):
+        a, b = np.asarray(getattr(second.state, field)), np.asarray(getattr(straight.state, field))
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-10, err_msg=field)
+
+
+def _planted_nan(positions, cell, force_args):
+    """Harmonic wells, but the energy is NaN once atom 0 passes x = x0 + 0.25 Å (a planted fault)."""
+    energy, forces, stress = harmonic_force_fn(positions, cell, force_args)
+    bad = positions[0, 0] > force_args[0][0, 0] + 0.25
+    return jnp.where(bad, jnp.nan, energy), forces, stress
+
+
+def test_planted_blow_up_stops_with_the_step_and_keeps_the_trajectory(tmp_path):
+    atoms = argon_crystal(1)
+    centres = atoms.positions.copy()
+    momenta = np.zeros((len(atoms), 3))
+    momenta[0, 0] = 0.5 * 39.948 * 0.3 / 10 / units.fs  # crosses +0.25 Å within ~ a quarter period
+    atoms.set_momenta(momenta)
+    sim = Simulation(fixed_forces(_planted_nan, (centres, 0.05)), atoms, "nve", params(dt=2 * units.fs))
+    path = tmp_path / "blow.xyz"
+    writer = TrajectoryWriter(path)
+    sim.attach(lambda s: writer.write(frame_atoms(atoms, s.state, False)), 3)
+    with pytest.raises(MDError, match=r"step (\d+): energy, positions or momenta became NaN") as err:
+        sim.run(500)
+    writer.close()
+    bad_step = int(err.value.args[0].split("step ")[1].split(":")[0])
+    assert int(sim.state.step) == bad_step - 1 and np.isfinite(float(sim.state.energy))
+    frames = ase.io.read(path, ":")
+    assert [f.info["step"] for f in frames] == list(range(3, bad_step, 3))
+    assert float(sim.state.positions[0, 0]) <= centres[0, 0] + 0.25  # the kept state is the last good one
+
+
+def test_atoms_closer_than_the_minimum_distance_stop_the_run():
+    atoms = argon_crystal(2, temperature_K=1.0)
+    neighbour = np.argsort(np.linalg.norm(atoms.positions[1:] - atoms.positions[0], axis=1))[0] + 1
+    push = atoms.positions[neighbour] - atoms.positions[0]
+    momenta = atoms.get_momenta()
+    momenta[0] = push / np.linalg.norm(push) * np.sqrt(2 * 39.948 * 0.5)  # 0.5 eV head-on
+    atoms.set_momenta(momenta)
+    sim = Simulation(smooth_argon_forces(atoms), atoms, "nve", params(dt=5 * units.fs), min_distance=3.0)
+    with pytest.raises(MDError, match="closer than 3.0"):
+        sim.run(200)
+
+
+def test_neighbour_capacity_overflow_grows_with_bounded_recompiles():
+    # Berendsen NPT squeezes expanded argon (a = 6.0 Å) at 2 GPa to about half its volume: the
+    # number of pairs within cutoff + skin grows ~30%, past the capacity (headroom 1.0) mid-run. Each overflow is caught at a host rebuild and
+    # grows the capacity one bucket: one recompile each, a handful in all, and the trajectory
+    # is the one a run with ample capacity from the start produces.
+    atoms = argon_crystal(2, lattice=6.0, temperature_K=60.0, seed=7)
+    p = params(dt=5 * units.fs, kT=units.kB * 60, tdamp=200 * units.fs, pressure=2.0 * units.GPa,
+               taup=250 * units.fs, compressibility=1 / (3.0 * units.GPa))
+    tight = smooth_argon_forces(atoms, compute_stress=True, headroom=1.0)
+    sim = Simulation(tight, atoms, "npt", p)
+    sim.run(300)
+    compiles = sim.compile_count  # (the compiled chunk is shared: count before the second run)
+    roomy = smooth_argon_forces(atoms, compute_stress=True, capacity=8 * tight.neighbours.num_edges)
+    reference = Simulation(roomy, atoms, "npt", p)
+    reference.run(300)
+    assert 1 <= tight.neighbours.growths <= 4
+    assert compiles == 1 + tight.neighbours.growths
+    assert roomy.neighbours.growths == 0
+    np.testing.assert_allclose(np.asarray(sim.state.positions), np.asarray(reference.state.positions), atol=1e-10)
+    assert abs(np.linalg.det(np.asarray(sim.state.cell))) < 0.6 * atoms.get_volume()
+    pressures = []
+    sim.attach(lambda s: pressures.append(s.thermo()["pressure"]), 10)
+    sim.run(100)  # Berendsen holds the mean pressure at the target (fluctuations ~0.05 GPa here)
+    assert np.mean(pressures) == pytest.approx(2.0 * units.GPa, rel=0.05)
