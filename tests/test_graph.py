@@ -1,0 +1,68 @@
+"""Host-side graph building: neighbour pairs against ASE's independent neighbour list; padding."""
+
+import numpy as np
+import pytest
+from ase import Atoms
+from ase.build import bulk, fcc111, molecule
+from ase.neighborlist import neighbor_list
+
+from conftest import triclinic_si
+from mlpot.graph import bucket_size, build_graph, neighbour_pairs
+
+
+def pair_set(i, j, shifts):
+    return sorted(zip(i.tolist(), j.tolist(), map(tuple, np.rint(shifts).astype(int).tolist())))
+
+
+@pytest.mark.parametrize(
+    "atoms",
+    [
+        triclinic_si(),
+        Atoms("Cu", cell=[[2.0, 0, 0], [0.5, 2.1, 0], [0.2, 0.3, 1.9]], pbc=True),  # one atom, box << cutoff
+        fcc111("Cu", (2, 2, 3), vacuum=5.0, periodic=False),  # slab: mixed pbc set below
+    ],
+    ids=["triclinic", "tiny_cell", "slab"],
+)
+def test_pairs_match_ase(atoms):
+    if len(atoms) == 12:
+        atoms.pbc = [True, True, False]
+    cutoff = 5.0
+    ours = pair_set(*neighbour_pairs(atoms, cutoff))
+    theirs = pair_set(*neighbor_list("ijS", atoms, cutoff))
+    assert ours == theirs
+    assert len(ours) > 0
+
+
+@pytest.mark.parametrize(
+    "atoms",
+    [Atoms("H"), Atoms("H2", positions=[[0, 0, 0], [0, 0, 0.74]]), molecule("CO2"), molecule("C6H6")],
+    ids=["single_atom", "H2_no_cell", "linear", "planar"],
+)
+def test_molecules_without_cell(atoms):
+    """Singular or zero cells never reach matscipy; all pairs within the cutoff are found."""
+    i, j, shifts = neighbour_pairs(atoms, 3.0)
+    distances = np.linalg.norm(atoms.positions[:, None] - atoms.positions[None], axis=-1)
+    expected = int(((distances < 3.0) & (distances > 0)).sum())
+    assert len(i) == expected
+    assert np.all(shifts == 0)
+
+
+def test_padding_and_buckets():
+    atoms = [bulk("Si", "diamond", 5.43), triclinic_si()]
+    graph = build_graph(atoms, 4.0, [14])
+    assert graph.num_nodes == bucket_size(4 + 1) and graph.num_graphs == 3
+    assert graph.node_mask.sum() == 4 and graph.graph_mask.tolist() == [True, True, False]
+    assert np.all(graph.node_graph[~graph.node_mask] == 2)
+    pad = ~graph.edge_mask
+    assert np.all(graph.senders[pad] == graph.num_nodes - 1) and np.all(graph.receivers[pad] == graph.num_nodes - 1)
+    vectors = graph.positions[graph.senders] - graph.positions[graph.receivers]
+    vectors += np.einsum("ek,ekl->el", graph.shifts, graph.cell[graph.node_graph[graph.receivers]])
+    d = np.linalg.norm(vectors[graph.edge_mask], axis=1)
+    assert d.max() < 4.0 and d.min() > 1.0
+
+
+def test_bucket_ladder_is_monotone_and_tight():
+    sizes = [bucket_size(n) for n in range(1, 5000)]
+    assert all(s >= n for n, s in zip(range(1, 5000), sizes))
+    assert all(s <= 1.25 * max(n, 8) for n, s in zip(range(1, 5000), sizes))
+    assert len(set(sizes)) < 60  # logarithmic number of distinct shapes

@@ -1,0 +1,52 @@
+"""The .mlpot file: round trip, corruption, version, no code execution."""
+
+import numpy as np
+import pytest
+
+import mlpot
+from conftest import ethanol, small_painn
+from mlpot.modelfile import MAGIC, ModelFileError
+
+
+def test_round_trip_gives_identical_predictions(tmp_path):
+    potential = small_painn((1, 6, 8), dtype="float32", seed=5)
+    path = tmp_path / "model.mlpot"
+    potential.save(path)
+    loaded = mlpot.load(path)
+    assert loaded.config == potential.config
+    a, b = potential.predict(ethanol()), loaded.predict(ethanol())
+    assert float(a.energy[0]) == float(b.energy[0])
+    np.testing.assert_array_equal(np.asarray(a.forces), np.asarray(b.forces))
+
+
+def test_truncated_file_raises_clear_error(tmp_path):
+    path = tmp_path / "model.mlpot"
+    small_painn((1, 6, 8)).save(path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ModelFileError, match="corrupt or truncated"):
+        mlpot.load(path)
+
+
+def test_not_a_model_file(tmp_path):
+    path = tmp_path / "model.mlpot"
+    path.write_bytes(b"\x80\x04 pickle-like bytes")
+    with pytest.raises(ModelFileError, match="not an mlpot model file"):
+        mlpot.load(path)
+    with pytest.raises(FileNotFoundError):
+        mlpot.load(tmp_path / "missing.mlpot")
+
+
+def test_newer_format_version_is_refused(tmp_path):
+    import hashlib
+
+    import msgpack
+
+    path = tmp_path / "model.mlpot"
+    small_painn((1, 6, 8)).save(path)
+    payload = msgpack.unpackb(path.read_bytes()[len(MAGIC) + 32 :], raw=False)
+    payload["format_version"] = 999
+    packed = msgpack.packb(payload, use_bin_type=True)
+    path.write_bytes(MAGIC + hashlib.sha256(packed).digest() + packed)
+    with pytest.raises(ModelFileError, match="newer"):
+        mlpot.load(path)
