@@ -1,0 +1,88 @@
+"""``mlpot md`` end to end and the ASE-style drivers' in-place updates."""
+
+import csv
+
+import ase.io
+import ase.units as units
+import numpy as np
+import pytest
+
+import md
+import mlpot
+from md.io import load_restart
+from md.toy import argon_crystal, argon_potential
+from mlpot.cli import main
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("md_cli")
+    argon_potential(6.5).save(folder / "argon.mlpot")
+    ase.io.write(folder / "argon.xyz", argon_crystal(2, temperature_K=0.0))
+    return folder
+
+
+def _md(files, out, *extra):
+    return main(["md", str(files / "argon.mlpot"), str(files / "argon.xyz"), "--dt", "5", "--interval", "5",
+                 "--seed", "3", "--traj", str(out / "t.xyz"), "--log", str(out / "log.csv"), *extra])
+
+
+def test_cli_writes_log_and_trajectory_and_restarts_exactly(files, tmp_path):
+    a, b = tmp_path / "straight", tmp_path / "split"
+    common = ["--ensemble", "langevin", "--temperature", "60", "--friction", "0.02"]
+    assert _md(files, a, "--steps", "30", "--restart", str(a / "r.npz"), *common) == 0
+    assert _md(files, b, "--steps", "15", "--restart", str(b / "r.npz"), *common) == 0
+    assert _md(files, b, "--steps", "15", "--restart", str(b / "r.npz"), *common) == 0  # continues from 15
+    final_a, final_b = load_restart(a / "r.npz")["state"], load_restart(b / "r.npz")["state"]
+    assert int(final_a.step) == int(final_b.step) == 30
+    np.testing.assert_allclose(final_b.positions, final_a.positions, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(final_b.momenta, final_a.momenta, rtol=0, atol=1e-10)
+
+    rows = list(csv.DictReader(open(b / "log.csv")))
+    assert [int(r["step"]) for r in rows] == list(range(0, 31, 5))  # appended, header once
+    assert set(rows[0]) == {"step", "time_fs", "epot_eV", "ekin_eV", "etot_eV", "temperature_K"}
+    assert float(rows[-1]["time_fs"]) == pytest.approx(150.0)
+    frames = ase.io.read(b / "t.xyz", ":")
+    assert [f.info["step"] for f in frames] == list(range(0, 31, 5))
+    last = frames[-1]
+    assert last.get_potential_energy() == pytest.approx(float(rows[-1]["epot_eV"]), abs=1e-6)
+    assert np.all(last.get_scaled_positions(wrap=False) >= -1e-9) and np.all(last.get_scaled_positions() < 1)
+    assert last.get_forces().shape == (32, 3)
+
+
+def test_cli_npt_logs_pressure_and_volume(files, tmp_path):
+    assert _md(files, tmp_path, "--steps", "10", "--ensemble", "npt", "--temperature", "60",
+               "--pressure", "0.5", "--taup", "200", "--compressibility", "0.3") == 0
+    rows = list(csv.DictReader(open(tmp_path / "log.csv")))
+    assert {"pressure_GPa", "volume_A3"} <= set(rows[0])
+    assert float(rows[-1]["volume_A3"]) != float(rows[0]["volume_A3"])
+    assert "stress" in ase.io.read(tmp_path / "t.xyz", -1).calc.results
+
+
+def test_cli_reports_a_blow_up_as_one_line_and_exit_code(files, tmp_path, capsys):
+    code = _md(files, tmp_path, "--steps", "50", "--temperature", "60", "--min-distance", "3.6")
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "MD stopped at step" in err and "closer than 3.6" in err
+    assert len(ase.io.read(tmp_path / "t.xyz", ":")) >= 1  # what was written reads back
+
+
+def test_cli_rejects_bad_input_with_a_clear_message(files, tmp_path, capsys):
+    code = main(["md", str(files / "argon.mlpot"), str(tmp_path / "missing.xyz"), "--steps", "5"])
+    assert code == 2 and "missing.xyz" in capsys.readouterr().err
+
+
+def test_driver_updates_atoms_in_place_before_callbacks_without_recomputing():
+    atoms = argon_crystal(2, temperature_K=60.0, seed=8)
+    calc = mlpot.Calculator(argon_potential(6.5))
+    atoms.calc = calc
+    dyn = md.Langevin(atoms, 5 * units.fs, temperature_K=60.0, friction=0.02 / units.fs, seed=1)
+    seen = []
+    dyn.attach(lambda: seen.append((dyn.nsteps, atoms.get_potential_energy(), atoms.positions.copy())), 4)
+    dyn.run(12)
+    assert [s[0] for s in seen] == [0, 4, 8, 12]
+    assert calc.compile_count == 0  # energies came from the MD state, not a new calculation
+    assert not np.allclose(seen[1][2], seen[2][2])
+    np.testing.assert_allclose(atoms.positions, np.asarray(dyn.simulation.state.positions))
+    fresh = mlpot.Calculator(argon_potential(6.5))
+    assert fresh.get_potential_energy(atoms) == pytest.approx(seen[-1][1], abs=1e-9)
