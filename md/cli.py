@@ -36,7 +36,7 @@ def register(subparsers) -> None:
     p.add_argument("--taup", type=float, default=1000.0, help="Berendsen barostat time constant in fs")
     p.add_argument("--compressibility", type=float, default=0.01,
                    help="Berendsen compressibility in 1/GPa (sets the barostat speed; default 0.01)")
-    p.add_argument("--skin", type=float, default=1.0, help="neighbour-list skin in Å (default 1.0)")
+    p.add_argument("--skin", type=float, default=0.5, help="neighbour-list skin in Å (default 0.5)")
     p.add_argument("--traj", default=None, help="trajectory file (.traj, else extxyz), every --interval steps")
     p.add_argument("--log", default=None, help="thermo CSV log, every --interval steps")
     p.add_argument("--interval", type=int, default=10, help="steps between frames/log lines/restart writes")

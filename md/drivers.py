@@ -35,7 +35,7 @@ class Dynamics:
     """One MD run on ``atoms``; build it with the functions below rather than directly."""
 
     def __init__(self, atoms: Atoms, ensemble: str, timestep: float, potential=None, trajectory=None,
-                 logfile=None, loginterval: int = 1, skin: float = 1.0, seed: int = 0, settings=None,
+                 logfile=None, loginterval: int = 1, skin: float = 0.5, seed: int = 0, settings=None,
                  max_temperature_K=None, min_distance: float = 0.5):
         if potential is None:
             if not isinstance(atoms.calc, Calculator):
@@ -121,20 +121,20 @@ def _gcd(values) -> int:
 
 
 def VelocityVerlet(atoms, timestep, potential=None, trajectory=None, logfile=None, loginterval=1,
-                   skin=1.0) -> Dynamics:
+                   skin=0.5) -> Dynamics:
     """NVE velocity Verlet, like ``ase.md.VelocityVerlet``."""
     return Dynamics(atoms, "nve", timestep, potential, trajectory, logfile, loginterval, skin)
 
 
 def Langevin(atoms, timestep, temperature_K, friction, potential=None, trajectory=None, logfile=None,
-             loginterval=1, skin=1.0, seed=0) -> Dynamics:
+             loginterval=1, skin=0.5, seed=0) -> Dynamics:
     """Langevin BAOAB; ``friction`` in 1/ASE-time like ``ase.md.Langevin`` (0.01/fs = ``0.01 / units.fs``)."""
     settings = {"kT": ase.units.kB * temperature_K, "friction": friction}
     return Dynamics(atoms, "langevin", timestep, potential, trajectory, logfile, loginterval, skin, seed, settings)
 
 
 def NoseHooverChainNVT(atoms, timestep, temperature_K, tdamp, potential=None, trajectory=None, logfile=None,
-                       loginterval=1, skin=1.0) -> Dynamics:
+                       loginterval=1, skin=0.5) -> Dynamics:
     """Nosé-Hoover chain (length 3) like ``ase.md.nose_hoover_chain.NoseHooverChainNVT``; tdamp ~ 100 dt."""
     settings = {"kT": ase.units.kB * temperature_K, "tdamp": tdamp}
     return Dynamics(atoms, "nose-hoover", timestep, potential, trajectory, logfile, loginterval, skin,
@@ -143,7 +143,7 @@ def NoseHooverChainNVT(atoms, timestep, temperature_K, tdamp, potential=None, tr
 
 def NPTBerendsen(atoms, timestep, temperature_K, pressure_au, compressibility_au, taut=0.5e3 * ase.units.fs,
                  taup=1e3 * ase.units.fs, potential=None, trajectory=None, logfile=None, loginterval=1,
-                 skin=1.0) -> Dynamics:
+                 skin=0.5) -> Dynamics:
     """Isotropic Berendsen NPT, arguments as ``ase.md.nptberendsen.NPTBerendsen``."""
     settings = {"kT": ase.units.kB * temperature_K, "tdamp": taut, "pressure": pressure_au, "taup": taup,
                 "compressibility": compressibility_au}
