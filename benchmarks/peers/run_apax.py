@@ -1,7 +1,7 @@
 """apax (GMNN, JAX) through its own jax-md MD engine, NVE.
 
 Run inside benchmarks/peers/.venv-apax:
-  benchmarks/peers/.venv-apax/bin/python benchmarks/peers/run_apax.py --system water --atoms 192
+  benchmarks/peers/.venv-apax/bin/python benchmarks/peers/run_apax.py --cases water:192,cu:108
 
 Model: apax's default GMNN (``GMNNConfig()`` defaults, listed in
 HYPERPARAMETERS; r_max = 5 Å is already apax's default and our cutoff), random
@@ -29,7 +29,7 @@ def gmnn_config():
     return GMNNConfig()  # apax's defaults: the "default GMNN" of the issue
 
 
-def setup(atoms, args):
+def setup(atoms, block: int, model: str | None):
     import jax
     import jax.numpy as jnp
     import numpy as np
@@ -43,6 +43,7 @@ def setup(atoms, args):
     displacement_fn, shift_fn = space.periodic_general(system.box, fractional_coordinates=True, wrapped=True)
     builder = config.get_builder()(config.model_dump())
     energy_model = builder.build_energy_model(
+        scale=common.ENERGY_SCALE,
         apply_mask=True, init_box=np.array(system.box), inference_disp_fn=displacement_fn
     )
     neighbor_fn = partition.neighbor_list(
@@ -71,7 +72,7 @@ def setup(atoms, args):
             state = apply_fn(state, neighbor=neighbor, box=system.box, kT=kT(i))
             return state, neighbor.update(state.position)
 
-        return jax.lax.fori_loop(0, args.block, body, (state, neighbor))
+        return jax.lax.fori_loop(0, block, body, (state, neighbor))
 
     carry = {"state": state, "neighbor": neighbor}
 
@@ -83,7 +84,7 @@ def setup(atoms, args):
             state, neighbor = carry["state"], neighbor
         carry.update(state=state, neighbor=neighbor)
 
-    return run_block
+    return run_block, common.count_params(params)
 
 
 if __name__ == "__main__":

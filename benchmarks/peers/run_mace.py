@@ -1,7 +1,7 @@
 """MACE (mace-torch, PyTorch, CPU) through its ASE calculator, driven by ASE's VelocityVerlet.
 
 Run inside benchmarks/peers/.venv-mace:
-  benchmarks/peers/.venv-mace/bin/python benchmarks/peers/run_mace.py --system water --atoms 192
+  benchmarks/peers/.venv-mace/bin/python benchmarks/peers/run_mace.py --cases water:192,cu:108
 
 Model: ScaleShiftMACE with random weights, sized like mlpot's "mace" model
 (see HYPERPARAMETERS), float32 (mlpot's network runs in float32 too). The
@@ -55,12 +55,12 @@ def make_model(atomic_numbers: list[int]):
         correlation=h["correlation"],
         gate=torch.nn.functional.silu,
         radial_MLP=h["radial_MLP"],
-        atomic_inter_scale=1.0,
+        atomic_inter_scale=common.ENERGY_SCALE,
         atomic_inter_shift=0.0,
     )
 
 
-def setup(atoms, args):
+def setup(atoms, block: int, model: str | None):
     import torch
     from ase import units
     from ase.md.verlet import VelocityVerlet
@@ -70,7 +70,7 @@ def setup(atoms, args):
     model = make_model(sorted(set(int(z) for z in atoms.numbers)))
     atoms.calc = MACECalculator(models=model, device="cpu", default_dtype="float32")
     dynamics = VelocityVerlet(atoms, timestep=common.DT_FS * units.fs)
-    return lambda: dynamics.run(args.block)
+    return (lambda: dynamics.run(block)), sum(p.numel() for p in model.parameters())
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """InstaDeep's mlip (JAX): its MACE through its own jax-md simulation engine, NVE.
 
 Run inside benchmarks/peers/.venv-mlip:
-  benchmarks/peers/.venv-mlip/bin/python benchmarks/peers/run_mlip.py --system water --atoms 192
+  benchmarks/peers/.venv-mlip/bin/python benchmarks/peers/run_mlip.py --cases water:192,cu:108
 
 Model: ``mlip.models.Mace`` with random weights (``ForceField.from_mlip_network``),
 sized like mlpot's "mace" model (HYPERPARAMETERS; the other fields are
@@ -36,12 +36,13 @@ def make_force_field(atomic_numbers: list[int]):
         atomic_energies_map={z: 0.0 for z in atomic_numbers},
         graph_cutoff_angstrom=common.CUTOFF,
         avg_num_neighbors=HYPERPARAMETERS["avg_num_neighbors"],
+        scaling_stdev=common.ENERGY_SCALE,
     )
     config = Mace.Config(**{**HYPERPARAMETERS, "readout_irreps": tuple(HYPERPARAMETERS["readout_irreps"])})
     return ForceField.from_mlip_network(Mace(config, info), seed=0)
 
 
-def setup(atoms, args):
+def setup(atoms, block: int, model: str | None):
     from mlip.simulation.configs.simulation_config import SimulationLogOutputs
     from mlip.simulation.enums import MDIntegrator
     from mlip.simulation.jax_md import JaxMDSimulationEngine
@@ -49,15 +50,15 @@ def setup(atoms, args):
     force_field = make_force_field(sorted(set(int(z) for z in atoms.numbers)))
     config = JaxMDSimulationEngine.Config(
         md_integrator=MDIntegrator.NVE_VELOCITY_VERLET,
-        num_steps=args.block,
+        num_steps=block,
         num_episodes=1,
-        snapshot_interval=args.block,
+        snapshot_interval=block,
         timestep_fs=common.DT_FS,
         temperature_kelvin=common.TEMPERATURE,
         log_outputs=SimulationLogOutputs(velocities=False, forces=False, partial_charges=False),
     )
     engine = JaxMDSimulationEngine(atoms, force_field, config)
-    return engine.run  # each call continues from the engine's internal state
+    return engine.run, common.count_params(force_field.params)  # run() continues from the engine's state
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """mlpot through ``mlpot.Calculator``, driven by ASE's VelocityVerlet (NVE).
 
 Run with the project's own environment:
-  .venv/bin/python benchmarks/peers/run_mlpot_ase.py --system water --atoms 192 --model painn
+  .venv/bin/python benchmarks/peers/run_mlpot_ase.py --cases water:192,cu:108 --model painn
 
 This is the "ASE's VelocityVerlet driving our calculator" figure of the
 issue: the same model as our engine, one host round trip (neighbour list,
@@ -30,19 +30,25 @@ def make_potential(name: str, species):
 
     if name not in MODEL_CONFIGS:
         raise ValueError(f"unknown model {name!r}; choose from {sorted(MODEL_CONFIGS)}")
-    config = ModelConfig(name=name, cutoff=common.CUTOFF, species=tuple(species), hyperparameters=MODEL_CONFIGS[name])
+    config = ModelConfig(
+        name=name,
+        cutoff=common.CUTOFF,
+        species=tuple(species),
+        hyperparameters=MODEL_CONFIGS[name],
+        energy_scale=(common.ENERGY_SCALE,) * len(species),
+    )
     return Potential.create(config, seed=0)
 
 
-def setup(atoms, args):
+def setup(atoms, block: int, model: str | None):
     import mlpot
     from ase import units
     from ase.md.verlet import VelocityVerlet
 
-    potential = make_potential(args.model or "painn", sorted(set(int(z) for z in atoms.numbers)))
+    potential = make_potential(model or "painn", sorted(set(int(z) for z in atoms.numbers)))
     atoms.calc = mlpot.Calculator(potential)
     dynamics = VelocityVerlet(atoms, timestep=common.DT_FS * units.fs)
-    return lambda: dynamics.run(args.block)
+    return (lambda: dynamics.run(block)), common.count_params(potential.params)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,56 @@
+"""The benchmark's shared systems are what benchmarks/structures.py says they are.
+
+Cheap (no model, no MD): sizes, composition, density and periodicity of the
+systems every engine is timed on, so a silent change to them cannot make
+two benchmark runs incomparable.
+"""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+
+import structures  # noqa: E402
+
+
+@pytest.mark.parametrize("num_atoms", structures.SIZES["cu"])
+def test_copper_is_fcc_at_the_stated_size_and_density(num_atoms):
+    atoms = structures.copper(num_atoms)
+    assert len(atoms) == num_atoms
+    assert set(atoms.numbers) == {29}
+    assert atoms.pbc.all()
+    # fcc: 4 atoms per cubic cell of side a
+    assert atoms.get_volume() / num_atoms == pytest.approx(structures.CU_LATTICE**3 / 4)
+    rattle = atoms.positions - structures.copper(num_atoms, rattle=0.0).positions
+    assert 0.005 < np.std(rattle) < 0.05  # rattled, but only slightly
+
+
+def test_copper_rattle_is_reproducible_and_seeded():
+    assert np.array_equal(structures.copper(108).positions, structures.copper(108).positions)
+    assert not np.array_equal(structures.copper(108, seed=1).positions, structures.copper(108).positions)
+
+
+def test_water_replicas_keep_composition_and_density():
+    try:
+        small = structures.water(192)
+    except FileNotFoundError:
+        pytest.skip("no shared data folder beside this clone")
+    for num_atoms in structures.SIZES["water"]:
+        atoms = structures.water(num_atoms)
+        assert len(atoms) == num_atoms
+        assert np.sum(atoms.numbers == 1) == 2 * np.sum(atoms.numbers == 8)
+        assert atoms.get_volume() / num_atoms == pytest.approx(small.get_volume() / 192)
+        assert atoms.calc is None  # no DFT labels ride along into the benchmark
+
+
+def test_cases_quick_keeps_the_smallest_of_each_system_and_unknown_sizes_are_refused():
+    assert structures.cases(quick=True) == [("water", 192), ("cu", 108)]
+    assert len(structures.cases()) == 6
+    assert all(n <= 5000 for _, n in structures.cases(max_atoms=5000))
+    with pytest.raises(ValueError, match="water comes in"):
+        structures.water(100)
+    with pytest.raises(ValueError, match="unknown system"):
+        structures.build("argon", 108)
