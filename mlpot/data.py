@@ -9,7 +9,8 @@ Host side only (numpy, ASE, matscipy). The pipeline:
   batches(dataset, ...)         -> [(Graph, Labels)] padded to a few bucket shapes
 
 Batch shapes: ``num_graphs`` is always ``batch_size + 1``; the node capacity
-is ``bucket_size(atoms + 1)`` and the edge capacity is a function of the node
+is ``bucket_size(atoms + 1)``, at least that of a batch of typical (median)
+frames, and the edge capacity is a function of the node
 capacity only (the densest frame's edges per atom times the node capacity), so
 the number of distinct shapes, and of compiles, is the number of node buckets
 that batches of this data set can fall in: one or two for a molecular data set.
@@ -58,6 +59,7 @@ class Dataset(NamedTuple):
     frames: list  # list[Frame]
     parts: list  # per frame (atoms, species_idx, i, j, shifts), as ``pad_graph`` takes them
     edges_per_atom: float  # largest edges/atoms ratio of any frame: sets the edge capacity
+    typical_atoms: float  # median atoms per frame: a batch is padded to at least batch_size x this
 
 
 def _lookup(atoms: Atoms, key: str):
@@ -230,18 +232,23 @@ def prepare(frames: Sequence[Frame], cutoff: float, species: Sequence[int]) -> D
         i, j, shifts = neighbour_pairs(frame.atoms, cutoff)
         parts.append((frame.atoms, idx, i, j, shifts))
     ratio = max(len(p[2]) / len(p[0]) for p in parts) if parts else 0.0
-    return Dataset(list(frames), parts, ratio)
+    typical = float(np.median([len(p[0]) for p in parts])) if parts else 0.0
+    return Dataset(list(frames), parts, ratio, typical)
 
 
 def subset(dataset: Dataset, indices) -> Dataset:
     frames = [dataset.frames[k] for k in indices]
     parts = [dataset.parts[k] for k in indices]
-    return Dataset(frames, parts, dataset.edges_per_atom)
+    return dataset._replace(frames=frames, parts=parts)
 
 
-def capacities(num_atoms: int, edges_per_atom: float) -> tuple[int, int]:
-    """(node, edge) capacities of a batch with ``num_atoms`` real atoms."""
-    nodes = bucket_size(num_atoms + 1)
+def capacities(num_atoms: int, edges_per_atom: float, minimum_atoms: int = 0) -> tuple[int, int]:
+    """(node, edge) capacities of a batch with ``num_atoms`` real atoms.
+
+    ``minimum_atoms`` (batch_size x typical frame size) lets the last, partial
+    batch and validation batches share the shape of a typical full batch.
+    """
+    nodes = bucket_size(max(num_atoms, minimum_atoms) + 1)
     edges = bucket_size(math.ceil(edges_per_atom * (nodes - 1)) + 1)
     return nodes, edges
 
@@ -250,7 +257,8 @@ def collate(dataset: Dataset, indices, batch_size: int) -> tuple[Graph, Labels]:
     """One padded batch of the frames ``indices`` (at most ``batch_size``)."""
     parts = [dataset.parts[k] for k in indices]
     frames = [dataset.frames[k] for k in indices]
-    nodes, edges = capacities(sum(len(p[0]) for p in parts), dataset.edges_per_atom)
+    minimum = int(batch_size * dataset.typical_atoms)
+    nodes, edges = capacities(sum(len(p[0]) for p in parts), dataset.edges_per_atom, minimum)
     graph = pad_graph(parts, nodes, edges, batch_size + 1)
     g = batch_size + 1
     energy, stress = np.zeros(g), np.zeros((g, 3, 3))

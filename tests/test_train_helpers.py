@@ -58,10 +58,10 @@ def labelled(atoms: Atoms, seed: int, stress: bool = False) -> Atoms:
     return atoms
 
 
-def molecules(n: int, seed: int = 0) -> list[Atoms]:
-    names = ["H2O", "CH4", "CH3OH", "C2H6", "NH3"]
+def molecules(n: int, seed: int = 0, names=("H2O", "CH4", "CH3OH", "C2H6", "NH3")) -> list[Atoms]:
     return [labelled(molecule(names[k % len(names)]), seed + k) for k in range(n)]
 
 
-def crystals(n: int, seed: int = 0) -> list[Atoms]:
-    return [labelled(bulk("Si", "diamond", 5.43) * (1, 1, 1 + k % 2), seed + k, stress=True) for k in range(n)]
+def crystals(n: int, seed: int = 0, sizes=(1, 2)) -> list[Atoms]:
+    return [labelled(bulk("Si", "diamond", 5.43) * (1, 1, sizes[k % len(sizes)]), seed + k, stress=True)
+            for k in range(n)]

@@ -59,7 +59,8 @@ class TrainConfig:
     max_time: float | None = None  # minutes of wall time
     seed: int = 0
     output_dir: str = "runs/train"
-    progress: bool = True
+    progress: bool = True  # progress bar and summary lines on the terminal
+    plots: bool = True  # parity and learning-curve PNGs at the end (false: faster sweeps)
 
     def replace(self, **changes) -> TrainConfig:
         return validate(dataclasses.replace(self, **changes))
@@ -232,7 +233,8 @@ epochs: 100
 max_time: null              # minutes of wall time
 seed: 0
 output_dir: runs/train
-progress: true
+progress: true              # progress bar on the terminal
+plots: true                 # parity and learning-curve PNGs next to the model
 """
 
 

@@ -37,15 +37,21 @@ class PlateauState(NamedTuple):
     bad_epochs: int  # epochs since it improved
 
 
-def learning_rate(config: TrainConfig, step: int, steps_per_epoch: int, plateau: PlateauState) -> float:
-    """lr at optimiser ``step``: linear warm-up, then cosine to min_lr_ratio, plateau factor, or constant."""
+def learning_rate(config: TrainConfig, step: int, steps_per_epoch: int, plateau: PlateauState,
+                  time_fraction: float = 0.0) -> float:
+    """lr at optimiser ``step``: linear warm-up, then cosine to min_lr_ratio, plateau factor, or constant.
+
+    The cosine follows whichever budget runs out first: steps of ``epochs``, or
+    ``time_fraction`` (wall time used / ``max_time``), so a time-limited run
+    still ends annealed.
+    """
     warmup = max(1, int(config.warmup_epochs * steps_per_epoch))
     base = config.learning_rate
     if step < warmup and config.warmup_epochs > 0:
         return base * (step + 1) / warmup
     if config.lr_schedule == "cosine":
         total = max(1, config.epochs * steps_per_epoch - warmup)
-        progress = min(1.0, (step - warmup) / total)
+        progress = min(1.0, max((step - warmup) / total, time_fraction))
         floor = config.min_lr_ratio
         return base * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
     if config.lr_schedule == "plateau":

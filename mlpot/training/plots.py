@@ -51,13 +51,13 @@ def learning_curves(history: list, path) -> Path:
     axes[0].semilogy(epochs, [row["train_loss"] for row in history], label="train")
     axes[0].semilogy(epochs, [row["valid_loss"] for row in history], label="validation")
     axes[0].set_ylabel("loss")
-    for ax, key, label in ((axes[1], "energy_mae_per_atom", "energy MAE [meV/atom]"),
-                           (axes[2], "forces_mae", "force MAE [meV/Å]")):
-        values = [row.get(f"valid_{key}") for row in history]
-        if all(v is not None for v in values):
-            ax.semilogy(epochs, np.array(values) * 1e3, label="validation")
+    for ax, key, label in ((axes[1], "energy_mae_per_atom", "energy error [meV/atom]"),
+                           (axes[2], "forces_mae", "force error [meV/Å]")):
         train_term = "train_energy_term" if "energy" in key else "train_forces_term"
         ax.semilogy(epochs, np.sqrt([row[train_term] for row in history]) * 1e3, label="train (RMSE, running)")
+        values = [row.get(f"valid_{key}") for row in history]
+        if all(v is not None for v in values):
+            ax.semilogy(epochs, np.array(values) * 1e3, label="validation (MAE)")
         ax.set_ylabel(label)
     for ax in axes:
         ax.set_xlabel("epoch")

@@ -29,6 +29,11 @@ def model_config(config: TrainConfig, train_frames, species, isolated=None) -> M
     """Species, float64 reference energies and the energy scale, fitted on the training frames only."""
     reference = data.fit_reference_energies(train_frames, species, isolated)
     scale = data.fit_energy_scale(train_frames, species, reference)
+    # Rounded to 1e-9 eV (far below any DFT precision): summation-order noise in the last bits would
+    # otherwise make runs on equivalent data (CV folds, learning curves) bake different constants
+    # into, and recompile, the same programs.
+    reference = [round(float(e), 9) for e in reference]
+    scale = float(f"{scale:.9g}")
     hyper = {k: v for k, v in config.model.items() if k != "name"}
     return ModelConfig(
         name=config.model["name"], cutoff=config.cutoff, species=species, hyperparameters=hyper,
@@ -65,7 +70,9 @@ def assemble(config: TrainConfig, train, valid, test=None, species=None) -> Prep
     mc = model_config(config, train, species, isolated)
     sets = [data.prepare(part, config.cutoff, species) if part else None for part in (train, valid, test)]
     ratio = max(s.edges_per_atom for s in sets if s is not None)
-    sets = [s._replace(edges_per_atom=ratio) if s is not None else None for s in sets]  # one shape ladder for all
+    typical = sets[0].typical_atoms
+    # one shape ladder for train, validation and test batches: they share compiled programs
+    sets = [s._replace(edges_per_atom=ratio, typical_atoms=typical) if s is not None else None for s in sets]
     return Prepared(sets[0], sets[1], sets[2], mc)
 
 

@@ -15,15 +15,13 @@ import csv
 import io
 import json
 import time
-from functools import partial
 from pathlib import Path
 from typing import NamedTuple
 
-import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from mlpot import data, physics
+from mlpot import data
 from mlpot.modelfile import atomic_write, save
 from mlpot.potential import ModelConfig, Potential
 from mlpot.training import config as config_mod
@@ -35,6 +33,7 @@ from mlpot.training.trainer import (
     Loop,
     evaluate,
     init_state,
+    jitted_predict,
     make_train_step,
     postfix,
     run_epoch,
@@ -83,7 +82,9 @@ def _epoch_end(loop, state, progress, row, out: Path, model_config: ModelConfig)
     progress["plateau"] = list(plateau)
     progress["history"].append(row)
     improved = row["valid_loss"] < progress["best_valid"]
-    progress["bad_epochs"] = 0 if improved else progress["bad_epochs"] + 1
+    # early stopping counts epochs without a meaningful (0.01 % relative) improvement
+    meaningful = row["valid_loss"] < progress["best_valid"] * (1 - 1e-4)
+    progress["bad_epochs"] = 0 if meaningful else progress["bad_epochs"] + 1
     if improved:
         progress["best_valid"] = row["valid_loss"]
         save(Potential(model_config, state.ema), out / "model.mlpot", extra={"epoch": row["epoch"]})
@@ -92,11 +93,25 @@ def _epoch_end(loop, state, progress, row, out: Path, model_config: ModelConfig)
     _write_csv(out / "metrics.csv", progress["history"])
 
 
+_INIT_CACHE: dict = {}
+
+
+def _create(model_config: ModelConfig, seed: int) -> Potential:
+    """``Potential.create``, reusing initial parameters across runs (CV folds, learning curves): they
+    depend on the architecture, species count and seed, not on reference energies or scale."""
+    arch = model_config.replace(reference_energies=(), energy_scale=())
+    key = (json.dumps(arch.to_dict(), sort_keys=True), seed)
+    if key not in _INIT_CACHE:
+        _INIT_CACHE.clear()
+        _INIT_CACHE[key] = Potential.create(arch, seed).params
+    return Potential(model_config, _INIT_CACHE[key])
+
+
 def build(config, prepared: Prepared, resume: bool = False):
     """(loop, initial or resumed state, progress, model_config) for a run."""
     out = Path(config.output_dir)
     model_config = prepared.model_config
-    potential = Potential.create(model_config, config.seed)
+    potential = _create(model_config, config.seed)
     optimizer = make_optimizer(config)
     state, progress = init_state(potential, optimizer), _new_progress()
     if resume:
@@ -104,9 +119,8 @@ def build(config, prepared: Prepared, resume: bool = False):
         model_config = ModelConfig(**{**saved, "species": tuple(saved["species"])})
         potential = Potential(model_config, state.params)
     compute_stress = data.has_stress(prepared.train.frames + prepared.valid.frames)
-    predict_fn = jax.jit(partial(physics.predict, potential.atom_energy_fn(), compute_stress=compute_stress))
     loop = Loop(config, potential, prepared.train, prepared.valid,
-                make_train_step(potential, optimizer, config, compute_stress), predict_fn)
+                make_train_step(potential, optimizer, config, compute_stress), jitted_predict(potential, compute_stress))
     return loop, state, progress, model_config
 
 
@@ -118,7 +132,7 @@ def fit(config, prepared: Prepared, resume: bool = False, stop_after: int | None
     atomic_write(out / "config.yaml", config_mod.dump(config).encode())
     steps = -(-len(prepared.train.frames) // config.batch_size)
     bar = tqdm(total=config.epochs * steps, initial=progress["epoch"] * steps, disable=not config.progress,
-               unit="batch", dynamic_ncols=True)
+               unit="batch", dynamic_ncols=True, mininterval=1.0)
     epoch_seconds, run_epochs, reason = 0.0, 0, None
     while (reason := _stop_reason(config, progress, epoch_seconds)) is None:
         if stop_after is not None and run_epochs >= stop_after:
@@ -126,7 +140,7 @@ def fit(config, prepared: Prepared, resume: bool = False, stop_after: int | None
             break
         epoch, start = progress["epoch"], time.perf_counter()
         bar.set_description(f"epoch {epoch + 1}/{config.epochs}")
-        state, row = run_epoch(loop, state, epoch, PlateauState(*progress["plateau"]), bar)
+        state, row = run_epoch(loop, state, epoch, PlateauState(*progress["plateau"]), bar, progress["elapsed"])
         row = {"epoch": epoch + 1, **row, **validate(loop, state, epoch)}
         epoch_seconds = time.perf_counter() - start
         progress["elapsed"] += epoch_seconds
@@ -148,14 +162,15 @@ def _finish(config, prepared, out, progress, model_config, predict_fn) -> TrainR
     """Evaluate the best model on validation and test frames; write plots and results.json."""
     best = Potential(model_config, load_best_params(out))
     valid_metrics, valid_pairs = evaluate(best, prepared.valid, config.batch_size, predict_fn)
-    plots.parity(valid_pairs, out / "parity_valid.png", "validation")
+    if config.plots:
+        plots.parity(valid_pairs, out / "parity_valid.png", "validation")
     test_metrics = None
     if prepared.test is not None:
-        test_fn = jax.jit(partial(physics.predict, best.atom_energy_fn(),
-                                  compute_stress=data.has_stress(prepared.test.frames)))
+        test_fn = jitted_predict(best, data.has_stress(prepared.test.frames))
         test_metrics, test_pairs = evaluate(best, prepared.test, config.batch_size, test_fn)
-        plots.parity(test_pairs, out / "parity_test.png", "test")
-    if progress["history"]:
+        if config.plots:
+            plots.parity(test_pairs, out / "parity_test.png", "test")
+    if progress["history"] and config.plots:
         plots.learning_curves(progress["history"], out / "learning_curves.png")
     results = {"valid": valid_metrics, "test": test_metrics, "epochs": progress["epoch"],
                "elapsed_s": progress["elapsed"]}

@@ -12,6 +12,7 @@ batching), with the weights in force at that epoch.
 
 from __future__ import annotations
 
+import json
 import time
 from functools import partial
 from typing import NamedTuple
@@ -48,8 +49,33 @@ def init_state(potential: Potential, optimizer) -> TrainState:
     return TrainState(params, optimizer.init(params), params, jnp.zeros((), jnp.int32))
 
 
+_CACHE: dict = {}  # jitted functions of recent runs: runs with equal settings (CV folds, resumes) reuse compiles
+
+
+def _cached(key, build):
+    if key not in _CACHE:
+        if len(_CACHE) >= 8:
+            _CACHE.pop(next(iter(_CACHE)))
+        _CACHE[key] = build()
+    return _CACHE[key]
+
+
+def jitted_predict(potential: Potential, compute_stress: bool):
+    """Jitted ``(params, graph) -> Predictions``, shared by runs with the same model config."""
+    key = ("predict", json.dumps(potential.config.to_dict(), sort_keys=True), compute_stress)
+    return _cached(key, lambda: jax.jit(partial(physics.predict, potential.atom_energy_fn(),
+                                                compute_stress=compute_stress)))
+
+
 def make_train_step(potential: Potential, optimizer, config: TrainConfig, compute_stress: bool):
-    """Jitted ``(state, graph, labels, weights, lr) -> (state, StepStats)``."""
+    """Jitted ``(state, graph, labels, weights, lr) -> (state, StepStats)`` (cached by every setting it bakes in)."""
+    baked = (config.loss, config.huber_delta, config.ema_decay, config.clip_grad_norm, config.amsgrad,
+             config.optimizer, config.weight_decay)
+    key = ("step", json.dumps(potential.config.to_dict(), sort_keys=True), compute_stress, baked)
+    return _cached(key, lambda: _make_train_step(potential, optimizer, config, compute_stress))
+
+
+def _make_train_step(potential: Potential, optimizer, config: TrainConfig, compute_stress: bool):
     atom_energy_fn = potential.atom_energy_fn()
 
     def loss_fn(params, graph, labels, weights):
@@ -82,11 +108,10 @@ def evaluate(potential: Potential, dataset: data.Dataset, batch_size: int, predi
     """(metrics dict, collected pairs) of ``potential`` on every frame of ``dataset``."""
     if compute_stress is None:
         compute_stress = data.has_stress(dataset.frames)
-    predict_fn = predict_fn or jax.jit(partial(physics.predict, potential.atom_energy_fn(),
-                                               compute_stress=compute_stress))
+    predict = predict_fn or jitted_predict(potential, compute_stress)
     collected = []
     for graph, labels in data.batches(dataset, batch_size):
-        pred = predict_fn(potential.params, graph)
+        pred = predict(potential.params, graph)
         collected.append(metrics_mod.collect(pred, labels, graph, potential.config.species))
     return metrics_mod.summarise(collected), collected
 
@@ -110,16 +135,22 @@ class Loop(NamedTuple):
     predict_fn: object  # jitted predict for validation
 
 
-def run_epoch(loop: Loop, state: TrainState, epoch: int, plateau: PlateauState, bar=None):
-    """One pass over the shuffled training set; returns (state, mean StepStats dict)."""
+def run_epoch(loop: Loop, state: TrainState, epoch: int, plateau: PlateauState, bar=None, elapsed: float = 0.0):
+    """One pass over the shuffled training set; returns (state, mean StepStats dict).
+
+    ``elapsed``: wall seconds used before this epoch (for a time-driven learning-rate schedule).
+    """
     config = loop.config
+    start = time.perf_counter()
+    budget = config.max_time * 60.0 if config.max_time else None
     order = np.random.default_rng([config.seed, epoch]).permutation(len(loop.train.frames))
     steps_per_epoch = -(-len(order) // config.batch_size)
     weights = weights_at(config, epoch)
     sums = np.zeros(4)
     for k in range(0, len(order), config.batch_size):
         graph, labels = data.collate(loop.train, order[k : k + config.batch_size], config.batch_size)
-        lr = learning_rate(config, int(state.step), steps_per_epoch, plateau)
+        used = (elapsed + time.perf_counter() - start) / budget if budget else 0.0
+        lr = learning_rate(config, int(state.step), steps_per_epoch, plateau, used)
         state, stats = loop.step_fn(state, graph, labels, weights, np.float64(lr))
         sums += np.array([float(x) for x in stats])
         if bar is not None:
@@ -150,6 +181,3 @@ def postfix(row: dict) -> dict:
         shown["F"] = f"{row['valid_forces_mae'] * 1e3:.1f}meV/Å"
     return shown
 
-
-def start_time() -> float:
-    return time.perf_counter()

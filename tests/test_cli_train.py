@@ -1,0 +1,79 @@
+"""`mlpot train | eval | template | cv | learning-curve` end to end on tiny data and a tiny model."""
+
+from __future__ import annotations
+
+import json
+
+import ase.io
+import pytest
+import yaml
+from test_train_helpers import molecules, register_tiny
+
+from mlpot.cli import main
+from mlpot.training.config import KEYS, from_dict
+
+
+@pytest.fixture()
+def tiny_setup(tmp_path):
+    data = tmp_path / "frames.xyz"
+    ase.io.write(data, molecules(12, names=("CH4",)))
+    config = {"train_file": "frames.xyz", "valid_fraction": 0.2, "model": {"name": register_tiny()},
+              "cutoff": 3.0, "batch_size": 4, "epochs": 2, "progress": False, "plots": False,
+              "output_dir": str(tmp_path / "out")}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return tmp_path, path, data
+
+
+def test_template_is_a_complete_valid_config(capsys):
+    assert main(["template"]) == 0
+    text = capsys.readouterr().out
+    values = yaml.safe_load(text)
+    assert set(values) == set(KEYS)
+    assert text.count("#") > 20  # commented
+    from_dict(values)
+
+
+def test_unknown_key_is_a_one_line_error_with_a_suggestion(tiny_setup, capsys):
+    tmp_path, path, _ = tiny_setup
+    path.write_text(path.read_text() + "lerning_rate: 0.1\n")
+    assert main(["train", str(path)]) == 2
+    assert "unknown key 'lerning_rate'; did you mean 'learning_rate'?" in capsys.readouterr().err
+
+
+def test_train_then_eval_json(tiny_setup, capsys):
+    tmp_path, path, data = tiny_setup
+    assert main(["train", str(path), "-o", "model.num_basis=3", "-o", "epochs=1"]) == 0
+    out = tmp_path / "out"
+    resolved = yaml.safe_load((out / "config.yaml").read_text())
+    assert resolved["model"]["num_basis"] == 3 and resolved["epochs"] == 1
+    assert "validation" in capsys.readouterr().out
+    report = tmp_path / "eval.json"
+    plot = tmp_path / "parity.png"
+    assert main(["eval", str(out / "model.mlpot"), str(data), "--json", str(report), "--plot", str(plot)]) == 0
+    metrics = json.loads(report.read_text())
+    for key in ("energy_mae", "energy_rmse", "energy_mae_per_atom", "energy_rmse_per_atom", "forces_mae",
+                "forces_rmse", "n_frames"):
+        assert key in metrics
+    assert metrics["n_frames"] == 12 and "stress_mae" not in metrics  # no stress labels in these frames
+    assert metrics["energy_mae_per_atom"] == pytest.approx(metrics["energy_mae"] / 5)  # all CH4
+    assert plot.is_file()
+    assert main(["eval", str(out / "model.mlpot"), str(tmp_path / "missing.xyz")]) == 2
+
+
+def test_cv_and_learning_curve(tiny_setup, capsys):
+    tmp_path, path, _ = tiny_setup
+    # frames with equal labels: every fold fits the same reference energies and scale, so folds share
+    # compiled programs (this test is about the plumbing: folds, outputs, plot)
+    frames = molecules(12, names=("CH4",))
+    for atoms in frames:
+        atoms.calc.results.update(energy=-15.0, forces=frames[0].calc.results["forces"])
+    ase.io.write(tmp_path / "frames.xyz", frames)
+    assert main(["cv", str(path), "-k", "2", "-o", "epochs=1"]) == 0
+    cv = json.loads((tmp_path / "out" / "cv.json").read_text())
+    assert cv["k"] == 2 and len(cv["folds"]) == 2
+    assert sum(fold["n_frames"] for fold in cv["folds"]) == 12  # every frame tested exactly once
+    assert main(["learning-curve", str(path), "--sizes", "3", "6", "-o", "epochs=1", "-o", "plots=true"]) == 0
+    curve = json.loads((tmp_path / "out" / "learning_curve.json").read_text())
+    assert curve["sizes"] == [3, 6] and (tmp_path / "out" / "learning_curve.png").is_file()
+    assert "frames: energy MAE" in capsys.readouterr().out
