@@ -14,11 +14,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a fresh clone without installing
 
-import ase.io  # noqa: E402
+import ase.io
 
-import mlpot  # noqa: E402
-from mlpot.training import load, train  # noqa: E402
-from mlpot.training.metrics import format_table  # noqa: E402
+import mlpot
+from mlpot.training import load, train
+from mlpot.training.metrics import format_table
 
 
 def main() -> int:

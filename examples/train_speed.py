@@ -62,7 +62,7 @@ def main() -> None:
     atoms = np.mean([len(f.atoms) for f in prepared.train.frames])
     for epoch in range(1, args.epochs + 1):
         t0 = time.perf_counter()
-        state, row = run_epoch(loop, state, epoch, plateau)
+        state, _row = run_epoch(loop, state, epoch, plateau)
         dt = time.perf_counter() - t0
         print(f"epoch {epoch}: {n} frames ({atoms:.0f} atoms each) in {dt:.1f} s = {n / dt:.1f} frames/s, "
               f"{n * atoms / dt:.0f} atoms/s; compiled programs {loop.step_fn._cache_size()}; "

@@ -31,22 +31,10 @@ def _cmd_train(args) -> int:
     return 0
 
 
-def evaluate_files(model_path, data_paths, batch_size=8, energy_key="energy", forces_key="forces",
-                   stress_key="stress"):
-    """(metrics, collected pairs) of a saved model on labelled files."""
-    from mlpot import data, load
-    from mlpot.training.trainer import evaluate
-
-    potential = load(model_path)
-    frames = data.read_frames(data_paths, energy_key, forces_key, stress_key, required=(),
-                              species=potential.config.species)
-    dataset = data.prepare(frames, potential.config.cutoff, potential.config.species)
-    return evaluate(potential, dataset, batch_size)
-
-
 def _cmd_eval(args) -> int:
     from mlpot.training import plots
     from mlpot.training.metrics import format_table
+    from mlpot.training.run import evaluate_files
 
     metrics, collected = evaluate_files(args.model, args.data, args.batch_size, args.energy_key, args.forces_key,
                                         args.stress_key)

@@ -35,7 +35,7 @@ def test_template_is_a_complete_valid_config(capsys):
 
 
 def test_unknown_key_is_a_one_line_error_with_a_suggestion(tiny_setup, capsys):
-    tmp_path, path, _ = tiny_setup
+    _tmp_path, path, _ = tiny_setup
     path.write_text(path.read_text() + "lerning_rate: 0.1\n")
     assert main(["train", str(path)]) == 2
     assert "unknown key 'lerning_rate'; did you mean 'learning_rate'?" in capsys.readouterr().err

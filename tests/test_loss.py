@@ -71,3 +71,32 @@ def test_no_labelled_entries_gives_zero_not_nan():
     labels = labels._replace(stress_mask=np.zeros(3, bool), forces_mask=np.zeros(3, bool))
     terms = loss_terms(pred, labels, graph)
     assert float(terms.stress) == 0.0 and float(terms.forces) == 0.0
+
+
+def test_padding_changes_neither_loss_nor_gradient_through_a_real_model():
+    """Same frames, padded to two very different capacities: identical loss and parameter gradients."""
+    import jax
+    from test_train_helpers import crystals, molecules, register_tiny
+
+    from mlpot.physics import predict
+    from mlpot.potential import ModelConfig, Potential
+
+    images = molecules(2) + crystals(1)
+    frames = [data.Frame(a, a.calc.results["energy"], a.calc.results["forces"],
+                         data.voigt_6_to_full_3x3_stress(a.calc.results["stress"]) if a.pbc.all() else None, "x")
+              for a in images]
+    species = data.species_of_frames(frames)
+    dataset = data.prepare(frames, 3.0, species)
+    potential = Potential.create(ModelConfig(register_tiny(), 3.0, species), seed=1)
+    atom_energy_fn = potential.atom_energy_fn()
+
+    def loss(params, graph, labels):
+        terms = loss_terms(predict(atom_energy_fn, params, graph), labels, graph)
+        return total_loss(terms, LossWeights(1.0, 10.0, 100.0))
+
+    value_and_grad = jax.jit(jax.value_and_grad(loss))
+    small = value_and_grad(potential.params, *data.collate(dataset, [0, 1, 2], 3))
+    big = value_and_grad(potential.params, *data.collate(dataset._replace(typical_atoms=40.0), [0, 1, 2], 7))
+    assert float(small[0]) == pytest.approx(float(big[0]), rel=1e-10)
+    for a, b in zip(jax.tree_util.tree_leaves(small[1]), jax.tree_util.tree_leaves(big[1])):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)

@@ -134,3 +134,21 @@ def test_config_errors(changes, message):
 
     with pytest.raises(ValueError, match=message):
         from_dict({"train_file": "x.xyz", **changes})
+
+
+def test_learning_rate_warmup_cosine_time_and_plateau(tmp_path):
+    from mlpot.training.optim import learning_rate, update_plateau
+
+    config = _config(tmp_path, learning_rate=1.0, epochs=10, warmup_epochs=1, min_lr_ratio=0.1)
+    flat = PlateauState(1.0, np.inf, 0)
+    assert learning_rate(config, 0, 10, flat) == pytest.approx(0.1)  # warm-up: 1/10 of the way
+    assert learning_rate(config, 10, 10, flat) == pytest.approx(1.0)  # cosine starts at the peak
+    assert learning_rate(config, 100, 10, flat) == pytest.approx(0.1)  # and ends at the floor
+    # a time budget that is 100 % used anneals to the floor whatever the step count
+    assert learning_rate(config, 11, 10, flat, time_fraction=1.0) == pytest.approx(0.1)
+    plateau_config = _config(tmp_path, lr_schedule="plateau", plateau_patience=2, plateau_factor=0.5,
+                             learning_rate=1.0, warmup_epochs=0)
+    state = PlateauState(1.0, np.inf, 0)
+    for loss in (1.0, 1.0, 1.0):  # improves once, then two epochs without improvement
+        state = update_plateau(plateau_config, state, loss)
+    assert state.factor == 0.5 and learning_rate(plateau_config, 50, 10, state) == 0.5

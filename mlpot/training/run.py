@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
-import numpy as np
 from tqdm.auto import tqdm
 
 from mlpot import data
@@ -126,6 +125,7 @@ def build(config, prepared: Prepared, resume: bool = False):
 
 def fit(config, prepared: Prepared, resume: bool = False, stop_after: int | None = None) -> TrainResult:
     """Train on prepared data. ``stop_after``: end this call after that many epochs (as if killed)."""
+    config = config_mod.validate(config)
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     loop, state, progress, model_config = build(config, prepared, resume)
@@ -196,5 +196,13 @@ def train(config, resume: bool = False, frames=None, stop_after: int | None = No
     return fit(config, prepared, resume=resume, stop_after=stop_after)
 
 
-def np_summary(metrics: dict) -> dict:
-    return {k: (float(v) if isinstance(v, (np.floating, float)) else v) for k, v in metrics.items()}
+def evaluate_files(potential, paths, batch_size: int = 8, energy_key: str = "energy", forces_key: str = "forces",
+                   stress_key: str = "stress"):
+    """(metrics, collected pairs) of a ``Potential`` (or model file path) on labelled structure files."""
+    from mlpot.potential import load
+
+    potential = potential if isinstance(potential, Potential) else load(potential)
+    frames = data.read_frames(paths, energy_key, forces_key, stress_key, required=(),
+                              species=potential.config.species)
+    dataset = data.prepare(frames, potential.config.cutoff, potential.config.species)
+    return evaluate(potential, dataset, batch_size)
