@@ -62,10 +62,11 @@ def _cmd_template(args) -> int:
 def _cmd_cv(args) -> int:
     from mlpot.training.selection import cross_validate
 
-    summary = cross_validate(_config(args), args.folds)
+    config = _config(args)
+    summary = cross_validate(config, args.folds)
     for key, value in summary["summary"].items():
         print(f"{key:24s} {value['mean'] * 1e3:10.3f} ± {value['std'] * 1e3:.3f} (meV units)")
-    print(f"per-fold results: {Path(_config(args).output_dir) / 'cv.json'}")
+    print(f"per-fold results: {Path(config.output_dir) / 'cv.json'}")
     return 0
 
 

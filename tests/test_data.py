@@ -32,6 +32,14 @@ def test_reads_labels_from_several_files(tmp_path):
     assert "b.xyz, frame 0" in frames[3].where
 
 
+def test_reads_ase_trajectory_and_db(tmp_path):
+    images = crystals(2)
+    for name in ("frames.traj", "frames.db"):
+        frames = data.read_frames(_write(tmp_path, images, name))
+        assert len(frames) == 2 and frames[1].stress.shape == (3, 3)
+        np.testing.assert_allclose(frames[1].forces, images[1].calc.results["forces"])
+
+
 def test_custom_label_keys(tmp_path):
     atoms = molecule("H2O")
     atoms.info["dft_energy"] = -12.5

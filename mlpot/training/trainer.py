@@ -146,16 +146,18 @@ def run_epoch(loop: Loop, state: TrainState, epoch: int, plateau: PlateauState, 
     order = np.random.default_rng([config.seed, epoch]).permutation(len(loop.train.frames))
     steps_per_epoch = -(-len(order) // config.batch_size)
     weights = weights_at(config, epoch)
-    sums = np.zeros(4)
+    step, stats = int(state.step), []
     for k in range(0, len(order), config.batch_size):
+        # host work (padding the next batch) overlaps the device step: no sync inside this loop
         graph, labels = data.collate(loop.train, order[k : k + config.batch_size], config.batch_size)
         used = (elapsed + time.perf_counter() - start) / budget if budget else 0.0
-        lr = learning_rate(config, int(state.step), steps_per_epoch, plateau, used)
-        state, stats = loop.step_fn(state, graph, labels, weights, np.float64(lr))
-        sums += np.array([float(x) for x in stats])
+        lr = learning_rate(config, step, steps_per_epoch, plateau, used)
+        state, batch_stats = loop.step_fn(state, graph, labels, weights, np.float64(lr))
+        stats.append(batch_stats)
+        step += 1
         if bar is not None:
             bar.update(1)
-    means = sums / steps_per_epoch
+    means = np.mean(np.array([[float(x) for x in s] for s in stats]), axis=0)
     return state, {"train_loss": means[0], "train_energy_term": means[1], "train_forces_term": means[2],
                    "train_stress_term": means[3], "lr": lr}
 
