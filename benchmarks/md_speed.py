@@ -18,9 +18,8 @@ import time
 from pathlib import Path
 
 import ase.io
-import ase.units as units
 import jax
-import numpy as np
+from ase import units
 from ase.build import bulk
 from ase.md.verlet import VelocityVerlet as AseVelocityVerlet
 
@@ -39,8 +38,12 @@ def systems(quick: bool):
     copper = bulk("Cu", "fcc", a=3.61, cubic=True)
     out = [("water", water), ("Cu", copper.repeat(3))]
     if not quick:
-        out += [("water", water.repeat(2)), ("Cu", copper.repeat(7)), ("water", water.repeat(4)),
-                ("Cu", copper.repeat(14))]
+        out += [
+            ("water", water.repeat(2)),
+            ("Cu", copper.repeat(7)),
+            ("water", water.repeat(4)),
+            ("Cu", copper.repeat(14)),
+        ]
     return out
 
 
@@ -70,12 +73,16 @@ def time_engine(potential, atoms, steps, dt, skin, repeats):
         walls.append(time.perf_counter() - start)
     wall = min(walls)
     return {
-        "compile_s": compile_s, "steps": steps, "wall_s": wall, "steps_per_s": steps / wall,
+        "compile_s": compile_s,
+        "steps": steps,
+        "wall_s": wall,
+        "steps_per_s": steps / wall,
         "all_wall_s": walls,
         "rebuilds_per_step": (forces.neighbours.builds - builds) / (steps * repeats),
         "rebuild_s_per_step": (forces.neighbours.seconds - rebuild_s) / (steps * repeats),
         "rebuild_one_s": forces.neighbours.seconds / forces.neighbours.builds,
-        "edges": forces.neighbours.num_edges, "edge_capacity": forces.neighbours.capacity,
+        "edges": forces.neighbours.num_edges,
+        "edge_capacity": forces.neighbours.capacity,
         "compiles": sim.compile_count,
     }
 
@@ -92,8 +99,13 @@ def time_ase(potential, atoms, steps, dt, repeats):
         start = time.perf_counter()
         dyn.run(steps)
         walls.append(time.perf_counter() - start)
-    return {"compile_s": compile_s, "steps": steps, "wall_s": min(walls), "steps_per_s": steps / min(walls),
-            "all_wall_s": walls}
+    return {
+        "compile_s": compile_s,
+        "steps": steps,
+        "wall_s": min(walls),
+        "steps_per_s": steps / min(walls),
+        "all_wall_s": walls,
+    }
 
 
 def main(argv=None):
@@ -110,8 +122,10 @@ def main(argv=None):
     args = parser.parse_args(argv)
     dt = args.dt * units.fs
     results = []
-    print(f"{'system':>14} {'atoms':>6} {'compile s':>9} {'steps/s':>9} {'atom-steps/s':>12} {'us/atom-step':>12} "
-          f"{'rebuild %':>9} {'ASE steps/s':>11} {'speed-up':>8}")
+    print(
+        f"{'system':>14} {'atoms':>6} {'compile s':>9} {'steps/s':>9} {'atom-steps/s':>12} {'us/atom-step':>12} "
+        f"{'rebuild %':>9} {'ASE steps/s':>11} {'speed-up':>8}"
+    )
     for name, atoms in systems(args.quick):
         n = len(atoms)
         if n > args.max_atoms:
@@ -129,19 +143,29 @@ def main(argv=None):
         results.append(row)
         ase_rate = f"{row['ase']['steps_per_s']:11.2f}" if "ase" in row else f"{'-':>11}"
         speedup = f"{row['speedup']:8.2f}" if "speedup" in row else f"{'-':>8}"
-        print(f"{name:>14} {n:6d} {ours['compile_s']:9.1f} {ours['steps_per_s']:9.2f} {row['atom_steps_per_s']:12.0f} "
-              f"{row['us_per_atom_step']:12.2f} {100 * ours['rebuild_s_per_step'] * ours['steps_per_s']:9.1f} {ase_rate} {speedup}",
-              flush=True)
+        print(
+            f"{name:>14} {n:6d} {ours['compile_s']:9.1f} {ours['steps_per_s']:9.2f} {row['atom_steps_per_s']:12.0f} "
+            f"{row['us_per_atom_step']:12.2f} {100 * ours['rebuild_s_per_step'] * ours['steps_per_s']:9.1f} {ase_rate} {speedup}",
+            flush=True,
+        )
     flatness = {}
     for name in ("water", "Cu"):
         sizes = sorted((r["atoms"], r["us_per_atom_step"]) for r in results if r["system"] == name)
         if len(sizes) >= 3:
             flatness[name] = sizes[-1][1] / sizes[-2][1]  # per-atom-step cost, largest / ~1.5k
             print(f"{name}: per-atom-step time {sizes[-2][0]} -> {sizes[-1][0]} atoms changes x{flatness[name]:.2f}")
-    info = {"machine": platform.node(), "cpu_count": len(__import__("os").sched_getaffinity(0)),
-            "jax": jax.__version__, "backend": jax.default_backend(), "device": str(jax.devices()[0]),
-            "model": args.model or f"random-init PaiNN {HYPER}, cutoff 5 Å, float32", "dt_fs": args.dt,
-            "skin": args.skin, "results": results, "per_atom_step_flatness": flatness}
+    info = {
+        "machine": platform.node(),
+        "cpu_count": len(__import__("os").sched_getaffinity(0)),
+        "jax": jax.__version__,
+        "backend": jax.default_backend(),
+        "device": str(jax.devices()[0]),
+        "model": args.model or f"random-init PaiNN {HYPER}, cutoff 5 Å, float32",
+        "dt_fs": args.dt,
+        "skin": args.skin,
+        "results": results,
+        "per_atom_step_flatness": flatness,
+    }
     if args.json:
         Path(args.json).write_text(json.dumps(info, indent=2))
         print(f"wrote {args.json}")

@@ -20,22 +20,33 @@ ENSEMBLES = ("nve", "langevin", "nose-hoover", "npt")
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("md", help="molecular dynamics with a model file",
-                              description="Molecular dynamics with a model file (units: fs, K, GPa).")
+    p = subparsers.add_parser(
+        "md",
+        help="molecular dynamics with a model file",
+        description="Molecular dynamics with a model file (units: fs, K, GPa).",
+    )
     p.add_argument("model", help="model file (.mlpot)")
     p.add_argument("structure", help="start structure, any ASE-readable file (first frame, or --index)")
     p.add_argument("--index", type=int, default=0, help="frame of STRUCTURE to start from (default 0)")
     p.add_argument("--steps", type=int, required=True, help="number of MD steps")
     p.add_argument("--dt", type=float, default=0.5, help="timestep in fs (default 0.5)")
     p.add_argument("--ensemble", choices=ENSEMBLES, default="nve")
-    p.add_argument("--temperature", type=float, default=300.0,
-                   help="K: Maxwell-Boltzmann start (0: keep the file's momenta) and thermostat target")
+    p.add_argument(
+        "--temperature",
+        type=float,
+        default=300.0,
+        help="K: Maxwell-Boltzmann start (0: keep the file's momenta) and thermostat target",
+    )
     p.add_argument("--pressure", type=float, default=0.0, help="GPa, NPT target (default 0)")
     p.add_argument("--friction", type=float, default=0.01, help="Langevin friction in 1/fs (default 0.01)")
     p.add_argument("--tdamp", type=float, default=None, help="thermostat time constant in fs (default 100 dt)")
     p.add_argument("--taup", type=float, default=1000.0, help="Berendsen barostat time constant in fs")
-    p.add_argument("--compressibility", type=float, default=0.01,
-                   help="Berendsen compressibility in 1/GPa (sets the barostat speed; default 0.01)")
+    p.add_argument(
+        "--compressibility",
+        type=float,
+        default=0.01,
+        help="Berendsen compressibility in 1/GPa (sets the barostat speed; default 0.01)",
+    )
     p.add_argument("--skin", type=float, default=0.5, help="neighbour-list skin in Å (default 0.5)")
     p.add_argument("--traj", default=None, help="trajectory file (.traj, else extxyz), every --interval steps")
     p.add_argument("--log", default=None, help="thermo CSV log, every --interval steps")
@@ -83,10 +94,23 @@ def build(args):
             raise ValueError(f"{args.restart}: its atoms do not match {args.structure}")
     elif args.temperature > 0:
         maxwell_boltzmann(atoms, args.temperature, args.seed)
-    forces = potential_forces(potential, atoms, args.skin, compute_stress=args.ensemble == "npt",
-                              capacity=restart["capacity"] if restart else None)
-    sim = Simulation(forces, atoms, args.ensemble, params(**_settings(args)), seed=args.seed,
-                     max_temperature_K=args.max_temperature, min_distance=args.min_distance, restart=restart)
+    forces = potential_forces(
+        potential,
+        atoms,
+        args.skin,
+        compute_stress=args.ensemble == "npt",
+        capacity=restart["capacity"] if restart else None,
+    )
+    sim = Simulation(
+        forces,
+        atoms,
+        args.ensemble,
+        params(**_settings(args)),
+        seed=args.seed,
+        max_temperature_K=args.max_temperature,
+        min_distance=args.min_distance,
+        restart=restart,
+    )
     return sim, atoms, restart is not None
 
 
@@ -138,7 +162,9 @@ def main(args) -> int:
     if args.restart and int(sim.state.step) % args.interval:
         write_restart(sim)
     nl = sim.neighbours
-    print(f"{args.steps} steps in {time.perf_counter() - start:.1f} s; {nl.builds} neighbour builds "
-          f"({nl.seconds:.2f} s), {sim.compile_count} compile(s), {nl.growths} capacity growth(s)",
-          file=sys.stderr)
+    print(
+        f"{args.steps} steps in {time.perf_counter() - start:.1f} s; {nl.builds} neighbour builds "
+        f"({nl.seconds:.2f} s), {sim.compile_count} compile(s), {nl.growths} capacity growth(s)",
+        file=sys.stderr,
+    )
     return 0

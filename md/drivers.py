@@ -34,9 +34,21 @@ from mlpot.potential import Potential, load
 class Dynamics:
     """One MD run on ``atoms``; build it with the functions below rather than directly."""
 
-    def __init__(self, atoms: Atoms, ensemble: str, timestep: float, potential=None, trajectory=None,
-                 logfile=None, loginterval: int = 1, skin: float = 0.5, seed: int = 0, settings=None,
-                 max_temperature_K=None, min_distance: float = 0.5):
+    def __init__(
+        self,
+        atoms: Atoms,
+        ensemble: str,
+        timestep: float,
+        potential=None,
+        trajectory=None,
+        logfile=None,
+        loginterval: int = 1,
+        skin: float = 0.5,
+        seed: int = 0,
+        settings=None,
+        max_temperature_K=None,
+        min_distance: float = 0.5,
+    ):
         if potential is None:
             if not isinstance(atoms.calc, Calculator):
                 raise ValueError("give potential= or attach an mlpot.Calculator to the atoms")
@@ -46,16 +58,24 @@ class Dynamics:
         self.atoms, self.dt, self.potential = atoms, float(timestep), potential
         self.forces = potential_forces(potential, atoms, skin, compute_stress=ensemble == "npt")
         params = make_params(dt=timestep, **(settings or {}))
-        self.simulation = Simulation(self.forces, atoms, ensemble, params, seed=seed,
-                                     max_temperature_K=max_temperature_K, min_distance=min_distance)
+        self.simulation = Simulation(
+            self.forces,
+            atoms,
+            ensemble,
+            params,
+            seed=seed,
+            max_temperature_K=max_temperature_K,
+            min_distance=min_distance,
+        )
         self.observers: list = []
         self.nsteps = 0
         self._writers = []
         if trajectory is not None:
             writer = TrajectoryWriter(trajectory)
             self._writers.append(writer)
-            self.attach(lambda: writer.write(frame_atoms(self.atoms, self.simulation.state, ensemble == "npt")),
-                        loginterval)
+            self.attach(
+                lambda: writer.write(frame_atoms(self.atoms, self.simulation.state, ensemble == "npt")), loginterval
+            )
         if logfile is not None:
             log = ThermoLog(logfile, with_pressure=ensemble == "npt")
             self._writers.append(log)
@@ -120,31 +140,58 @@ def _gcd(values) -> int:
     return max(result, 1)
 
 
-def VelocityVerlet(atoms, timestep, potential=None, trajectory=None, logfile=None, loginterval=1,
-                   skin=0.5) -> Dynamics:
+def VelocityVerlet(atoms, timestep, potential=None, trajectory=None, logfile=None, loginterval=1, skin=0.5) -> Dynamics:
     """NVE velocity Verlet, like ``ase.md.VelocityVerlet``."""
     return Dynamics(atoms, "nve", timestep, potential, trajectory, logfile, loginterval, skin)
 
 
-def Langevin(atoms, timestep, temperature_K, friction, potential=None, trajectory=None, logfile=None,
-             loginterval=1, skin=0.5, seed=0) -> Dynamics:
+def Langevin(
+    atoms,
+    timestep,
+    temperature_K,
+    friction,
+    potential=None,
+    trajectory=None,
+    logfile=None,
+    loginterval=1,
+    skin=0.5,
+    seed=0,
+) -> Dynamics:
     """Langevin BAOAB; ``friction`` in 1/ASE-time like ``ase.md.Langevin`` (0.01/fs = ``0.01 / units.fs``)."""
     settings = {"kT": ase.units.kB * temperature_K, "friction": friction}
     return Dynamics(atoms, "langevin", timestep, potential, trajectory, logfile, loginterval, skin, seed, settings)
 
 
-def NoseHooverChainNVT(atoms, timestep, temperature_K, tdamp, potential=None, trajectory=None, logfile=None,
-                       loginterval=1, skin=0.5) -> Dynamics:
+def NoseHooverChainNVT(
+    atoms, timestep, temperature_K, tdamp, potential=None, trajectory=None, logfile=None, loginterval=1, skin=0.5
+) -> Dynamics:
     """Nosé-Hoover chain (length 3) like ``ase.md.nose_hoover_chain.NoseHooverChainNVT``; tdamp ~ 100 dt."""
     settings = {"kT": ase.units.kB * temperature_K, "tdamp": tdamp}
-    return Dynamics(atoms, "nose-hoover", timestep, potential, trajectory, logfile, loginterval, skin,
-                    settings=settings)
+    return Dynamics(
+        atoms, "nose-hoover", timestep, potential, trajectory, logfile, loginterval, skin, settings=settings
+    )
 
 
-def NPTBerendsen(atoms, timestep, temperature_K, pressure_au, compressibility_au, taut=0.5e3 * ase.units.fs,
-                 taup=1e3 * ase.units.fs, potential=None, trajectory=None, logfile=None, loginterval=1,
-                 skin=0.5) -> Dynamics:
+def NPTBerendsen(
+    atoms,
+    timestep,
+    temperature_K,
+    pressure_au,
+    compressibility_au,
+    taut=0.5e3 * ase.units.fs,
+    taup=1e3 * ase.units.fs,
+    potential=None,
+    trajectory=None,
+    logfile=None,
+    loginterval=1,
+    skin=0.5,
+) -> Dynamics:
     """Isotropic Berendsen NPT, arguments as ``ase.md.nptberendsen.NPTBerendsen``."""
-    settings = {"kT": ase.units.kB * temperature_K, "tdamp": taut, "pressure": pressure_au, "taup": taup,
-                "compressibility": compressibility_au}
+    settings = {
+        "kT": ase.units.kB * temperature_K,
+        "tdamp": taut,
+        "pressure": pressure_au,
+        "taup": taup,
+        "compressibility": compressibility_au,
+    }
     return Dynamics(atoms, "npt", timestep, potential, trajectory, logfile, loginterval, skin, settings=settings)

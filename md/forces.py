@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax.numpy as jnp
 import numpy as np
@@ -47,9 +48,9 @@ def potential_force_fn(atom_energy_fn, num_atoms: int, compute_stress: bool):
         graph = graph._replace(
             positions=jnp.asarray(graph.positions).at[:num_atoms].set(positions),
             cell=jnp.asarray(graph.cell).at[0].set(cell),
-            volume=jnp.asarray(graph.volume).at[0].set(
-                jnp.where(graph.volume[0] > 0, jnp.abs(jnp.linalg.det(cell)), 0.0)
-            ),
+            volume=jnp.asarray(graph.volume)
+            .at[0]
+            .set(jnp.where(graph.volume[0] > 0, jnp.abs(jnp.linalg.det(cell)), 0.0)),
         )
         if compute_stress:
             out = physics.predict(atom_energy_fn, params, graph, compute_stress=True)
@@ -111,8 +112,16 @@ class NeighbourList:
 
 
 def graph_forces(
-    atom_energy_fn, params, cutoff: float, species, atoms: Atoms, skin: float = 1.0,
-    compute_stress: bool = False, headroom: float = 1.2, capacity=None, cache_key=None,
+    atom_energy_fn,
+    params,
+    cutoff: float,
+    species,
+    atoms: Atoms,
+    skin: float = 1.0,
+    compute_stress: bool = False,
+    headroom: float = 1.2,
+    capacity=None,
+    cache_key=None,
 ) -> Forces:
     """``Forces`` for any ``atom_energy_fn(params, vectors, graph) -> (N,)`` on a neighbour graph.
 
@@ -129,17 +138,34 @@ def graph_forces(
     key = (cache_key or ("energy_fn", id(atom_energy_fn)), n, compute_stress)
     return Forces(
         potential_force_fn(atom_energy_fn, n, compute_stress),
-        graph_distance_fn(n), build, float(cutoff), float(skin), key, neighbours,
+        graph_distance_fn(n),
+        build,
+        float(cutoff),
+        float(skin),
+        key,
+        neighbours,
     )
 
 
 def potential_forces(
-    potential: Potential, atoms: Atoms, skin: float = 1.0, compute_stress: bool = False,
-    headroom: float = 1.2, capacity=None,
+    potential: Potential,
+    atoms: Atoms,
+    skin: float = 1.0,
+    compute_stress: bool = False,
+    headroom: float = 1.2,
+    capacity=None,
 ) -> Forces:
     """``Forces`` for an mlpot ``Potential`` on ``atoms`` (neighbour list with ``skin`` Å)."""
     key = ("potential", json.dumps(potential.config.to_dict(), sort_keys=True))
     return graph_forces(
-        potential.atom_energy_fn(), potential.params, potential.cutoff, potential.config.species, atoms,
-        skin, compute_stress, headroom, capacity, key,
+        potential.atom_energy_fn(),
+        potential.params,
+        potential.cutoff,
+        potential.config.species,
+        atoms,
+        skin,
+        compute_stress,
+        headroom,
+        capacity,
+        key,
     )

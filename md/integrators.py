@@ -14,8 +14,9 @@ freedom, as ``ase.Atoms.get_temperature`` does.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -69,8 +70,17 @@ def blank_state(positions, momenta, masses, cell, key, chain_length: int = 3) ->
     f64 = partial(jnp.asarray, dtype=jnp.float64)
     zeros = jnp.zeros(chain_length, jnp.float64)
     return MDState(
-        f64(positions), f64(momenta), jnp.zeros_like(f64(positions)), f64(0.0), jnp.zeros((3, 3), jnp.float64),
-        f64(masses), f64(cell), jnp.asarray(key), zeros, zeros, jnp.asarray(0, jnp.int64),
+        f64(positions),
+        f64(momenta),
+        jnp.zeros_like(f64(positions)),
+        f64(0.0),
+        jnp.zeros((3, 3), jnp.float64),
+        f64(masses),
+        f64(cell),
+        jnp.asarray(key),
+        zeros,
+        zeros,
+        jnp.asarray(0, jnp.int64),
     )
 
 

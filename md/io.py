@@ -51,7 +51,7 @@ class TrajectoryWriter:
             self._file = None
         else:
             self._traj = None
-            self._file = open(self.path, "a" if append else "w")
+            self._file = open(self.path, "a" if append else "w")  # noqa: SIM115 - kept open for the run
 
     def write(self, atoms: Atoms) -> None:
         if self._traj is not None:
@@ -78,14 +78,20 @@ class ThermoLog:
         if with_pressure:
             columns += ["pressure_GPa", "volume_A3"]
         write_header = not (append and self.path.exists() and self.path.stat().st_size > 0)
-        self._file = open(self.path, "a" if append else "w")
+        self._file = open(self.path, "a" if append else "w")  # noqa: SIM115 - kept open for the run
         if write_header:
             self._file.write(",".join(columns) + "\n")
             self._file.flush()
 
     def write(self, row: dict) -> None:
-        values = [f"{row['step']:d}", f"{row['time_fs']:.6f}", f"{row['epot']:.10f}", f"{row['ekin']:.10f}",
-                  f"{row['etot']:.10f}", f"{row['temperature']:.6f}"]
+        values = [
+            f"{row['step']:d}",
+            f"{row['time_fs']:.6f}",
+            f"{row['epot']:.10f}",
+            f"{row['ekin']:.10f}",
+            f"{row['etot']:.10f}",
+            f"{row['temperature']:.6f}",
+        ]
         if self.with_pressure:
             values += [f"{row['pressure'] / ase.units.GPa:.8f}", f"{row['volume']:.6f}"]
         self._file.write(",".join(values) + "\n")
@@ -101,8 +107,11 @@ def save_restart(path, ensemble: str, state: MDState, params: Params, reference,
     arrays = {f"state_{k}": np.asarray(v) for k, v in state._asdict().items()}
     arrays.update({f"params_{k}": np.asarray(v) for k, v in params._asdict().items()})
     arrays.update(
-        reference_positions=np.asarray(reference.positions), reference_cell=np.asarray(reference.cell),
-        capacity=np.asarray(capacity), numbers=np.asarray(numbers), ensemble=np.asarray(ensemble),
+        reference_positions=np.asarray(reference.positions),
+        reference_cell=np.asarray(reference.cell),
+        capacity=np.asarray(capacity),
+        numbers=np.asarray(numbers),
+        ensemble=np.asarray(ensemble),
         version=np.asarray(RESTART_VERSION),
     )
     buffer = io.BytesIO()
@@ -118,14 +127,17 @@ def load_restart(path) -> dict:
     try:
         data = np.load(path, allow_pickle=False)
         version = int(data["version"])
-    except Exception as err:  # noqa: BLE001 - any decoding failure means "not a restart file"
+    except Exception as err:
         raise ValueError(f"{path}: not an mlpot MD restart file ({err})") from err
     if version > RESTART_VERSION:
         raise ValueError(f"{path}: restart format version {version} is newer than this mlpot ({RESTART_VERSION})")
     state = MDState(**{k: data[f"state_{k}"] for k in MDState._fields})
     params = Params(**{k: data[f"params_{k}"] for k in Params._fields})
     return {
-        "ensemble": str(data["ensemble"]), "state": state, "params": params,
+        "ensemble": str(data["ensemble"]),
+        "state": state,
+        "params": params,
         "reference": (data["reference_positions"], data["reference_cell"]),
-        "capacity": int(data["capacity"]), "numbers": data["numbers"],
+        "capacity": int(data["capacity"]),
+        "numbers": data["numbers"],
     }

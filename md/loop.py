@@ -76,8 +76,17 @@ def _status(candidate: MDState, reference: Reference, limits: Limits, distance):
     return jnp.where(stale, REBUILD, status)
 
 
-def run_chunk(step_fn, refresh_fn, distance_fn, state: MDState, params, force_args, reference: Reference,
-              limits: Limits, refresh=False) -> Chunk:
+def run_chunk(
+    step_fn,
+    refresh_fn,
+    distance_fn,
+    state: MDState,
+    params,
+    force_args,
+    reference: Reference,
+    limits: Limits,
+    refresh=False,
+) -> Chunk:
     """Up to ``limits.max_steps`` steps; see the module docstring for when it stops early.
 
     ``refresh`` (traced bool) first recomputes energy and forces: that is how a

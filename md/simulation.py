@@ -35,7 +35,9 @@ class MDError(RuntimeError):
 def maxwell_boltzmann(atoms: Atoms, temperature_K: float, seed: int) -> None:
     """Momenta drawn at ``temperature_K`` with zero total momentum (in place)."""
     # ASE 3.29 renamed MaxwellBoltzmannDistribution to thermalize_momenta (same arguments).
-    draw = getattr(velocitydistribution, "thermalize_momenta", None) or velocitydistribution.MaxwellBoltzmannDistribution
+    draw = (
+        getattr(velocitydistribution, "thermalize_momenta", None) or velocitydistribution.MaxwellBoltzmannDistribution
+    )
     draw(atoms, temperature_K=temperature_K, rng=np.random.default_rng(seed))
     Stationary(atoms)
 
@@ -50,9 +52,19 @@ def _compiled(ensemble: str, forces: Forces, chain_length: int):
 
 
 class Simulation:
-    def __init__(self, forces: Forces, atoms: Atoms, ensemble: str, params: Params, seed: int = 0,
-                 max_temperature_K: float | None = None, min_distance: float = 0.5, chain_length: int = 3,
-                 rebuild_every_step: bool = False, restart: dict | None = None):
+    def __init__(
+        self,
+        forces: Forces,
+        atoms: Atoms,
+        ensemble: str,
+        params: Params,
+        seed: int = 0,
+        max_temperature_K: float | None = None,
+        min_distance: float = 0.5,
+        chain_length: int = 3,
+        rebuild_every_step: bool = False,
+        restart: dict | None = None,
+    ):
         self.forces, self.ensemble, self.params = forces, ensemble, params
         self.template = atoms.copy()
         self.template.calc = None
@@ -68,12 +80,14 @@ class Simulation:
         if restart is None:
             self._build(atoms.positions, atoms.cell.array)
             key = jax.random.PRNGKey(seed)
-            state = blank_state(atoms.positions, atoms.get_momenta(), atoms.get_masses(), atoms.cell.array,
-                                key, chain_length)
+            state = blank_state(
+                atoms.positions, atoms.get_momenta(), atoms.get_masses(), atoms.cell.array, key, chain_length
+            )
             self.state = self._chunk(state, params, self.force_args, self.reference, self._limits(0), True).state
         else:
             self.state = jax.tree_util.tree_map(jnp.asarray, restart["state"])
-            self._build(*restart["reference"])
+            self._build(*restart["reference"])  # the same list the saved run was using...
+            self._fresh = False  # ...which atoms may since have moved away from
         self.start_step = int(self.state.step)
 
     # -- neighbour list ---------------------------------------------------------------------------
@@ -106,9 +120,13 @@ class Simulation:
 
     # -- the loop -----------------------------------------------------------------------------------
     def _limits(self, max_steps: int) -> Limits:
-        return Limits(jnp.asarray(max_steps, jnp.int64), jnp.asarray(self.forces.cutoff, jnp.float64),
-                      jnp.asarray(self.forces.skin, jnp.float64), jnp.asarray(self.max_kT, jnp.float64),
-                      jnp.asarray(self.min_distance, jnp.float64))
+        return Limits(
+            jnp.asarray(max_steps, jnp.int64),
+            jnp.asarray(self.forces.cutoff, jnp.float64),
+            jnp.asarray(self.forces.skin, jnp.float64),
+            jnp.asarray(self.max_kT, jnp.float64),
+            jnp.asarray(self.min_distance, jnp.float64),
+        )
 
     def _next_stop(self, step: int, last: int) -> int:
         stops = [last] + [(step // k + 1) * k for _, k in self.observers]
@@ -122,8 +140,14 @@ class Simulation:
             if self.rebuild_every_step:
                 self._build(self.state.positions, self.state.cell)
             start = time.perf_counter()
-            chunk = self._chunk(self.state, self.params, self.force_args, self.reference,
-                                self._limits(self._next_stop(step, last) - step), False)
+            chunk = self._chunk(
+                self.state,
+                self.params,
+                self.force_args,
+                self.reference,
+                self._limits(self._next_stop(step, last) - step),
+                False,
+            )
             done, status = int(chunk.steps), int(chunk.status)
             self.timings["chunk_s"] += time.perf_counter() - start
             self.timings["chunks"] += 1
@@ -135,8 +159,10 @@ class Simulation:
                 progress(done)
             if status == REBUILD:
                 if done == 0 and self._fresh:
-                    raise MDError(f"step {step + 1}: an atom moved more than skin/2 = {self.forces.skin / 2:.3g} Å "
-                                  "in one step right after a neighbour rebuild; reduce the timestep or raise the skin")
+                    raise MDError(
+                        f"step {step + 1}: an atom moved more than skin/2 = {self.forces.skin / 2:.3g} Å "
+                        "in one step right after a neighbour rebuild; reduce the timestep or raise the skin"
+                    )
                 self._build(self.state.positions, self.state.cell)
             if done:
                 self._notify(step)  # observers only act on multiples of their interval
@@ -149,18 +175,25 @@ class Simulation:
             TOO_HOT: f"temperature exceeded {self.max_kT / ase.units.kB:.0f} K",
             TOO_CLOSE: f"two atoms came closer than {self.min_distance} Å",
         }[status]
-        return (f"MD stopped at step {step}: {reason}. The last good frame is step {step - 1}; "
-                "output written so far is intact. Try a smaller timestep or check the model/structure.")
+        return (
+            f"MD stopped at step {step}: {reason}. The last good frame is step {step - 1}; "
+            "output written so far is intact. Try a smaller timestep or check the model/structure."
+        )
 
     # -- views of the state ----------------------------------------------------------------------------
     def thermo(self) -> dict:
         """Host numbers for the current state (eV, K, eV/Å^3, Å^3)."""
         s = self.state
         epot, ekin = float(s.energy), float(kinetic_energy(s.momenta, s.masses))
-        row = {"step": int(s.step), "time_fs": int(s.step) * float(self.params.dt) / ase.units.fs,
-               "epot": epot, "ekin": ekin, "etot": epot + ekin,
-               "temperature": 2 * ekin / (3 * len(self.template) * ase.units.kB)}
-        if self.template.cell.rank == 3:
+        row = {
+            "step": int(s.step),
+            "time_fs": int(s.step) * float(self.params.dt) / ase.units.fs,
+            "epot": epot,
+            "ekin": ekin,
+            "etot": epot + ekin,
+            "temperature": 2 * ekin / (3 * len(self.template) * ase.units.kB),
+        }
+        if self.ensemble == "npt":  # only NPT computes the stress the pressure needs
             row["volume"] = abs(float(np.linalg.det(np.asarray(s.cell))))
             row["pressure"] = float(pressure(s))
         if self.ensemble == "nose-hoover":

@@ -57,16 +57,28 @@ def argon_potential(cutoff: float = 8.5):
     """The built-in (truncated and shifted) ``lennard_jones`` model for argon, float64."""
     from mlpot.potential import ModelConfig, Potential
 
-    config = ModelConfig("lennard_jones", cutoff, (18,), {"sigma": ARGON["sigma"], "epsilon": ARGON["epsilon"]},
-                         dtype="float64")
+    config = ModelConfig(
+        "lennard_jones", cutoff, (18,), {"sigma": ARGON["sigma"], "epsilon": ARGON["epsilon"]}, dtype="float64"
+    )
     return Potential.create(config)
 
 
-def smooth_argon_forces(atoms, skin: float = 1.0, compute_stress: bool = False, capacity=None,
-                        headroom: float = 1.2, cutoff: float = 6.5):
+def smooth_argon_forces(
+    atoms, skin: float = 1.0, compute_stress: bool = False, capacity=None, headroom: float = 1.2, cutoff: float = 6.5
+):
     """``Forces`` for smooth LJ argon (switched from cutoff - 1 Å to the cutoff)."""
     from md.forces import graph_forces
 
     energy_fn = smooth_lennard_jones(ARGON["sigma"], ARGON["epsilon"], cutoff - 1.0, cutoff)
-    return graph_forces(energy_fn, {}, cutoff, (18,), atoms, skin, compute_stress, headroom, capacity,
-                        cache_key=("smooth_argon", cutoff))
+    return graph_forces(
+        energy_fn,
+        {},
+        cutoff,
+        (18,),
+        atoms,
+        skin,
+        compute_stress,
+        headroom,
+        capacity,
+        cache_key=("smooth_argon", cutoff),
+    )

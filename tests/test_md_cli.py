@@ -3,9 +3,9 @@
 import csv
 
 import ase.io
-import ase.units as units
 import numpy as np
 import pytest
+from ase import units
 
 import md
 import mlpot
@@ -23,8 +23,24 @@ def files(tmp_path_factory):
 
 
 def _md(files, out, *extra):
-    return main(["md", str(files / "argon.mlpot"), str(files / "argon.xyz"), "--dt", "5", "--interval", "5",
-                 "--seed", "3", "--traj", str(out / "t.xyz"), "--log", str(out / "log.csv"), *extra])
+    return main(
+        [
+            "md",
+            str(files / "argon.mlpot"),
+            str(files / "argon.xyz"),
+            "--dt",
+            "5",
+            "--interval",
+            "5",
+            "--seed",
+            "3",
+            "--traj",
+            str(out / "t.xyz"),
+            "--log",
+            str(out / "log.csv"),
+            *extra,
+        ]
+    )
 
 
 def test_cli_writes_log_and_trajectory_and_restarts_exactly(files, tmp_path):
@@ -38,7 +54,7 @@ def test_cli_writes_log_and_trajectory_and_restarts_exactly(files, tmp_path):
     np.testing.assert_allclose(final_b.positions, final_a.positions, rtol=0, atol=1e-10)
     np.testing.assert_allclose(final_b.momenta, final_a.momenta, rtol=0, atol=1e-10)
 
-    rows = list(csv.DictReader(open(b / "log.csv")))
+    rows = list(csv.DictReader((b / "log.csv").read_text().splitlines()))
     assert [int(r["step"]) for r in rows] == list(range(0, 31, 5))  # appended, header once
     assert set(rows[0]) == {"step", "time_fs", "epot_eV", "ekin_eV", "etot_eV", "temperature_K"}
     assert float(rows[-1]["time_fs"]) == pytest.approx(150.0)
@@ -51,9 +67,26 @@ def test_cli_writes_log_and_trajectory_and_restarts_exactly(files, tmp_path):
 
 
 def test_cli_npt_logs_pressure_and_volume(files, tmp_path):
-    assert _md(files, tmp_path, "--steps", "10", "--ensemble", "npt", "--temperature", "60",
-               "--pressure", "0.5", "--taup", "200", "--compressibility", "0.3") == 0
-    rows = list(csv.DictReader(open(tmp_path / "log.csv")))
+    assert (
+        _md(
+            files,
+            tmp_path,
+            "--steps",
+            "10",
+            "--ensemble",
+            "npt",
+            "--temperature",
+            "60",
+            "--pressure",
+            "0.5",
+            "--taup",
+            "200",
+            "--compressibility",
+            "0.3",
+        )
+        == 0
+    )
+    rows = list(csv.DictReader((tmp_path / "log.csv").read_text().splitlines()))
     assert {"pressure_GPa", "volume_A3"} <= set(rows[0])
     assert float(rows[-1]["volume_A3"]) != float(rows[0]["volume_A3"])
     assert "stress" in ase.io.read(tmp_path / "t.xyz", -1).calc.results

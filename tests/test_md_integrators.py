@@ -1,10 +1,9 @@
 """Integrators driven by analytic force functions (no ML): exact solutions and ensemble averages."""
 
-import ase.units as units
 import jax
 import numpy as np
 import pytest
-from ase import Atoms
+from ase import Atoms, units
 
 import mlpot  # noqa: F401  (x64)
 from md.forces import fixed_forces
@@ -114,8 +113,10 @@ def test_nve_conserves_total_momentum_and_smooth_lj_energy():
 def test_parameters_are_arguments_so_changing_them_does_not_recompile():
     atoms = oscillators(5)
     forces = fixed_forces(harmonic_force_fn, (atoms.positions.copy(), 1.0))
-    sims = [Simulation(forces, atoms, "langevin", params(dt=dt * units.fs, kT=units.kB * t, friction=f))
-            for dt, t, f in ((1.0, 300, 0.01), (2.0, 10, 0.1))]
+    sims = [
+        Simulation(forces, atoms, "langevin", params(dt=dt * units.fs, kT=units.kB * t, friction=f))
+        for dt, t, f in ((1.0, 300, 0.01), (2.0, 10, 0.1))
+    ]
     before = sims[0]._chunk._cache_size()
     for sim in sims:
         sim.run(5)
