@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import time
 from pathlib import Path
 from typing import NamedTuple
@@ -149,10 +150,13 @@ def fit(config, prepared: Prepared, resume: bool = False, stop_after: int | None
         _epoch_end(loop, state, progress, row, out, model_config)
         bar.set_postfix(postfix(row))
         run_epochs += 1
+        if not math.isfinite(row["train_loss"]):
+            reason = f"diverged (non-finite loss) in epoch {epoch + 1}: lower learning_rate or check the data"
+            break
     bar.close()
-    if config.progress:
+    if config.progress or reason.startswith("diverged"):
         print(f"training stopped: {reason}")
-    if not (out / "model.mlpot").is_file():  # no finite validation loss yet: keep the latest EMA
+    if not math.isfinite(progress["best_valid"]):  # no finite validation loss: keep the latest EMA
         save(Potential(model_config, state.ema), out / "model.mlpot", extra={"epoch": progress["epoch"]})
     result = _finish(config, prepared, out, progress, model_config, loop.predict_fn)
     return result._replace(compiles=loop.step_fn._cache_size())
