@@ -19,6 +19,7 @@ def _panel(ax, ref, pred, label, unit):
     ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
     mae = float(np.mean(np.abs(pred - ref)))
     ax.set_title(f"{label}\nMAE {mae * 1e3:.2f} m{unit}", fontsize=9)
+    ax.xaxis.set_major_locator(MaxNLocator(4))  # long absolute energies would overlap
     ax.set_xlabel(f"reference [{unit}]")
     ax.set_ylabel(f"predicted [{unit}]")
 
