@@ -98,6 +98,11 @@ def markdown(results: dict, png: Path) -> str:
         f"Command: `{results['command']}`; started {results['started_utc']} UTC, took {results['wall_s']:.0f} s.",
         f"Machine: {m['cpu']}, {m['cores']} cores, load average at start {m['load_average_at_start']}; "
         f"GPU: {m['gpu']}.",
+    ]
+    if "reused" in results:
+        parts.append(f"Records of engines not run by this command come from the run started "
+                     f"{results['reused']['started_utc']} UTC ({results['reused']['file']}).")
+    parts += [
         "", "### MD throughput", "", md_table(results["md"]),
         "", "### Ratios ours / peer (speed > 1: we are faster; compile and RSS < 1: we use less)", "",
         ratio_table(results["ratios"]),
@@ -137,7 +142,8 @@ def plot(records: list[dict], path: Path) -> None:
         ax.set_xlabel("atoms N")
         ax.set_ylabel(ylabel)
         ax.grid(True, which="both", alpha=0.3)
-    axes[0].legend(fontsize=7)
+    if axes[0].get_legend_handles_labels()[0]:
+        axes[0].legend(fontsize=7)
     fig.suptitle("MD throughput, CPU, random-weight models, dt = 1 fs (shared machine: noisy)")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

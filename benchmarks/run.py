@@ -190,6 +190,8 @@ def main(argv=None) -> int:
     parser.add_argument("--timeout", type=float, default=1800.0, help="wall-time limit per engine process (s)")
     parser.add_argument("--max-rss-mb", type=float, default=8192.0, help="kill an engine above this memory")
     parser.add_argument("--no-extras", action="store_true", help="skip single-point and training figures")
+    parser.add_argument("--reuse", type=Path, help="take the records of engines not run now from this earlier JSON "
+                        "(their start time is kept in each record: say so when quoting ratios)")
     args = parser.parse_args(argv)
     cases = structures.cases(quick=args.quick)
     engines = OURS + (PEER_ENGINES if args.peers else [])
@@ -197,10 +199,16 @@ def main(argv=None) -> int:
         wanted = {label.strip() for label in args.only.split(",")}
         engines = [e for e in engines if e.key in wanted]
     started = time.time()
-    results = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "machine": machine(),
+    results = {"command": " ".join(["python", *sys.argv]), "machine": machine(),
                "started_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(started)), "md": []}
     for engine in engines:
         results["md"].extend(run_engine(engine, cases, args))
+    if args.reuse:
+        earlier = json.loads(args.reuse.read_text())
+        ran = {e.key for e in engines}
+        kept = [dict(r, reused_from=earlier["started_utc"]) for r in earlier["md"] if r["engine"] not in ran]
+        results["md"].extend(kept)
+        results["reused"] = {"file": str(args.reuse), "started_utc": earlier["started_utc"], "records": len(kept)}
     results["ratios"] = ratios(results["md"])
     if not args.no_extras:
         results["single_point"] = single_point(args)

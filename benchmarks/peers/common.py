@@ -122,7 +122,8 @@ def plan(case, previous: dict | None, args) -> tuple[int, str | None]:
     """(block, reason to skip or None) for a case, from the previous case of the same system.
 
     The step time is extrapolated linearly in N; blocks aim at ~1.5 s, and a
-    case whose warm-up + one block is estimated above ``args.limit`` is skipped.
+    case whose MD steps (warm-up block + one timed block; compile time not
+    counted) are estimated above ``args.limit`` is skipped.
     """
     if previous is None:
         return args.block, None
@@ -130,7 +131,7 @@ def plan(case, previous: dict | None, args) -> tuple[int, str | None]:
         return args.block, f"skipped: the {previous['atoms']}-atom case was {previous['status']}"
     step = previous["step_s"] * case[1] / previous["atoms"]
     block = int(max(1, min(args.block, round(1.5 / step))))
-    estimate = previous["compile_s"] + 2 * block * step
+    estimate = 2 * block * step
     if estimate > args.limit:
         return block, (f"skipped: estimated {estimate:.0f} s (> {args.limit:.0f} s limit), "
                        f"extrapolated from {previous['atoms']} atoms at {previous['step_s']:.3g} s/step")
