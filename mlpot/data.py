@@ -224,6 +224,16 @@ def split_indices(n: int, valid_fraction: float, test_fraction: float = 0.0, see
     return np.sort(train), np.sort(valid), np.sort(test)
 
 
+def _fingerprint(frame: Frame) -> bytes:
+    return frame.atoms.numbers.tobytes() + np.round(frame.atoms.positions, 6).tobytes()
+
+
+def shared_frames(a: Sequence[Frame], b: Sequence[Frame]) -> int:
+    """How many frames of ``b`` also occur in ``a`` (same elements and positions to 1e-6 Å)."""
+    seen = {_fingerprint(f) for f in a}
+    return sum(_fingerprint(f) in seen for f in b)
+
+
 def prepare(frames: Sequence[Frame], cutoff: float, species: Sequence[int]) -> Dataset:
     """Species lookup and neighbour lists, once per frame (they are reused every epoch)."""
     parts = []

@@ -119,6 +119,12 @@ def test_splits_are_disjoint_seeded_and_complete():
     assert not np.array_equal(valid, other[1])
 
 
+def test_frames_shared_between_files_are_counted(tmp_path):
+    frames = data.read_frames(_write(tmp_path, molecules(6)))
+    assert data.shared_frames(frames[:4], frames[4:]) == 0
+    assert data.shared_frames(frames[:4], frames[2:]) == 2
+
+
 def test_batches_labels_and_bounded_shapes(tmp_path):
     frames = data.read_frames(_write(tmp_path, molecules(7) + crystals(4)))
     dataset = data.prepare(frames, 3.0, data.species_of_frames(frames))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import NamedTuple
 
 import numpy as np
@@ -62,6 +63,9 @@ def assemble(config: TrainConfig, train, valid, test=None, species=None) -> Prep
     """Prepared data from explicit frame lists (used by ``prepare``, cross-validation, learning curves)."""
     if not valid:
         raise ValueError("no validation frames: set valid_file or a larger valid_fraction")
+    for name, other in (("validation", valid), ("test", test or [])):
+        if (shared := data.shared_frames(train, other)) > 0:  # e.g. a valid_file cut from the train_file
+            warnings.warn(f"{shared} of {len(other)} {name} frames are also training frames", stacklevel=2)
     everything = train + valid + (test or [])
     species = tuple(species) if species else data.species_of_frames(everything)
     isolated = None

@@ -148,6 +148,9 @@ def fit(config, prepared: Prepared, resume: bool = False, stop_after: int | None
         progress["epoch"] = epoch + 1
         row["time_s"] = progress["elapsed"]
         _epoch_end(loop, state, progress, row, out, model_config)
+        if config.max_time:  # ETA from whichever budget ends first
+            remaining = max(0.0, config.max_time * 60.0 - progress["elapsed"])
+            bar.total = min(config.epochs, progress["epoch"] + int(remaining / epoch_seconds)) * steps
         bar.set_postfix(postfix(row))
         run_epochs += 1
         if not math.isfinite(row["train_loss"]):
