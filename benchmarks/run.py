@@ -46,13 +46,14 @@ class Engine(NamedTuple):
 
 
 OURS = [
+    Engine("mlpot painn-small", None, "run_mlpot_md.py", "painn-small", 20, None),
     Engine("mlpot painn", None, "run_mlpot_md.py", "painn", 20, None),
     Engine("mlpot mace", None, "run_mlpot_md.py", "mace", 10, None),
-    Engine("ASE VV + mlpot painn", None, "run_mlpot_ase.py", "painn", 5, "mlpot painn"),
+    Engine("ASE VV + mlpot painn-small", None, "run_mlpot_ase.py", "painn-small", 5, "mlpot painn-small"),
     Engine("ASE VV + mlpot mace", None, "run_mlpot_ase.py", "mace", 5, "mlpot mace"),
 ]
-PEER_ENGINES = [
-    Engine("apax GMNN", "apax", "run_apax.py", None, 20, "mlpot painn"),
+PEER_ENGINES = [  # each compared with our model of its kind: GMNN with our fast model, MACE with MACE
+    Engine("apax GMNN", "apax", "run_apax.py", None, 20, "mlpot painn-small"),
     Engine("mlip MACE", "mlip", "run_mlip.py", None, 10, "mlpot mace"),
     Engine("mace-torch MACE + ASE VV", "mace", "run_mace.py", None, 3, "mlpot mace"),
 ]
@@ -147,7 +148,7 @@ def ratios(records: list[dict]) -> list[dict]:
 def single_point(args) -> list[dict]:
     out = []
     for system in ("water", "cu"):
-        for model in ("painn", "mace"):
+        for model in ("painn-small", "mace"):
             command = [sys.executable, str(PEERS / "run_mlpot_single.py"), "--system", system, "--model", model,
                        "--frames", "8" if args.quick else "32", "--repeats", "1" if args.quick else "2"]
             print(f"[single point] {' '.join(command)}", flush=True)

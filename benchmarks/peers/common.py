@@ -146,11 +146,12 @@ def emit(record: dict, args) -> None:
     print(line, flush=True)
 
 
-def main(description: str, record: dict, setup) -> None:
+def main(description: str, record: dict, setup, extra=None) -> None:
     """Runner skeleton: ``setup(atoms, block, model) -> (run_block, number of parameters)`` per
     case, smallest first; one JSON line per case on stdout. Any exception becomes a failed
     record, never hidden. ``setup_s`` (model + engine construction) counts towards compile
-    time, as some engines compile there and others on the first step."""
+    time, as some engines compile there and others on the first step. ``extra()``, if
+    given, adds engine-specific figures to each timed case's record."""
     args = parse_args(description)
     previous: dict[str, dict] = {}
     for system, num_atoms in sorted(args.cases, key=lambda c: c[1]):
@@ -172,6 +173,8 @@ def main(description: str, record: dict, setup) -> None:
                 out.update(timing, status="ok", atom_steps_per_s=num_atoms * per_s,
                            atom_steps_per_cpu_s=num_atoms / timing["step_cpu_s"],
                            ns_per_day=per_s * DT_FS * 1e-6 * 86400)
+                if extra is not None:
+                    out["engine_stats"] = extra()
             except Exception as exc:
                 traceback.print_exc()
                 out.update(status="failed", error=f"{type(exc).__name__}: {exc}")
