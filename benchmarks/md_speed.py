@@ -57,55 +57,78 @@ def potential_for(name, model_path):
     return Potential.create(config)
 
 
-def time_engine(potential, atoms, steps, dt, skin, repeats):
+def engine_runner(potential, atoms, dt, skin):
+    """(compile seconds, segment(steps) -> seconds, stats() -> dict) for our engine."""
     forces = potential_forces(potential, atoms, skin=skin)
     start = time.perf_counter()
     sim = Simulation(forces, atoms, "nve", params(dt=dt), min_distance=0.0, max_temperature_K=1e7)
     jax.block_until_ready(sim.state.positions)
     compile_s = time.perf_counter() - start
     sim.run(2)  # any first-call overheads outside compilation
-    builds, rebuild_s = forces.neighbours.builds, forces.neighbours.seconds
-    walls = []
-    for _ in range(repeats):  # best of several: the machine may be shared
+    nl = forces.neighbours
+    counts = {"builds": nl.builds, "seconds": nl.seconds, "steps": 0}
+
+    def segment(steps):
         start = time.perf_counter()
         sim.run(steps)
         jax.block_until_ready(sim.state.positions)
-        walls.append(time.perf_counter() - start)
-    wall = min(walls)
-    return {
-        "compile_s": compile_s,
-        "steps": steps,
-        "wall_s": wall,
-        "steps_per_s": steps / wall,
-        "all_wall_s": walls,
-        "rebuilds_per_step": (forces.neighbours.builds - builds) / (steps * repeats),
-        "rebuild_s_per_step": (forces.neighbours.seconds - rebuild_s) / (steps * repeats),
-        "rebuild_one_s": forces.neighbours.seconds / forces.neighbours.builds,
-        "edges": forces.neighbours.num_edges,
-        "edge_capacity": forces.neighbours.capacity,
-        "compiles": sim.compile_count,
-    }
+        counts["steps"] += steps
+        return time.perf_counter() - start
+
+    def stats():
+        return {
+            "rebuilds_per_step": (nl.builds - counts["builds"]) / counts["steps"],
+            "rebuild_s_per_step": (nl.seconds - counts["seconds"]) / counts["steps"],
+            "rebuild_one_s": nl.seconds / nl.builds,
+            "edges": nl.num_edges,
+            "active_edges": nl.num_active,
+            "capacity_edges_active": nl.capacity,
+            "compiles": sim.compile_count,
+        }
+
+    return compile_s, segment, stats
 
 
-def time_ase(potential, atoms, steps, dt, repeats):
+def ase_runner(potential, atoms, dt):
+    """(compile seconds, segment(steps) -> seconds) for ASE's VelocityVerlet + mlpot.Calculator."""
     atoms = atoms.copy()
     atoms.calc = mlpot.Calculator(potential)
     dyn = AseVelocityVerlet(atoms, dt)
     start = time.perf_counter()
     dyn.run(2)  # compiles
     compile_s = time.perf_counter() - start
-    walls = []
-    for _ in range(repeats):
+
+    def segment(steps):
         start = time.perf_counter()
         dyn.run(steps)
-        walls.append(time.perf_counter() - start)
-    return {
-        "compile_s": compile_s,
-        "steps": steps,
-        "wall_s": min(walls),
-        "steps_per_s": steps / min(walls),
-        "all_wall_s": walls,
-    }
+        return time.perf_counter() - start
+
+    return compile_s, segment
+
+
+def measure(potential, atoms, steps, args, with_ase):
+    """Interleaved timed segments (ours, ASE, ours, ...), best of ``args.repeats`` each:
+    on a shared machine, interleaving exposes both to the same background load."""
+    dt = args.dt * units.fs
+    compile_s, ours, stats = engine_runner(potential, atoms, dt, args.skin)
+    theirs = ase_runner(potential, atoms, dt) if with_ase else None
+    ase_steps = max(3, steps // 4)
+    walls, ase_walls = [], []
+    for _ in range(args.repeats):
+        walls.append(ours(steps))
+        if theirs:
+            ase_walls.append(theirs[1](ase_steps))
+    engine = {"compile_s": compile_s, "steps": steps, "steps_per_s": steps / min(walls), "all_wall_s": walls}
+    engine.update(stats())
+    ase = None
+    if theirs:
+        ase = {
+            "compile_s": theirs[0],
+            "steps": ase_steps,
+            "steps_per_s": ase_steps / min(ase_walls),
+            "all_wall_s": ase_walls,
+        }
+    return engine, ase
 
 
 def main(argv=None):
@@ -120,7 +143,6 @@ def main(argv=None):
     parser.add_argument("--dt", type=float, default=0.5, help="fs")
     parser.add_argument("--skin", type=float, default=0.5, help="Å")
     args = parser.parse_args(argv)
-    dt = args.dt * units.fs
     results = []
     print(
         f"{'system':>14} {'atoms':>6} {'compile s':>9} {'steps/s':>9} {'atom-steps/s':>12} {'us/atom-step':>12} "
@@ -133,11 +155,11 @@ def main(argv=None):
         maxwell_boltzmann(atoms, 300.0, seed=0)
         potential = potential_for(name, args.model)
         steps = int(max(3, min(200, args.atom_steps / n)))
-        ours = time_engine(potential, atoms, steps, dt, args.skin, args.repeats)
+        ours, ase = measure(potential, atoms, steps, args, n <= args.skip_ase_above)
         row = {"system": name, "atoms": n, "engine": ours}
-        if n <= args.skip_ase_above:
-            row["ase"] = time_ase(potential, atoms, max(3, steps // 4), dt, args.repeats)
-            row["speedup"] = ours["steps_per_s"] / row["ase"]["steps_per_s"]
+        if ase:
+            row["ase"] = ase
+            row["speedup"] = ours["steps_per_s"] / ase["steps_per_s"]
         row["atom_steps_per_s"] = ours["steps_per_s"] * n
         row["us_per_atom_step"] = 1e6 / row["atom_steps_per_s"]
         results.append(row)

@@ -2,10 +2,14 @@
 
 ``Forces`` bundles what the simulation loop needs: the pure device-side
 ``force_fn(positions, cell, force_args) -> (energy, forces, stress)``, an
-optional ``distance_fn`` (smallest pair distance, for the safety check) and a
+optional ``check_fn`` (smallest pair distance and active-edge overflow) and a
 host-side ``build(positions, cell) -> force_args`` called at each neighbour
 rebuild. ``potential_forces`` makes one for an mlpot ``Potential``;
 ``fixed_forces`` for any hand-written force_fn (harmonic well, tests).
+
+For a Potential the model sees only the edges inside the cutoff at the current
+positions, compacted on the device from the skin list each step: the skin
+costs a cheap length check per edge, not (1 + skin/cutoff)^3 times the model.
 """
 
 from __future__ import annotations
@@ -26,32 +30,59 @@ from mlpot.potential import Potential
 
 class Forces(NamedTuple):
     force_fn: Callable  # (positions (N,3), cell (3,3), force_args) -> (energy, forces (N,3), stress (3,3))
-    distance_fn: Callable | None  # (positions, cell, force_args) -> smallest pair distance, Å
-    build: Callable  # host: (positions (N,3) numpy, cell (3,3) numpy) -> force_args
+    check_fn: Callable | None  # (positions, cell, force_args) -> (min pair distance Å, overflow bool, needed int)
+    build: Callable  # host: (positions (N,3), cell (3,3), needed int) -> force_args
     cutoff: float  # Å, interaction range (0 when there is no neighbour list)
     skin: float  # Å, list built with cutoff + skin; rebuilt when an atom moved > skin/2
     cache_key: object  # hashable: equal keys share compiled programs
     neighbours: object = None  # the NeighbourList, when there is one (counts and timings)
 
 
-def fixed_forces(force_fn, force_args=None, distance_fn=None) -> Forces:
+def fixed_forces(force_fn, force_args=None) -> Forces:
     """A force_fn with constant ``force_args`` and no neighbour list (never rebuilt)."""
-    return Forces(force_fn, distance_fn, lambda positions, cell: force_args, 0.0, 1e30, ("fixed", id(force_fn)))
+    return Forces(force_fn, None, lambda positions, cell, needed=0: force_args, 0.0, 1e30, ("fixed", id(force_fn)))
 
 
-def potential_force_fn(atom_energy_fn, num_atoms: int, compute_stress: bool):
-    """force_fn for a Potential: force_args = (params, padded graph); the MD state holds
-    only the ``num_atoms`` real atoms, the graph's padding stays inside this function."""
+def _place(positions, cell, graph, num_atoms: int):
+    """The padded graph with the MD state's positions and cell (and so volume) in it."""
+    volume = jnp.where(graph.volume[0] > 0, jnp.abs(jnp.linalg.det(cell)), 0.0)
+    return graph._replace(
+        positions=jnp.asarray(graph.positions).at[:num_atoms].set(positions),
+        cell=jnp.asarray(graph.cell).at[0].set(cell),
+        volume=jnp.asarray(graph.volume).at[0].set(volume),
+    )
+
+
+def _lengths(graph):
+    lengths = jnp.linalg.norm(physics.edge_vectors(graph.positions, graph.cell, graph), axis=-1)
+    return jnp.where(graph.edge_mask, lengths, jnp.inf)
+
+
+def _active(graph, cutoff: float, slots):
+    """The edges now inside the cutoff, compacted (in list order) into ``len(slots)`` places.
+
+    The skin list holds ~(1 + skin/cutoff)^3 times more edges than contribute;
+    the model only sees these. Overflow (more than len(slots)) is reported by
+    ``check_fn`` and makes the loop drop the step and rebuild bigger.
+    """
+    inside = _lengths(graph) < cutoff
+    last = graph.senders.shape[0] - 1  # always a padding edge: capacity > number of pairs
+    (index,) = jnp.nonzero(inside, size=slots.shape[0], fill_value=last)
+    return graph._replace(
+        senders=graph.senders[index],
+        receivers=graph.receivers[index],
+        shifts=graph.shifts[index],
+        edge_mask=inside[index],
+    )
+
+
+def potential_force_fn(atom_energy_fn, num_atoms: int, cutoff: float, compute_stress: bool):
+    """force_fn for a Potential: force_args = (params, padded skin graph, active slots); the MD
+    state holds only the ``num_atoms`` real atoms, the graph's padding stays in here."""
 
     def force_fn(positions, cell, force_args):
-        params, graph = force_args
-        graph = graph._replace(
-            positions=jnp.asarray(graph.positions).at[:num_atoms].set(positions),
-            cell=jnp.asarray(graph.cell).at[0].set(cell),
-            volume=jnp.asarray(graph.volume)
-            .at[0]
-            .set(jnp.where(graph.volume[0] > 0, jnp.abs(jnp.linalg.det(cell)), 0.0)),
-        )
+        params, graph, slots = force_args
+        graph = _active(_place(positions, cell, graph, num_atoms), cutoff, slots)
         if compute_stress:
             out = physics.predict(atom_energy_fn, params, graph, compute_stress=True)
             return out.energy[0], out.forces[:num_atoms], out.stress[0]
@@ -61,54 +92,61 @@ def potential_force_fn(atom_energy_fn, num_atoms: int, compute_stress: bool):
     return force_fn
 
 
-def graph_distance_fn(num_atoms: int):
-    """Smallest real edge length |r_ij| (Å) in the neighbour graph (inf when there is none)."""
+def graph_check_fn(num_atoms: int, cutoff: float):
+    """(smallest real pair distance, active edges overflow their slots?, active edge count)."""
 
-    def distance_fn(positions, cell, force_args):
-        _, graph = force_args
-        full = jnp.asarray(graph.positions).at[:num_atoms].set(positions)
-        cells = jnp.asarray(graph.cell).at[0].set(cell)
-        lengths = jnp.linalg.norm(physics.edge_vectors(full, cells, graph), axis=-1)
-        return jnp.min(jnp.where(graph.edge_mask, lengths, jnp.inf))
+    def check_fn(positions, cell, force_args):
+        _, graph, slots = force_args
+        lengths = _lengths(_place(positions, cell, graph, num_atoms))
+        needed = jnp.sum(lengths < cutoff)
+        return jnp.min(lengths), needed > slots.shape[0], needed
 
-    return distance_fn
+    return check_fn
 
 
 class NeighbourList:
-    """Host-side rebuilds: matscipy pairs within cutoff + skin, padded to a fixed capacity.
+    """Host-side rebuilds: matscipy pairs within cutoff + skin, padded to fixed capacities.
 
-    The edge capacity only grows, to the next bucket with ``headroom``, when a
-    rebuild finds more pairs than fit (overflow is caught here on the host, so
-    no frame is ever computed with a truncated list); each growth costs one
-    recompile, and ``growths`` counts them.
+    Two capacities, both from the bucket ladder with ``headroom``: the skin list
+    (pairs within cutoff + skin, checked here at each rebuild) and the active
+    slots (pairs within the cutoff, which the model sees; checked on the device
+    every step, see ``graph_check_fn``). They only grow; each growth is one
+    recompile and ``growths`` counts the rebuilds that grew something.
     """
 
-    def __init__(self, cutoff: float, species, atoms: Atoms, skin: float, headroom: float = 1.2, capacity=None):
+    def __init__(self, cutoff: float, species, atoms: Atoms, skin: float, headroom: float = 1.1, capacity=None):
         check_atoms(atoms, "MD start structure")
         self.cutoff, self.skin, self.headroom = float(cutoff), float(skin), float(headroom)
         self.template = atoms.copy()
         self.template.calc = None
         self.species = species_indices(atoms.numbers, species, "MD start structure")
         self.num_nodes = bucket_size(len(atoms) + 1)
-        self.capacity = int(capacity) if capacity else 0
-        self.builds, self.growths, self.seconds, self.num_edges = 0, 0, 0.0, 0
+        self.capacity = tuple(int(c) for c in capacity) if capacity is not None else (0, 0)  # (edges, active)
+        self.builds, self.growths, self.seconds, self.num_edges, self.num_active = 0, 0, 0.0, 0, 0
 
-    def __call__(self, positions, cell) -> object:
+    def _grow(self, capacity: int, count: int) -> int:
+        # strictly more room than pairs: the last skin-list edge must be padding (see _active)
+        return capacity if count < capacity else bucket_size(int(count * self.headroom) + 1)
+
+    def __call__(self, positions, cell, needed: int = 0):
+        """(padded skin graph, active slots) at ``positions``; ``needed``: active edges a step asked for."""
         start = time.perf_counter()
         atoms = self.template
         atoms.positions = np.asarray(positions, np.float64)
         if atoms.pbc.any():
             atoms.set_cell(np.asarray(cell, np.float64), scale_atoms=False)
         i, j, shifts = neighbour_pairs(atoms, self.cutoff + self.skin)
-        if len(i) > self.capacity:
-            if self.capacity:
-                self.growths += 1
-            self.capacity = bucket_size(int(len(i) * self.headroom) + 1)
-        graph = pad_graph([(atoms, self.species, i, j, shifts)], self.num_nodes, self.capacity, 2)
+        vectors = atoms.positions[j] - atoms.positions[i] + shifts @ atoms.cell.array
+        active = int(np.sum(np.linalg.norm(vectors, axis=1) < self.cutoff))
+        grown = (self._grow(self.capacity[0], len(i)), self._grow(self.capacity[1], max(active, int(needed))))
+        if self.builds and grown != self.capacity:
+            self.growths += 1
+        self.capacity = grown
+        graph = pad_graph([(atoms, self.species, i, j, shifts)], self.num_nodes, grown[0], 2)
         self.builds += 1
-        self.num_edges = len(i)
+        self.num_edges, self.num_active = len(i), active
         self.seconds += time.perf_counter() - start
-        return graph
+        return graph, np.zeros(grown[1], np.int8)
 
 
 def graph_forces(
@@ -119,7 +157,7 @@ def graph_forces(
     atoms: Atoms,
     skin: float = 1.0,
     compute_stress: bool = False,
-    headroom: float = 1.2,
+    headroom: float = 1.1,
     capacity=None,
     cache_key=None,
 ) -> Forces:
@@ -132,13 +170,13 @@ def graph_forces(
         raise ValueError("stress (NPT) needs a cell periodic in all three directions")
     neighbours = NeighbourList(cutoff, species, atoms, skin, headroom, capacity)
 
-    def build(positions, cell):
-        return params, neighbours(positions, cell)
+    def build(positions, cell, needed=0):
+        return (params, *neighbours(positions, cell, needed))
 
     key = (cache_key or ("energy_fn", id(atom_energy_fn)), n, compute_stress)
     return Forces(
-        potential_force_fn(atom_energy_fn, n, compute_stress),
-        graph_distance_fn(n),
+        potential_force_fn(atom_energy_fn, n, float(cutoff), compute_stress),
+        graph_check_fn(n, float(cutoff)),
         build,
         float(cutoff),
         float(skin),
@@ -152,7 +190,7 @@ def potential_forces(
     atoms: Atoms,
     skin: float = 1.0,
     compute_stress: bool = False,
-    headroom: float = 1.2,
+    headroom: float = 1.1,
     capacity=None,
 ) -> Forces:
     """``Forces`` for an mlpot ``Potential`` on ``atoms`` (neighbour list with ``skin`` Å)."""

@@ -101,9 +101,9 @@ class ThermoLog:
         self._file.close()
 
 
-def save_restart(path, ensemble: str, state: MDState, params: Params, reference, capacity: int, numbers) -> None:
+def save_restart(path, ensemble: str, state: MDState, params: Params, reference, capacity, numbers) -> None:
     """Everything a bit-identical continuation needs, including where the neighbour
-    list was built (the resumed run rebuilds the same list) and its capacity."""
+    list was built (the resumed run rebuilds the same list) and its capacities (edges, active)."""
     arrays = {f"state_{k}": np.asarray(v) for k, v in state._asdict().items()}
     arrays.update({f"params_{k}": np.asarray(v) for k, v in params._asdict().items()})
     arrays.update(
@@ -138,6 +138,6 @@ def load_restart(path) -> dict:
         "state": state,
         "params": params,
         "reference": (data["reference_positions"], data["reference_cell"]),
-        "capacity": int(data["capacity"]),
+        "capacity": tuple(int(c) for c in np.atleast_1d(data["capacity"])),
         "numbers": data["numbers"],
     }

@@ -4,9 +4,11 @@
 as a *candidate*; the candidate is accepted only if
 
   * no atom moved more than skin/2 since the neighbour list was built
-    (``needs_rebuild``; otherwise the candidate's forces may have used a stale
-    list: it is dropped, the chunk stops with ``REBUILD`` and the host rebuilds
-    at the last good state and resumes, so no step is lost or computed stale);
+    (``needs_rebuild``) and the edges inside the cutoff fit their slots
+    (``check_fn``); otherwise the candidate's forces may have used a stale or
+    truncated list: it is dropped, the chunk stops with ``REBUILD`` and the
+    host rebuilds (bigger, if needed) at the last good state and resumes, so
+    no step is lost or computed stale;
   * energy and positions are finite, the temperature is below the limit and no
     pair is closer than the minimum distance (otherwise the chunk stops with
     the matching status and the last good state).
@@ -43,7 +45,8 @@ class Chunk(NamedTuple):
     state: MDState  # last accepted state
     steps: jnp.ndarray  # () int, accepted steps in this call
     status: jnp.ndarray  # () int, OK or why the chunk stopped early
-    min_distance: jnp.ndarray  # () Å, smallest pair distance seen (inf without a distance_fn)
+    min_distance: jnp.ndarray  # () Å, smallest pair distance seen (inf without a check_fn)
+    needed: jnp.ndarray  # () int, most active edges any candidate asked for (sizes the next rebuild)
 
 
 def needs_rebuild(positions, cell, reference: Reference, cutoff, skin):
@@ -64,22 +67,22 @@ def needs_rebuild(positions, cell, reference: Reference, cutoff, skin):
     return 2 * largest + (cutoff + skin) * strain > skin
 
 
-def _status(candidate: MDState, reference: Reference, limits: Limits, distance):
+def _status(candidate: MDState, reference: Reference, limits: Limits, distance, overflow):
     finite = jnp.isfinite(candidate.energy) & jnp.all(jnp.isfinite(candidate.positions))
     finite &= jnp.all(jnp.isfinite(candidate.momenta))
     hot = temperature_kT(candidate.momenta, candidate.masses) > limits.max_kT
-    stale = needs_rebuild(candidate.positions, candidate.cell, reference, limits.cutoff, limits.skin)
+    stale = needs_rebuild(candidate.positions, candidate.cell, reference, limits.cutoff, limits.skin) | overflow
     status = jnp.where(distance < limits.min_distance, TOO_CLOSE, OK)
     status = jnp.where(hot, TOO_HOT, status)
     status = jnp.where(finite, status, NONFINITE)
-    # A stale list can explain any of the above: rebuild first, judge after.
+    # A stale or overflowing list can explain any of the above: rebuild first, judge after.
     return jnp.where(stale, REBUILD, status)
 
 
 def run_chunk(
     step_fn,
     refresh_fn,
-    distance_fn,
+    check_fn,
     state: MDState,
     params,
     force_args,
@@ -99,15 +102,17 @@ def run_chunk(
 
     def body(chunk: Chunk):
         candidate = step_fn(chunk.state, params, force_args)
-        if distance_fn is None:
-            distance = jnp.asarray(jnp.inf, candidate.positions.dtype)
+        if check_fn is None:
+            distance, overflow, needed = jnp.asarray(jnp.inf), jnp.asarray(False), jnp.asarray(0)
         else:
-            distance = distance_fn(candidate.positions, candidate.cell, force_args)
-        status = _status(candidate, reference, limits, distance)
+            distance, overflow, needed = check_fn(candidate.positions, candidate.cell, force_args)
+        status = _status(candidate, reference, limits, distance, overflow)
         accept = status == OK
         state = jax.tree_util.tree_map(lambda new, old: jnp.where(accept, new, old), candidate, chunk.state)
         smallest = jnp.where(accept, jnp.minimum(chunk.min_distance, distance), chunk.min_distance)
-        return Chunk(state, chunk.steps + accept.astype(chunk.steps.dtype), status, smallest)
+        needed = jnp.maximum(chunk.needed, needed.astype(chunk.needed.dtype))
+        return Chunk(state, chunk.steps + accept.astype(chunk.steps.dtype), status, smallest, needed)
 
-    start = Chunk(state, jnp.asarray(0, jnp.int64), jnp.asarray(OK, jnp.int64), jnp.asarray(jnp.inf, jnp.float64))
+    zero = jnp.asarray(0, jnp.int64)
+    start = Chunk(state, zero, jnp.asarray(OK, jnp.int64), jnp.asarray(jnp.inf, jnp.float64), zero)
     return jax.lax.while_loop(cond, body, start)

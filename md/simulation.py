@@ -47,7 +47,7 @@ def _compiled(ensemble: str, forces: Forces, chain_length: int):
     key = (ensemble, forces.cache_key, chain_length)
     if key not in _COMPILED:
         pair = integrator(ensemble, forces.force_fn)
-        _COMPILED[key] = jax.jit(partial(run_chunk, pair.step_fn, pair.refresh_fn, forces.distance_fn))
+        _COMPILED[key] = jax.jit(partial(run_chunk, pair.step_fn, pair.refresh_fn, forces.check_fn))
     return _COMPILED[key]
 
 
@@ -91,9 +91,9 @@ class Simulation:
         self.start_step = int(self.state.step)
 
     # -- neighbour list ---------------------------------------------------------------------------
-    def _build(self, positions, cell) -> None:
+    def _build(self, positions, cell, needed: int = 0) -> None:
         positions, cell = np.asarray(positions, np.float64), np.asarray(cell, np.float64)
-        self.force_args = self.forces.build(positions, cell)
+        self.force_args = self.forces.build(positions, cell, needed)
         self.reference = Reference(jnp.asarray(positions), jnp.asarray(cell))
         self._fresh = True  # a REBUILD before any step means one step moves atoms > skin/2
 
@@ -103,7 +103,7 @@ class Simulation:
 
     @property
     def compile_count(self) -> int:
-        """Chunk programs compiled since this simulation started (1 + edge-capacity growths, usually)."""
+        """Chunk programs compiled since this simulation started (1 + capacity growths, usually)."""
         return self._chunk._cache_size() - self._compiles_at_start
 
     # -- observers ---------------------------------------------------------------------------------
@@ -163,7 +163,7 @@ class Simulation:
                         f"step {step + 1}: an atom moved more than skin/2 = {self.forces.skin / 2:.3g} Å "
                         "in one step right after a neighbour rebuild; reduce the timestep or raise the skin"
                     )
-                self._build(self.state.positions, self.state.cell)
+                self._build(self.state.positions, self.state.cell, int(chunk.needed))
             if done:
                 self._notify(step)  # observers only act on multiples of their interval
             if status >= NONFINITE:

@@ -64,7 +64,7 @@ def argon_potential(cutoff: float = 8.5):
 
 
 def smooth_argon_forces(
-    atoms, skin: float = 1.0, compute_stress: bool = False, capacity=None, headroom: float = 1.2, cutoff: float = 6.5
+    atoms, skin: float = 1.0, compute_stress: bool = False, capacity=None, headroom: float = 1.1, cutoff: float = 6.5
 ):
     """``Forces`` for smooth LJ argon (switched from cutoff - 1 Å to the cutoff)."""
     from md.forces import graph_forces
