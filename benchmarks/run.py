@@ -113,10 +113,12 @@ def run_engine(engine: Engine, cases, args) -> list[dict]:
         records = [json.loads(line) for line in out.read().splitlines() if line.startswith("{")]
         stderr_tail = " | ".join(err.read().strip().splitlines()[-3:])
     done = {(r["system"], r["atoms"]) for r in records}
-    for system, n in cases:
-        if (system, n) not in done:
-            why = killed or f"runner exited with code {process.returncode}: {stderr_tail}"
-            records.append({"system": system, "atoms": n, "status": "failed", "error": why})
+    missing = sorted((c for c in cases if c not in done), key=lambda c: c[1])  # the runner's order
+    for k, (system, n) in enumerate(missing):
+        why = killed or f"runner exited with code {process.returncode}: {stderr_tail}"
+        if k > 0:  # the runner died on the first missing case; these never started
+            why = f"not run: the runner was stopped during the {missing[0][0]} {missing[0][1]}-atom case"
+        records.append({"system": system, "atoms": n, "status": "failed", "error": why})
     for record in records:
         record.update(base, engine=engine.key)
         print(f"  {report.one_line(record)}", flush=True)
