@@ -1,0 +1,70 @@
+"""Seeded train/valid/test splits of the shared DFT data, written as extxyz files.
+
+    python examples/benchmarks/make_splits.py [--data ../shared/data] [--out runs/benchmarks/splits]
+
+Every recipe in examples/benchmarks/ trains on ``<name>_train.xyz``, selects
+its best epoch on ``<name>_valid.xyz`` and is reported on ``<name>_test.xyz``
+(never used in training or model selection). The splits are a pure function
+of the seed and the input files, so rerunning gives identical files. The
+files are written outside git (``runs/`` is ignored): the water data are
+LGPL and stay out of the repository.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import ase.io
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+SEED = 20261121
+
+# name: (source file, valid fraction, test fraction or a separate test file)
+SPLITS = {
+    "ethanol": ("ethanol_pbe/train.xyz", 0.05, 0.10),
+    "3bpa": ("3bpa/train_300K.xyz", 0.10, "3bpa/train_mixedT.xyz"),
+    "water": ("water_deepmd/water_192.xyz", 0.10, 0.10),
+    "mlearn-Si": ("mlearn/Si_train.xyz", 0.10, 0.10),
+    "mlearn-Ge": ("mlearn/Ge_train.xyz", 0.10, 0.10),
+    "mlearn-Li": ("mlearn/Li_train.xyz", 0.10, 0.10),
+    "mlearn-Mo": ("mlearn/Mo_train.xyz", 0.10, 0.10),
+}
+
+
+def split(name: str, data: Path, out: Path) -> dict:
+    source, valid_fraction, test = SPLITS[name]
+    frames = ase.io.read(data / source, ":")
+    order = np.random.default_rng(SEED).permutation(len(frames))
+    n_valid = round(valid_fraction * len(frames))
+    n_test = 0 if isinstance(test, str) else round(test * len(frames))
+    parts = {
+        "valid": order[:n_valid],
+        "test": order[n_valid : n_valid + n_test],
+        "train": order[n_valid + n_test :],
+    }
+    sizes = {}
+    for part, idx in parts.items():
+        chosen = [frames[k] for k in sorted(idx)]
+        if part == "test" and isinstance(test, str):
+            chosen = ase.io.read(data / test, ":")
+        ase.io.write(out / f"{name}_{part}.xyz", chosen, format="extxyz")
+        sizes[part] = len(chosen)
+    return sizes
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "benchmarks" / "splits")
+    parser.add_argument("names", nargs="*", default=list(SPLITS), help=f"subset of {list(SPLITS)}")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    for name in args.names:
+        sizes = split(name, args.data, args.out)
+        print(f"{name}: " + ", ".join(f"{k} {v}" for k, v in sizes.items()) + f" frames -> {args.out}/{name}_*.xyz")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Train, ship and evaluate every benchmark model. Run from the repository root:
+#   examples/benchmarks/train_all.sh [name ...]     (default: all recipes, in priority order)
+# Each recipe has a wall-time budget (max_time in its YAML); training runs niced
+# so a shared machine stays usable. Output per recipe:
+#   runs/benchmarks/<name>/            training run (metrics.csv, plots, checkpoints)
+#   models/<name>.mlpot                the shipped model (best EMA parameters by validation loss)
+#   examples/benchmarks/results/<name>.json   hold-out errors from `mlpot eval` (the numbers in BENCHMARKS.md)
+set -euo pipefail
+# Reuse compiled programs across runs, resumes and evaluations (compiles dominate short CPU runs).
+export JAX_COMPILATION_CACHE_DIR=${JAX_COMPILATION_CACHE_DIR:-runs/jax_cache}
+export JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=${JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS:-2}
+cd "$(dirname "$0")/../.."
+MLPOT=${MLPOT:-.venv/bin/mlpot}
+PYTHON=${PYTHON:-.venv/bin/python}
+names=("$@")
+if [ ${#names[@]} -eq 0 ]; then
+  names=(ethanol mlearn-Si 3bpa water mlearn-Ge mlearn-Li mlearn-Mo)
+fi
+"$PYTHON" examples/benchmarks/make_splits.py "${names[@]}"
+mkdir -p models examples/benchmarks/results
+for name in "${names[@]}"; do
+  echo "=== $name: training ($(date -u +%H:%M) UTC)"
+  PYTHONUNBUFFERED=1 nice -n 10 "$MLPOT" train "examples/benchmarks/$name.yaml" 2>&1 | tee "runs/benchmarks/$name.log"
+  cp "runs/benchmarks/$name/model.mlpot" "models/$name.mlpot"
+  echo "=== $name: hold-out evaluation"
+  "$MLPOT" eval "models/$name.mlpot" "runs/benchmarks/splits/${name}_test.xyz" \
+    --json "examples/benchmarks/results/$name.json" --plot "examples/benchmarks/results/$name.parity.png"
+done
