@@ -110,8 +110,8 @@ class NeighbourList:
     Two capacities, both from the bucket ladder with ``headroom``: the skin list
     (pairs within cutoff + skin, checked here at each rebuild) and the active
     slots (pairs within the cutoff, which the model sees; checked on the device
-    every step, see ``graph_check_fn``). They only grow; each growth is one
-    recompile and ``growths`` counts the rebuilds that grew something.
+    every step, see ``graph_check_fn``). They only grow, by x1.5 at least; each
+    growth is one recompile and ``growths`` counts the rebuilds that grew something.
     """
 
     def __init__(self, cutoff: float, species, atoms: Atoms, skin: float, headroom: float = 1.1, capacity=None):
@@ -125,8 +125,11 @@ class NeighbourList:
         self.builds, self.growths, self.seconds, self.num_edges, self.num_active = 0, 0, 0.0, 0, 0
 
     def _grow(self, capacity: int, count: int) -> int:
-        # strictly more room than pairs: the last skin-list edge must be padding (see _active)
-        return capacity if count < capacity else bucket_size(int(count * self.headroom) + 1)
+        """Strictly more room than pairs (the last skin-list edge must be padding, see _active).
+        Growth is geometric (x1.5 at least), so a steady compression costs O(log) recompiles."""
+        if count < capacity:
+            return capacity
+        return bucket_size(int(max(count * self.headroom, 1.5 * capacity)) + 1)
 
     def __call__(self, positions, cell, needed: int = 0):
         """(padded skin graph, active slots) at ``positions``; ``needed``: active edges a step asked for."""
