@@ -1,14 +1,19 @@
 """NVE with a network potential (PaiNN): energy conservation and its dt^2 scaling.
 
-Uses the model file named by ``MLPOT_MD_MODEL`` (e.g. a water PaiNN from the
-training work) when set, otherwise a random-init PaiNN for H, O. A random
-network is not physical (no short-range repulsion, steep random features), so
-the fallback scales its energy by 0.1 and turns off the minimum-distance stop;
-it is still a smooth many-body function, which is all energy conservation needs.
+Model, in order: the file named by ``MLPOT_MD_MODEL`` (start structure from
+``MLPOT_MD_STRUCTURE``, frame 0); the trained ethanol PaiNN shipped in
+``examples/results`` on an ethanol frame from the shared DFT data (a
+non-periodic molecule); otherwise a random-init PaiNN for H, O on a small
+periodic water box. A random network is not physical (no short-range
+repulsion, steep random features), so that fallback scales its energy by 0.1
+and turns off the minimum-distance stop; it is still a smooth many-body
+function, which is all energy conservation needs.
 """
 
 import os
+from pathlib import Path
 
+import ase.io
 import numpy as np
 from ase import Atoms, units
 from ase.build import molecule
@@ -18,6 +23,10 @@ from md.forces import potential_forces
 from md.integrators import params
 from md.simulation import Simulation, maxwell_boltzmann
 from mlpot import ModelConfig, Potential
+
+ROOT = Path(__file__).resolve().parents[1]
+TRAINED = ROOT / "examples" / "results" / "ethanol-painn-10min" / "model.mlpot"
+ETHANOL = ROOT.parent / "shared" / "data" / "ethanol_pbe" / "train.xyz"
 
 
 def water_box(n=2, spacing=3.1, seed=0):
@@ -32,25 +41,31 @@ def water_box(n=2, spacing=3.1, seed=0):
     return atoms
 
 
-def network_potential():
-    path = os.environ.get("MLPOT_MD_MODEL")
+def network_system():
+    """(potential, start atoms, minimum distance for the safety stop)."""
+    path, structure = os.environ.get("MLPOT_MD_MODEL"), os.environ.get("MLPOT_MD_STRUCTURE")
+    if not path and TRAINED.exists() and ETHANOL.exists():
+        path, structure = TRAINED, ETHANOL
     if path:
-        return mlpot.load(path), 0.5
+        atoms = ase.io.read(structure, 0)
+        atoms.calc = None
+        return mlpot.load(path), atoms, 0.5
     config = ModelConfig(
         "painn", 5.0, (1, 8), {"features": 16, "num_interactions": 2}, energy_scale=(0.1, 0.1), dtype="float64"
     )
-    return Potential.create(config, seed=0), 0.0
+    return Potential.create(config, seed=0), water_box(), 0.0
 
 
 def test_nve_with_a_network_conserves_energy_with_dt_squared_error():
     # Velocity Verlet conserves a shadow Hamiltonian: E_tot fluctuates by O(dt^2) without drift.
-    # Over the same 30 fs at dt = 0.5 and 0.25 fs: (1) the std of E_tot is < 1% of the std of
-    # E_pot it compensates (measured 0.07-0.14% at 0.5 fs over 4 seeds/lengths); (2) halving dt
-    # cuts it by 4 (measured 3.9-4.3; accept 3-5.5: a wrong or stale force, e.g. from a missed
-    # neighbour rebuild, breaks the scaling); (3) no drift: the mean of the last 5 frames is
-    # within 4 std of the first 5 (a periodic fluctuation alone gives up to ~2.5).
-    potential, min_distance = network_potential()
-    atoms = water_box()
+    # Over the same 30 fs at dt = 0.5 and 0.25 fs: (1) the std of E_tot is < 5% of the std of
+    # E_pot it compensates (measured at 0.5 fs: 1.4-2.2% for the trained ethanol PaiNN, whose
+    # O-H/C-H stretches have ~10 fs periods, and 0.07-0.14% for the gentle random water model);
+    # (2) halving dt cuts it by 4 (measured 3.9-4.3 for both; accept 3-5.5: a wrong or stale
+    # force, e.g. from a missed neighbour rebuild, or float32 noise dominating, breaks it);
+    # (3) no drift: the mean of the last 5 frames is within 4 std of the first 5 (a periodic
+    # fluctuation alone gives up to ~2.5).
+    potential, atoms, min_distance = network_system()
     maxwell_boltzmann(atoms, 300.0, seed=1)
     spread = {}
     for dt in (0.5, 0.25):
@@ -61,7 +76,7 @@ def test_nve_with_a_network_conserves_energy_with_dt_squared_error():
         sim.run(int(30 / dt))
         etot, epot = np.array(rows).T
         spread[dt] = np.std(etot)
-        assert np.std(etot) < 0.01 * np.std(epot)
+        assert np.std(etot) < 0.05 * np.std(epot)
         assert abs(etot[-5:].mean() - etot[:5].mean()) < 4 * np.std(etot) + 1e-9
     assert 3.0 < spread[0.5] / spread[0.25] < 5.5
     assert sim.compile_count == 0  # the second dt reused the first program: dt is an argument
