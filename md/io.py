@@ -32,7 +32,7 @@ def frame_atoms(template: Atoms, state: MDState, with_stress: bool) -> Atoms:
         atoms.set_cell(np.asarray(state.cell), scale_atoms=False)
         atoms.wrap()
     atoms.set_momenta(np.asarray(state.momenta))
-    atoms.info["step"] = int(state.step)
+    atoms.info = {"step": int(state.step)}  # not the start file's labels (config_type, DFT energy, ...)
     results = {"energy": float(state.energy), "forces": np.asarray(state.forces)}
     if with_stress:
         results["stress"] = full_3x3_to_voigt_6_stress(np.asarray(state.stress))
