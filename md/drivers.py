@@ -22,6 +22,7 @@ from collections.abc import Callable
 import ase.units
 import numpy as np
 from ase import Atoms
+from ase.stress import full_3x3_to_voigt_6_stress
 
 from md.forces import potential_forces
 from md.integrators import params as make_params
@@ -117,6 +118,8 @@ class Dynamics:
             atoms.calc.atoms = atoms.copy()
             energy = float(state.energy)
             atoms.calc.results = {"energy": energy, "free_energy": energy, "forces": np.asarray(state.forces)}
+            if self.simulation.ensemble == "npt":  # only NPT computed the stress
+                atoms.calc.results["stress"] = full_3x3_to_voigt_6_stress(np.asarray(state.stress))
 
     def run(self, steps: int = 50) -> bool:
         if self.nsteps == 0 and int(self.simulation.state.step) == 0:
