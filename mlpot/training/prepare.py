@@ -86,5 +86,8 @@ def describe(prepared: Prepared) -> str:
     from ase.data import chemical_symbols
 
     refs = ", ".join(f"{chemical_symbols[z]} {e:.4f}" for z, e in zip(mc.species, mc.reference_energies))
+    counts = data.composition(prepared.train.frames, mc.species)
+    if np.linalg.matrix_rank(counts) < len(mc.species):
+        refs += " (few distinct compositions: only their combination is determined, minimum-norm values shown)"
     return (f"frames: train {sizes[0]}, valid {sizes[1]}, test {sizes[2]}; reference energies (eV): {refs}; "
             f"energy scale {np.mean(mc.energy_scale):.4f} eV")
