@@ -109,6 +109,10 @@ def test_time_budget_and_outputs(tmp_path):
     assert {"epoch", "train_loss", "valid_loss", "valid_forces_mae", "valid_stress_mae", "lr"} <= set(header)
     model = load(out / "model.mlpot")
     assert model.config.name == register_tiny() and model.config.reference_energies != (0.0,) * 3
+    # a data-derived hyperparameter the model declares is filled in from the training frames
+    train = _prepared(config, _frames()).train
+    mean = sum(len(p[2]) for p in train.parts) / sum(len(p[0]) for p in train.parts)
+    assert model.config.hyperparameters["avg_num_neighbors"] == pytest.approx(mean, rel=1e-6)
 
 
 def test_weight_schedule_changes_weights_at_the_chosen_epoch(tmp_path):

@@ -25,6 +25,7 @@ class TinyPair(nn.Module):
     num_species: int
     cutoff: float
     num_basis: int = 4
+    avg_num_neighbors: float = 1.0  # filled in from the data by training when not set
     dtype: str = "float32"
 
     @nn.compact
@@ -33,7 +34,7 @@ class TinyPair(nn.Module):
         envelope = polynomial_envelope(distances, self.cutoff) * graph.edge_mask
         radial = bessel_basis(distances, self.cutoff, self.num_basis) * envelope[:, None]
         weights = nn.Embed(self.num_species, self.num_basis)(graph.species[graph.senders])
-        pair = jnp.sum(radial * weights, axis=-1)
+        pair = jnp.sum(radial * weights, axis=-1) / self.avg_num_neighbors
         onsite = nn.Embed(self.num_species, 1)(graph.species)[:, 0]
         n = graph.species.shape[0]
         return (jax.ops.segment_sum(pair, graph.receivers, num_segments=n) + onsite) * graph.node_mask

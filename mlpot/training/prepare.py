@@ -9,7 +9,7 @@ import numpy as np
 
 from mlpot import data
 from mlpot.potential import ModelConfig
-from mlpot.training.config import TrainConfig
+from mlpot.training.config import TrainConfig, model_fields
 
 
 class Prepared(NamedTuple):
@@ -26,7 +26,20 @@ def read(config: TrainConfig, paths, species=None) -> list:
     )
 
 
-def model_config(config: TrainConfig, train_frames, species, isolated=None) -> ModelConfig:
+def data_hyperparameters(config: TrainConfig, train: data.Dataset) -> dict:
+    """Model hyperparameters that describe the data, filled in when the model has them and the config
+    leaves them out (by field name, for any model): ``avg_num_neighbors`` = mean neighbours per
+    training atom within the cutoff (it normalises neighbour sums)."""
+    fields = model_fields(config.model["name"])
+    extra = {}
+    if "avg_num_neighbors" in fields and "avg_num_neighbors" not in config.model:
+        edges = sum(len(p[2]) for p in train.parts)
+        atoms = sum(len(p[0]) for p in train.parts)
+        extra["avg_num_neighbors"] = round(edges / max(atoms, 1), 6)
+    return extra
+
+
+def model_config(config: TrainConfig, train_frames, species, isolated=None, extra=None) -> ModelConfig:
     """Species, float64 reference energies and the energy scale, fitted on the training frames only."""
     reference = data.fit_reference_energies(train_frames, species, isolated)
     scale = data.fit_energy_scale(train_frames, species, reference)
@@ -35,7 +48,7 @@ def model_config(config: TrainConfig, train_frames, species, isolated=None) -> M
     # into, and recompile, the same programs.
     reference = [round(float(e), 9) for e in reference]
     scale = float(f"{scale:.9g}")
-    hyper = {k: v for k, v in config.model.items() if k != "name"}
+    hyper = {**(extra or {}), **{k: v for k, v in config.model.items() if k != "name"}}
     return ModelConfig(
         name=config.model["name"], cutoff=config.cutoff, species=species, hyperparameters=hyper,
         reference_energies=tuple(reference), energy_scale=(scale,) * len(species), dtype=config.dtype,
@@ -71,8 +84,8 @@ def assemble(config: TrainConfig, train, valid, test=None, species=None) -> Prep
     isolated = None
     if config.isolated_atoms_file:
         isolated = data.read_frames(config.isolated_atoms_file, config.energy_key, required=("energy",))
-    mc = model_config(config, train, species, isolated)
     sets = [data.prepare(part, config.cutoff, species) if part else None for part in (train, valid, test)]
+    mc = model_config(config, train, species, isolated, data_hyperparameters(config, sets[0]))
     ratio = max(s.edges_per_atom for s in sets if s is not None)
     typical = sets[0].typical_atoms
     # one shape ladder for train, validation and test batches: they share compiled programs
