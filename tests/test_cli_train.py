@@ -7,7 +7,7 @@ import json
 import ase.io
 import pytest
 import yaml
-from test_train_helpers import molecules, register_tiny
+from test_train_helpers import molecules, register_tiny, tiny_model
 
 from mlpot.cli import main
 from mlpot.training.config import KEYS, from_dict
@@ -23,6 +23,11 @@ def tiny_setup(tmp_path):
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
     return tmp_path, path, data
+
+
+@pytest.fixture(autouse=True)
+def _tiny_model(monkeypatch):
+    tiny_model(monkeypatch)
 
 
 def test_template_is_a_complete_valid_config(capsys):

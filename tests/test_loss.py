@@ -73,10 +73,10 @@ def test_no_labelled_entries_gives_zero_not_nan():
     assert float(terms.stress) == 0.0 and float(terms.forces) == 0.0
 
 
-def test_padding_changes_neither_loss_nor_gradient_through_a_real_model():
+def test_padding_changes_neither_loss_nor_gradient_through_a_real_model(monkeypatch):
     """Same frames, padded to two very different capacities: identical loss and parameter gradients."""
     import jax
-    from test_train_helpers import crystals, molecules, register_tiny
+    from test_train_helpers import crystals, molecules, tiny_model
 
     from mlpot.physics import predict
     from mlpot.potential import ModelConfig, Potential
@@ -87,7 +87,7 @@ def test_padding_changes_neither_loss_nor_gradient_through_a_real_model():
               for a in images]
     species = data.species_of_frames(frames)
     dataset = data.prepare(frames, 3.0, species)
-    potential = Potential.create(ModelConfig(register_tiny(), 3.0, species), seed=1)
+    potential = Potential.create(ModelConfig(tiny_model(monkeypatch), 3.0, species), seed=1)
     atom_energy_fn = potential.atom_energy_fn()
 
     def loss(params, graph, labels):

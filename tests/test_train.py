@@ -8,7 +8,7 @@ import jax
 import numpy as np
 import pytest
 from flax import serialization
-from test_train_helpers import crystals, molecules, register_tiny
+from test_train_helpers import crystals, molecules, register_tiny, tiny_model
 
 from mlpot import data, load
 from mlpot.graph import bucket_size
@@ -18,6 +18,11 @@ from mlpot.training.optim import PlateauState
 from mlpot.training.prepare import assemble
 from mlpot.training.run import build, fit
 from mlpot.training.trainer import run_epoch, weights_at
+
+
+@pytest.fixture(autouse=True)
+def _tiny_model(monkeypatch):
+    tiny_model(monkeypatch)
 
 
 def _frames(n_mol=14, n_cryst=4, uniform=True):

@@ -40,9 +40,18 @@ class TinyPair(nn.Module):
         return (jax.ops.segment_sum(pair, graph.receivers, num_segments=n) + onsite) * graph.node_mask
 
 
+TINY = "test_tiny_pair"
+
+
 def register_tiny() -> str:
-    MODELS.setdefault("test_tiny_pair", TinyPair)
-    return "test_tiny_pair"
+    """The test model's name; it must be in MODELS (see ``tiny_model``) while it is used."""
+    return TINY
+
+
+def tiny_model(monkeypatch) -> str:
+    """Put TinyPair into MODELS for one test (monkeypatch removes it afterwards)."""
+    monkeypatch.setitem(MODELS, TINY, TinyPair)
+    return TINY
 
 
 def labelled(atoms: Atoms, seed: int, stress: bool = False) -> Atoms:
