@@ -53,6 +53,10 @@ def test_train_then_eval_json(tiny_setup, capsys):
     resolved = yaml.safe_load((out / "config.yaml").read_text())
     assert resolved["model"]["num_basis"] == 3 and resolved["epochs"] == 1
     assert "validation" in capsys.readouterr().out
+    # --resume continues the same run: a second epoch is appended, not a fresh start
+    assert main(["train", str(path), "-o", "model.num_basis=3", "-o", "epochs=2", "--resume"]) == 0
+    rows = (out / "metrics.csv").read_text().splitlines()
+    assert [row.split(",")[0] for row in rows[1:]] == ["1", "2"]
     report = tmp_path / "eval.json"
     plot = tmp_path / "parity.png"
     assert main(["eval", str(out / "model.mlpot"), str(data), "--json", str(report), "--plot", str(plot)]) == 0
