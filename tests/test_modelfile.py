@@ -50,3 +50,13 @@ def test_newer_format_version_is_refused(tmp_path):
     path.write_bytes(MAGIC + hashlib.sha256(packed).digest() + packed)
     with pytest.raises(ModelFileError, match="newer"):
         mlpot.load(path)
+
+
+def test_saved_file_has_ordinary_permissions(tmp_path):
+    import os
+
+    path = tmp_path / "model.mlpot"
+    small_painn((1, 6, 8)).save(path)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (path.stat().st_mode & 0o777) == (0o666 & ~umask)
