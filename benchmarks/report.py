@@ -122,7 +122,7 @@ def plot(records: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(12, 5))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 6.5))
     engines = list(dict.fromkeys(r["engine"] for r in records))
     colours = plt.cm.tab10.colors
     for k, engine in enumerate(engines):
@@ -142,10 +142,11 @@ def plot(records: list[dict], path: Path) -> None:
         ax.set_xlabel("atoms N")
         ax.set_ylabel(ylabel)
         ax.grid(True, which="both", alpha=0.3)
-    if axes[0].get_legend_handles_labels()[0]:
-        axes[0].legend(fontsize=7)
+    handles, labels = axes[0].get_legend_handles_labels()
     fig.suptitle("MD throughput, CPU, random-weight models, dt = 1 fs (shared machine: noisy)")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.2, 1, 1))
+    if handles:  # below the panels, so it hides no data
+        fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, frameon=False)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
