@@ -17,29 +17,42 @@ def one_line(r: dict) -> str:
     head = f"{r['system']} {r['atoms']}: {r.get('status')}"
     if r.get("status") != "ok":
         return f"{head} ({r.get('error')})"
-    return (f"{head}, {r['atom_steps_per_s']:,.0f} atom-steps/s, {r['ns_per_day']:.3g} ns/day, "
-            f"compile {r['compile_s']:.1f} s, RSS {r['peak_rss_mb']:.0f} MiB")
+    return (
+        f"{head}, {r['atom_steps_per_s']:,.0f} atom-steps/s, {r['ns_per_day']:.3g} ns/day, "
+        f"compile {r['compile_s']:.1f} s, RSS {r['peak_rss_mb']:.0f} MiB"
+    )
 
 
 def one_line_single(r: dict) -> str:
     if r.get("status") != "ok":
         return f"{r.get('system')} {r.get('model')}: {r.get('status')} ({r.get('error')})"
-    return (f"{r['system']} {r['model']}: calculator {r['calculator']['structures_per_s']:.3g} structures/s, "
-            f"batched predict {r['batched_predict']['structures_per_s']:.3g} structures/s")
+    return (
+        f"{r['system']} {r['model']}: calculator {r['calculator']['structures_per_s']:.3g} structures/s, "
+        f"batched predict {r['batched_predict']['structures_per_s']:.3g} structures/s"
+    )
 
 
 def md_table(records: list[dict]) -> str:
     lines = [
-        "| engine | parameters | system | atoms | atom-steps/s | ns/day (1 fs) | µs per atom-step "
-        "| atom-steps per CPU-s | compile s | peak RSS MiB | status |",
+        (
+            "| engine | parameters | system | atoms | atom-steps/s | ns/day (1 fs) | µs per atom-step "
+            "| atom-steps per CPU-s | compile s | peak RSS MiB | status |"
+        ),
         "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in records:
         ok = r.get("status") == "ok"
         cells = [r["engine"], f"{r['num_params']:,}" if r.get("num_params") else "-", r["system"], str(r["atoms"])]
         if ok:
-            cells += [_num(r["atom_steps_per_s"]), _num(r["ns_per_day"]), _num(1e6 / r["atom_steps_per_s"]),
-                      _num(r["atom_steps_per_cpu_s"]), _num(r["compile_s"]), _num(r["peak_rss_mb"]), "ok"]
+            cells += [
+                _num(r["atom_steps_per_s"]),
+                _num(r["ns_per_day"]),
+                _num(1e6 / r["atom_steps_per_s"]),
+                _num(r["atom_steps_per_cpu_s"]),
+                _num(r["compile_s"]),
+                _num(r["peak_rss_mb"]),
+                "ok",
+            ]
         else:
             cells += ["-"] * 5 + [_num(r.get("peak_rss_mb")), f"{r.get('status')}: {r.get('error', '')}"[:160]]
         lines.append("| " + " | ".join(cells) + " |")
@@ -48,8 +61,10 @@ def md_table(records: list[dict]) -> str:
 
 def ratio_table(rows: list[dict]) -> str:
     lines = [
-        "| ours | peer | system | atoms | speed ours/peer (wall) | speed ours/peer (CPU time) "
-        "| compile ours/peer | peak RSS ours/peer |",
+        (
+            "| ours | peer | system | atoms | speed ours/peer (wall) | speed ours/peer (CPU time) "
+            "| compile ours/peer | peak RSS ours/peer |"
+        ),
         "|---|---|---|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
@@ -63,32 +78,58 @@ def ratio_table(rows: list[dict]) -> str:
 
 def single_table(records: list[dict]) -> str:
     lines = [
-        "| system | model | atoms/frame | Calculator structures/s | first call s | batched predict structures/s "
-        "| first batch s | status |",
+        (
+            "| system | model | atoms/frame | Calculator structures/s | first call s | batched predict structures/s "
+            "| first batch s | status |"
+        ),
         "|---|---|---:|---:|---:|---:|---:|---|",
     ]
     for r in records:
         if r.get("status") == "ok":
             c, b = r["calculator"], r["batched_predict"]
-            cells = [_num(c["structures_per_s"]), _num(c["first_call_s"]), _num(b["structures_per_s"]),
-                     _num(b["first_call_s"]), "ok"]
+            cells = [
+                _num(c["structures_per_s"]),
+                _num(c["first_call_s"]),
+                _num(b["structures_per_s"]),
+                _num(b["first_call_s"]),
+                "ok",
+            ]
         else:
             cells = ["-"] * 4 + [f"{r.get('status')}: {r.get('error', '')}"[:160]]
-        lines.append("| " + " | ".join([str(r.get("system")), str(r.get("model")),
-                                         str(r.get("atoms_per_frame", "-"))] + cells) + " |")
+        lines.append(
+            "| "
+            + " | ".join([str(r.get("system")), str(r.get("model")), str(r.get("atoms_per_frame", "-"))] + cells)
+            + " |"
+        )
     return "\n".join(lines)
 
 
 def training_table(records: list[dict]) -> str:
     if not records or "frames_per_s" not in records[0]:
-        return "Training throughput: " + ", ".join(str(r.get("status")) + (f" ({r['error']})" if r.get("error")
-                                                                         else "") for r in records)
-    lines = ["| data | model | train frames | batch | epochs timed | frames/s per epoch | first epoch s | status |",
-             "|---|---|---:|---:|---:|---:|---:|---|"]
+        return "Training throughput: " + ", ".join(
+            str(r.get("status")) + (f" ({r['error']})" if r.get("error") else "") for r in records
+        )
+    lines = [
+        "| data | model | train frames | batch | epochs timed | frames/s per epoch | first epoch s | status |",
+        "|---|---|---:|---:|---:|---:|---:|---|",
+    ]
     for r in records:
-        lines.append("| " + " | ".join([r["data"], r["model"], str(r["frames"]), str(r["batch_size"]),
-                                         str(r.get("epochs_timed", "-")), _num(r.get("frames_per_s")),
-                                         _num(r.get("first_epoch_s")), r["status"]]) + " |")
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    r["data"],
+                    r["model"],
+                    str(r["frames"]),
+                    str(r["batch_size"]),
+                    str(r.get("epochs_timed", "-")),
+                    _num(r.get("frames_per_s")),
+                    _num(r.get("first_epoch_s")),
+                    r["status"],
+                ]
+            )
+            + " |"
+        )
     return "\n".join(lines)
 
 
@@ -96,17 +137,27 @@ def markdown(results: dict, png: Path) -> str:
     m = results["machine"]
     parts = [
         f"Command: `{results['command']}`; started {results['started_utc']} UTC, took {results['wall_s']:.0f} s.",
-        f"Machine: {m['cpu']}, {m['cores']} cores, load average at start {m['load_average_at_start']}; "
-        f"GPU: {m['gpu']}.",
+        (
+            f"Machine: {m['cpu']}, {m['cores']} cores, load average at start {m['load_average_at_start']}; "
+            f"GPU: {m['gpu']}."
+        ),
     ]
     if "reused" in results:
-        parts.append(f"Records of engines not run by this command come from the run started "
-                     f"{results['reused']['started_utc']} UTC ({results['reused']['file']}).")
+        parts.append(
+            f"Records of engines not run by this command come from the run started "
+            f"{results['reused']['started_utc']} UTC ({results['reused']['file']})."
+        )
     parts += [
-        "", "### MD throughput", "", md_table(results["md"]),
-        "", "### Ratios ours / peer (speed > 1: we are faster; compile and RSS < 1: we use less)", "",
+        "",
+        "### MD throughput",
+        "",
+        md_table(results["md"]),
+        "",
+        "### Ratios ours / peer (speed > 1: we are faster; compile and RSS < 1: we use less)",
+        "",
         ratio_table(results["ratios"]),
-        "", f"![atom-steps/s vs N]({png.name})",
+        "",
+        f"![atom-steps/s vs N]({png.name})",
     ]
     if "single_point" in results:
         parts += ["", "### Single-point throughput (mlpot)", "", single_table(results["single_point"])]
@@ -127,8 +178,10 @@ def plot(records: list[dict], path: Path) -> None:
     colours = plt.cm.tab10.colors
     for k, engine in enumerate(engines):
         for system, marker, style in (("water", "o", "-"), ("cu", "s", "--")):
-            ok = sorted((r for r in records if r["engine"] == engine and r["system"] == system
-                         and r.get("status") == "ok"), key=lambda r: r["atoms"])
+            ok = sorted(
+                (r for r in records if r["engine"] == engine and r["system"] == system and r.get("status") == "ok"),
+                key=lambda r: r["atoms"],
+            )
             if not ok:
                 continue
             n = [r["atoms"] for r in ok]

@@ -32,8 +32,8 @@ HERE = Path(__file__).resolve().parent
 PEERS = HERE / "peers"
 sys.path.insert(0, str(HERE))
 
-import report  # noqa: E402
-import structures  # noqa: E402
+import report
+import structures
 
 
 class Engine(NamedTuple):
@@ -92,8 +92,18 @@ def run_engine(engine: Engine, cases, args) -> list[dict]:
     python, why = peer_python(engine)
     if python is None:
         return [dict(base, system=s, atoms=n, status="failed", error=why) for s, n in cases]
-    command = [python, str(PEERS / engine.script), "--cases", ",".join(f"{s}:{n}" for s, n in cases),
-               "--block", str(engine.block), "--seconds", str(args.seconds), "--limit", str(args.limit)]
+    command = [
+        python,
+        str(PEERS / engine.script),
+        "--cases",
+        ",".join(f"{s}:{n}" for s, n in cases),
+        "--block",
+        str(engine.block),
+        "--seconds",
+        str(args.seconds),
+        "--limit",
+        str(args.limit),
+    ]
     if engine.model:
         command += ["--model", engine.model]
     print(f"[{engine.key}] {' '.join(command)}", flush=True)
@@ -151,13 +161,28 @@ def single_point(args) -> list[dict]:
     out = []
     for system in ("water", "cu"):
         for model in ("painn-small", "mace"):
-            command = [sys.executable, str(PEERS / "run_mlpot_single.py"), "--system", system, "--model", model,
-                       "--frames", "8" if args.quick else "32", "--repeats", "1" if args.quick else "2"]
+            command = [
+                sys.executable,
+                str(PEERS / "run_mlpot_single.py"),
+                "--system",
+                system,
+                "--model",
+                model,
+                "--frames",
+                "8" if args.quick else "32",
+                "--repeats",
+                "1" if args.quick else "2",
+            ]
             print(f"[single point] {' '.join(command)}", flush=True)
-            result = subprocess.run(command, capture_output=True, text=True, cwd=HERE.parent, timeout=args.timeout)
+            result = subprocess.run(
+                command, capture_output=True, text=True, cwd=HERE.parent, timeout=args.timeout, check=False
+            )
             lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
-            record = json.loads(lines[-1]) if lines else {
-                "system": system, "model": model, "status": "failed", "error": result.stderr.strip()[-300:]}
+            record = (
+                json.loads(lines[-1])
+                if lines
+                else {"system": system, "model": model, "status": "failed", "error": result.stderr.strip()[-300:]}
+            )
             print(f"  {report.one_line_single(record)}", flush=True)
             out.append(record)
     return out
@@ -168,16 +193,28 @@ def training(args) -> list[dict]:
     if not (PEERS / "run_mlpot_train.py").is_file():
         return [{"status": "not measured yet"}]
     print(f"[training] {' '.join(command)}", flush=True)
-    result = subprocess.run(command, capture_output=True, text=True, cwd=HERE.parent, timeout=args.timeout)
+    result = subprocess.run(command, capture_output=True, text=True, cwd=HERE.parent, timeout=args.timeout, check=False)
     records = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     return records or [{"status": "failed", "error": result.stderr.strip()[-300:]}]
 
 
 def machine() -> dict:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
-            "load_average_at_start": os.getloadavg(), "gpu": "not measured (no GPU on this machine)"}
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "load_average_at_start": os.getloadavg(),
+        "gpu": "not measured (no GPU on this machine)",
+    }
 
 
 def main(argv=None) -> int:
@@ -193,8 +230,12 @@ def main(argv=None) -> int:
     parser.add_argument("--timeout", type=float, default=1800.0, help="wall-time limit per engine process (s)")
     parser.add_argument("--max-rss-mb", type=float, default=8192.0, help="kill an engine above this memory")
     parser.add_argument("--no-extras", action="store_true", help="skip single-point and training figures")
-    parser.add_argument("--reuse", type=Path, help="take the records of engines not run now from this earlier JSON "
-                        "(their start time is kept in each record: say so when quoting ratios)")
+    parser.add_argument(
+        "--reuse",
+        type=Path,
+        help="take the records of engines not run now from this earlier JSON "
+        "(their start time is kept in each record: say so when quoting ratios)",
+    )
     args = parser.parse_args(argv)
     cases = structures.cases(quick=args.quick)
     engines = OURS + (PEER_ENGINES if args.peers else [])
@@ -202,8 +243,12 @@ def main(argv=None) -> int:
         wanted = {label.strip() for label in args.only.split(",")}
         engines = [e for e in engines if e.key in wanted]
     started = time.time()
-    results = {"command": " ".join(["python", *sys.argv]), "machine": machine(),
-               "started_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(started)), "md": []}
+    results = {
+        "command": " ".join(["python", *sys.argv]),
+        "machine": machine(),
+        "started_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(started)),
+        "md": [],
+    }
     for engine in engines:
         results["md"].extend(run_engine(engine, cases, args))
     if args.reuse:

@@ -13,7 +13,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 
-import structures  # noqa: E402
+import structures
 
 
 @pytest.mark.parametrize("num_atoms", structures.SIZES["cu"])

@@ -35,7 +35,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # benchmarks/, for structures.py
 
-import structures  # noqa: E402
+import structures
 
 CUTOFF = 5.0  # Å, the same for every model (ours and peers')
 TEMPERATURE = 300.0  # K, initial Maxwell-Boltzmann velocities
@@ -133,8 +133,10 @@ def plan(case, previous: dict | None, args) -> tuple[int, str | None]:
     block = int(max(1, min(args.block, round(1.5 / step))))
     estimate = 2 * block * step
     if estimate > args.limit:
-        return block, (f"skipped: estimated {estimate:.0f} s (> {args.limit:.0f} s limit), "
-                       f"extrapolated from {previous['atoms']} atoms at {previous['step_s']:.3g} s/step")
+        return block, (
+            f"skipped: estimated {estimate:.0f} s (> {args.limit:.0f} s limit), "
+            f"extrapolated from {previous['atoms']} atoms at {previous['step_s']:.3g} s/step"
+        )
     return block, None
 
 
@@ -156,8 +158,16 @@ def main(description: str, record: dict, setup, extra=None) -> None:
     previous: dict[str, dict] = {}
     for system, num_atoms in sorted(args.cases, key=lambda c: c[1]):
         block, skip = plan((system, num_atoms), previous.get(system), args)
-        out = dict(record, system=system, atoms=num_atoms, block=block, dt_fs=DT_FS, cutoff=CUTOFF,
-                   model_key=args.model, cpu_count=os.cpu_count())
+        out = dict(
+            record,
+            system=system,
+            atoms=num_atoms,
+            block=block,
+            dt_fs=DT_FS,
+            cutoff=CUTOFF,
+            model_key=args.model,
+            cpu_count=os.cpu_count(),
+        )
         if skip:
             out.update(status="skipped", error=skip)
         else:
@@ -170,12 +180,16 @@ def main(description: str, record: dict, setup, extra=None) -> None:
                 timing["compile_s"] += setup_s
                 out.update(setup_s=setup_s, num_params=num_params)
                 per_s = 1.0 / timing["step_s"]
-                out.update(timing, status="ok", atom_steps_per_s=num_atoms * per_s,
-                           atom_steps_per_cpu_s=num_atoms / timing["step_cpu_s"],
-                           ns_per_day=per_s * DT_FS * 1e-6 * 86400)
+                out.update(
+                    timing,
+                    status="ok",
+                    atom_steps_per_s=num_atoms * per_s,
+                    atom_steps_per_cpu_s=num_atoms / timing["step_cpu_s"],
+                    ns_per_day=per_s * DT_FS * 1e-6 * 86400,
+                )
                 if extra is not None:
                     out["engine_stats"] = extra()
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - any failure is reported in the record
                 traceback.print_exc()
                 out.update(status="failed", error=f"{type(exc).__name__}: {exc}")
         # high-water mark of the process so far; cases run smallest first

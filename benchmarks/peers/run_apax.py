@@ -43,8 +43,7 @@ def setup(atoms, block: int, model: str | None):
     displacement_fn, shift_fn = space.periodic_general(system.box, fractional_coordinates=True, wrapped=True)
     builder = config.get_builder()(config.model_dump())
     energy_model = builder.build_energy_model(
-        scale=common.ENERGY_SCALE,
-        apply_mask=True, init_box=np.array(system.box), inference_disp_fn=displacement_fn
+        scale=common.ENERGY_SCALE, apply_mask=True, init_box=np.array(system.box), inference_disp_fn=displacement_fn
     )
     neighbor_fn = partition.neighbor_list(
         displacement_fn,
@@ -79,9 +78,8 @@ def setup(atoms, block: int, model: str | None):
     def run_block():
         state, neighbor = sim(carry["state"], carry["neighbor"])
         jax.block_until_ready(state.position)
-        if neighbor.did_buffer_overflow:  # as run_sim: reallocate and redo the block
-            neighbor = neighbor_fn.allocate(carry["state"].position)
-            state, neighbor = carry["state"], neighbor
+        if neighbor.did_buffer_overflow:  # as run_sim: reallocate and redo the block from the old state
+            state, neighbor = carry["state"], neighbor_fn.allocate(carry["state"].position)
         carry.update(state=state, neighbor=neighbor)
 
     return run_block, common.count_params(params)

@@ -67,7 +67,7 @@ def setup(atoms, block: int, model: str | None):
     from mace.calculators import MACECalculator
 
     torch.set_default_dtype(torch.float32)
-    model = make_model(sorted(set(int(z) for z in atoms.numbers)))
+    model = make_model(sorted({int(z) for z in atoms.numbers}))
     atoms.calc = MACECalculator(models=model, device="cpu", default_dtype="float32")
     dynamics = VelocityVerlet(atoms, timestep=common.DT_FS * units.fs)
     return (lambda: dynamics.run(block)), sum(p.numel() for p in model.parameters())

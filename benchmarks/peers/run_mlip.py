@@ -47,7 +47,7 @@ def setup(atoms, block: int, model: str | None):
     from mlip.simulation.enums import MDIntegrator
     from mlip.simulation.jax_md import JaxMDSimulationEngine
 
-    force_field = make_force_field(sorted(set(int(z) for z in atoms.numbers)))
+    force_field = make_force_field(sorted({int(z) for z in atoms.numbers}))
     config = JaxMDSimulationEngine.Config(
         md_integrator=MDIntegrator.NVE_VELOCITY_VERLET,
         num_steps=block,

@@ -23,8 +23,10 @@ sys.path.insert(0, str(common.structures.ROOT))  # the checkout's mlpot, install
 MODEL_CONFIGS = {
     "painn-small": ("painn", {"features": 16, "num_interactions": 2, "num_basis": 16}),
     "painn": ("painn", {"features": 64, "num_interactions": 3, "num_basis": 16}),
-    "mace": ("mace", {"features": 32, "hidden_l": 1, "l_max": 2, "correlation": 3, "num_interactions": 2,
-                      "num_basis": 8}),
+    "mace": (
+        "mace",
+        {"features": 32, "hidden_l": 1, "l_max": 2, "correlation": 3, "num_interactions": 2, "num_basis": 8},
+    ),
 }
 
 
@@ -45,11 +47,12 @@ def make_potential(name: str, species):
 
 
 def setup(atoms, block: int, model: str | None):
-    import mlpot
     from ase import units
     from ase.md.verlet import VelocityVerlet
 
-    potential = make_potential(model or "painn", sorted(set(int(z) for z in atoms.numbers)))
+    import mlpot
+
+    potential = make_potential(model or "painn", sorted({int(z) for z in atoms.numbers}))
     atoms.calc = mlpot.Calculator(potential)
     dynamics = VelocityVerlet(atoms, timestep=common.DT_FS * units.fs)
     return (lambda: dynamics.run(block)), common.count_params(potential.params)

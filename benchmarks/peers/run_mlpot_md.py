@@ -21,7 +21,7 @@ import common
 
 sys.path.insert(0, str(common.structures.ROOT))  # the checkout's mlpot and md, installed or not
 
-from run_mlpot_ase import MODEL_CONFIGS, make_potential  # noqa: E402
+from run_mlpot_ase import MODEL_CONFIGS, make_potential
 
 SKIN = 0.5  # Å, the engine's default
 
@@ -29,7 +29,7 @@ SKIN = 0.5  # Å, the engine's default
 def setup(atoms, block: int, model: str | None):
     from ase import units
 
-    potential = make_potential(model or "painn", sorted(set(int(z) for z in atoms.numbers)))
+    potential = make_potential(model or "painn", sorted({int(z) for z in atoms.numbers}))
     dt = common.DT_FS * units.fs
     try:
         from md_speed import engine_runner

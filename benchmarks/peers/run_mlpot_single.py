@@ -23,7 +23,7 @@ import numpy as np
 
 sys.path.insert(0, str(common.structures.ROOT))
 
-from run_mlpot_ase import MODEL_CONFIGS, make_potential  # noqa: E402
+from run_mlpot_ase import MODEL_CONFIGS, make_potential
 
 
 def frames(system: str, count: int):
@@ -78,8 +78,14 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
-    record = {"mode": "single_point", "system": args.system, "model": args.model, "frames": args.frames,
-              "atoms_per_frame": 192 if args.system == "water" else 108, "repeats": args.repeats}
+    record = {
+        "mode": "single_point",
+        "system": args.system,
+        "model": args.model,
+        "frames": args.frames,
+        "atoms_per_frame": 192 if args.system == "water" else 108,
+        "repeats": args.repeats,
+    }
     try:
         structures = frames(args.system, args.frames)
         species = sorted({int(z) for atoms in structures for z in np.unique(atoms.numbers)})
@@ -87,7 +93,7 @@ def main() -> None:
         record["calculator"] = calculator_rate(potential, structures, args.repeats)
         record["batched_predict"] = batch_rate(potential, structures, args.repeats)
         record["status"] = "ok"
-    except Exception as exc:  # reported in the record, never hidden
+    except Exception as exc:  # noqa: BLE001 - reported in the record, never hidden
         record.update(status="failed", error=f"{type(exc).__name__}: {exc}")
     record["peak_rss_mb"] = common.peak_rss_mb()
     print(json.dumps(record), flush=True)

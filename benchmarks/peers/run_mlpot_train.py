@@ -37,20 +37,33 @@ def measure(name, relative, frames, model, batch_size, epochs) -> dict:
 
     record = {"mode": "training", "data": name, "model": model["name"], "batch_size": batch_size}
     with tempfile.TemporaryDirectory() as out:
-        config = config_mod.from_dict({
-            "train_file": str(common.structures.data_dir() / relative), "valid_fraction": 0.05,
-            "model": model, "cutoff": common.CUTOFF, "batch_size": batch_size, "epochs": epochs,
-            "output_dir": out, "progress": False,
-        })
+        config = config_mod.from_dict(
+            {
+                "train_file": str(common.structures.data_dir() / relative),
+                "valid_fraction": 0.05,
+                "model": model,
+                "cutoff": common.CUTOFF,
+                "batch_size": batch_size,
+                "epochs": epochs,
+                "output_dir": out,
+                "progress": False,
+            }
+        )
         prepared = prepare(config, read(config, config.train_file)[:frames])
         start = time.perf_counter()
         result = fit(config, prepared)
         total = time.perf_counter() - start
     times = [row["time_s"] for row in result.history]  # cumulative seconds at each epoch's end
     n_train = len(prepared.train.frames)
-    record.update(frames=n_train, epochs_timed=len(times) - 1, first_epoch_s=times[0], total_s=total,
-                  frames_per_s=n_train * (len(times) - 1) / (times[-1] - times[0]),
-                  valid_forces_mae=result.valid_metrics.get("forces_mae"), peak_rss_mb=common.peak_rss_mb())
+    record.update(
+        frames=n_train,
+        epochs_timed=len(times) - 1,
+        first_epoch_s=times[0],
+        total_s=total,
+        frames_per_s=n_train * (len(times) - 1) / (times[-1] - times[0]),
+        valid_forces_mae=result.valid_metrics.get("forces_mae"),
+        peak_rss_mb=common.peak_rss_mb(),
+    )
     return record
 
 
@@ -64,9 +77,16 @@ def main() -> None:
         try:
             record = measure(name, relative, quick_frames if args.quick else frames, model, batch, 3)
             record["status"] = "ok"
-        except Exception as exc:  # reported, never hidden
-            record = {"mode": "training", "data": name, "model": model["name"], "frames": frames,
-                      "batch_size": batch, "status": "failed", "error": f"{type(exc).__name__}: {exc}"}
+        except Exception as exc:  # noqa: BLE001 - reported, never hidden
+            record = {
+                "mode": "training",
+                "data": name,
+                "model": model["name"],
+                "frames": frames,
+                "batch_size": batch,
+                "status": "failed",
+                "error": f"{type(exc).__name__}: {exc}",
+            }
         print(json.dumps(record), flush=True)
 
 
