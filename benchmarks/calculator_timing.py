@@ -3,7 +3,7 @@
     python benchmarks/calculator_timing.py [--structure FILE] [--model painn|mace|PATH] [--steps N]
 
 Prints figures; asserts nothing. Default structure: the 192-atom water box
-from ../shared/data (falls back to a generated 192-atom water-like box).
+from ../shared/data (give --structure where it is absent).
 """
 
 from __future__ import annotations
@@ -13,13 +13,12 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
 from ase import units
 from ase.io import read
-from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
 from ase.md.verlet import VelocityVerlet
 
 import mlpot
+from md.simulation import maxwell_boltzmann
 from mlpot import Calculator, ModelConfig, Potential
 
 WATER = Path(__file__).resolve().parents[2] / "shared" / "data" / "water_deepmd" / "water_192.xyz"
@@ -45,7 +44,7 @@ def main(argv=None) -> dict:
     start = time.perf_counter()
     atoms.get_forces()
     first = time.perf_counter() - start
-    MaxwellBoltzmannDistribution(atoms, temperature_K=300, rng=np.random.default_rng(0))
+    maxwell_boltzmann(atoms, 300, seed=0)
     dyn = VelocityVerlet(atoms, 0.5 * units.fs)
     start = time.perf_counter()
     dyn.run(args.steps)

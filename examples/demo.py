@@ -19,10 +19,11 @@ sys.path.insert(0, str(ROOT))  # run from a fresh clone without installing
 import ase.io
 import numpy as np
 from ase import units
-from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary, ZeroRotation
+from ase.md.velocitydistribution import ZeroRotation
 
 import md
 import mlpot
+from md.simulation import maxwell_boltzmann
 from mlpot.training import load, train
 from mlpot.training.metrics import format_table
 
@@ -44,7 +45,7 @@ def main() -> int:
     print(f"\nmodel:           {out / 'model.mlpot'}")
     print(f"metrics per epoch: {out / 'metrics.csv'}")
     print(f"plots:           {out / 'parity_test.png'}, {out / 'parity_valid.png'}, {out / 'learning_curves.png'}")
-    print(f"evaluate again:  mlpot eval {out / 'model.mlpot'} datasets/ethanol/train.xyz --json metrics.json")
+    print(f"evaluate again:  mlpot eval {out / 'model.mlpot'} YOUR_HELD_OUT_FRAMES.xyz --json metrics.json")
     print(f"MD trajectory:   {out / 'md.traj'}  (thermo log {out / 'md.csv'})")
     return 0
 
@@ -53,8 +54,7 @@ def run_md(out: Path, steps: int = 2000) -> None:
     """1 ps NVE of ethanol at 300 K with the trained model; total-energy drift and spread."""
     atoms = ase.io.read(ROOT / "datasets" / "ethanol" / "train.xyz", 0)
     atoms.calc = mlpot.Calculator(out / "model.mlpot")
-    MaxwellBoltzmannDistribution(atoms, temperature_K=300, rng=np.random.default_rng(0))
-    Stationary(atoms)
+    maxwell_boltzmann(atoms, 300, seed=0)  # zero total momentum
     ZeroRotation(atoms)
     dyn = md.VelocityVerlet(atoms, 0.5 * units.fs, trajectory=str(out / "md.traj"), logfile=str(out / "md.csv"),
                             loginterval=20)

@@ -7,11 +7,11 @@ from ase.calculators.calculator import PropertyNotImplementedError
 from ase.constraints import FixAtoms
 from ase.filters import FrechetCellFilter
 from ase.md.langevin import Langevin
-from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
 from ase.md.verlet import VelocityVerlet
 from ase.optimize import BFGS, FIRE
-
 from conftest import ethanol, triclinic_si
+
+from md.simulation import maxwell_boltzmann
 from mlpot import Calculator, InputError, ModelConfig, Potential
 
 
@@ -57,7 +57,7 @@ def test_ase_md_compiles_a_bounded_number_of_times(painn64):
     atoms = triclinic_si(repeat=(2, 2, 2))
     calc = Calculator(painn64)
     atoms.calc = calc
-    MaxwellBoltzmannDistribution(atoms, temperature_K=600, rng=np.random.default_rng(0))
+    maxwell_boltzmann(atoms, 600, seed=0)
     VelocityVerlet(atoms, 1.0 * units.fs).run(30)
     Langevin(atoms, 1.0 * units.fs, temperature_K=600, friction=0.01 / units.fs, rng=np.random.default_rng(1)).run(30)
     atoms.get_stress()
