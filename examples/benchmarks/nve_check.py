@@ -1,0 +1,87 @@
+"""NVE stability of a shipped model: velocity Verlet through ``mlpot.Calculator`` (ASE's integrator).
+
+    python examples/benchmarks/nve_check.py models/ethanol.mlpot runs/benchmarks/splits/ethanol_test.xyz \\
+        --temperature 500 --ps 10 [--json runs/benchmarks/nve_ethanol.json]
+
+Starts from the first frame of the file with Maxwell-Boltzmann velocities
+(seeded), zero momentum and angular momentum, dt = 0.5 fs. Reports the
+total-energy drift (slope of a linear fit, meV/atom/ps), the largest excursion
+of the total energy from its start, the mean temperature, and whether the
+run blew up (non-finite energy or an atom moving more than 10 Å per ps).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import ase.io
+import numpy as np
+from ase import units
+from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary, ZeroRotation
+from ase.md.verlet import VelocityVerlet
+from tqdm.auto import tqdm
+
+import mlpot
+from mlpot.modelfile import atomic_write
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model")
+    parser.add_argument("structure")
+    parser.add_argument("--temperature", type=float, default=500.0, help="K, initial velocities")
+    parser.add_argument("--ps", type=float, default=10.0)
+    parser.add_argument("--dt-fs", type=float, default=0.5)
+    parser.add_argument("--every", type=int, default=20, help="record every N steps")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json")
+    args = parser.parse_args()
+    atoms = ase.io.read(args.structure, 0)
+    atoms.calc = mlpot.Calculator(args.model)
+    MaxwellBoltzmannDistribution(atoms, temperature_K=args.temperature, rng=np.random.default_rng(args.seed))
+    Stationary(atoms)
+    if not any(atoms.pbc):
+        ZeroRotation(atoms)
+    dyn = VelocityVerlet(atoms, args.dt_fs * units.fs)
+    steps = round(args.ps * 1000 / args.dt_fs)
+    times, totals, temperatures = [], [], []
+    start_positions = atoms.positions.copy()
+    wall = time.perf_counter()
+    for k in tqdm(range(0, steps + 1, args.every), desc="NVE", mininterval=5):
+        if k:
+            dyn.run(args.every)
+        energy = atoms.get_potential_energy() + atoms.get_kinetic_energy()
+        if not np.isfinite(energy):
+            break
+        times.append(k * args.dt_fs / 1000)
+        totals.append(energy)
+        temperatures.append(atoms.get_temperature())
+    wall = time.perf_counter() - wall
+    totals = np.array(totals)
+    n = len(atoms)
+    slope = np.polyfit(times, totals, 1)[0] if len(times) > 2 else float("nan")
+    moved = np.abs(atoms.get_positions() - start_positions).max()
+    result = {
+        "model": args.model,
+        "structure": args.structure,
+        "atoms": n,
+        "dt_fs": args.dt_fs,
+        "ps_done": times[-1],
+        "ps_asked": args.ps,
+        "initial_temperature_K": args.temperature,
+        "mean_temperature_K": float(np.mean(temperatures)),
+        "drift_meV_per_atom_per_ps": float(slope / n * 1e3),
+        "max_excursion_meV_per_atom": float(np.abs(totals - totals[0]).max() / n * 1e3),
+        "blew_up": bool(times[-1] < args.ps or not np.isfinite(totals).all() or moved > 10 * args.ps),
+        "wall_s": wall,
+        "compiles": atoms.calc.compile_count,
+    }
+    print(json.dumps(result, indent=2))
+    if args.json:
+        atomic_write(args.json, json.dumps(result, indent=2).encode())
+
+
+if __name__ == "__main__":
+    main()
