@@ -213,3 +213,13 @@ def test_model_file_round_trip_through_the_calculator(mace64, run, tmp_path):
     assert atoms.get_potential_energy() == pytest.approx(float(reference.energy[0]), abs=1e-9)
     np.testing.assert_allclose(atoms.get_forces(), reference.forces[:n], atol=1e-9)
     np.testing.assert_allclose(atoms.get_stress(voigt=False), reference.stress[0], atol=1e-10)
+
+
+def test_training_config_takes_mace_like_painn():
+    from mlpot.training.config import from_dict
+
+    hyper = {"features": 8, "hidden_l": 1, "l_max": 2, "correlation": 3, "avg_num_neighbors": 8.0}
+    config = from_dict({"train_file": "frames.xyz", "model": {"name": "mace", **hyper}})
+    assert config.model == {"name": "mace", **hyper}
+    with pytest.raises(ValueError, match="correlation"):  # a typo names the closest real hyperparameter
+        from_dict({"train_file": "frames.xyz", "model": {"name": "mace", "corelation": 2}})
