@@ -56,6 +56,9 @@ class Dynamics:
             potential = atoms.calc.potential
         if not isinstance(potential, Potential):
             potential = load(potential)
+        if atoms.calc is None:
+            # callbacks read atoms.get_potential_energy(), as with ASE's drivers
+            atoms.calc = Calculator(potential)
         self.atoms, self.dt, self.potential = atoms, float(timestep), potential
         self.forces = potential_forces(potential, atoms, skin, compute_stress=ensemble == "npt")
         params = make_params(dt=timestep, **(settings or {}))

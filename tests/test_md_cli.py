@@ -119,3 +119,20 @@ def test_driver_updates_atoms_in_place_before_callbacks_without_recomputing():
     np.testing.assert_allclose(atoms.positions, np.asarray(dyn.simulation.state.positions))
     fresh = mlpot.Calculator(argon_potential(6.5))
     assert fresh.get_potential_energy(atoms) == pytest.approx(seen[-1][1], abs=1e-9)
+
+
+
+def test_driver_with_explicit_potential_gives_callbacks_an_energy():
+    """md.VelocityVerlet(atoms, dt, potential=...) on bare atoms: callbacks can read energies, as in ASE."""
+    from ase import units
+
+    import md
+    from md.toy import argon_crystal, argon_potential
+
+    atoms = argon_crystal(repeat=2)
+    atoms.calc = None
+    energies = []
+    dyn = md.VelocityVerlet(atoms, 2.0 * units.fs, potential=argon_potential())
+    dyn.attach(lambda: energies.append(atoms.get_total_energy()), interval=5)
+    dyn.run(20)
+    assert len(energies) >= 4 and all(abs(e - energies[0]) < 1e-3 * len(atoms) for e in energies)
