@@ -75,3 +75,17 @@ def molecules(n: int, seed: int = 0, names=("H2O", "CH4", "CH3OH", "C2H6", "NH3"
 def crystals(n: int, seed: int = 0, sizes=(1, 2)) -> list[Atoms]:
     return [labelled(bulk("Si", "diamond", 5.43) * (1, 1, sizes[k % len(sizes)]), seed + k, stress=True)
             for k in range(n)]
+
+
+def test_time_budget_ignores_the_compiling_first_epoch():
+    """A first epoch slowed by compilation must not end a run whose budget has room for more."""
+    from mlpot.training.config import TrainConfig
+    from mlpot.training.run import next_epoch_estimate
+    from mlpot.training.trainer import time_left
+
+    config = TrainConfig(train_file="x.xyz", max_time=10)  # 600 s
+    first_epoch = 400.0  # mostly compilation
+    assert time_left(config, first_epoch, next_epoch_estimate(first_epoch, 1))
+    steady = 150.0
+    assert not time_left(config, first_epoch + 2 * steady, next_epoch_estimate(steady, 3))
+    assert time_left(config, first_epoch + steady, next_epoch_estimate(30.0, 2))

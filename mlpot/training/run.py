@@ -65,6 +65,16 @@ def _write_csv(path: Path, history: list) -> None:
     atomic_write(path, buffer.getvalue().encode())
 
 
+def next_epoch_estimate(last_epoch_seconds: float, epochs_run: int) -> float:
+    """Seconds the next epoch will take, for the ``max_time`` check.
+
+    The first epoch of a process includes XLA compilation (minutes for MACE on
+    a CPU), so it says nothing about the next one: estimate 0 after it, and the
+    last epoch's time after later ones.
+    """
+    return last_epoch_seconds if epochs_run > 1 else 0.0
+
+
 def _stop_reason(config, progress: dict, epoch_seconds: float) -> str | None:
     if progress["epoch"] >= config.epochs:
         return "epoch budget reached"
@@ -135,7 +145,7 @@ def fit(config, prepared: Prepared, resume: bool = False, stop_after: int | None
     bar = tqdm(total=config.epochs * steps, initial=progress["epoch"] * steps, disable=not config.progress,
                unit="batch", dynamic_ncols=True, mininterval=1.0)
     epoch_seconds, run_epochs, reason = 0.0, 0, None
-    while (reason := _stop_reason(config, progress, epoch_seconds)) is None:
+    while (reason := _stop_reason(config, progress, next_epoch_estimate(epoch_seconds, run_epochs))) is None:
         if stop_after is not None and run_epochs >= stop_after:
             reason = "stopped by caller"
             break
