@@ -57,3 +57,23 @@ def triclinic_si(repeat=(1, 1, 1), seed=4) -> Atoms:
     atoms.set_cell(cell, scale_atoms=True)
     atoms.rattle(0.08, seed=seed)
     return atoms
+
+
+def finite_difference_stress(energy_of, atoms: Atoms, h: float = 1e-5) -> np.ndarray:
+    """(1/V) dE/d(eps) by central differences of ``energy_of(atoms) -> float`` under a symmetric strain.
+
+    An off-diagonal perturbation moves eps_ab and eps_ba together by h/2 each.
+    """
+    volume = atoms.get_volume()
+    stress = np.zeros((3, 3))
+    for a in range(3):
+        for b in range(a, 3):
+            strain = np.zeros((3, 3))
+            strain[a, b] = strain[b, a] = h / 2 if a != b else h
+            values = []
+            for sign in (1, -1):
+                deformed = atoms.copy()
+                deformed.set_cell(atoms.cell.array @ (np.eye(3) + sign * strain), scale_atoms=True)
+                values.append(energy_of(deformed))
+            stress[a, b] = stress[b, a] = (values[0] - values[1]) / (2 * h) / volume
+    return stress
