@@ -103,25 +103,19 @@ def _search_cell(atoms: Atoms, cutoff: float) -> np.ndarray:
         return cell
     extent = np.ptp(atoms.positions, axis=0).max() if len(atoms) > 1 else 0.0
     size = extent + 2.0 * cutoff + 1.0
+    # Each non-periodic row becomes a long vector orthogonal to the periodic ones.
+    periodic = [cell[k] for k in range(3) if atoms.pbc[k]]
     for k in range(3):
-        if not atoms.pbc[k]:
-            # A non-periodic axis needs its own direction, orthogonal to the rest.
-            cell[k] = 0.0
-    if np.linalg.matrix_rank(cell) < 3 or not all(atoms.pbc):
-        # Fill the missing directions with long vectors orthogonal to the periodic ones.
-        periodic = [cell[k] for k in range(3) if atoms.pbc[k]]
-        basis = np.eye(3)
-        for k in range(3):
-            if atoms.pbc[k]:
-                continue
-            v = basis[k].copy()
-            for p in periodic:
-                p_hat = p / np.linalg.norm(p)
-                v -= v.dot(p_hat) * p_hat
-            if np.linalg.norm(v) < 1e-8:
-                v = np.cross(*periodic) if len(periodic) == 2 else np.ones(3)
-            cell[k] = v / np.linalg.norm(v) * (size + sum(np.linalg.norm(p) for p in periodic))
-            periodic.append(cell[k])
+        if atoms.pbc[k]:
+            continue
+        v = np.eye(3)[k]
+        for p in periodic:
+            p_hat = p / np.linalg.norm(p)
+            v = v - v.dot(p_hat) * p_hat
+        if np.linalg.norm(v) < 1e-8:
+            v = np.cross(*periodic) if len(periodic) == 2 else np.ones(3)
+        cell[k] = v / np.linalg.norm(v) * (size + sum(np.linalg.norm(p) for p in periodic))
+        periodic.append(cell[k])
     return cell
 
 

@@ -14,11 +14,9 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Sequence
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from mlpot import physics
 from mlpot.graph import Graph, build_graph
@@ -140,6 +138,3 @@ def load(path) -> Potential:
 
     return _load(path)
 
-
-def species_of(numbers: Sequence[int]) -> tuple[int, ...]:
-    return tuple(sorted({int(z) for z in np.ravel(numbers)}))
