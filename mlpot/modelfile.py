@@ -93,6 +93,11 @@ def from_bytes(data: bytes, where: str = "model file") -> tuple[Potential, dict]
         raise ModelFileError(
             f"{where}: format version {version} is newer than this mlpot supports ({FORMAT_VERSION}); upgrade mlpot"
         )
+    if version < 2 and content.get("config", {}).get("name") == "painn":
+        raise ModelFileError(
+            f"{where}: a PaiNN model of format 1, whose radial filter bias acted beyond the cutoff"
+            " (energies depended on the neighbour-list skin); retrain it with this mlpot"
+        )
     try:
         config = ModelConfig(**content["config"])
         params = _decode_params(content["params"])

@@ -22,7 +22,9 @@ from mlpot import physics
 from mlpot.graph import Graph, build_graph
 from mlpot.models import MODELS
 
-FORMAT_VERSION = 1
+# 2: PaiNN applies the cutoff envelope after the radial filter's bias (in 1 a
+# trained bias let edges at and beyond the cutoff contribute: 1's PaiNN files are refused).
+FORMAT_VERSION = 2
 
 
 @dataclass(frozen=True)

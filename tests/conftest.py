@@ -8,6 +8,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 from ase import Atoms
@@ -28,14 +29,24 @@ def shared_file(relative: str) -> Path:
     return path
 
 
+def perturbed(potential: Potential, scale: float = 0.3, seed: int = 0) -> Potential:
+    """Every bias (1-d parameter) shifted by N(0, scale^2): a fresh init has zero biases,
+    which hides terms that only a trained model has (a bias acting beyond the cutoff)."""
+    leaves, treedef = jax.tree_util.tree_flatten(potential.params)
+    keys = jax.random.split(jax.random.PRNGKey(seed), len(leaves))
+    noisy = [x + scale * jax.random.normal(k, x.shape, x.dtype) if x.ndim == 1 else x for k, x in zip(keys, leaves)]
+    return Potential(potential.config, jax.tree_util.tree_unflatten(treedef, noisy))
+
+
 def small_painn(species, cutoff=4.0, dtype="float64", seed=0) -> Potential:
+    """A small PaiNN with perturbed (trained-like, nonzero-bias) parameters."""
     config = ModelConfig(
         "painn", cutoff, species, {"features": 16, "num_interactions": 2, "num_basis": 8},
         reference_energies=[-1.5 * (k + 1) for k in range(len(species))],
         energy_scale=[0.7 + 0.1 * k for k in range(len(species))],
         dtype=dtype,
     )
-    return Potential.create(config, seed)
+    return perturbed(Potential.create(config, seed), seed=seed)
 
 
 @pytest.fixture(scope="session")

@@ -37,18 +37,31 @@ def test_not_a_model_file(tmp_path):
         mlpot.load(tmp_path / "missing.mlpot")
 
 
-def test_newer_format_version_is_refused(tmp_path):
+def rewrite_version(path, version):
     import hashlib
 
     import msgpack
 
-    path = tmp_path / "model.mlpot"
-    small_painn((1, 6, 8)).save(path)
     payload = msgpack.unpackb(path.read_bytes()[len(MAGIC) + 32 :], raw=False)
-    payload["format_version"] = 999
+    payload["format_version"] = version
     packed = msgpack.packb(payload, use_bin_type=True)
     path.write_bytes(MAGIC + hashlib.sha256(packed).digest() + packed)
+
+
+def test_newer_format_version_is_refused(tmp_path):
+    path = tmp_path / "model.mlpot"
+    small_painn((1, 6, 8)).save(path)
+    rewrite_version(path, 999)
     with pytest.raises(ModelFileError, match="newer"):
+        mlpot.load(path)
+
+
+def test_format_1_painn_is_refused(tmp_path):
+    """Format 1 PaiNN applied its filter bias beyond the cutoff: same parameters, other numbers."""
+    path = tmp_path / "model.mlpot"
+    small_painn((1, 6, 8)).save(path)
+    rewrite_version(path, 1)
+    with pytest.raises(ModelFileError, match="retrain"):
         mlpot.load(path)
 
 

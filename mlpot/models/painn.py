@@ -18,11 +18,13 @@ class PaiNNMessage(nn.Module):
     features: int
 
     @nn.compact
-    def __call__(self, s, v, radial, unit, senders, receivers):
-        """s (N,F), v (N,3,F), radial (E,B) already enveloped, unit (E,3)."""
+    def __call__(self, s, v, radial, envelope, unit, senders, receivers):
+        """s (N,F), v (N,3,F), radial basis (E,B), envelope (E,) (0 beyond the cutoff), unit (E,3)."""
         F = self.features
         phi = nn.Dense(3 * F)(nn.silu(nn.Dense(F)(s)))  # (N, 3F)
-        w = nn.Dense(3 * F)(radial)  # (E, 3F)
+        # The envelope multiplies the filter *after* its bias: an edge at or
+        # beyond the cutoff (a skin edge) must contribute exactly nothing.
+        w = nn.Dense(3 * F)(radial) * envelope[:, None]  # (E, 3F)
         x = phi[senders] * w
         ds, dvv, dvs = jnp.split(x, 3, axis=-1)
         dv = v[senders] * dvv[:, None, :] + unit[:, :, None] * dvs[:, None, :]
@@ -64,13 +66,13 @@ class PaiNN(nn.Module):
         vectors = vectors.astype(dtype)
         distances = safe_norm(vectors)
         envelope = polynomial_envelope(distances, self.cutoff) * graph.edge_mask
-        radial = bessel_basis(distances, self.cutoff, self.num_basis) * envelope[:, None]
+        radial = bessel_basis(distances, self.cutoff, self.num_basis)
         unit = vectors / jnp.where(distances > 0, distances, 1.0)[:, None]
         n = graph.species.shape[0]
         s = nn.Embed(self.num_species, self.features, param_dtype=dtype)(graph.species)
         v = jnp.zeros((n, 3, self.features), dtype)
         for _ in range(self.num_interactions):
-            s, v = PaiNNMessage(self.features)(s, v, radial, unit, graph.senders, graph.receivers)
+            s, v = PaiNNMessage(self.features)(s, v, radial, envelope, unit, graph.senders, graph.receivers)
             s, v = PaiNNUpdate(self.features)(s, v)
         out = nn.Dense(1)(nn.silu(nn.Dense(self.features // 2)(s)))[:, 0]
         return out * graph.node_mask
