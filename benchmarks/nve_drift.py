@@ -33,7 +33,20 @@ def with_dtype(potential: mlpot.Potential, dtype: str) -> mlpot.Potential:
     return mlpot.Potential(dataclasses.replace(potential.config, dtype=dtype), params)
 
 
-def run(potential, atoms, steps: int, dt_fs: float, temperature: float, every: int) -> dict:
+def summary(potential, atoms, times, totals, steps_done: int, dt_fs: float, seconds: float) -> dict:
+    times, totals = np.asarray(times), np.asarray(totals)
+    slope = np.polyfit(times, totals, 1)[0] / len(atoms) if len(times) > 2 else float("nan")
+    return {"dtype": potential.config.dtype, "atoms": len(atoms), "steps": steps_done,
+            "ps": steps_done * dt_fs * 1e-3, "drift_eV_per_atom_per_ps": float(slope),
+            "etot_std_eV_per_atom": float(totals.std() / len(atoms)), "etot_range_eV": float(np.ptp(totals)),
+            "steps_per_s": steps_done / seconds if seconds else float("nan"),
+            "final_T_K": float(atoms.get_temperature())}
+
+
+def run(potential, atoms, steps: int, dt_fs: float, temperature: float, every: int, on_chunk=None,
+        chunk: int = 1000) -> dict:
+    """NVE from Maxwell-Boltzmann velocities; ``on_chunk(partial summary, (times, totals))`` every
+    ``chunk`` steps, so a long run that is stopped still leaves its figures so far."""
     atoms = atoms.copy()
     maxwell_boltzmann(atoms, temperature, seed=0)
     dyn = md.VelocityVerlet(atoms, dt_fs * units.fs, potential=potential)
@@ -44,15 +57,16 @@ def run(potential, atoms, steps: int, dt_fs: float, temperature: float, every: i
         totals.append(atoms.get_total_energy())
 
     dyn.attach(record, interval=every)
-    start = time.perf_counter()
-    dyn.run(steps)
-    seconds = time.perf_counter() - start
-    totals = np.asarray(totals)
-    slope = np.polyfit(times, totals, 1)[0] / len(atoms)
-    return {"dtype": potential.config.dtype, "atoms": len(atoms), "steps": steps, "ps": steps * dt_fs * 1e-3,
-            "drift_eV_per_atom_per_ps": float(slope), "etot_std_eV_per_atom": float(totals.std() / len(atoms)),
-            "etot_range_eV": float(np.ptp(totals)), "steps_per_s": steps / seconds,
-            "final_T_K": float(atoms.get_temperature())}
+    seconds, done = 0.0, 0
+    while done < steps:
+        n = min(chunk, steps - done)
+        start = time.perf_counter()
+        dyn.run(n)
+        seconds += time.perf_counter() - start
+        done += n
+        if on_chunk:
+            on_chunk(summary(potential, atoms, times, totals, done, dt_fs, seconds), (times, totals))
+    return summary(potential, atoms, times, totals, done, dt_fs, seconds)
 
 
 def main(argv=None) -> list:
@@ -68,14 +82,27 @@ def main(argv=None) -> list:
     args = parser.parse_args(argv)
     atoms = ase.io.read(args.structure, 0)
     potential = mlpot.load(args.model)
-    steps = int(round(args.ps / (args.dt * 1e-3)))
+    steps = round(args.ps / (args.dt * 1e-3))
     results = []
+
+    def save(partial, series):
+        """Progress line, and the JSON (with the E_tot series) rewritten atomically after every chunk."""
+        print(f"  {partial['dtype']}: {partial['ps']:.2f} ps, drift {partial['drift_eV_per_atom_per_ps']:.2e} "
+              f"eV/atom/ps, {partial['steps_per_s']:.1f} steps/s, T {partial['final_T_K']:.0f} K", flush=True)
+        if args.json:
+            record = dict(partial, time_ps=list(series[0]), etot_eV=list(series[1]))
+            tmp = Path(args.json + ".tmp")
+            tmp.write_text(json.dumps(results + [record], indent=1))
+            tmp.replace(args.json)
+
     for dtype in args.dtype:
-        result = run(with_dtype(potential, dtype), atoms, steps, args.dt, args.temperature, args.every)
+        result = run(with_dtype(potential, dtype), atoms, steps, args.dt, args.temperature, args.every, save)
         print(json.dumps(result))
         results.append(result)
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=1))
+        tmp = Path(args.json + ".tmp")
+        tmp.write_text(json.dumps(results, indent=1))
+        tmp.replace(args.json)
     return results
 
 
