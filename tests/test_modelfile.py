@@ -48,20 +48,19 @@ def rewrite_version(path, version):
     path.write_bytes(MAGIC + hashlib.sha256(packed).digest() + packed)
 
 
-def test_newer_format_version_is_refused(tmp_path):
+@pytest.mark.parametrize(
+    "version, message",
+    [
+        (999, "newer"),
+        # Format 1 PaiNN applied its filter bias beyond the cutoff: same parameters, other numbers.
+        (1, "retrain"),
+    ],
+)
+def test_unsupported_format_version_is_refused(tmp_path, version, message):
     path = tmp_path / "model.mlpot"
     small_painn((1, 6, 8)).save(path)
-    rewrite_version(path, 999)
-    with pytest.raises(ModelFileError, match="newer"):
-        mlpot.load(path)
-
-
-def test_format_1_painn_is_refused(tmp_path):
-    """Format 1 PaiNN applied its filter bias beyond the cutoff: same parameters, other numbers."""
-    path = tmp_path / "model.mlpot"
-    small_painn((1, 6, 8)).save(path)
-    rewrite_version(path, 1)
-    with pytest.raises(ModelFileError, match="retrain"):
+    rewrite_version(path, version)
+    with pytest.raises(ModelFileError, match=message):
         mlpot.load(path)
 
 
