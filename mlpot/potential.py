@@ -18,7 +18,7 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 
-from mlpot import physics
+from mlpot import physics, repulsion
 from mlpot.graph import Graph, build_graph
 from mlpot.models import MODELS
 
@@ -38,6 +38,8 @@ class ModelConfig:
     reference_energies: tuple[float, ...] = ()  # eV per atom of each species (float64)
     energy_scale: tuple[float, ...] = ()  # eV, network output x scale, per species
     dtype: str = "float32"  # network float policy: "float32" or "float64"
+    # ZBL core inside these radii (S x S, Å, by species index; see mlpot.repulsion); () = none
+    repulsion_radii: tuple = ()
 
     def __post_init__(self):
         if self.name not in MODELS:
@@ -50,6 +52,10 @@ class ModelConfig:
         object.__setattr__(self, "energy_scale", tuple(float(e) for e in self.energy_scale) or (1.0,) * n)
         if len(self.reference_energies) != n or len(self.energy_scale) != n:
             raise ValueError("reference_energies and energy_scale need one value per species")
+        radii = tuple(tuple(float(r) for r in row) for row in self.repulsion_radii)
+        if radii and (len(radii) != n or any(len(row) != n for row in radii)):
+            raise ValueError(f"repulsion_radii must be {n} x {n} (one per species pair) or empty")
+        object.__setattr__(self, "repulsion_radii", radii)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -97,7 +103,15 @@ class Potential:
             out = module.apply(params, vectors, graph).astype(jnp.float64)
             return out * scale[graph.species] + reference[graph.species]
 
-        return atom_energies
+        if not self.config.repulsion_radii:
+            return atom_energies
+        numbers = jnp.asarray(self.config.species, jnp.float64)
+        radii = jnp.asarray(self.config.repulsion_radii, jnp.float64)
+
+        def with_core(params, vectors, graph):
+            return atom_energies(params, vectors, graph) + repulsion.atom_energies(vectors, graph, numbers, radii)
+
+        return with_core
 
     def predict_fn(self, compute_stress: bool = True):
         """A jitted ``(params, graph) -> Predictions``; reuse it to avoid recompiles."""

@@ -34,6 +34,7 @@ class TrainConfig:
     model: dict = field(default_factory=lambda: {"name": "painn", "features": 64, "num_interactions": 3})
     cutoff: float = 5.0  # Å
     dtype: str = "float32"  # network float policy
+    repulsion: bool = True  # ZBL core below the closest training pair of each kind (zero on the data)
     # loss
     energy_weight: float = 1.0  # per (eV/atom)^2
     forces_weight: float = 10.0  # per (eV/Å)^2
@@ -206,6 +207,8 @@ model:
   num_interactions: 3
 cutoff: 5.0                 # Å
 dtype: float32              # network precision (energy sums, forces, stress are float64)
+repulsion: true             # ZBL core below the closest training pair per species pair: zero on
+                            # every training frame, stops MD collapsing into unseen short distances
 
 # --- loss: w_E mean((dE/N)^2) + w_F mean(dF^2) + w_S mean(dsigma^2)
 energy_weight: 1.0

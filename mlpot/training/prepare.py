@@ -7,7 +7,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from mlpot import data
+from mlpot import data, repulsion
 from mlpot.potential import ModelConfig
 from mlpot.training.config import TrainConfig, model_fields
 
@@ -49,9 +49,11 @@ def model_config(config: TrainConfig, train_frames, species, isolated=None, extr
     reference = [round(float(e), 9) for e in reference]
     scale = float(f"{scale:.9g}")
     hyper = {**(extra or {}), **{k: v for k, v in config.model.items() if k != "name"}}
+    radii = repulsion.radii_from_frames([f.atoms for f in train_frames], species) if config.repulsion else ()
     return ModelConfig(
         name=config.model["name"], cutoff=config.cutoff, species=species, hyperparameters=hyper,
         reference_energies=tuple(reference), energy_scale=(scale,) * len(species), dtype=config.dtype,
+        repulsion_radii=radii,
     )
 
 

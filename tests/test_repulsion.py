@@ -1,0 +1,70 @@
+"""The ZBL core: exactly zero beyond its inner radii, smooth, forces/stress by autodiff, fit-neutral."""
+
+import numpy as np
+import pytest
+from ase import Atoms
+
+from conftest import finite_difference_stress, small_painn, triclinic_si
+from mlpot import Potential
+from mlpot.repulsion import radii_from_frames, zbl
+
+
+def with_radii(potential, radius):
+    n = len(potential.config.species)
+    config = potential.config.replace(repulsion_radii=[[radius] * n] * n)
+    return Potential(config, potential.params)
+
+
+def energy(potential, atoms):
+    return float(potential.predict(atoms).energy[0])
+
+
+def test_zero_beyond_inner_radius_and_zbl_inside():
+    base = small_painn((1, 8))
+    core = with_radii(base, 1.0)
+    far = Atoms("OH", positions=[[0, 0, 0], [1.2, 0, 0]])
+    assert energy(core, far) == energy(base, far)  # bit for bit: the core adds an exact 0
+    near = Atoms("OH", positions=[[0, 0, 0], [0.5, 0, 0]])
+    added = energy(core, near) - energy(base, near)
+    assert added == pytest.approx(float(zbl(0.5, 8.0, 1.0)), rel=1e-12)  # fully on below r_off - 0.3
+    assert added > 5.0  # eV: a real wall
+
+
+def test_smooth_switch_and_forces_are_gradients():
+    core = with_radii(small_painn((1, 8)), 1.0)
+    distances = np.linspace(0.65, 1.05, 41)
+    energies = [energy(core, Atoms("OH", positions=[[0, 0, 0], [d, 0, 0]])) for d in distances]
+    assert np.all(np.diff(energies) < 0.05)  # no jump anywhere through the switch
+    for d in (0.6, 0.8, 0.95):
+        atoms = Atoms("OHH", positions=[[0, 0, 0], [d, 0.1, 0], [-0.3, 0.7, 0.2]])
+        forces = np.asarray(core.predict(atoms).forces[:3])
+        h = 1e-5
+        for k in range(3):
+            plus, minus = atoms.copy(), atoms.copy()
+            plus.positions[1, k] += h
+            minus.positions[1, k] -= h
+            fd = -(energy(core, plus) - energy(core, minus)) / (2 * h)
+            assert forces[1, k] == pytest.approx(fd, abs=1e-5 * max(1.0, abs(fd)))
+
+
+def test_stress_includes_the_core():
+    atoms = triclinic_si()
+    atoms.positions[1] = atoms.positions[0] + [0.9, 0.3, 0.2]  # a pair well inside the core
+    core = with_radii(small_painn((14,)), 2.0)
+    stress = np.asarray(core.predict(atoms).stress[0])
+    expected = finite_difference_stress(lambda a: energy(core, a), atoms)
+    np.testing.assert_allclose(stress, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_radii_from_frames_sit_below_the_closest_pair():
+    frames = [Atoms("OHH", positions=[[0, 0, 0], [0.96, 0, 0], [-0.24, 0.93, 0]])]
+    radii = radii_from_frames(frames, (1, 8))
+    closest_hh = np.linalg.norm(frames[0].positions[1] - frames[0].positions[2])
+    assert radii[0][1] == radii[1][0] == pytest.approx(0.96 - 0.1, abs=1e-3)
+    assert radii[0][0] == pytest.approx(closest_hh - 0.1, abs=1e-3)
+    assert radii[1][1] == pytest.approx(0.6 * 2 * 0.66, abs=1e-2)  # O-O never seen: covalent guess
+
+
+def test_config_rejects_wrong_shape():
+    with pytest.raises(ValueError, match="repulsion_radii"):
+        small_painn((1, 8)).config.replace(repulsion_radii=[[1.0]])
