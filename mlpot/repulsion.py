@@ -22,6 +22,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 from ase.data import covalent_radii
+
 from mlpot.graph import neighbour_pairs
 from mlpot.radial import safe_norm
 

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 from ase import Atoms
-
 from conftest import finite_difference_stress, small_painn, triclinic_si
+
 from mlpot import Potential
 from mlpot.repulsion import radii_from_frames, zbl
 
