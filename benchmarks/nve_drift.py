@@ -16,7 +16,6 @@ import argparse
 import dataclasses
 import json
 import time
-from pathlib import Path
 
 import ase.io
 import jax
@@ -26,6 +25,7 @@ from ase import units
 import md
 import mlpot
 from md.simulation import maxwell_boltzmann
+from mlpot.modelfile import atomic_write
 
 
 def with_dtype(potential: mlpot.Potential, dtype: str) -> mlpot.Potential:
@@ -91,18 +91,14 @@ def main(argv=None) -> list:
               f"eV/atom/ps, {partial['steps_per_s']:.1f} steps/s, T {partial['final_T_K']:.0f} K", flush=True)
         if args.json:
             record = dict(partial, time_ps=list(series[0]), etot_eV=list(series[1]))
-            tmp = Path(args.json + ".tmp")
-            tmp.write_text(json.dumps(results + [record], indent=1))
-            tmp.replace(args.json)
+            atomic_write(args.json, json.dumps(results + [record], indent=1).encode())
 
     for dtype in args.dtype:
         result = run(with_dtype(potential, dtype), atoms, steps, args.dt, args.temperature, args.every, save)
         print(json.dumps(result))
         results.append(result)
     if args.json:
-        tmp = Path(args.json + ".tmp")
-        tmp.write_text(json.dumps(results, indent=1))
-        tmp.replace(args.json)
+        atomic_write(args.json, json.dumps(results, indent=1).encode())
     return results
 
 
