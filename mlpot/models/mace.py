@@ -26,7 +26,17 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from mlpot.models.mace_blocks import RadialMLP, SymmetricContraction, edge_features, linear, sh_irreps, unit_init
+from mlpot.models.mace_blocks import (
+    RadialMLP,
+    SymmetricContraction,
+    channelwise_messages,
+    edge_features,
+    linear,
+    message_paths,
+    sh_irreps,
+    to_e3nn,
+    unit_init,
+)
 
 
 def hidden_irreps(features: int, hidden_l: int) -> e3nn.Irreps:
@@ -48,13 +58,17 @@ class MACEInteraction(nn.Module):
     @nn.compact
     def __call__(self, h, sh, bessel, envelope, graph):
         target = sh_irreps(self.l_max)
-        h_up = linear(h.irreps)(h)
-        messages = e3nn.tensor_product(h_up[graph.senders], sh, filter_ir_out=target).regroup()
-        # one learned weight per path and channel: messages.irreps.num_irreps of them
-        radial = RadialMLP((self.radial_hidden,) * 3 + (messages.irreps.num_irreps,))(bessel)
-        messages = messages * (radial * envelope[:, None])
+        h_up = linear(h.irreps)(h).mul_to_axis(self.features)  # (N, C, irreps) with channels apart
+        paths = message_paths(h_up.irreps, sh.irreps, target)
+        # one learned weight per path and channel, zero beyond the cutoff
+        weights = RadialMLP((self.radial_hidden,) * 3 + (len(paths.paths) * self.features,), len(paths.paths))(
+            bessel, envelope
+        )
+        blocks = [jnp.swapaxes(h_up.array[:, :, s], 1, 2) for s in h_up.irreps.slices()]  # (N, 2l+1, C) per irrep
+        senders = [block[graph.senders] for block in blocks]
+        messages = channelwise_messages(senders, sh.array, weights, paths)
         num_nodes = graph.species.shape[0]
-        summed = e3nn.scatter_sum(messages, dst=graph.receivers, output_size=num_nodes)
+        summed = to_e3nn([jax.ops.segment_sum(m, graph.receivers, num_segments=num_nodes) for m in messages], paths)
         a = linear(self.features * target)(summed / self.avg_num_neighbors)
         keep = [str(ir) for _, ir in sh_irreps(self.hidden_l)]
         b = SymmetricContraction(self.correlation, keep, self.num_species)(a.mul_to_axis(self.features), graph.species)

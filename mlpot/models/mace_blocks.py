@@ -18,13 +18,16 @@ Two pieces that e3nn-jax does not ship as flax modules:
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import e3nn_jax as e3nn
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from mlpot.radial import bessel_basis, polynomial_envelope, safe_norm
 
@@ -50,19 +53,28 @@ def linear(irreps_out, **options) -> e3nn.flax.Linear:
 class RadialMLP(nn.Module):
     """Bias-free MLP of the radial basis, silu between layers, 1/sqrt(fan_in) in the forward pass.
 
-    No biases (as in MACE); the caller multiplies the result by the envelope.
+    No biases (as in MACE), so ``scale`` (E,) (the envelope) can multiply the
+    last hidden layer: the same as scaling the outputs, on fewer numbers.
+    ``splits`` > 1 returns that many equal column blocks of the output as a
+    tuple, each from its own slice of the last kernel: slicing the (E, width)
+    result instead would cost a pad of the whole array per block in the
+    gradient.
     """
 
     widths: Sequence[int]
+    splits: int = 1
 
     @nn.compact
-    def __call__(self, x):
+    def __call__(self, x, scale=None):
         for k, width in enumerate(self.widths):
-            kernel = self.param(f"kernel_{k}", unit_init, (x.shape[-1], width), x.dtype)
-            x = x @ kernel / math.sqrt(x.shape[-1])
+            kernel = self.param(f"kernel_{k}", unit_init, (x.shape[-1], width), x.dtype) / math.sqrt(x.shape[-1])
             if k < len(self.widths) - 1:
-                x = jax.nn.silu(x) * 1.679  # 1.679: keeps silu's output at unit second moment
-        return x
+                x = jax.nn.silu(x @ kernel) * 1.679  # 1.679: keeps silu's output at unit second moment
+        if scale is not None:
+            x = x * scale[:, None]
+        if self.splits == 1:
+            return x @ kernel
+        return tuple(x @ block for block in jnp.split(kernel, self.splits, axis=1))
 
 
 def sh_irreps(l_max: int) -> e3nn.Irreps:
@@ -85,11 +97,101 @@ def edge_features(vectors, edge_mask, cutoff: float, l_max: int, num_basis: int)
     return sh, bessel_basis(distances, cutoff, num_basis), envelope.astype(vectors.dtype)
 
 
+class MessagePaths(NamedTuple):
+    """The Clebsch-Gordan paths l1 (x) l2 -> l3 of a channel-wise tensor product, in e3nn's output order."""
+
+    irreps_out: e3nn.Irreps  # per channel, one irrep per path, sorted by irrep (e3nn's order)
+    paths: tuple  # (index of the irrep of input 1, slice into input 2, Clebsch-Gordan (d1, d2, d3) ndarray)
+
+
+def message_paths(irreps_1: e3nn.Irreps, irreps_2: e3nn.Irreps, filter_ir_out: e3nn.Irreps) -> MessagePaths:
+    """Paths of ``e3nn.tensor_product(irreps_1, irreps_2, filter_ir_out)`` (component normalisation), sorted as e3nn sorts them."""
+    found = []
+    for block, (_, ir_1) in enumerate(irreps_1):
+        for (_, ir_2), s2 in zip(irreps_2, irreps_2.slices()):
+            for ir_out in ir_1 * ir_2:
+                if ir_out in filter_ir_out:
+                    cg = np.asarray(e3nn.clebsch_gordan(ir_1.l, ir_2.l, ir_out.l)) * math.sqrt(ir_out.dim)
+                    found.append((ir_out, len(found), (block, s2, cg)))
+    found.sort(key=lambda item: (item[0], item[1]))  # stable by irrep, as e3nn.IrrepsArray.sort
+    return MessagePaths(e3nn.Irreps([(1, ir) for ir, _, _ in found]), tuple(path for _, _, path in found))
+
+
+def channelwise_messages(x_blocks, y, weights, paths: MessagePaths) -> list:
+    """Per-edge messages w_path (x (x) y)_path, one (E, 2 l_out + 1, C) array per path.
+
+    x_blocks: the sender features, one (E, 2l + 1, C) array per irrep of the
+    input (channels last, so every product is a vector operation over
+    channels); y: (E, dim_2) spherical harmonics; weights: one (E, C) per
+    path. With ``to_e3nn`` after the neighbour sum, the same numbers as
+    ``e3nn.tensor_product(x, y).regroup() * weights`` (tested). Paths stay
+    separate arrays: slicing or concatenating (edges x channels) arrays costs
+    a full pass each, in the forward pass or in its gradient.
+    """
+    messages = []
+    for (block, s2, cg), w in zip(paths.paths, weights):
+        coupling = jnp.einsum("ej,ijk->eik", y[:, s2], jnp.asarray(cg, y.dtype))  # (E, d1, d3)
+        message = jnp.sum(coupling[:, :, :, None] * x_blocks[block][:, :, None, :], axis=1)  # (E, d3, C)
+        messages.append(message * w[:, None, :])
+    return messages
+
+
+def to_e3nn(summed: list, paths: MessagePaths) -> e3nn.IrrepsArray:
+    """Per-path (N, 2 l_out + 1, C) neighbour sums -> e3nn IrrepsArray (N, (paths * C) x irreps, regrouped)."""
+    num_nodes, _, channels = summed[0].shape
+    chunks, start = [], 0
+    for mul, ir in paths.irreps_out.regroup():
+        block = jnp.stack(summed[start : start + mul], axis=1)  # (N, mul, 2l + 1, C)
+        chunks.append(jnp.swapaxes(block, 2, 3).reshape(num_nodes, mul * channels * ir.dim))
+        start += mul
+    return e3nn.IrrepsArray((channels * paths.irreps_out).regroup(), jnp.concatenate(chunks, axis=-1))
+
+
+def symmetric_monomials(x, order: int) -> jnp.ndarray:
+    """All distinct monomials x_j1 x_j2 ... x_jo with j1 <= ... <= jo, over the last axis, (..., M).
+
+    Built order by order: each monomial is a lower one times one more
+    component. The two selections are products with 0/1 matrices, not
+    gathers: on CPU the gradient of a gather is a scatter-add, ~10x slower.
+    """
+    dim = x.shape[-1]
+    current = x
+    current_tuples = [(j,) for j in range(dim)]
+    for _ in range(order - 1):
+        position = {t: k for k, t in enumerate(current_tuples)}
+        tuples = list(itertools.combinations_with_replacement(range(dim), len(current_tuples[0]) + 1))
+        parents = np.zeros((len(current_tuples), len(tuples)))
+        lasts = np.zeros((dim, len(tuples)))
+        for k, t in enumerate(tuples):
+            parents[position[t[:-1]], k] = 1.0
+            lasts[t[-1], k] = 1.0
+        current = (current @ jnp.asarray(parents, x.dtype)) * (x @ jnp.asarray(lasts, x.dtype))
+        current_tuples = tuples
+    return current
+
+
+def monomial_basis(u: np.ndarray, order: int) -> np.ndarray:
+    """A symmetric basis u of shape (dim,)*order + rest, rewritten on ``symmetric_monomials``: (M,) + rest.
+
+    sum_{j1..jo} u[j1..jo] x_j1..x_jo = sum_{j1<=..<=jo} (number of distinct
+    orderings of j1..jo) u[j1..jo] x_j1..x_jo, because u is symmetric.
+    """
+    dim = u.shape[0]
+    tuples = list(itertools.combinations_with_replacement(range(dim), order))
+    counts = np.array([math.factorial(order) / math.prod(math.factorial(t.count(j)) for j in set(t)) for t in tuples])
+    rows = np.stack([u[t] for t in tuples])
+    return rows * counts.reshape((-1,) + (1,) * (rows.ndim - 1))
+
+
 class SymmetricContraction(nn.Module):
     """A (N, channels, irreps_in) -> B (N, channels, keep_irreps): see the module docstring.
 
-    Evaluated Horner-style, highest order first: ((w3 A + w2) A + w1) A, so
-    the largest intermediate is (N, channels, dim^(correlation-1), 2L+1).
+    The reduced symmetric basis is >97 % zeros as a dense (dim,)*order
+    tensor, so it is applied to the distinct monomials of A instead: one
+    matrix product (N*channels, M) @ (M, paths * (2L+1)) for all orders,
+    M = sum_nu binom(dim + nu - 1, nu) (219 for l <= 2, correlation 3),
+    then the per-element, per-channel weights mix the paths. Same
+    parameters and the same function as the dense Horner form (tested).
     """
 
     correlation: int
@@ -102,18 +204,29 @@ class SymmetricContraction(nn.Module):
             raise ValueError(f"SymmetricContraction wants (nodes, channels, irreps), got shape {x.shape}")
         channels = x.shape[1]
         keep = [e3nn.Irrep(ir) for ir in self.keep_irreps]
-        out: dict = {}
+        monomials = [symmetric_monomials(x.array, order) for order in range(1, self.correlation + 1)]
+        offsets = np.cumsum([0] + [m.shape[-1] for m in monomials])
+        blocks: dict = {}  # ir -> list of (rows of this order, basis (M_o, mul, ir.dim), weights (S, mul, C))
         for order in range(self.correlation, 0, -1):
-            # Contracting the last free "dim" axis with A lowers the order of
-            # what is already accumulated by one; then this order's terms join.
-            out = {ir: jnp.einsum("nc...ji,ncj->nc...i", t, x.array) for ir, t in out.items()}
             basis = e3nn.reduced_symmetric_tensor_product_basis(x.irreps, order, keep_ir=keep)
             for (mul, ir), u in zip(basis.irreps, basis.chunks):
-                # u: (dim,)*order + (mul, ir.dim); dividing by mul keeps the
-                # output variance ~1 at initialisation whatever the path count.
-                u = jnp.asarray(u / mul, x.dtype)
+                # dividing by mul keeps the output variance ~1 at initialisation whatever the path count
+                u = monomial_basis(np.asarray(u), order) / mul
                 w = self.param(f"w{order}_{ir}", unit_init, (self.num_species, mul, channels), x.dtype)
-                term = jnp.einsum("...jki,nkc,ncj->nc...i", u, w[species], x.array)  # (N, C, dim^(order-1), ir.dim)
-                out[ir] = term if ir not in out else out[ir] + term
-        irreps_out = e3nn.Irreps([(1, ir) for ir in keep if ir in out])
-        return e3nn.from_chunks(irreps_out, [out[ir][:, :, None, :] for _, ir in irreps_out], x.shape[:-1], x.dtype)
+                blocks.setdefault(ir, []).append((slice(offsets[order - 1], offsets[order]), u, w))
+        mono = jnp.concatenate(monomials, axis=-1)  # (N, C, M)
+        irreps_out = e3nn.Irreps([(1, ir) for ir in keep if ir in blocks])
+        chunks = []
+        for _, ir in irreps_out:
+            paths = sum(u.shape[1] for _, u, _ in blocks[ir])
+            basis = np.zeros((mono.shape[-1], paths, ir.dim))
+            start = 0
+            for rows, u, _ in blocks[ir]:
+                basis[rows, start : start + u.shape[1]] = u
+                start += u.shape[1]
+            projected = jnp.einsum("ncm,mki->ncki", mono, jnp.asarray(basis, x.dtype))
+            weights = jnp.concatenate([w for _, _, w in blocks[ir]], axis=1)[species]  # (N, paths, C)
+            # a broadcast product and a sum: einsum would lower this to a batched dot with transposes
+            mixed = jnp.sum(projected * jnp.swapaxes(weights, 1, 2)[..., None], axis=2)
+            chunks.append(mixed[:, :, None, :])
+        return e3nn.from_chunks(irreps_out, chunks, x.shape[:-1], x.dtype)
