@@ -57,14 +57,15 @@ class InputError(ValueError):
     """Bad user input (structure, file or option), with a message that says where."""
 
 
-def bucket_size(n: int, minimum: int = 8) -> int:
-    """Smallest ladder size >= n. Ladder: 8, 10, 12, 14, 16, 20, 24, 28, 32, 40, ...
+def bucket_size(n: int, minimum: int = 8, steps: int = 4) -> int:
+    """Smallest ladder size >= n. Ladder (``steps`` = 4): 8, 10, 12, 14, 16, 20, 24, 28, 32, 40, ...
 
     Four steps per doubling (<= 25% padding waste) keeps the number of distinct
-    shapes, and so of compiles, logarithmic in system size.
+    shapes, and so of compiles, logarithmic in system size. MD, where one
+    size is compiled once and run for hours, uses a finer ladder.
     """
     n = max(int(n), minimum)
-    power = 2 ** (math.ceil(math.log2(n)) - 3)  # eighth of the next power of two
+    power = max(2 ** math.ceil(math.log2(n)) // (2 * steps), 1)  # next power of two / (2 steps)
     return int(math.ceil(n / power) * power)
 
 
