@@ -170,28 +170,28 @@ def symmetric_monomials(x, order: int) -> jnp.ndarray:
     return current
 
 
-def monomial_basis(u: np.ndarray, order: int) -> np.ndarray:
-    """A symmetric basis u of shape (dim,)*order + rest, rewritten on ``symmetric_monomials``: (M,) + rest.
+def split_basis(u: np.ndarray, order: int) -> np.ndarray:
+    """A symmetric basis u, (dim,)*order + rest, as (M, dim) + rest on ``symmetric_monomials`` of order - 1.
 
-    sum_{j1..jo} u[j1..jo] x_j1..x_jo = sum_{j1<=..<=jo} (number of distinct
-    orderings of j1..jo) u[j1..jo] x_j1..x_jo, because u is symmetric.
+    sum_{j1..jo} u[j1..jo] x_j1..x_jo = sum_{m, b} U[m, b] mono_m x_b with
+    U[m, b] = (number of distinct orderings of m) u[m, b], because u is
+    symmetric; for order 1, M = 1 and mono = 1.
     """
-    dim = u.shape[0]
-    tuples = list(itertools.combinations_with_replacement(range(dim), order))
-    counts = np.array([math.factorial(order) / math.prod(math.factorial(t.count(j)) for j in set(t)) for t in tuples])
-    rows = np.stack([u[t] for t in tuples])
-    return rows * counts.reshape((-1,) + (1,) * (rows.ndim - 1))
+    heads = list(itertools.combinations_with_replacement(range(u.shape[0]), order - 1))
+    counts = [math.factorial(order - 1) / math.prod(math.factorial(h.count(j)) for j in set(h)) for h in heads]
+    return np.stack([count * u[head] for head, count in zip(heads, counts)])
 
 
 class SymmetricContraction(nn.Module):
     """A (N, channels, irreps_in) -> B (N, channels, keep_irreps): see the module docstring.
 
     The reduced symmetric basis is >97 % zeros as a dense (dim,)*order
-    tensor, so it is applied to the distinct monomials of A instead: one
-    matrix product (N*channels, M) @ (M, paths * (2L+1)) for all orders,
-    M = sum_nu binom(dim + nu - 1, nu) (219 for l <= 2, correlation 3),
-    then the per-element, per-channel weights mix the paths. Same
-    parameters and the same function as the dense Horner form (tested).
+    tensor. Each order is applied as one matrix product of the distinct
+    monomials of order - 1 (45 for l <= 2 at order 3) with the basis, then a
+    product with A over the last index, then the per-element, per-channel
+    weights mix the paths: ~3x fewer operations than contracting the dense
+    basis, and no (nodes x channels x dim^2) intermediate. Same parameters and
+    the same function as the dense definition (tested).
     """
 
     correlation: int
@@ -204,29 +204,22 @@ class SymmetricContraction(nn.Module):
             raise ValueError(f"SymmetricContraction wants (nodes, channels, irreps), got shape {x.shape}")
         channels = x.shape[1]
         keep = [e3nn.Irrep(ir) for ir in self.keep_irreps]
-        monomials = [symmetric_monomials(x.array, order) for order in range(1, self.correlation + 1)]
-        offsets = np.cumsum([0] + [m.shape[-1] for m in monomials])
-        blocks: dict = {}  # ir -> list of (rows of this order, basis (M_o, mul, ir.dim), weights (S, mul, C))
+        a = x.array
+        out: dict = {}
         for order in range(self.correlation, 0, -1):
+            heads = symmetric_monomials(a, order - 1) if order > 1 else None  # (N, C, M)
             basis = e3nn.reduced_symmetric_tensor_product_basis(x.irreps, order, keep_ir=keep)
             for (mul, ir), u in zip(basis.irreps, basis.chunks):
                 # dividing by mul keeps the output variance ~1 at initialisation whatever the path count
-                u = monomial_basis(np.asarray(u), order) / mul
-                w = self.param(f"w{order}_{ir}", unit_init, (self.num_species, mul, channels), x.dtype)
-                blocks.setdefault(ir, []).append((slice(offsets[order - 1], offsets[order]), u, w))
-        mono = jnp.concatenate(monomials, axis=-1)  # (N, C, M)
-        irreps_out = e3nn.Irreps([(1, ir) for ir in keep if ir in blocks])
-        chunks = []
-        for _, ir in irreps_out:
-            paths = sum(u.shape[1] for _, u, _ in blocks[ir])
-            basis = np.zeros((mono.shape[-1], paths, ir.dim))
-            start = 0
-            for rows, u, _ in blocks[ir]:
-                basis[rows, start : start + u.shape[1]] = u
-                start += u.shape[1]
-            projected = jnp.einsum("ncm,mki->ncki", mono, jnp.asarray(basis, x.dtype))
-            weights = jnp.concatenate([w for _, _, w in blocks[ir]], axis=1)[species]  # (N, paths, C)
-            # a broadcast product and a sum: einsum would lower this to a batched dot with transposes
-            mixed = jnp.sum(projected * jnp.swapaxes(weights, 1, 2)[..., None], axis=2)
-            chunks.append(mixed[:, :, None, :])
-        return e3nn.from_chunks(irreps_out, chunks, x.shape[:-1], x.dtype)
+                u = jnp.asarray(split_basis(np.asarray(u), order) / mul, a.dtype)  # (M, dim, mul, ir.dim)
+                w = self.param(f"w{order}_{ir}", unit_init, (self.num_species, mul, channels), a.dtype)
+                if heads is None:
+                    projected = jnp.einsum("ncb,bki->ncki", a, u[0])
+                else:
+                    z = jnp.einsum("ncm,mbki->ncbki", heads, u)
+                    projected = jnp.sum(a[:, :, :, None, None] * z, axis=2)  # (N, C, mul, ir.dim)
+                # a broadcast product and a sum: einsum would lower this to a batched dot with transposes
+                term = jnp.sum(projected * jnp.swapaxes(w[species], 1, 2)[..., None], axis=2)
+                out[ir] = term if ir not in out else out[ir] + term
+        irreps_out = e3nn.Irreps([(1, ir) for ir in keep if ir in out])
+        return e3nn.from_chunks(irreps_out, [out[ir][:, :, None, :] for _, ir in irreps_out], x.shape[:-1], a.dtype)
