@@ -23,7 +23,7 @@ from ase.md.velocitydistribution import Stationary
 
 from md.forces import Forces
 from md.integrators import Params, blank_state, chain_energy, integrator, kinetic_energy, pressure
-from md.loop import NONFINITE, REBUILD, TOO_CLOSE, TOO_HOT, Limits, Reference, run_chunk
+from md.loop import NONFINITE, REBUILD, TOO_CLOSE, TOO_HOT, Limits, Reference, guarded, run_chunk
 
 _COMPILED: dict = {}
 
@@ -46,7 +46,7 @@ def _compiled(ensemble: str, forces: Forces, chain_length: int):
     """One jitted chunk per ensemble and force model, shared by all simulations."""
     key = (ensemble, forces.cache_key, chain_length)
     if key not in _COMPILED:
-        pair = integrator(ensemble, forces.force_fn)
+        pair = integrator(ensemble, guarded(forces.force_fn))
         _COMPILED[key] = jax.jit(partial(run_chunk, pair.step_fn, pair.refresh_fn, forces.check_fn))
     return _COMPILED[key]
 

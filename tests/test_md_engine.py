@@ -1,6 +1,7 @@
 """The MD engine against ASE, neighbour-list skin and overflow, restart, safety stops."""
 
 import ase.io
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -63,6 +64,25 @@ def test_skin_list_trajectory_equals_rebuild_every_step():
     assert 3 <= builds < 40 and builds_every == 151  # the skin run really crossed rebuilds
     np.testing.assert_allclose(p1, p2, rtol=0, atol=1e-10)
     np.testing.assert_allclose(m1, m2, rtol=0, atol=1e-10)
+
+
+def test_model_is_not_evaluated_for_steps_dropped_for_a_rebuild():
+    # A candidate step whose positions already need a new list is dropped; its forces must not be
+    # computed (one wasted model call per rebuild otherwise). Count the calls the device makes.
+    atoms = argon_crystal(3, temperature_K=120.0, seed=5)
+    base = smooth_argon_forces(atoms, skin=0.6)
+    calls = []
+
+    def counted(positions, cell, force_args):
+        jax.debug.callback(lambda: calls.append(1))
+        return base.force_fn(positions, cell, force_args)
+
+    forces = base._replace(force_fn=counted, cache_key=("counted", id(counted)))
+    sim = Simulation(forces, atoms, "nve", params(dt=10 * units.fs))
+    sim.run(150)
+    jax.effects_barrier()
+    assert forces.neighbours.builds >= 3  # rebuilds happened...
+    assert len(calls) == 1 + 150  # ...yet only the start and the 150 accepted steps ran the model
 
 
 @pytest.mark.parametrize("strain", [0.0, 0.02])
