@@ -70,6 +70,11 @@ def triclinic_si(repeat=(1, 1, 1), seed=4) -> Atoms:
     return atoms
 
 
+def energy(potential: Potential, atoms: Atoms) -> float:
+    """Total energy (eV) of one structure through ``Potential.predict``."""
+    return float(potential.predict(atoms).energy[0])
+
+
 def finite_difference_stress(energy_of, atoms: Atoms, h: float = 1e-5) -> np.ndarray:
     """(1/V) dE/d(eps) by central differences of ``energy_of(atoms) -> float`` under a symmetric strain.
 

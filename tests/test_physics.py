@@ -5,12 +5,8 @@ import pytest
 from ase import Atoms
 from scipy.spatial.transform import Rotation
 
-from conftest import ethanol, finite_difference_stress, triclinic_si
+from conftest import energy, ethanol, finite_difference_stress, triclinic_si
 from mlpot import Calculator
-
-
-def energy(potential, atoms):
-    return float(potential.predict(atoms).energy[0])
 
 
 def finite_difference_forces(potential, atoms, h=1e-4):

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 from ase import Atoms
-from conftest import finite_difference_stress, small_painn, triclinic_si
+from conftest import energy, finite_difference_stress, small_painn, triclinic_si
 
 from mlpot import Potential
 from mlpot.repulsion import radii_from_frames, zbl
@@ -13,10 +13,6 @@ def with_radii(potential, radius):
     n = len(potential.config.species)
     config = potential.config.replace(repulsion_radii=[[radius] * n] * n)
     return Potential(config, potential.params)
-
-
-def energy(potential, atoms):
-    return float(potential.predict(atoms).energy[0])
 
 
 def test_zero_beyond_inner_radius_and_zbl_inside():
