@@ -24,6 +24,7 @@ from ase.md.velocitydistribution import Stationary
 from md.forces import Forces
 from md.integrators import Params, blank_state, chain_energy, integrator, kinetic_energy, pressure
 from md.loop import NONFINITE, REBUILD, TOO_CLOSE, TOO_HOT, Limits, Reference, guarded, run_chunk
+from mlpot.graph import neighbour_pairs
 
 _COMPILED: dict = {}
 
@@ -169,12 +170,26 @@ class Simulation:
             if status >= NONFINITE:
                 raise MDError(self._error_message(status, step + 1))
 
+    def _closest_pair(self) -> str:
+        """', closest pair in the last good frame: atoms i (X) and j (Y) at d Å', or '' if none is near."""
+        atoms = self.atoms()
+        i, j, shifts = neighbour_pairs(atoms, max(2.0 * self.min_distance, 1.0))
+        if len(i) == 0:
+            return ""
+        d = np.linalg.norm(atoms.positions[j] - atoms.positions[i] + shifts @ atoms.cell.array, axis=1)
+        k = int(np.argmin(d))
+        a, b = sorted((int(i[k]), int(j[k])))
+        symbols = atoms.get_chemical_symbols()
+        return f", closest pair in the last good frame: atoms {a} ({symbols[a]}) and {b} ({symbols[b]}) at {d[k]:.3f} Å"
+
     def _error_message(self, status: int, step: int) -> str:
         reason = {
             NONFINITE: "energy, positions or momenta became NaN/inf",
             TOO_HOT: f"temperature exceeded {self.max_kT / ase.units.kB:.0f} K",
             TOO_CLOSE: f"two atoms came closer than {self.min_distance} Å",
         }[status]
+        if status == TOO_CLOSE:
+            reason += self._closest_pair()
         return (
             f"MD stopped at step {step}: {reason}. The last good frame is step {step - 1}; "
             "output written so far is intact. Try a smaller timestep or check the model/structure."

@@ -164,8 +164,10 @@ def test_atoms_closer_than_the_minimum_distance_stop_the_run():
     momenta[0] = push / np.linalg.norm(push) * np.sqrt(2 * 39.948 * 0.5)  # 0.5 eV head-on
     atoms.set_momenta(momenta)
     sim = Simulation(smooth_argon_forces(atoms), atoms, "nve", params(dt=5 * units.fs), min_distance=3.0)
-    with pytest.raises(MDError, match="closer than 3.0"):
+    with pytest.raises(MDError, match="closer than 3.0") as error:
         sim.run(200)
+    pair = sorted((0, int(neighbour)))
+    assert f"atoms {pair[0]} (Ar) and {pair[1]} (Ar)" in str(error.value)  # names the colliding pair
 
 
 def test_neighbour_capacity_overflow_grows_with_bounded_recompiles():
