@@ -1,9 +1,12 @@
 """Building blocks of the MACE model (``mlpot.models.mace``).
 
-Two pieces that e3nn-jax does not ship as flax modules:
+Pieces e3nn-jax does not ship in a form that is fast on CPU:
 
 * ``edge_features``: spherical harmonics Y(r_ij / r_ij), a Bessel radial basis
   and the smooth polynomial envelope, NaN-safe on padding edges;
+* ``message_paths`` / ``channelwise_messages`` / ``to_e3nn``: the channel-wise
+  Clebsch-Gordan product of sender features with Y, weighted per path and
+  channel: e3nn's ``tensor_product`` numbers, with channels on the last axis;
 * ``SymmetricContraction``: MACE's product basis (Batatia et al., NeurIPS 2022,
   eq. 10-11). For every atom i and channel k it forms
 
