@@ -24,7 +24,7 @@ import numpy as np
 from ase import Atoms
 
 from mlpot import physics
-from mlpot.graph import bucket_size, check_atoms, neighbour_pairs, pad_graph, species_indices
+from mlpot.graph import bucket_size, check_atoms, neighbour_pairs, pad_graph, pair_distances, species_indices
 from mlpot.potential import Potential
 
 
@@ -139,8 +139,7 @@ class NeighbourList:
         if atoms.pbc.any():
             atoms.set_cell(np.asarray(cell, np.float64), scale_atoms=False)
         i, j, shifts = neighbour_pairs(atoms, self.cutoff + self.skin)
-        vectors = atoms.positions[j] - atoms.positions[i] + shifts @ atoms.cell.array
-        active = int(np.sum(np.linalg.norm(vectors, axis=1) < self.cutoff))
+        active = int(np.sum(pair_distances(atoms, i, j, shifts) < self.cutoff))
         # The model runs on every active slot, padding included: a fine ladder (<= 6 % waste) for those.
         grown = (self._grow(self.capacity[0], len(i)), self._grow(self.capacity[1], max(active, int(needed)), 16))
         if self.builds and grown != self.capacity:

@@ -24,7 +24,7 @@ from ase.md.velocitydistribution import Stationary
 from md.forces import Forces
 from md.integrators import Params, blank_state, chain_energy, integrator, kinetic_energy, pressure
 from md.loop import NONFINITE, REBUILD, TOO_CLOSE, TOO_HOT, Limits, Reference, guarded, run_chunk
-from mlpot.graph import neighbour_pairs
+from mlpot.graph import neighbour_pairs, pair_distances
 
 _COMPILED: dict = {}
 
@@ -176,7 +176,7 @@ class Simulation:
         i, j, shifts = neighbour_pairs(atoms, max(2.0 * self.min_distance, 1.0))
         if len(i) == 0:
             return ""
-        d = np.linalg.norm(atoms.positions[j] - atoms.positions[i] + shifts @ atoms.cell.array, axis=1)
+        d = pair_distances(atoms, i, j, shifts)
         k = int(np.argmin(d))
         a, b = sorted((int(i[k]), int(j[k])))
         symbols = atoms.get_chemical_symbols()

@@ -12,13 +12,9 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
+from mlpot.radial import smooth_step_down
+
 ARGON = {"sigma": 3.405, "epsilon": 0.0104, "mass": 39.948}  # Å, eV, amu
-
-
-def switch(r, r_on, r_off):
-    """1 below r_on, 0 above r_off, 1 - 10x^3 + 15x^4 - 6x^5 between (C2 continuous)."""
-    x = jnp.clip((r - r_on) / (r_off - r_on), 0.0, 1.0)
-    return 1.0 - x**3 * (10.0 - 15.0 * x + 6.0 * x**2)
 
 
 def smooth_lennard_jones(sigma: float, epsilon: float, r_on: float, cutoff: float):
@@ -29,7 +25,7 @@ def smooth_lennard_jones(sigma: float, epsilon: float, r_on: float, cutoff: floa
         inside = (r2 < cutoff**2) & graph.edge_mask
         r = jnp.sqrt(jnp.where(inside, r2, 1.0))
         c6 = (sigma / r) ** 6
-        pair = jnp.where(inside, 4 * epsilon * (c6**2 - c6) * switch(r, r_on, cutoff), 0.0)
+        pair = jnp.where(inside, 4 * epsilon * (c6**2 - c6) * smooth_step_down(r, r_on, cutoff), 0.0)
         return 0.5 * jnp.zeros(graph.species.shape[0], pair.dtype).at[graph.receivers].add(pair)
 
     return atom_energies

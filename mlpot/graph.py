@@ -133,6 +133,11 @@ def neighbour_pairs(atoms: Atoms, cutoff: float) -> tuple[np.ndarray, np.ndarray
     return i.astype(np.int32), j.astype(np.int32), shifts.astype(np.float64)
 
 
+def pair_distances(atoms: Atoms, i: np.ndarray, j: np.ndarray, shifts: np.ndarray) -> np.ndarray:
+    """|r_j - r_i + S @ cell| (Å) of the pairs ``neighbour_pairs`` returns."""
+    return np.linalg.norm(atoms.positions[j] - atoms.positions[i] + shifts @ atoms.cell.array, axis=1)
+
+
 def build_graph(
     structures: Atoms | Sequence[Atoms],
     cutoff: float,

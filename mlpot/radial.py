@@ -37,6 +37,16 @@ def polynomial_envelope(distances: jnp.ndarray, cutoff: float, p: int = 6) -> jn
     return jnp.where(inside, value, 0.0)
 
 
+def smooth_step_down(r, r_on, r_off):
+    """1 for r <= r_on, 0 for r >= r_off, 1 - 10t^3 + 15t^4 - 6t^5 between (t the fraction of the way).
+
+    Value, slope and curvature are continuous (C2), so energies switched with
+    it have continuous forces and force derivatives.
+    """
+    t = jnp.clip((r - r_on) / (r_off - r_on), 0.0, 1.0)
+    return 1.0 - t**3 * (10.0 - 15.0 * t + 6.0 * t**2)
+
+
 def bessel_basis(distances: jnp.ndarray, cutoff: float, num_basis: int) -> jnp.ndarray:
     """sqrt(2/r_c) sin(n pi r / r_c) / r, n = 1..num_basis; shape (E, num_basis).
 

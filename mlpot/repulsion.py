@@ -23,8 +23,8 @@ import jax.numpy as jnp
 import numpy as np
 from ase.data import covalent_radii
 
-from mlpot.graph import neighbour_pairs
-from mlpot.radial import safe_norm
+from mlpot.graph import neighbour_pairs, pair_distances
+from mlpot.radial import safe_norm, smooth_step_down
 
 COULOMB = 14.399645  # e^2 / (4 pi eps0), eV Å
 SCREENING_LENGTH = 0.46850  # 0.8854 Bohr radius, Å
@@ -40,13 +40,6 @@ def zbl(r, zi, zj):
     return COULOMB * zi * zj / r * phi
 
 
-def switch(r, r_off, width=WIDTH):
-    """1 for r <= r_off - width, 0 for r >= r_off, C2 smooth (quintic smoothstep) between."""
-    r_on = jnp.maximum(r_off - width, 0.0)
-    t = jnp.clip((r - r_on) / (r_off - r_on), 0.0, 1.0)
-    return 1.0 - t**3 * (10.0 - 15.0 * t + 6.0 * t**2)
-
-
 def atom_energies(vectors, graph, atomic_numbers, radii):
     """(N,) eV: half of each in-range edge's ZBL energy to its receiver.
 
@@ -59,7 +52,8 @@ def atom_energies(vectors, graph, atomic_numbers, radii):
     r = safe_norm(vectors)
     inside = graph.edge_mask & (r < r_off) & (r > 0)
     r_safe = jnp.where(inside, r, r_off)  # where 1/r and exp are finite; the switch is 0 there
-    pair = jnp.where(inside, zbl(r_safe, zi, zj) * switch(r_safe, r_off), 0.0)
+    switch = smooth_step_down(r_safe, jnp.maximum(r_off - WIDTH, 0.0), r_off)
+    pair = jnp.where(inside, zbl(r_safe, zi, zj) * switch, 0.0)
     num_nodes = graph.species.shape[0]
     return 0.5 * jnp.zeros(num_nodes, vectors.dtype).at[graph.receivers].add(pair)
 
@@ -74,7 +68,7 @@ def radii_from_frames(frames, species, margin: float = 0.1, search: float = 3.0)
         i, j, shifts = neighbour_pairs(atoms, search)
         if len(i) == 0:
             continue
-        d = np.linalg.norm(atoms.positions[j] - atoms.positions[i] + shifts @ atoms.cell.array, axis=1)
+        d = pair_distances(atoms, i, j, shifts)
         a = np.array([index[z] for z in atoms.numbers[i]])
         b = np.array([index[z] for z in atoms.numbers[j]])
         np.minimum.at(closest, (a, b), d)
