@@ -111,7 +111,6 @@ def _status(candidate: MDState, reference: Reference, limits: Limits, distance, 
 
 def run_chunk(
     step_fn,
-    refresh_fn,
     check_fn,
     state: MDState,
     params,
@@ -122,19 +121,25 @@ def run_chunk(
 ) -> Chunk:
     """Up to ``limits.max_steps`` steps; see the module docstring for when it stops early.
 
-    ``refresh`` (traced bool) first recomputes energy and forces: that is how a
-    new state is initialised, without compiling a separate program for it.
-    ``step_fn`` and ``refresh_fn`` use a ``guarded`` force_fn: they get
-    ``Guarded`` force_args.
+    ``refresh`` (traced bool) first recomputes energy and forces at the
+    current positions: that is how a new state is initialised. It is done as
+    one step of zero length (every integrator then only recomputes forces),
+    so the model appears once in the compiled program: a separate refresh
+    call would double the compile time of a large model. A refresh is checked
+    like a step (finite, not too hot or close) but not counted as one.
+    ``step_fn`` uses a ``guarded`` force_fn: it gets ``Guarded`` force_args.
     """
     force_args = Guarded(force_args, reference, limits.cutoff, limits.skin)
-    state = jax.lax.cond(refresh, refresh_fn, lambda s, a: s, state, force_args)
 
-    def cond(chunk: Chunk):
-        return (chunk.steps < limits.max_steps) & (chunk.status == OK)
+    def cond(carry):
+        chunk, pending = carry
+        return ((chunk.steps < limits.max_steps) | pending) & (chunk.status == OK)
 
-    def body(chunk: Chunk):
-        candidate = step_fn(chunk.state, params, force_args)
+    def body(carry):
+        chunk, pending = carry
+        dt = jnp.where(pending, jnp.zeros_like(params.dt), params.dt)
+        candidate = step_fn(chunk.state, params._replace(dt=dt), force_args)
+        candidate = candidate._replace(step=jnp.where(pending, chunk.state.step, candidate.step))
         if check_fn is None:
             distance, overflow, needed = jnp.asarray(jnp.inf), jnp.asarray(False), jnp.asarray(0)
         else:
@@ -144,8 +149,10 @@ def run_chunk(
         state = jax.tree_util.tree_map(lambda new, old: jnp.where(accept, new, old), candidate, chunk.state)
         smallest = jnp.where(accept, jnp.minimum(chunk.min_distance, distance), chunk.min_distance)
         needed = jnp.maximum(chunk.needed, needed.astype(chunk.needed.dtype))
-        return Chunk(state, chunk.steps + accept.astype(chunk.steps.dtype), status, smallest, needed)
+        counted = (accept & ~pending).astype(chunk.steps.dtype)
+        return Chunk(state, chunk.steps + counted, status, smallest, needed), jnp.zeros_like(pending)
 
     zero = jnp.asarray(0, jnp.int64)
     start = Chunk(state, zero, jnp.asarray(OK, jnp.int64), jnp.asarray(jnp.inf, jnp.float64), zero)
-    return jax.lax.while_loop(cond, body, start)
+    chunk, _ = jax.lax.while_loop(cond, body, (start, jnp.asarray(refresh, bool)))
+    return chunk

@@ -23,7 +23,7 @@ from ase.md.velocitydistribution import Stationary
 
 from md.forces import Forces
 from md.integrators import Params, blank_state, chain_energy, integrator, kinetic_energy, pressure
-from md.loop import NONFINITE, REBUILD, TOO_CLOSE, TOO_HOT, Limits, Reference, guarded, run_chunk
+from md.loop import NONFINITE, OK, REBUILD, TOO_CLOSE, TOO_HOT, Limits, Reference, guarded, run_chunk
 from mlpot.graph import neighbour_pairs, pair_distances
 
 _COMPILED: dict = {}
@@ -48,7 +48,7 @@ def _compiled(ensemble: str, forces: Forces, chain_length: int):
     key = (ensemble, forces.cache_key, chain_length)
     if key not in _COMPILED:
         pair = integrator(ensemble, guarded(forces.force_fn))
-        _COMPILED[key] = jax.jit(partial(run_chunk, pair.step_fn, pair.refresh_fn, forces.check_fn))
+        _COMPILED[key] = jax.jit(partial(run_chunk, pair.step_fn, forces.check_fn))
     return _COMPILED[key]
 
 
@@ -84,7 +84,10 @@ class Simulation:
             state = blank_state(
                 atoms.positions, atoms.get_momenta(), atoms.get_masses(), atoms.cell.array, key, chain_length
             )
-            self.state = self._chunk(state, params, self.force_args, self.reference, self._limits(0), True).state
+            chunk = self._chunk(state, params, self.force_args, self.reference, self._limits(0), True)
+            self.state = chunk.state
+            if int(chunk.status) != OK:
+                raise MDError(self._error_message(int(chunk.status), 0, start=True))
         else:
             self.state = jax.tree_util.tree_map(jnp.asarray, restart["state"])
             self._build(*restart["reference"])  # the same list the saved run was using...
@@ -182,7 +185,7 @@ class Simulation:
         symbols = atoms.get_chemical_symbols()
         return f", closest pair in the last good frame: atoms {a} ({symbols[a]}) and {b} ({symbols[b]}) at {d[k]:.3f} Å"
 
-    def _error_message(self, status: int, step: int) -> str:
+    def _error_message(self, status: int, step: int, start: bool = False) -> str:
         reason = {
             NONFINITE: "energy, positions or momenta became NaN/inf",
             TOO_HOT: f"temperature exceeded {self.max_kT / ase.units.kB:.0f} K",
@@ -190,6 +193,8 @@ class Simulation:
         }[status]
         if status == TOO_CLOSE:
             reason += self._closest_pair()
+        if start:
+            return f"MD cannot start: in the initial structure, {reason}. Check the structure and the model."
         return (
             f"MD stopped at step {step}: {reason}. The last good frame is step {step - 1}; "
             "output written so far is intact. Try a smaller timestep or check the model/structure."

@@ -170,6 +170,14 @@ def test_atoms_closer_than_the_minimum_distance_stop_the_run():
     assert f"atoms {pair[0]} (Ar) and {pair[1]} (Ar)" in str(error.value)  # names the colliding pair
 
 
+def test_an_initial_structure_with_atoms_too_close_is_refused_at_the_start():
+    # The first force evaluation is checked like a step: the error names the pair, not a later step.
+    atoms = argon_crystal(2, temperature_K=1.0)
+    atoms.positions[5] = atoms.positions[0] + [0.4, 0.0, 0.0]
+    with pytest.raises(MDError, match=r"cannot start.*closer than 0.5 Å.*atoms 0 \(Ar\) and 5 \(Ar\) at 0.400"):
+        Simulation(smooth_argon_forces(atoms), atoms, "nve", params(dt=5 * units.fs), min_distance=0.5)
+
+
 def test_neighbour_capacity_overflow_grows_with_bounded_recompiles():
     # Berendsen NPT squeezes expanded argon (a = 6.0 Å) at 2 GPa to about half its volume: the
     # pairs within cutoff + skin (skin list, checked at host rebuilds; ~1.3x) and within the
