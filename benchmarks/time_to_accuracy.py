@@ -179,7 +179,9 @@ def main() -> int:
         records.append(summarise(record, args.minutes))
         at = record.get("valid_forces_mae_at", {})
         shown = ", ".join(f"{k} {1000 * v:.1f}" for k, v in at.items() if v is not None)
-        print(f"  {record['status']}: {shown} meV/Å; {record.get('frames_per_s', float('nan')):.0f} frames/s", flush=True)
+        print(
+            f"  {record['status']}: {shown} meV/Å; {record.get('frames_per_s', float('nan')):.0f} frames/s", flush=True
+        )
 
     apax = next((r for r in records if r["engine"] == "apax GMNN" and r.get("curve")), None)
     if apax:

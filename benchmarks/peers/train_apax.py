@@ -136,8 +136,12 @@ def main() -> None:
             valid_forces_mae_at=at,
             valid_forces_mae_final=best[-1],
             unit="eV/Å (apax log)",
-            curve=[{"time_s": t, "epoch": int(float(r["epoch"])), "valid_forces_mae": m} for t, r, m in zip(stamps, rows, mae, strict=True)],
-            settings={k: config["model"][k] for k in ("n_radial", "n_contr", "nn")} | {"batch_size": config["data"]["batch_size"]},
+            curve=[
+                {"time_s": t, "epoch": int(float(r["epoch"])), "valid_forces_mae": m}
+                for t, r, m in zip(stamps, rows, mae, strict=True)
+            ],
+            settings={k: config["model"][k] for k in ("n_radial", "n_contr", "nn")}
+            | {"batch_size": config["data"]["batch_size"]},
         )
     line = json.dumps(record)
     print(line, flush=True)
