@@ -54,3 +54,24 @@ def test_cases_quick_keeps_the_smallest_of_each_system_and_unknown_sizes_are_ref
         structures.water(100)
     with pytest.raises(ValueError, match="unknown system"):
         structures.build("argon", 108)
+
+
+def test_time_to_accuracy_reads_the_best_so_far_curve_at_the_marks():
+    # The verdicts "MAE at 5/10/20 min" and "time to apax's final MAE" are read off a stamped
+    # curve; a worse later epoch must not count and a mark past the budget must stay empty.
+    import time_to_accuracy as tta
+
+    curve = [(30, 0.20), (200, 0.05), (400, 0.07), (700, 0.03), (1300, 0.02)]
+    record = {
+        "frames": 100,
+        "curve": [{"time_s": t, "epoch": i, "valid_forces_mae": m} for i, (t, m) in enumerate(curve)],
+    }
+    tta.summarise(record, minutes=20)
+    assert record["best_curve"] == [0.20, 0.05, 0.05, 0.03, 0.02]
+    assert record["valid_forces_mae_at"] == {"5min": 0.05, "10min": 0.05, "20min": 0.03}  # 1,300 s is past 20 min
+    assert record["frames_per_s"] == pytest.approx(100 * 4 / (1300 - 30))
+    assert tta.time_to_reach(record, 0.06) == 200
+    assert tta.time_to_reach(record, 0.04) == 700
+    assert tta.time_to_reach(record, 0.01) is None
+    tta.summarise(short := {"frames": 1, "curve": record["curve"][:2]}, minutes=5)
+    assert short["valid_forces_mae_at"]["10min"] is None
