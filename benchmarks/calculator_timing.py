@@ -51,8 +51,12 @@ def main(argv=None) -> dict:
     per_call = (time.perf_counter() - start) / args.steps
     atoms.get_stress()
     result = {
-        "atoms": len(atoms), "model": args.model, "first_call_s": first, "seconds_per_call": per_call,
-        "compiles_after_md_and_stress": calc.compile_count, "md_steps": args.steps,
+        "atoms": len(atoms),
+        "model": args.model,
+        "first_call_s": first,
+        "seconds_per_call": per_call,
+        "compiles_after_md_and_stress": calc.compile_count,
+        "md_steps": args.steps,
     }
     print(json.dumps(result, indent=1))
     if args.json:

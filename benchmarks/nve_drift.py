@@ -36,15 +36,22 @@ def with_dtype(potential: mlpot.Potential, dtype: str) -> mlpot.Potential:
 def summary(potential, atoms, times, totals, steps_done: int, dt_fs: float, seconds: float) -> dict:
     times, totals = np.asarray(times), np.asarray(totals)
     slope = np.polyfit(times, totals, 1)[0] / len(atoms) if len(times) > 2 else float("nan")
-    return {"dtype": potential.config.dtype, "atoms": len(atoms), "steps": steps_done,
-            "ps": steps_done * dt_fs * 1e-3, "drift_eV_per_atom_per_ps": float(slope),
-            "etot_std_eV_per_atom": float(totals.std() / len(atoms)), "etot_range_eV": float(np.ptp(totals)),
-            "steps_per_s": steps_done / seconds if seconds else float("nan"),
-            "final_T_K": float(atoms.get_temperature())}
+    return {
+        "dtype": potential.config.dtype,
+        "atoms": len(atoms),
+        "steps": steps_done,
+        "ps": steps_done * dt_fs * 1e-3,
+        "drift_eV_per_atom_per_ps": float(slope),
+        "etot_std_eV_per_atom": float(totals.std() / len(atoms)),
+        "etot_range_eV": float(np.ptp(totals)),
+        "steps_per_s": steps_done / seconds if seconds else float("nan"),
+        "final_T_K": float(atoms.get_temperature()),
+    }
 
 
-def run(potential, atoms, steps: int, dt_fs: float, temperature: float, every: int, on_chunk=None,
-        chunk: int = 1000) -> dict:
+def run(
+    potential, atoms, steps: int, dt_fs: float, temperature: float, every: int, on_chunk=None, chunk: int = 1000
+) -> dict:
     """NVE from Maxwell-Boltzmann velocities; ``on_chunk(partial summary, (times, totals))`` every
     ``chunk`` steps, so a long run that is stopped still leaves its figures so far."""
     atoms = atoms.copy()
@@ -87,8 +94,11 @@ def main(argv=None) -> list:
 
     def save(partial, series):
         """Progress line, and the JSON (with the E_tot series) rewritten atomically after every chunk."""
-        print(f"  {partial['dtype']}: {partial['ps']:.2f} ps, drift {partial['drift_eV_per_atom_per_ps']:.2e} "
-              f"eV/atom/ps, {partial['steps_per_s']:.1f} steps/s, T {partial['final_T_K']:.0f} K", flush=True)
+        print(
+            f"  {partial['dtype']}: {partial['ps']:.2f} ps, drift {partial['drift_eV_per_atom_per_ps']:.2e} "
+            f"eV/atom/ps, {partial['steps_per_s']:.1f} steps/s, T {partial['final_T_K']:.0f} K",
+            flush=True,
+        )
         if args.json:
             record = dict(partial, time_ps=list(series[0]), etot_eV=list(series[1]))
             atomic_write(args.json, json.dumps(results + [record], indent=1).encode())

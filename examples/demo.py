@@ -34,13 +34,17 @@ def main() -> int:
     start = time.perf_counter()
     result = train(config)
     print(f"\ntrained in {time.perf_counter() - start:.0f} s ({len(result.history)} epochs)")
-    print(f"\nheld-out test frames (not used for training or model selection), {result.test_metrics['n_frames']} frames:")
+    print(
+        f"\nheld-out test frames (not used for training or model selection), {result.test_metrics['n_frames']} frames:"
+    )
     print(format_table(result.test_metrics))
     out = result.output_dir.resolve()
     atoms = ase.io.read(ROOT / "datasets" / "ethanol" / "train.xyz", 0)
     atoms.calc = mlpot.Calculator(out / "model.mlpot")
-    print(f"\nASE calculator on frame 0: E = {atoms.get_potential_energy():.4f} eV "
-          f"(DFT {ase.io.read(ROOT / 'datasets' / 'ethanol' / 'train.xyz', 0).get_potential_energy():.4f} eV)")
+    print(
+        f"\nASE calculator on frame 0: E = {atoms.get_potential_energy():.4f} eV "
+        f"(DFT {ase.io.read(ROOT / 'datasets' / 'ethanol' / 'train.xyz', 0).get_potential_energy():.4f} eV)"
+    )
     run_md(out)
     print(f"\nmodel:           {out / 'model.mlpot'}")
     print(f"metrics per epoch: {out / 'metrics.csv'}")
@@ -56,8 +60,9 @@ def run_md(out: Path, steps: int = 2000) -> None:
     atoms.calc = mlpot.Calculator(out / "model.mlpot")
     maxwell_boltzmann(atoms, 300, seed=0)  # zero total momentum
     ZeroRotation(atoms)
-    dyn = md.VelocityVerlet(atoms, 0.5 * units.fs, trajectory=str(out / "md.traj"), logfile=str(out / "md.csv"),
-                            loginterval=20)
+    dyn = md.VelocityVerlet(
+        atoms, 0.5 * units.fs, trajectory=str(out / "md.traj"), logfile=str(out / "md.csv"), loginterval=20
+    )
     totals = []
     dyn.attach(lambda: totals.append(atoms.get_total_energy()), interval=20)
     start = time.perf_counter()
@@ -65,10 +70,14 @@ def run_md(out: Path, steps: int = 2000) -> None:
     seconds = time.perf_counter() - start
     totals = np.array(totals)
     drift = np.polyfit(np.arange(len(totals)) * 20 * 0.5e-3, totals, 1)[0] / len(atoms)  # eV/atom/ps
-    print(f"\nNVE MD, {steps} steps of 0.5 fs ({steps * 0.5e-3:.1f} ps) in {seconds:.1f} s "
-          f"(incl. compile; {steps * 0.5e-6 / (seconds / 86400):.2f} ns/day):")
-    print(f"  total energy spread {np.ptp(totals) * 1e3:.2f} meV, drift {drift * 1e3:+.3f} meV/atom/ps, "
-          f"final T {atoms.get_temperature():.0f} K")
+    print(
+        f"\nNVE MD, {steps} steps of 0.5 fs ({steps * 0.5e-3:.1f} ps) in {seconds:.1f} s "
+        f"(incl. compile; {steps * 0.5e-6 / (seconds / 86400):.2f} ns/day):"
+    )
+    print(
+        f"  total energy spread {np.ptp(totals) * 1e3:.2f} meV, drift {drift * 1e3:+.3f} meV/atom/ps, "
+        f"final T {atoms.get_temperature():.0f} K"
+    )
 
 
 if __name__ == "__main__":

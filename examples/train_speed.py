@@ -35,9 +35,15 @@ def main() -> None:
     parser.add_argument("--cutoff", type=float, default=5.0)
     parser.add_argument("--epochs", type=int, default=2)
     args = parser.parse_args()
-    config = TrainConfig(train_file=args.data, batch_size=args.batch_size, cutoff=args.cutoff, progress=False,
-                         model={"name": args.model, "features": args.features, "num_interactions": args.interactions},
-                         valid_fraction=0.05, output_dir="/tmp/mlpot_train_speed")
+    config = TrainConfig(
+        train_file=args.data,
+        batch_size=args.batch_size,
+        cutoff=args.cutoff,
+        progress=False,
+        model={"name": args.model, "features": args.features, "num_interactions": args.interactions},
+        valid_fraction=0.05,
+        output_dir="/tmp/mlpot_train_speed",
+    )
     start = time.perf_counter()
     frames = data.read_frames(args.data)[: args.frames]
     prepared = prepare(config, frames)
@@ -64,9 +70,11 @@ def main() -> None:
         t0 = time.perf_counter()
         state, _row = run_epoch(loop, state, epoch, plateau)
         dt = time.perf_counter() - t0
-        print(f"epoch {epoch}: {n} frames ({atoms:.0f} atoms each) in {dt:.1f} s = {n / dt:.1f} frames/s, "
-              f"{n * atoms / dt:.0f} atoms/s; compiled programs {loop.step_fn._cache_size()}; "
-              f"load avg {os.getloadavg()[0]:.1f}")
+        print(
+            f"epoch {epoch}: {n} frames ({atoms:.0f} atoms each) in {dt:.1f} s = {n / dt:.1f} frames/s, "
+            f"{n * atoms / dt:.0f} atoms/s; compiled programs {loop.step_fn._cache_size()}; "
+            f"load avg {os.getloadavg()[0]:.1f}"
+        )
 
 
 if __name__ == "__main__":

@@ -9,9 +9,9 @@ import jax
 
 jax.config.update("jax_enable_x64", True)
 
-from mlpot.graph import Graph, InputError, build_graph  # noqa: E402
-from mlpot.potential import ModelConfig, Potential, load  # noqa: E402
-from mlpot.calculator import Calculator  # noqa: E402
+from mlpot.calculator import Calculator
+from mlpot.graph import Graph, InputError, build_graph
+from mlpot.potential import ModelConfig, Potential, load
 
 __all__ = ["Calculator", "Graph", "InputError", "ModelConfig", "Potential", "build_graph", "load"]
 __version__ = "0.1.0"

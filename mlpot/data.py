@@ -180,7 +180,9 @@ def fit_reference_energies(frames: Sequence[Frame], species: Sequence[int], isol
         if missing:
             from ase.data import chemical_symbols
 
-            raise InputError(f"isolated atoms file has no energy for element(s) {[chemical_symbols[z] for z in missing]}")
+            raise InputError(
+                f"isolated atoms file has no energy for element(s) {[chemical_symbols[z] for z in missing]}"
+            )
         return np.array([table[z] for z in species], np.float64)
     labelled = [f for f in frames if f.energy is not None]
     if not labelled:

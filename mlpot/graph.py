@@ -17,7 +17,8 @@ Conventions (ASE units throughout):
 from __future__ import annotations
 
 import math
-from typing import NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 from ase import Atoms
@@ -127,9 +128,7 @@ def neighbour_pairs(atoms: Atoms, cutoff: float) -> tuple[np.ndarray, np.ndarray
     cells and cells shorter than the cutoff are handled (no minimum image).
     """
     cell = _search_cell(atoms, cutoff)
-    i, j, shifts = neighbour_list(
-        "ijS", positions=atoms.positions, cell=cell, pbc=atoms.pbc, cutoff=float(cutoff)
-    )
+    i, j, shifts = neighbour_list("ijS", positions=atoms.positions, cell=cell, pbc=atoms.pbc, cutoff=float(cutoff))
     return i.astype(np.int32), j.astype(np.int32), shifts.astype(np.float64)
 
 
@@ -210,6 +209,16 @@ def pad_graph(parts, num_nodes=None, num_edges=None, num_graphs=None, dtype=np.f
     edge_mask = np.arange(num_edges) < n_ed
     graph_mask = np.arange(num_graphs) < g_real
     return Graph(
-        positions, species, senders, receivers, shifts, cell,
-        node_graph, node_mask, edge_mask, graph_mask, n_node, volume,
+        positions,
+        species,
+        senders,
+        receivers,
+        shifts,
+        cell,
+        node_graph,
+        node_mask,
+        edge_mask,
+        graph_mask,
+        n_node,
+        volume,
     )

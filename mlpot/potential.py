@@ -60,7 +60,7 @@ class ModelConfig:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
-    def replace(self, **changes) -> "ModelConfig":
+    def replace(self, **changes) -> ModelConfig:
         return dataclasses.replace(self, **changes)
 
 
@@ -78,7 +78,7 @@ class Potential:
     params: dict
 
     @classmethod
-    def create(cls, config: ModelConfig, seed: int = 0) -> "Potential":
+    def create(cls, config: ModelConfig, seed: int = 0) -> Potential:
         """Randomly initialised parameters for ``config``."""
         from ase import Atoms
 
@@ -124,7 +124,7 @@ class Potential:
         """Convenience: predictions for ASE Atoms (one or a list), unpadded graphs kept."""
         return _cached_predict(self)(self.params, self.graph(structures))
 
-    def replace_params(self, params) -> "Potential":
+    def replace_params(self, params) -> Potential:
         return dataclasses.replace(self, params=params)
 
     def save(self, path) -> None:
@@ -153,4 +153,3 @@ def load(path) -> Potential:
     from mlpot.modelfile import load as _load
 
     return _load(path)
-

@@ -28,12 +28,7 @@ def polynomial_envelope(distances: jnp.ndarray, cutoff: float, p: int = 6) -> jn
     d = distances / cutoff
     inside = d < 1.0
     d = jnp.where(inside, d, 0.0)
-    value = (
-        1.0
-        - (p + 1) * (p + 2) / 2 * d**p
-        + p * (p + 2) * d ** (p + 1)
-        - p * (p + 1) / 2 * d ** (p + 2)
-    )
+    value = 1.0 - (p + 1) * (p + 2) / 2 * d**p + p * (p + 2) * d ** (p + 1) - p * (p + 1) / 2 * d ** (p + 2)
     return jnp.where(inside, value, 0.0)
 
 

@@ -5,8 +5,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-EVAL_KEYS = ("energy_mae", "energy_rmse", "energy_mae_per_atom", "energy_rmse_per_atom", "forces_mae", "forces_rmse",
-             "stress_mae", "stress_rmse", "n_frames")
+EVAL_KEYS = (
+    "energy_mae",
+    "energy_rmse",
+    "energy_mae_per_atom",
+    "energy_rmse_per_atom",
+    "forces_mae",
+    "forces_rmse",
+    "stress_mae",
+    "stress_rmse",
+    "n_frames",
+)
 
 
 def _config(args):
@@ -36,8 +45,9 @@ def _cmd_eval(args) -> int:
     from mlpot.training.metrics import format_table
     from mlpot.training.run import evaluate_files
 
-    metrics, collected = evaluate_files(args.model, args.data, args.batch_size, args.energy_key, args.forces_key,
-                                        args.stress_key)
+    metrics, collected = evaluate_files(
+        args.model, args.data, args.batch_size, args.energy_key, args.forces_key, args.stress_key
+    )
     print(format_table(metrics))
     plot = Path(args.plot) if args.plot else Path(args.model).with_suffix(".parity.png")
     plots.parity(collected, plot, ", ".join(Path(p).name for p in args.data))
@@ -76,16 +86,24 @@ def _cmd_learning_curve(args) -> int:
     config = _config(args)
     summary = learning_curve(config, args.sizes)
     for run in summary["runs"]:
-        print(f"{run['train_frames']:6d} frames: energy MAE {run['energy_mae_per_atom'] * 1e3:8.3f} meV/atom, "
-              f"force MAE {run['forces_mae'] * 1e3:8.2f} meV/Å")
+        print(
+            f"{run['train_frames']:6d} frames: energy MAE {run['energy_mae_per_atom'] * 1e3:8.3f} meV/atom, "
+            f"force MAE {run['forces_mae'] * 1e3:8.2f} meV/Å"
+        )
     print(f"plot: {Path(config.output_dir) / 'learning_curve.png'}")
     return 0
 
 
 def _add_config_args(parser) -> None:
     parser.add_argument("config", help="YAML config (see `mlpot template`)")
-    parser.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config key (repeatable), e.g. -o epochs=10 -o model.features=32")
+    parser.add_argument(
+        "-o",
+        "--override",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key (repeatable), e.g. -o epochs=10 -o model.features=32",
+    )
 
 
 def register(subparsers) -> None:

@@ -41,7 +41,10 @@ def perturbed(potential: Potential, scale: float = 0.3, seed: int = 0) -> Potent
 def small_painn(species, cutoff=4.0, dtype="float64", seed=0) -> Potential:
     """A small PaiNN with perturbed (trained-like, nonzero-bias) parameters."""
     config = ModelConfig(
-        "painn", cutoff, species, {"features": 16, "num_interactions": 2, "num_basis": 8},
+        "painn",
+        cutoff,
+        species,
+        {"features": 16, "num_interactions": 2, "num_basis": 8},
         reference_energies=[-1.5 * (k + 1) for k in range(len(species))],
         energy_scale=[0.7 + 0.1 * k for k in range(len(species))],
         dtype=dtype,

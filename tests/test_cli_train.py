@@ -17,9 +17,17 @@ from mlpot.training.config import KEYS, from_dict
 def tiny_setup(tmp_path):
     data = tmp_path / "frames.xyz"
     ase.io.write(data, molecules(12, names=("CH4",)))
-    config = {"train_file": "frames.xyz", "valid_fraction": 0.2, "model": {"name": register_tiny()},
-              "cutoff": 3.0, "batch_size": 4, "epochs": 2, "progress": False, "plots": False,
-              "output_dir": str(tmp_path / "out")}
+    config = {
+        "train_file": "frames.xyz",
+        "valid_fraction": 0.2,
+        "model": {"name": register_tiny()},
+        "cutoff": 3.0,
+        "batch_size": 4,
+        "epochs": 2,
+        "progress": False,
+        "plots": False,
+        "output_dir": str(tmp_path / "out"),
+    }
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
     return tmp_path, path, data
@@ -61,8 +69,15 @@ def test_train_then_eval_json(tiny_setup, capsys):
     plot = tmp_path / "parity.png"
     assert main(["eval", str(out / "model.mlpot"), str(data), "--json", str(report), "--plot", str(plot)]) == 0
     metrics = json.loads(report.read_text())
-    for key in ("energy_mae", "energy_rmse", "energy_mae_per_atom", "energy_rmse_per_atom", "forces_mae",
-                "forces_rmse", "n_frames"):
+    for key in (
+        "energy_mae",
+        "energy_rmse",
+        "energy_mae_per_atom",
+        "energy_rmse_per_atom",
+        "forces_mae",
+        "forces_rmse",
+        "n_frames",
+    ):
         assert key in metrics
     assert metrics["n_frames"] == 12 and "stress_mae" not in metrics  # no stress labels in these frames
     assert metrics["energy_mae_per_atom"] == pytest.approx(metrics["energy_mae"] / 5)  # all CH4

@@ -59,9 +59,14 @@ def _bad_frames():
     return good, no_energy, nan_forces, unknown
 
 
-@pytest.mark.parametrize("which, message", [(1, "frame 1: missing label 'energy'"),
-                                            (2, "frame 1: field 'forces' contains NaN"),
-                                            (3, "frame 1: element(s) ['N'] not in the model")])
+@pytest.mark.parametrize(
+    "which, message",
+    [
+        (1, "frame 1: missing label 'energy'"),
+        (2, "frame 1: field 'forces' contains NaN"),
+        (3, "frame 1: element(s) ['N'] not in the model"),
+    ],
+)
 def test_bad_input_errors_name_file_frame_and_field(tmp_path, which, message):
     frames = _bad_frames()
     path = _write(tmp_path, [frames[0], frames[which]])

@@ -16,13 +16,18 @@ def _batch(num_nodes, num_graphs):
     """Two structures: 2 atoms (energy, forces, stress labelled) and 1 atom (energy only)."""
     a = Atoms("HH", positions=[[0, 0, 0], [0, 0, 0.8]], cell=np.eye(3) * 3, pbc=True)
     b = Atoms("H", positions=[[0, 0, 0]])
-    parts = [(a, np.zeros(2, np.int32), np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros((0, 3))),
-             (b, np.zeros(1, np.int32), np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros((0, 3)))]
+    parts = [
+        (a, np.zeros(2, np.int32), np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros((0, 3))),
+        (b, np.zeros(1, np.int32), np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros((0, 3))),
+    ]
     graph = pad_graph(parts, num_nodes, 8, num_graphs)
     g, n = num_graphs, num_nodes
     labels = data.Labels(
-        energy=np.r_[1.0, 2.0, np.zeros(g - 2)], forces=np.zeros((n, 3)), stress=np.zeros((g, 3, 3)),
-        energy_mask=np.r_[True, True, np.zeros(g - 2, bool)], forces_mask=np.r_[True, False, np.zeros(g - 2, bool)],
+        energy=np.r_[1.0, 2.0, np.zeros(g - 2)],
+        forces=np.zeros((n, 3)),
+        stress=np.zeros((g, 3, 3)),
+        energy_mask=np.r_[True, True, np.zeros(g - 2, bool)],
+        forces_mask=np.r_[True, False, np.zeros(g - 2, bool)],
         stress_mask=np.r_[True, False, np.zeros(g - 2, bool)],
     )
     rng = np.random.default_rng(0)
@@ -82,9 +87,16 @@ def test_padding_changes_neither_loss_nor_gradient_through_a_real_model(monkeypa
     from mlpot.potential import ModelConfig, Potential
 
     images = molecules(2) + crystals(1)
-    frames = [data.Frame(a, a.calc.results["energy"], a.calc.results["forces"],
-                         data.voigt_6_to_full_3x3_stress(a.calc.results["stress"]) if a.pbc.all() else None, "x")
-              for a in images]
+    frames = [
+        data.Frame(
+            a,
+            a.calc.results["energy"],
+            a.calc.results["forces"],
+            data.voigt_6_to_full_3x3_stress(a.calc.results["stress"]) if a.pbc.all() else None,
+            "x",
+        )
+        for a in images
+    ]
     species = data.species_of_frames(frames)
     dataset = data.prepare(frames, 3.0, species)
     potential = Potential.create(ModelConfig(tiny_model(monkeypatch), 3.0, species), seed=1)

@@ -121,7 +121,6 @@ def test_driver_updates_atoms_in_place_before_callbacks_without_recomputing():
     assert fresh.get_potential_energy(atoms) == pytest.approx(seen[-1][1], abs=1e-9)
 
 
-
 def test_driver_with_explicit_potential_gives_callbacks_an_energy():
     """md.VelocityVerlet(atoms, dt, potential=...) on bare atoms: callbacks can read energies, as in ASE."""
     from ase import units

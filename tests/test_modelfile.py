@@ -2,9 +2,9 @@
 
 import numpy as np
 import pytest
+from conftest import ethanol, small_painn
 
 import mlpot
-from conftest import ethanol, small_painn
 from mlpot.modelfile import MAGIC, ModelFileError
 
 

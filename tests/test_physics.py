@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 from ase import Atoms
+from conftest import energy, ethanol, finite_difference_stress, triclinic_si
 from scipy.spatial.transform import Rotation
 
-from conftest import energy, ethanol, finite_difference_stress, triclinic_si
 from mlpot import Calculator
 
 
@@ -22,8 +22,12 @@ def finite_difference_forces(potential, atoms, h=1e-4):
 
 def small_cell() -> Atoms:
     """Two atoms in a triclinic box shorter than the cutoff in every direction."""
-    atoms = Atoms("SiSi", positions=[[0.1, 0.2, 0.0], [1.3, 1.1, 1.2]],
-                  cell=[[2.6, 0.0, 0.0], [0.4, 2.5, 0.0], [0.3, -0.2, 2.7]], pbc=True)
+    atoms = Atoms(
+        "SiSi",
+        positions=[[0.1, 0.2, 0.0], [1.3, 1.1, 1.2]],
+        cell=[[2.6, 0.0, 0.0], [0.4, 2.5, 0.0], [0.3, -0.2, 2.7]],
+        pbc=True,
+    )
     return atoms
 
 

@@ -33,28 +33,45 @@ def _frames(n_mol=14, n_cryst=4, uniform=True):
         images = molecules(n_mol, names=("CH4",)) + crystals(n_cryst, sizes=(1,))
     else:
         images = molecules(n_mol) + crystals(n_cryst)
-    return [data.Frame(a, a.calc.results["energy"], a.calc.results["forces"],
-                       a.calc.results.get("stress") if a.pbc.all() else None, f"synthetic {k}")
-            for k, a in enumerate(images)]
+    return [
+        data.Frame(
+            a,
+            a.calc.results["energy"],
+            a.calc.results["forces"],
+            a.calc.results.get("stress") if a.pbc.all() else None,
+            f"synthetic {k}",
+        )
+        for k, a in enumerate(images)
+    ]
 
 
 def _config(tmp_path, name="run", **changes):
-    values = {"train_file": "unused.xyz", "model": {"name": register_tiny()}, "cutoff": 3.0, "batch_size": 4, "epochs": 3,
-                  "learning_rate": 0.01, "warmup_epochs": 0.5, "output_dir": str(tmp_path / name), "progress": False}
+    values = {
+        "train_file": "unused.xyz",
+        "model": {"name": register_tiny()},
+        "cutoff": 3.0,
+        "batch_size": 4,
+        "epochs": 3,
+        "learning_rate": 0.01,
+        "warmup_epochs": 0.5,
+        "output_dir": str(tmp_path / name),
+        "progress": False,
+    }
     values.update(changes)
     return TrainConfig(**values)
 
 
 def _prepared(config, frames):
     # stress labels in ASE's Voigt form -> 3x3, as read_frames does
-    frames = [f._replace(stress=data.voigt_6_to_full_3x3_stress(f.stress) if f.stress is not None else None)
-              for f in frames]
+    frames = [
+        f._replace(stress=data.voigt_6_to_full_3x3_stress(f.stress) if f.stress is not None else None) for f in frames
+    ]
     return assemble(config, frames[:-4] + frames[-2:], frames[-4:-2])
 
 
 def _saved_state(out):
     raw = (out / "checkpoints" / "last.ckpt").read_bytes()
-    payload = serialization.msgpack_restore(raw[len(MAGIC):])
+    payload = serialization.msgpack_restore(raw[len(MAGIC) :])
     return payload["state"], json.loads(payload["progress"])
 
 
@@ -107,8 +124,16 @@ def test_time_budget_and_outputs(tmp_path):
     result = fit(config, _prepared(config, _frames()))
     assert len(result.history) == 1  # the first epoch shows one more would not fit in the budget
     out = result.output_dir
-    for name in ("model.mlpot", "metrics.csv", "config.yaml", "learning_curves.png", "parity_valid.png",
-                 "results.json", "checkpoints/best.ckpt", "checkpoints/last.ckpt"):
+    for name in (
+        "model.mlpot",
+        "metrics.csv",
+        "config.yaml",
+        "learning_curves.png",
+        "parity_valid.png",
+        "results.json",
+        "checkpoints/best.ckpt",
+        "checkpoints/last.ckpt",
+    ):
         assert (out / name).is_file(), name
     header = (out / "metrics.csv").read_text().splitlines()[0].split(",")
     assert {"epoch", "train_loss", "valid_loss", "valid_forces_mae", "valid_stress_mae", "lr"} <= set(header)
@@ -121,8 +146,11 @@ def test_time_budget_and_outputs(tmp_path):
 
 
 def test_weight_schedule_changes_weights_at_the_chosen_epoch(tmp_path):
-    config = _config(tmp_path, energy_weight=1.0, weight_schedule=[{"epoch": 2, "energy_weight": 100.0},
-                                                                   {"epoch": 4, "forces_weight": 0.5}])
+    config = _config(
+        tmp_path,
+        energy_weight=1.0,
+        weight_schedule=[{"epoch": 2, "energy_weight": 100.0}, {"epoch": 4, "forces_weight": 0.5}],
+    )
     assert [float(weights_at(config, e).energy) for e in range(5)] == [1, 1, 100, 100, 100]
     assert float(weights_at(config, 4).forces) == 0.5 and float(weights_at(config, 3).forces) == 10.0
 
@@ -134,10 +162,15 @@ def test_early_stopping(tmp_path):
     assert len(result.history) == 3
 
 
-@pytest.mark.parametrize("changes, message", [({"lerning_rate": 1}, "did you mean 'learning_rate'"),
-                                             ({"model": {"name": "painn", "featurs": 8}}, "did you mean 'features'"),
-                                             ({"loss": "l1"}, "loss must be one of"),
-                                             ({"model": {"name": "nope"}}, "model.name must be one of")])
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"lerning_rate": 1}, "did you mean 'learning_rate'"),
+        ({"model": {"name": "painn", "featurs": 8}}, "did you mean 'features'"),
+        ({"loss": "l1"}, "loss must be one of"),
+        ({"model": {"name": "nope"}}, "model.name must be one of"),
+    ],
+)
 def test_config_errors(changes, message):
     from mlpot.training.config import from_dict
 
@@ -155,8 +188,9 @@ def test_learning_rate_warmup_cosine_time_and_plateau(tmp_path):
     assert learning_rate(config, 100, 10, flat) == pytest.approx(0.1)  # and ends at the floor
     # a time budget that is 100 % used anneals to the floor whatever the step count
     assert learning_rate(config, 11, 10, flat, time_fraction=1.0) == pytest.approx(0.1)
-    plateau_config = _config(tmp_path, lr_schedule="plateau", plateau_patience=2, plateau_factor=0.5,
-                             learning_rate=1.0, warmup_epochs=0)
+    plateau_config = _config(
+        tmp_path, lr_schedule="plateau", plateau_patience=2, plateau_factor=0.5, learning_rate=1.0, warmup_epochs=0
+    )
     state = PlateauState(1.0, np.inf, 0)
     for loss in (1.0, 1.0, 1.0):  # improves once, then two epochs without improvement
         state = update_plateau(plateau_config, state, loss)

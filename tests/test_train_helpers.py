@@ -73,8 +73,9 @@ def molecules(n: int, seed: int = 0, names=("H2O", "CH4", "CH3OH", "C2H6", "NH3"
 
 
 def crystals(n: int, seed: int = 0, sizes=(1, 2)) -> list[Atoms]:
-    return [labelled(bulk("Si", "diamond", 5.43) * (1, 1, sizes[k % len(sizes)]), seed + k, stress=True)
-            for k in range(n)]
+    return [
+        labelled(bulk("Si", "diamond", 5.43) * (1, 1, sizes[k % len(sizes)]), seed + k, stress=True) for k in range(n)
+    ]
 
 
 def test_time_budget_ignores_the_compiling_first_epoch():

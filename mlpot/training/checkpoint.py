@@ -38,7 +38,7 @@ def load_checkpoint(path, template_state):
     if not data.startswith(MAGIC):
         raise ValueError(f"{path}: not an mlpot checkpoint")
     try:
-        payload = serialization.msgpack_restore(data[len(MAGIC):])
+        payload = serialization.msgpack_restore(data[len(MAGIC) :])
         state = serialization.from_state_dict(template_state, payload["state"])
     except (KeyError, ValueError, TypeError) as err:
         raise ValueError(f"{path}: checkpoint does not match this run's model/optimiser ({err})") from None

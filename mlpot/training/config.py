@@ -71,8 +71,12 @@ class TrainConfig:
 
 
 KEYS = [f.name for f in dataclasses.fields(TrainConfig)]
-CHOICES = {"loss": ("mse", "huber"), "optimizer": ("adam", "adamw"), "lr_schedule": ("cosine", "plateau", "constant"),
-           "dtype": ("float32", "float64")}
+CHOICES = {
+    "loss": ("mse", "huber"),
+    "optimizer": ("adam", "adamw"),
+    "lr_schedule": ("cosine", "plateau", "constant"),
+    "dtype": ("float32", "float64"),
+}
 
 
 def _unknown(key: str, known, where: str) -> ValueError:
@@ -116,8 +120,9 @@ def validate(config: TrainConfig) -> TrainConfig:
             raise ValueError(f"config: weight_schedule[{k}] must be a mapping with an 'epoch' key")
         for key in entry:
             if key not in ("epoch", "energy_weight", "forces_weight", "stress_weight"):
-                raise _unknown(key, ["epoch", "energy_weight", "forces_weight", "stress_weight"],
-                               f"config: weight_schedule[{k}]")
+                raise _unknown(
+                    key, ["epoch", "energy_weight", "forces_weight", "stress_weight"], f"config: weight_schedule[{k}]"
+                )
     return config
 
 
@@ -148,7 +153,7 @@ def apply_overrides(values: dict, overrides) -> dict:
         key, text = item.split("=", 1)
         value = yaml.safe_load(text)
         if key.startswith("model."):
-            values["model"] = {**values.get("model", TrainConfig().model), key[len("model."):]: value}
+            values["model"] = {**values.get("model", TrainConfig().model), key[len("model.") :]: value}
         else:
             values[key] = value
     return values
@@ -175,8 +180,11 @@ def _resolve_paths(config: TrainConfig, base: Path) -> TrainConfig:
         return str(p) if Path(p).is_absolute() or Path(p).exists() else str(base / p)
 
     return dataclasses.replace(
-        config, train_file=fix(config.train_file), valid_file=fix(config.valid_file),
-        test_file=fix(config.test_file), isolated_atoms_file=fix(config.isolated_atoms_file),
+        config,
+        train_file=fix(config.train_file),
+        valid_file=fix(config.valid_file),
+        test_file=fix(config.test_file),
+        isolated_atoms_file=fix(config.isolated_atoms_file),
     )
 
 

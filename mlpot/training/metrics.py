@@ -83,7 +83,9 @@ def format_table(metrics: dict) -> str:
     """A human-readable table in meV units."""
     rows = [("frames", f"{metrics['n_frames']}")]
     units = [
-        ("energy", "meV/structure", 1e3), ("energy_per_atom", "meV/atom", 1e3), ("forces", "meV/Å", 1e3),
+        ("energy", "meV/structure", 1e3),
+        ("energy_per_atom", "meV/atom", 1e3),
+        ("forces", "meV/Å", 1e3),
         ("stress", "meV/Å^3", 1e3),
     ]
     for name, unit, factor in units:
@@ -96,7 +98,11 @@ def format_table(metrics: dict) -> str:
         rows.append((f"{name} [{unit}]", f"MAE {mae * factor:10.3f}   RMSE {rmse * factor:10.3f}   R² {r2:.5f}"))
     for key in sorted(k for k in metrics if k.startswith("forces_mae_")):
         element = key.split("_")[-1]
-        rows.append((f"forces {element} [meV/Å]", (f"MAE {metrics[key] * 1e3:10.3f}   "
-                     f"RMSE {metrics['forces_rmse_' + element] * 1e3:10.3f}")))
+        rows.append(
+            (
+                f"forces {element} [meV/Å]",
+                (f"MAE {metrics[key] * 1e3:10.3f}   RMSE {metrics['forces_rmse_' + element] * 1e3:10.3f}"),
+            )
+        )
     width = max(len(r[0]) for r in rows)
     return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)

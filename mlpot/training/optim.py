@@ -37,8 +37,9 @@ class PlateauState(NamedTuple):
     bad_epochs: int  # epochs since it improved
 
 
-def learning_rate(config: TrainConfig, step: int, steps_per_epoch: int, plateau: PlateauState,
-                  time_fraction: float = 0.0) -> float:
+def learning_rate(
+    config: TrainConfig, step: int, steps_per_epoch: int, plateau: PlateauState, time_fraction: float = 0.0
+) -> float:
     """lr at optimiser ``step``: linear warm-up, then cosine to min_lr_ratio, plateau factor, or constant.
 
     The cosine follows whichever budget runs out first: steps of ``epochs``, or

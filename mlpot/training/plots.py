@@ -53,8 +53,10 @@ def learning_curves(history: list, path) -> Path:
     axes[0].semilogy(epochs, [row["train_loss"] for row in history], label="train")
     axes[0].semilogy(epochs, [row["valid_loss"] for row in history], label="validation")
     axes[0].set_ylabel("loss")
-    for ax, key, label in ((axes[1], "energy_mae_per_atom", "energy error [meV/atom]"),
-                           (axes[2], "forces_mae", "force error [meV/Å]")):
+    for ax, key, label in (
+        (axes[1], "energy_mae_per_atom", "energy error [meV/atom]"),
+        (axes[2], "forces_mae", "force error [meV/Å]"),
+    ):
         train_term = "train_energy_term" if "energy" in key else "train_forces_term"
         ax.semilogy(epochs, np.sqrt([row[train_term] for row in history]) * 1e3, label="train (RMSE, running)")
         values = [row.get(f"valid_{key}") for row in history]

@@ -21,8 +21,12 @@ class Prepared(NamedTuple):
 
 def read(config: TrainConfig, paths, species=None) -> list:
     return data.read_frames(
-        paths, config.energy_key, config.forces_key, config.stress_key,
-        species=species, skip_bad_frames=config.skip_bad_frames,
+        paths,
+        config.energy_key,
+        config.forces_key,
+        config.stress_key,
+        species=species,
+        skip_bad_frames=config.skip_bad_frames,
     )
 
 
@@ -51,8 +55,13 @@ def model_config(config: TrainConfig, train_frames, species, isolated=None, extr
     hyper = {**(extra or {}), **{k: v for k, v in config.model.items() if k != "name"}}
     radii = repulsion.radii_from_frames([f.atoms for f in train_frames], species) if config.repulsion else ()
     return ModelConfig(
-        name=config.model["name"], cutoff=config.cutoff, species=species, hyperparameters=hyper,
-        reference_energies=tuple(reference), energy_scale=(scale,) * len(species), dtype=config.dtype,
+        name=config.model["name"],
+        cutoff=config.cutoff,
+        species=species,
+        hyperparameters=hyper,
+        reference_energies=tuple(reference),
+        energy_scale=(scale,) * len(species),
+        dtype=config.dtype,
         repulsion_radii=radii,
     )
 
@@ -104,5 +113,7 @@ def describe(prepared: Prepared) -> str:
     counts = data.composition(prepared.train.frames, mc.species)
     if np.linalg.matrix_rank(counts) < len(mc.species):
         refs += " (few distinct compositions: only their combination is determined, minimum-norm values shown)"
-    return (f"frames: train {sizes[0]}, valid {sizes[1]}, test {sizes[2]}; reference energies (eV): {refs}; "
-            f"energy scale {np.mean(mc.energy_scale):.4f} eV")
+    return (
+        f"frames: train {sizes[0]}, valid {sizes[1]}, test {sizes[2]}; reference energies (eV): {refs}; "
+        f"energy scale {np.mean(mc.energy_scale):.4f} eV"
+    )

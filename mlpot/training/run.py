@@ -52,8 +52,14 @@ class TrainResult(NamedTuple):
 
 
 def _new_progress() -> dict:
-    return {"epoch": 0, "plateau": [1.0, float("inf"), 0], "best_valid": float("inf"), "bad_epochs": 0,
-            "history": [], "elapsed": 0.0}
+    return {
+        "epoch": 0,
+        "plateau": [1.0, float("inf"), 0],
+        "best_valid": float("inf"),
+        "bad_epochs": 0,
+        "history": [],
+        "elapsed": 0.0,
+    }
 
 
 def _write_csv(path: Path, history: list) -> None:
@@ -129,8 +135,14 @@ def build(config, prepared: Prepared, resume: bool = False):
         model_config = ModelConfig(**{**saved, "species": tuple(saved["species"])})
         potential = Potential(model_config, state.params)
     compute_stress = data.has_stress(prepared.train.frames + prepared.valid.frames)
-    loop = Loop(config, potential, prepared.train, prepared.valid,
-                make_train_step(potential, optimizer, config, compute_stress), jitted_predict(potential, compute_stress))
+    loop = Loop(
+        config,
+        potential,
+        prepared.train,
+        prepared.valid,
+        make_train_step(potential, optimizer, config, compute_stress),
+        jitted_predict(potential, compute_stress),
+    )
     return loop, state, progress, model_config
 
 
@@ -142,8 +154,14 @@ def fit(config, prepared: Prepared, resume: bool = False, stop_after: int | None
     loop, state, progress, model_config = build(config, prepared, resume)
     atomic_write(out / "config.yaml", config_mod.dump(config).encode())
     steps = -(-len(prepared.train.frames) // config.batch_size)
-    bar = tqdm(total=config.epochs * steps, initial=progress["epoch"] * steps, disable=not config.progress,
-               unit="batch", dynamic_ncols=True, mininterval=1.0)
+    bar = tqdm(
+        total=config.epochs * steps,
+        initial=progress["epoch"] * steps,
+        disable=not config.progress,
+        unit="batch",
+        dynamic_ncols=True,
+        mininterval=1.0,
+    )
     epoch_seconds, run_epochs, reason = 0.0, 0, None
     while (reason := _stop_reason(config, progress, next_epoch_estimate(epoch_seconds, run_epochs))) is None:
         if stop_after is not None and run_epochs >= stop_after:
@@ -189,8 +207,12 @@ def _finish(config, prepared, out, progress, model_config, predict_fn) -> TrainR
             plots.parity(test_pairs, out / "parity_test.png", "test")
     if progress["history"] and config.plots:
         plots.learning_curves(progress["history"], out / "learning_curves.png")
-    results = {"valid": valid_metrics, "test": test_metrics, "epochs": progress["epoch"],
-               "elapsed_s": progress["elapsed"]}
+    results = {
+        "valid": valid_metrics,
+        "test": test_metrics,
+        "epochs": progress["epoch"],
+        "elapsed_s": progress["elapsed"],
+    }
     atomic_write(out / "results.json", json.dumps(results, indent=2).encode())
     return TrainResult(best, progress["history"], valid_metrics, test_metrics, out)
 
@@ -213,13 +235,18 @@ def train(config, resume: bool = False, frames=None, stop_after: int | None = No
     return fit(config, prepared, resume=resume, stop_after=stop_after)
 
 
-def evaluate_files(potential, paths, batch_size: int = 8, energy_key: str = "energy", forces_key: str = "forces",
-                   stress_key: str = "stress"):
+def evaluate_files(
+    potential,
+    paths,
+    batch_size: int = 8,
+    energy_key: str = "energy",
+    forces_key: str = "forces",
+    stress_key: str = "stress",
+):
     """(metrics, collected pairs) of a ``Potential`` (or model file path) on labelled structure files."""
     from mlpot.potential import load
 
     potential = potential if isinstance(potential, Potential) else load(potential)
-    frames = data.read_frames(paths, energy_key, forces_key, stress_key, required=(),
-                              species=potential.config.species)
+    frames = data.read_frames(paths, energy_key, forces_key, stress_key, required=(), species=potential.config.species)
     dataset = data.prepare(frames, potential.config.cutoff, potential.config.species)
     return evaluate(potential, dataset, batch_size)

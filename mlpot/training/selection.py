@@ -82,8 +82,10 @@ def learning_curve(config: TrainConfig, sizes, frames=None) -> dict:
         run_config = dataclasses.replace(config, output_dir=str(Path(config.output_dir) / f"n_{size}"))
         result = fit(run_config, assemble(run_config, pool[:size], valid, test))
         runs.append({"train_frames": size, **result.test_metrics})
-    curves = {"energy MAE [meV/atom]": [r["energy_mae_per_atom"] for r in runs],
-              "force MAE [meV/Å]": [r["forces_mae"] for r in runs]}
+    curves = {
+        "energy MAE [meV/atom]": [r["energy_mae_per_atom"] for r in runs],
+        "force MAE [meV/Å]": [r["forces_mae"] for r in runs],
+    }
     out = Path(config.output_dir)
     plots.learning_curve_study(sizes, curves, out / "learning_curve.png")
     summary = {"sizes": sizes, "runs": runs, "test_frames": len(test), "valid_frames": len(valid)}

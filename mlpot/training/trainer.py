@@ -63,14 +63,22 @@ def _cached(key, build):
 def jitted_predict(potential: Potential, compute_stress: bool):
     """Jitted ``(params, graph) -> Predictions``, shared by runs with the same model config."""
     key = ("predict", json.dumps(potential.config.to_dict(), sort_keys=True), compute_stress)
-    return _cached(key, lambda: jax.jit(partial(physics.predict, potential.atom_energy_fn(),
-                                                compute_stress=compute_stress)))
+    return _cached(
+        key, lambda: jax.jit(partial(physics.predict, potential.atom_energy_fn(), compute_stress=compute_stress))
+    )
 
 
 def make_train_step(potential: Potential, optimizer, config: TrainConfig, compute_stress: bool):
     """Jitted ``(state, graph, labels, weights, lr) -> (state, StepStats)`` (cached by every setting it bakes in)."""
-    baked = (config.loss, config.huber_delta, config.ema_decay, config.clip_grad_norm, config.amsgrad,
-             config.optimizer, config.weight_decay)
+    baked = (
+        config.loss,
+        config.huber_delta,
+        config.ema_decay,
+        config.clip_grad_norm,
+        config.amsgrad,
+        config.optimizer,
+        config.weight_decay,
+    )
     key = ("step", json.dumps(potential.config.to_dict(), sort_keys=True), compute_stress, baked)
     return _cached(key, lambda: _make_train_step(potential, optimizer, config, compute_stress))
 
@@ -103,8 +111,9 @@ def weights_at(config: TrainConfig, epoch: int) -> LossWeights:
     return LossWeights(np.float64(values["energy"]), np.float64(values["forces"]), np.float64(values["stress"]))
 
 
-def evaluate(potential: Potential, dataset: data.Dataset, batch_size: int, predict_fn=None,
-             compute_stress: bool | None = None) -> tuple[dict, list]:
+def evaluate(
+    potential: Potential, dataset: data.Dataset, batch_size: int, predict_fn=None, compute_stress: bool | None = None
+) -> tuple[dict, list]:
     """(metrics dict, collected pairs) of ``potential`` on every frame of ``dataset``."""
     if compute_stress is None:
         compute_stress = data.has_stress(dataset.frames)
@@ -118,8 +127,11 @@ def evaluate(potential: Potential, dataset: data.Dataset, batch_size: int, predi
 
 def validation_loss(metrics: dict, weights: LossWeights) -> float:
     loss = 0.0
-    for key, w in (("energy_rmse_per_atom", weights.energy), ("forces_rmse", weights.forces),
-                   ("stress_rmse", weights.stress)):
+    for key, w in (
+        ("energy_rmse_per_atom", weights.energy),
+        ("forces_rmse", weights.forces),
+        ("stress_rmse", weights.stress),
+    ):
         loss += float(w) * metrics.get(key, 0.0) ** 2
     return loss
 
@@ -158,8 +170,13 @@ def run_epoch(loop: Loop, state: TrainState, epoch: int, plateau: PlateauState, 
         if bar is not None:
             bar.update(1)
     means = np.mean(np.array([[float(x) for x in s] for s in stats]), axis=0)
-    return state, {"train_loss": means[0], "train_energy_term": means[1], "train_forces_term": means[2],
-                   "train_stress_term": means[3], "lr": lr}
+    return state, {
+        "train_loss": means[0],
+        "train_energy_term": means[1],
+        "train_forces_term": means[2],
+        "train_stress_term": means[3],
+        "lr": lr,
+    }
 
 
 def validate(loop: Loop, state: TrainState, epoch: int) -> dict:
@@ -182,4 +199,3 @@ def postfix(row: dict) -> dict:
     if "valid_forces_mae" in row:
         shown["F"] = f"{row['valid_forces_mae'] * 1e3:.1f}meV/Å"
     return shown
-
