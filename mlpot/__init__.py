@@ -2,8 +2,15 @@
 
 Importing mlpot enables ``jax_enable_x64``: positions, energy sums, forces,
 stress and MD state are float64; the network itself runs in the model's float
-policy (float32 by default), see ``mlpot.potential``.
+policy (float32 by default), see ``mlpot.potential``. It also sets glibc's
+malloc to keep freed memory for reuse (``mlpot.hostmem``): XLA:CPU otherwise
+page-faults its whole working set in on every call. Import mlpot first.
 """
+
+from mlpot.hostmem import keep_freed_memory
+
+# Before JAX starts its CPU threads: XLA's per-call buffers then reuse freed memory (see hostmem).
+HOST_MEMORY_KEPT = keep_freed_memory()
 
 import jax
 

@@ -6,6 +6,9 @@ import os
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+# First, before numpy's and JAX's threads start: its malloc settings (mlpot.hostmem) and x64.
+import mlpot  # noqa: F401, I001
+
 from pathlib import Path
 
 import jax
@@ -14,7 +17,6 @@ import pytest
 from ase import Atoms
 from ase.build import bulk, molecule
 
-import mlpot  # noqa: F401  (enables x64)
 from mlpot import ModelConfig, Potential
 
 ROOT = Path(__file__).resolve().parents[1]
