@@ -29,8 +29,6 @@ import sys
 import time
 from pathlib import Path
 
-import ase.io
-
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 SPLITS = ROOT / "runs" / "benchmarks" / "splits"
@@ -45,10 +43,21 @@ OURS = {  # name: (recipe, overrides); painn-small is the fast model of the MD b
 
 
 def read_rows(path: Path) -> list[dict]:
+    """The epoch rows of a per-epoch CSV log written so far (none if it does not exist yet)."""
     if not path.is_file():
         return []
     with path.open() as handle:
         return [row for row in csv.DictReader(handle) if row.get("epoch")]
+
+
+def follow(process: subprocess.Popen, log: Path, start: float, seconds: float | None = None):
+    """(wall-time stamps, rows) of ``log`` while ``process`` trains: each new row is stamped with
+    the time since ``start`` when it appears. Returns when the process ends or ``seconds`` pass."""
+    stamps: list[float] = []
+    while process.poll() is None and (seconds is None or time.perf_counter() - start < seconds):
+        time.sleep(0.2)
+        stamps += [time.perf_counter() - start] * (len(read_rows(log)) - len(stamps))
+    return stamps, read_rows(log)[: len(stamps)]
 
 
 def train_ours(name: str, minutes: float) -> dict:
@@ -68,18 +77,16 @@ def train_ours(name: str, minutes: float) -> dict:
         metrics.unlink()
     start = time.perf_counter()
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    stamps: list[float] = []
-    while process.poll() is None:
-        time.sleep(0.2)
-        stamps += [time.perf_counter() - start] * (len(read_rows(metrics)) - len(stamps))
+    stamps, rows = follow(process, metrics, start)
     _, stderr = process.communicate()
-    rows = read_rows(metrics)[: len(stamps)]
     if process.returncode != 0 or not rows:
         return {"engine": f"mlpot {name}", "status": "failed", "error": stderr.strip()[-500:]}
     curve = [
         {"time_s": t, "epoch": int(row["epoch"]), "valid_forces_mae": float(row["valid_forces_mae"])}
         for t, row in zip(stamps, rows, strict=True)
     ]
+    import ase.io
+
     n_train = len(ase.io.read(SPLITS / "ethanol_train.xyz", index=":"))
     return {"engine": f"mlpot {name}", "status": "ok", "frames": n_train, "curve": curve}
 

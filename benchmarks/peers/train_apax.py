@@ -20,7 +20,6 @@ Prints one JSON line: frames/s after the first epoch, validation force MAE
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import signal
@@ -33,9 +32,11 @@ from pathlib import Path
 import yaml
 
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[1]
-SPLITS = ROOT / "runs" / "benchmarks" / "splits"
-MARKS_MIN = (5, 10, 20)
+sys.path.insert(0, str(HERE.parent))  # benchmarks/: time_to_accuracy (standard library only at import)
+
+import time_to_accuracy as tta
+
+SPLITS = tta.SPLITS
 
 
 def count_frames(path: Path) -> int:
@@ -63,13 +64,6 @@ def apax_config(workdir: Path, train: Path, valid: Path, epochs: int) -> dict:
     )
     config["progress_bar"] = {"disable_epoch_pbar": True, "disable_batch_pbar": True}
     return config
-
-
-def read_log(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    with path.open() as handle:
-        return [row for row in csv.DictReader(handle) if row.get("epoch")]
 
 
 def force_mae_column(row: dict) -> str:
@@ -104,45 +98,28 @@ def main() -> None:
             text=True,
             start_new_session=True,
         )
-        stamps: list[float] = []
-        rows: list[dict] = []
-        while process.poll() is None and time.perf_counter() - start < 60 * args.minutes:
-            time.sleep(0.2)
-            rows = read_log(log)
-            stamps += [time.perf_counter() - start] * (len(rows) - len(stamps))
+        stamps, rows = tta.follow(process, log, start, 60 * args.minutes)
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGTERM)
         _, stderr = process.communicate(timeout=60)
-        rows = read_log(log)[: len(stamps)]
 
     record = {"mode": "training", "engine": "apax GMNN", "data": "ethanol", "minutes": args.minutes}
     if not rows:
         record.update(status="failed", error=(stderr or "no epoch logged").strip()[-500:])
     else:
         column = force_mae_column(rows[0])
-        mae = [float(row[column]) for row in rows]
-        best = [min(mae[: i + 1]) for i in range(len(mae))]
-        at = {}
-        for mark in MARKS_MIN:
-            done = [b for t, b in zip(stamps, best, strict=True) if t <= 60 * mark]
-            at[f"{mark}min"] = done[-1] if done and mark <= args.minutes else None
-        n_train = config["data"]["n_train"]
         record.update(
             status="ok",
-            frames=n_train,
-            epochs=len(rows),
-            first_epoch_s=stamps[0],
-            frames_per_s=n_train * (len(rows) - 1) / (stamps[-1] - stamps[0]) if len(rows) > 1 else None,
-            valid_forces_mae_at=at,
-            valid_forces_mae_final=best[-1],
+            frames=config["data"]["n_train"],
             unit="eV/Å (apax log)",
             curve=[
-                {"time_s": t, "epoch": int(float(r["epoch"])), "valid_forces_mae": m}
-                for t, r, m in zip(stamps, rows, mae, strict=True)
+                {"time_s": t, "epoch": int(float(r["epoch"])), "valid_forces_mae": float(r[column])}
+                for t, r in zip(stamps, rows, strict=True)
             ],
             settings={k: config["model"][k] for k in ("n_radial", "n_contr", "nn")}
             | {"batch_size": config["data"]["batch_size"]},
         )
+        tta.summarise(record, args.minutes)  # the same reading of the curve as for ours
     line = json.dumps(record)
     print(line, flush=True)
     if args.json:
