@@ -13,7 +13,9 @@ time beside 0.28 s of user time, so the call took twice as long as its compute.
 ``keep_freed_memory`` tells glibc to serve every thread from the main heap
 (``M_ARENA_MAX`` 1), never to use ``mmap`` for large blocks (``M_MMAP_MAX`` 0)
 and never to trim the heap (``M_TRIM_THRESHOLD`` = SIZE_MAX): freed blocks
-stay in the process and the same buffer is reused without faults. The cost is
+stay in the process and the same buffer is reused without faults (after a few
+warm-up calls while the heap grows: other threads' small allocations can split a
+freed block, so the next buffer needs new room until the heap has enough). The cost is
 that the resident size stays at its peak until the process ends, which is
 what an MD or training process wants anyway.
 

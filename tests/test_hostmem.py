@@ -23,12 +23,11 @@ def work(x):  # ~100 MiB of materialised temporaries (a running sum needs the wh
 
 x = jnp.linspace(0.0, 1.0, 3000, dtype=jnp.float32)
 compiled = work.lower(x).compile()
-jax.block_until_ready(compiled(x))
-jax.block_until_ready(compiled(x))
-before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-for _ in range(4):
+faults = []
+for _ in range(20):
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     jax.block_until_ready(compiled(x))
-faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+    faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 print(json.dumps({"pages": compiled.memory_analysis().temp_size_in_bytes / 4096, "faults": faults}))
 """
 
@@ -49,7 +48,16 @@ def probe(keep: str) -> dict:
 @pytest.mark.skipif(not mlpot.HOST_MEMORY_KEPT, reason="glibc malloc settings not applied (not glibc?)")
 def test_repeated_calls_reuse_their_temporary_buffer_instead_of_faulting_it_in_again():
     kept, default = probe("1"), probe("0")
-    assert kept["pages"] > 16_000  # a temporary buffer large enough for glibc to mmap it by default
+    pages = kept["pages"]
+    assert pages > 16_000  # a temporary buffer large enough for glibc to mmap it by default
+
+    def faulting_calls(faults):  # calls that touched fresh pages for (most of) the buffer
+        return sum(f > 0.5 * pages for f in faults)
+
     # glibc's default: every call maps the buffer afresh, one minor fault per 4 KiB page.
-    assert default["faults"] > 3 * kept["pages"], default
-    assert kept["faults"] < 0.1 * kept["pages"], kept
+    assert faulting_calls(default["faults"]) == 20, default
+    # Kept: the single heap still grows during the first calls, because other threads' small
+    # allocations split the freed block and the next buffer no longer fits in it (measured: 1-8
+    # of the first 10 calls fault on two cores, none on one); once the heap holds room for both,
+    # calls reuse it (0-2 of the next 10 fault in our runs).
+    assert faulting_calls(kept["faults"][10:]) <= 4, kept
