@@ -15,7 +15,7 @@ MLPOT=${MLPOT:-.venv/bin/mlpot}
 PYTHON=${PYTHON:-.venv/bin/python}
 names=("$@")
 if [ ${#names[@]} -eq 0 ]; then
-  names=(ethanol mlearn-Si 3bpa mlearn-Li ethanol-painn water mlearn-Ge mlearn-Mo mlearn-Ge-mace)
+  names=(ethanol mlearn-Si 3bpa mlearn-Li ethanol-painn water mlearn-Ge mlearn-Mo mlearn-Ge-mace mlearn-Mo-mace)
 fi
 # Total minutes after a warm-restart resume (the shipped models had one: the
 # first budget ends the cosine schedule; the resume restarts it at the
