@@ -1,6 +1,6 @@
 """Compile time of an MD run: the engine's program alone, one fresh process per case.
 
-    taskset -c 0 .venv/bin/python benchmarks/compile_time.py [--models mace,painn-small] [--cases water:192,cu:4000]
+    taskset -c 0 .venv/bin/python benchmarks/compile_time.py [--models mace,painn-fast] [--cases water:192,cu:4000]
 
 Each case runs in its own Python process with no persistent compilation cache,
 so every figure is a cold compile as a user's first run sees it. Reported per
@@ -51,7 +51,7 @@ def one_case(model: str, system: str, num_atoms: int) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default="painn-small,mace")
+    parser.add_argument("--models", default="painn-fast,mace")
     parser.add_argument("--cases", default="water:192,water:1536,cu:108,cu:4000")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # model:system:atoms, run in this process
     parser.add_argument("--json", type=Path, default=HERE / "results" / "compile_time.json")

@@ -46,14 +46,14 @@ class Engine(NamedTuple):
 
 
 OURS = [
-    Engine("mlpot painn-small", None, "run_mlpot_md.py", "painn-small", 20, None),
+    Engine("mlpot painn-fast", None, "run_mlpot_md.py", "painn-fast", 20, None),
     Engine("mlpot painn", None, "run_mlpot_md.py", "painn", 20, None),
     Engine("mlpot mace", None, "run_mlpot_md.py", "mace", 10, None),
-    Engine("ASE VV + mlpot painn-small", None, "run_mlpot_ase.py", "painn-small", 5, "mlpot painn-small"),
+    Engine("ASE VV + mlpot painn-fast", None, "run_mlpot_ase.py", "painn-fast", 5, "mlpot painn-fast"),
     Engine("ASE VV + mlpot mace", None, "run_mlpot_ase.py", "mace", 5, "mlpot mace"),
 ]
 PEER_ENGINES = [  # each compared with our model of its kind: GMNN with our fast model, MACE with MACE
-    Engine("apax GMNN", "apax", "run_apax.py", None, 20, "mlpot painn-small"),
+    Engine("apax GMNN", "apax", "run_apax.py", None, 20, "mlpot painn-fast"),
     Engine("mlip MACE", "mlip", "run_mlip.py", None, 10, "mlpot mace"),
     Engine("mace-torch MACE + ASE VV", "mace", "run_mace.py", None, 3, "mlpot mace"),
 ]
@@ -160,7 +160,7 @@ def ratios(records: list[dict]) -> list[dict]:
 def single_point(args) -> list[dict]:
     out = []
     for system in ("water", "cu"):
-        for model in ("painn-small", "mace"):
+        for model in ("painn-fast", "mace"):
             command = [
                 sys.executable,
                 str(PEERS / "run_mlpot_single.py"),
