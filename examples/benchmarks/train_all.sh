@@ -20,7 +20,7 @@ fi
 # Total minutes after a warm-restart resume (the shipped models had one: the
 # first budget ends the cosine schedule; the resume restarts it at the
 # time-fraction reached). Recipes not listed are trained once.
-declare -A resume_minutes=([ethanol]=160)
+declare -A resume_minutes=([ethanol]=160 [mlearn-Si]=113 [mlearn-Ge-mace]=112)
 split_of() { local n="${1%-painn}"; echo "${n%-mace}"; }  # ethanol-painn, water-mace, ... use the base splits
 "$PYTHON" examples/benchmarks/make_splits.py $(for n in "${names[@]}"; do split_of "$n"; done | sort -u)
 mkdir -p models examples/benchmarks/results
