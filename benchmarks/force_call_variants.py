@@ -26,13 +26,14 @@ import jax
 import jax.numpy as jnp
 import structures
 from common import ENERGY_SCALE
+from run_mlpot_ase import MODEL_CONFIGS
 
 from md.forces import potential_forces
 from mlpot import ModelConfig, Potential
 
 VARIANTS = {  # label: PaiNN hyperparameters (features x interactions, Bessel functions)
-    "16x2 b16 (painn-small)": {"features": 16, "num_interactions": 2, "num_basis": 16},
-    "16x2 b8 (painn-fast)": {"features": 16, "num_interactions": 2, "num_basis": 8},
+    "16x2 b16 (painn-small)": MODEL_CONFIGS["painn-small"][1],
+    "16x2 b8 (painn-fast)": MODEL_CONFIGS["painn-fast"][1],
     "16x1 b8": {"features": 16, "num_interactions": 1, "num_basis": 8},
     "8x2 b8": {"features": 8, "num_interactions": 2, "num_basis": 8},
     "24x2 b8": {"features": 24, "num_interactions": 2, "num_basis": 8},
