@@ -155,6 +155,19 @@ def test_weight_schedule_changes_weights_at_the_chosen_epoch(tmp_path):
     assert float(weights_at(config, 4).forces) == 0.5 and float(weights_at(config, 3).forces) == 10.0
 
 
+def test_best_model_is_chosen_again_after_a_weight_change(tmp_path):
+    # From epoch 3 on the energy weighs 1e6 times more: every validation loss of that stage is far
+    # above stage one's, yet the shipped model must be the best of the new stage, not a stale one.
+    from mlpot.modelfile import from_bytes
+
+    config = _config(tmp_path, epochs=5, weight_schedule=[{"epoch": 2, "energy_weight": 1e7}])
+    result = fit(config, _prepared(config, _frames()))
+    losses = [row["valid_loss"] for row in result.history]
+    assert min(losses[2:]) > max(losses[:2])  # the premise: stage two's losses are not comparable
+    _, extra = from_bytes((tmp_path / "run" / "model.mlpot").read_bytes())
+    assert extra["epoch"] == 3 + int(np.argmin(losses[2:]))
+
+
 def test_early_stopping(tmp_path):
     # a vanishing learning rate: validation never improves after epoch 1, so patience 2 stops at epoch 3
     config = _config(tmp_path, epochs=30, learning_rate=1e-12, warmup_epochs=0, early_stopping_patience=2)

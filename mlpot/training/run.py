@@ -39,6 +39,7 @@ from mlpot.training.trainer import (
     run_epoch,
     time_left,
     validate,
+    weights_at,
 )
 
 
@@ -94,6 +95,13 @@ def _stop_reason(config, progress: dict, epoch_seconds: float) -> str | None:
 def _epoch_end(loop, state, progress, row, out: Path, model_config: ModelConfig) -> None:
     """Book-keeping after an epoch: plateau, best model, checkpoints, CSV."""
     config = loop.config
+    weights = [float(w) for w in weights_at(config, row["epoch"] - 1)]
+    if progress.get("loss_weights", weights) != weights:
+        # Validation losses under other weights are not comparable: the best model, early
+        # stopping and the plateau scheduler start afresh from the first epoch of a new stage.
+        progress["best_valid"], progress["bad_epochs"] = float("inf"), 0
+        progress["plateau"] = [progress["plateau"][0], float("inf"), 0]
+    progress["loss_weights"] = weights
     plateau = update_plateau(config, PlateauState(*progress["plateau"]), row["valid_loss"])
     progress["plateau"] = list(plateau)
     progress["history"].append(row)
