@@ -51,6 +51,8 @@ OURS = [
     Engine("mlpot mace", None, "run_mlpot_md.py", "mace", 10, None),
     Engine("ASE VV + mlpot painn-fast", None, "run_mlpot_ase.py", "painn-fast", 5, "mlpot painn-fast"),
     Engine("ASE VV + mlpot mace", None, "run_mlpot_ase.py", "mace", 5, "mlpot mace"),
+    Engine("mlpot lj", None, "run_mlpot_md.py", "lj", 50, None),
+    Engine("ASE VV + mlpot lj", None, "run_mlpot_ase.py", "lj", 10, "mlpot lj"),
 ]
 PEER_ENGINES = [  # each compared with our model of its kind: GMNN with our fast model, MACE with MACE
     Engine("apax GMNN", "apax", "run_apax.py", None, 20, "mlpot painn-fast"),

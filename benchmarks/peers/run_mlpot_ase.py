@@ -29,6 +29,10 @@ MODEL_CONFIGS = {
         "mace",
         {"features": 32, "hidden_l": 1, "l_max": 2, "correlation": 3, "num_interactions": 2, "num_basis": 8},
     ),
+    # A pair potential in the same model slot (same graph, autodiff, calculator and engine path):
+    # its force call costs little, so engine vs ASE VV with it measures the drivers' own overhead.
+    # sigma well below every bond length keeps water's O-H pairs tame for a timing run.
+    "lj": ("lennard_jones", {"sigma": 0.6, "epsilon": 0.01}),
 }
 
 
