@@ -24,7 +24,7 @@ import numpy as np
 from ase import Atoms
 
 from mlpot import physics
-from mlpot.graph import bucket_size, check_atoms, neighbour_pairs, pad_graph, pair_distances, species_indices
+from mlpot.graph import bucket_size, check_atoms, neighbour_search, pad_graph, species_indices
 from mlpot.potential import Potential
 
 
@@ -105,7 +105,7 @@ def graph_check_fn(num_atoms: int, cutoff: float):
 
 
 class NeighbourList:
-    """Host-side rebuilds: matscipy pairs within cutoff + skin, padded to fixed capacities.
+    """Host-side rebuilds: pairs within cutoff + skin, padded to fixed capacities.
 
     Two capacities, both from the bucket ladder with ``headroom``: the skin list
     (pairs within cutoff + skin, checked here at each rebuild) and the active
@@ -138,8 +138,8 @@ class NeighbourList:
         atoms.positions = np.asarray(positions, np.float64)
         if atoms.pbc.any():
             atoms.set_cell(np.asarray(cell, np.float64), scale_atoms=False)
-        i, j, shifts = neighbour_pairs(atoms, self.cutoff + self.skin)
-        active = int(np.sum(pair_distances(atoms, i, j, shifts) < self.cutoff))
+        i, j, shifts, d = neighbour_search(atoms, self.cutoff + self.skin)
+        active = int(np.sum(d < self.cutoff))
         # The model runs on every active slot, padding included: a fine ladder (<= 6 % waste) for those.
         grown = (self._grow(self.capacity[0], len(i)), self._grow(self.capacity[1], max(active, int(needed)), 16))
         if self.builds and grown != self.capacity:

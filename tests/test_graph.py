@@ -1,4 +1,4 @@
-"""Host-side graph building: neighbour pairs against ASE's independent neighbour list; padding."""
+"""Host-side graph building: neighbour pairs against ASE's and matscipy's independent searches; padding."""
 
 import numpy as np
 import pytest
@@ -7,7 +7,7 @@ from ase.build import bulk, fcc111, molecule
 from ase.neighborlist import neighbor_list
 from conftest import triclinic_si
 
-from mlpot.graph import bucket_size, build_graph, neighbour_pairs
+from mlpot.graph import bucket_size, build_graph, neighbour_pairs, neighbour_search
 
 
 def pair_set(i, j, shifts):
@@ -33,13 +33,28 @@ def test_pairs_match_ase(atoms):
     assert len(ours) > 0
 
 
+def test_pairs_and_distances_with_unwrapped_positions_in_a_skewed_cell():
+    """MD hands the search unwrapped positions (atoms several cells away): same pairs and shifts as
+    matscipy's search, and distances that match the vectors the shifts give."""
+    from matscipy.neighbours import neighbour_list
+
+    atoms = bulk("Cu", "fcc", 3.6, cubic=True).repeat(3)
+    atoms.set_cell(atoms.cell.array @ np.array([[1, 0.2, 0.1], [0, 1, 0.3], [0, 0, 1]]), scale_atoms=True)
+    rng = np.random.default_rng(0)
+    atoms.positions += rng.integers(-2, 3, (len(atoms), 3)) @ atoms.cell.array + rng.normal(0, 0.1, (len(atoms), 3))
+    i, j, shifts, d = neighbour_search(atoms, 5.5)
+    assert pair_set(i, j, shifts) == pair_set(*neighbour_list("ijS", atoms, 5.5)) and len(i) > 5000
+    vectors = atoms.positions[j] - atoms.positions[i] + shifts @ atoms.cell.array
+    np.testing.assert_allclose(d, np.linalg.norm(vectors, axis=1), rtol=0, atol=1e-10)
+    assert d.max() < 5.5
+
 @pytest.mark.parametrize(
     "atoms",
     [Atoms("H"), Atoms("H2", positions=[[0, 0, 0], [0, 0, 0.74]]), molecule("CO2"), molecule("C6H6")],
     ids=["single_atom", "H2_no_cell", "linear", "planar"],
 )
 def test_molecules_without_cell(atoms):
-    """Singular or zero cells never reach matscipy; all pairs within the cutoff are found."""
+    """Singular or zero cells never reach the search; all pairs within the cutoff are found."""
     i, j, shifts = neighbour_pairs(atoms, 3.0)
     distances = np.linalg.norm(atoms.positions[:, None] - atoms.positions[None], axis=-1)
     expected = {(int(a), int(b)) for a, b in zip(*np.nonzero((distances < 3.0) & (distances > 0)), strict=True)}
