@@ -48,6 +48,7 @@ def test_pairs_and_distances_with_unwrapped_positions_in_a_skewed_cell():
     np.testing.assert_allclose(d, np.linalg.norm(vectors, axis=1), rtol=0, atol=1e-10)
     assert d.max() < 5.5
 
+
 @pytest.mark.parametrize(
     "atoms",
     [Atoms("H"), Atoms("H2", positions=[[0, 0, 0], [0, 0, 0.74]]), molecule("CO2"), molecule("C6H6")],
