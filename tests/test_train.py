@@ -168,6 +168,30 @@ def test_best_model_is_chosen_again_after_a_weight_change(tmp_path):
     assert extra["epoch"] == 3 + int(np.argmin(losses[2:]))
 
 
+@pytest.mark.parametrize("legacy", [False, True], ids=["checkpoint", "checkpoint_without_weights"])
+def test_best_model_is_chosen_again_when_a_resume_changes_the_weights(tmp_path, legacy):
+    # Stage two started by a resume: the first resumed epoch already has the new weights. A checkpoint
+    # written before the weights were recorded in it must not keep stage one's best either.
+    from mlpot.modelfile import from_bytes
+
+    frames = _frames()
+    first = _config(tmp_path, epochs=2)
+    fit(first, _prepared(first, frames))
+    if legacy:
+        path = tmp_path / "run" / "checkpoints" / "last.ckpt"
+        payload = serialization.msgpack_restore(path.read_bytes()[len(MAGIC) :])
+        progress = json.loads(payload["progress"])
+        del progress["loss_weights"]
+        payload["progress"] = json.dumps(progress)
+        path.write_bytes(MAGIC + serialization.msgpack_serialize(payload))
+    second = _config(tmp_path, epochs=4, weight_schedule=[{"epoch": 2, "energy_weight": 1e7}])
+    result = fit(second, _prepared(second, frames), resume=True)
+    losses = [row["valid_loss"] for row in result.history]
+    assert min(losses[2:]) > max(losses[:2])
+    _, extra = from_bytes((tmp_path / "run" / "model.mlpot").read_bytes())
+    assert extra["epoch"] == 3 + int(np.argmin(losses[2:]))
+
+
 def test_early_stopping(tmp_path):
     # a vanishing learning rate: validation never improves after epoch 1, so patience 2 stops at epoch 3
     config = _config(tmp_path, epochs=30, learning_rate=1e-12, warmup_epochs=0, early_stopping_patience=2)

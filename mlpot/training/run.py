@@ -96,7 +96,10 @@ def _epoch_end(loop, state, progress, row, out: Path, model_config: ModelConfig)
     """Book-keeping after an epoch: plateau, best model, checkpoints, CSV."""
     config = loop.config
     weights = [float(w) for w in weights_at(config, row["epoch"] - 1)]
-    if progress.get("loss_weights", weights) != weights:
+    # Checkpoints from before this book-keeping lack the key: the previous epoch ran under this
+    # config's schedule as far as can be known.
+    previous = progress.get("loss_weights") or [float(w) for w in weights_at(config, max(row["epoch"] - 2, 0))]
+    if previous != weights:
         # Validation losses under other weights are not comparable: the best model, early
         # stopping and the plateau scheduler start afresh from the first epoch of a new stage.
         progress["best_valid"], progress["bad_epochs"] = float("inf"), 0
