@@ -42,13 +42,15 @@ def _cmd_train(args) -> int:
 
 def _cmd_eval(args) -> int:
     from mlpot.training import plots
-    from mlpot.training.metrics import format_table
+    from mlpot.training.metrics import format_groups, format_table
     from mlpot.training.run import evaluate_files
 
     metrics, collected = evaluate_files(
-        args.model, args.data, args.batch_size, args.energy_key, args.forces_key, args.stress_key
+        args.model, args.data, args.batch_size, args.energy_key, args.forces_key, args.stress_key, args.by
     )
     print(format_table(metrics))
+    if args.by:
+        print(format_groups(metrics[f"by_{args.by}"], args.by))
     plot = Path(args.plot) if args.plot else Path(args.model).with_suffix(".parity.png")
     plots.parity(collected, plot, ", ".join(Path(p).name for p in args.data))
     print(f"parity plot: {plot}")
@@ -118,6 +120,11 @@ def register(subparsers) -> None:
     p.add_argument("--json", help="write the metrics to this JSON file")
     p.add_argument("--plot", help="parity plot path (default: next to the model)")
     p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument(
+        "--by",
+        metavar="KEY",
+        help="also report errors per value of this atoms.info key, e.g. --by config_type (in the JSON as by_KEY)",
+    )
     p.add_argument("--energy-key", default="energy")
     p.add_argument("--forces-key", default="forces")
     p.add_argument("--stress-key", default="stress")

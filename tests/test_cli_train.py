@@ -85,6 +85,32 @@ def test_train_then_eval_json(tiny_setup, capsys):
     assert main(["eval", str(out / "model.mlpot"), str(tmp_path / "missing.xyz")]) == 2
 
 
+def test_eval_by_config_type_splits_the_same_errors(tiny_setup, capsys):
+    tmp_path, path, data = tiny_setup
+    assert main(["train", str(path), "-o", "epochs=1"]) == 0
+    frames = ase.io.read(data, ":")
+    for k, atoms in enumerate(frames):
+        if k % 3:  # two labelled groups and one frame group without the key
+            atoms.info["config_type"] = "bulk" if k % 3 == 1 else "surface"
+    tagged = tmp_path / "tagged.xyz"
+    ase.io.write(tagged, frames)
+    report = tmp_path / "eval.json"
+    model = str(tmp_path / "out" / "model.mlpot")
+    capsys.readouterr()
+    assert main(["eval", model, str(tagged), "--by", "config_type", "--json", str(report)]) == 0
+    assert "MAE by config_type" in capsys.readouterr().out
+    metrics = json.loads(report.read_text())
+    groups = metrics["by_config_type"]
+    assert sorted(groups) == ["(no config_type)", "bulk", "surface"]
+    assert [groups[g]["n_frames"] for g in sorted(groups)] == [4, 4, 4]
+    # the groups partition the frames: frame-weighted group errors give back the whole set's
+    for key in ("energy_mae", "energy_mae_per_atom"):
+        assert sum(g[key] * g["n_frames"] for g in groups.values()) / 12 == pytest.approx(metrics[key], rel=1e-6)
+    assert sum(g["forces_mae"] for g in groups.values()) / 3 == pytest.approx(metrics["forces_mae"], rel=1e-6)
+    assert main(["eval", model, str(data), "--by", "no_such_key"]) == 2
+    assert "has 'no_such_key' in its info" in capsys.readouterr().err
+
+
 def test_cv_and_learning_curve(tiny_setup, capsys):
     tmp_path, path, _ = tiny_setup
     # frames with equal labels: every fold fits the same reference energies and scale, so folds share

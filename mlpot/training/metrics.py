@@ -106,3 +106,18 @@ def format_table(metrics: dict) -> str:
         )
     width = max(len(r[0]) for r in rows)
     return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
+
+
+def format_groups(groups: dict, key: str) -> str:
+    """One row per group of ``evaluate_files(..., group_by=key)``: MAEs in meV units."""
+    header = (key, "frames", "E meV/atom", "F meV/Å", "σ meV/Å^3")
+    rows = [header]
+    for name, m in groups.items():
+        cells = [m.get(k) for k in ("energy_mae_per_atom", "forces_mae", "stress_mae")]
+        rows.append((name, str(m["n_frames"]), *("-" if c is None else f"{c * 1e3:.3f}" for c in cells)))
+    width = [max(len(row[c]) for row in rows) for c in range(len(header))]
+    lines = [
+        "  ".join(cell.ljust(width[c]) if c == 0 else cell.rjust(width[c]) for c, cell in enumerate(row))
+        for row in rows
+    ]
+    return "MAE by " + key + ":\n" + "\n".join(lines)

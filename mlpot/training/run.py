@@ -253,11 +253,35 @@ def evaluate_files(
     energy_key: str = "energy",
     forces_key: str = "forces",
     stress_key: str = "stress",
+    group_by: str | None = None,
 ):
-    """(metrics, collected pairs) of a ``Potential`` (or model file path) on labelled structure files."""
+    """(metrics, collected pairs) of a ``Potential`` (or model file path) on labelled structure files.
+
+    With ``group_by`` (a key of ``atoms.info``, e.g. ``config_type``) the metrics also hold
+    ``by_<key>``: the same metrics for each value of that key, because one error over a mixed
+    test set hides which kind of structure (bulk, surface, vacancy) a model gets wrong.
+    """
     from mlpot.potential import load
 
     potential = potential if isinstance(potential, Potential) else load(potential)
     frames = data.read_frames(paths, energy_key, forces_key, stress_key, required=(), species=potential.config.species)
     dataset = data.prepare(frames, potential.config.cutoff, potential.config.species)
-    return evaluate(potential, dataset, batch_size)
+    metrics, collected = evaluate(potential, dataset, batch_size)
+    if group_by:
+        metrics[f"by_{group_by}"] = _grouped_metrics(potential, dataset, batch_size, group_by, paths)
+    return metrics, collected
+
+
+def _grouped_metrics(potential, dataset, batch_size: int, key: str, paths) -> dict:
+    values = [frame.atoms.info.get(key) for frame in dataset.frames]
+    if all(value is None for value in values):
+        names = ", ".join(str(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths))
+        raise ValueError(f"no frame of {names} has '{key}' in its info (the comment line of an extxyz frame)")
+    labels = [f"(no {key})" if value is None else str(value) for value in values]
+    # One compiled predict for every group: stress on or off as for the whole set.
+    predict = jitted_predict(potential, data.has_stress(dataset.frames))
+    groups = {}
+    for label in sorted(set(labels)):
+        indices = [k for k, name in enumerate(labels) if name == label]
+        groups[label] = evaluate(potential, data.subset(dataset, indices), batch_size, predict)[0]
+    return groups
