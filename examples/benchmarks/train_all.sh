@@ -24,7 +24,7 @@ declare -A resume_minutes=([ethanol]=160 [mlearn-Si]=113 [mlearn-Ge-mace]=112)
 # Then a second warm restart, "stage two" as in MACE's recipes: from the given epoch on the energy
 # weighs more (weight_schedule; the best model is chosen again among that stage's epochs). Values:
 # total minutes, epoch of the switch, new energy_weight. The epochs are those of the shipped runs.
-declare -A stage_two=([ethanol]="280 2220 1000.0" [mlearn-Si]="173 340 2000.0" [mlearn-Ge-mace]="180 320 2000.0")
+declare -A stage_two=([ethanol]="280 2220 1000.0" [mlearn-Si]="173 340 2000.0" [mlearn-Ge-mace]="180 320 2000.0" [mlearn-Li]="115 170 2000.0")
 split_of() { local n="${1%-painn}"; echo "${n%-mace}"; }  # ethanol-painn, water-mace, ... use the base splits
 "$PYTHON" examples/benchmarks/make_splits.py $(for n in "${names[@]}"; do split_of "$n"; done | sort -u)
 mkdir -p models examples/benchmarks/results

@@ -39,7 +39,7 @@ class TrainConfig:
     energy_weight: float = 1.0  # per (eV/atom)^2
     forces_weight: float = 10.0  # per (eV/Å)^2
     stress_weight: float = 10.0  # per (eV/Å^3)^2
-    weight_schedule: list = field(default_factory=list)  # [{epoch: 80, energy_weight: 100}, ...]
+    weight_schedule: list = field(default_factory=list)  # [{epoch: 80, energy_weight: 100}]: after 80 epochs
     loss: str = "mse"  # mse | huber
     huber_delta: float = 0.01
     # optimisation
@@ -222,7 +222,8 @@ repulsion: true             # ZBL core below the closest training pair per speci
 energy_weight: 1.0
 forces_weight: 10.0
 stress_weight: 10.0         # only frames with a stress label count
-weight_schedule: []         # e.g. [{epoch: 80, energy_weight: 100}] changes weights from that epoch on
+weight_schedule: []         # e.g. [{epoch: 80, energy_weight: 100}]: new weights after 80 epochs, from
+                            # metrics.csv epoch 81 on (N = a finished run's last epoch: stage two on --resume)
 loss: mse                   # mse | huber
 huber_delta: 0.01
 
