@@ -23,8 +23,10 @@ fi
 declare -A resume_minutes=([ethanol]=160 [mlearn-Si]=113 [mlearn-Ge-mace]=112)
 # Then a second warm restart, "stage two" as in MACE's recipes: from the given epoch on the energy
 # weighs more (weight_schedule; the best model is chosen again among that stage's epochs). Values:
-# total minutes, epoch of the switch, new energy_weight. The epochs are those of the shipped runs.
-declare -A stage_two=([ethanol]="280 2220 1000.0" [mlearn-Si]="173 340 2000.0" [mlearn-Ge-mace]="180 320 2000.0" [mlearn-Li]="115 170 2000.0")
+# total minutes, epochs before the switch, new energy_weight and, optionally, a peak learning rate
+# for the resumed schedule (a gentler restart: the recipe's would jump the rate ~50x). The epochs
+# are those of the shipped runs.
+declare -A stage_two=([ethanol]="280 2220 1000.0" [mlearn-Si]="173 340 2000.0" [mlearn-Ge-mace]="180 320 2000.0" [mlearn-Li]="87 169 2000.0 0.001")
 split_of() { local n="${1%-painn}"; echo "${n%-mace}"; }  # ethanol-painn, water-mace, ... use the base splits
 "$PYTHON" examples/benchmarks/make_splits.py $(for n in "${names[@]}"; do split_of "$n"; done | sort -u)
 mkdir -p models examples/benchmarks/results
@@ -36,10 +38,10 @@ for name in "${names[@]}"; do
       -o "max_time=${resume_minutes[$name]}" 2>&1 | tee "runs/benchmarks/$name.resume.log"
   fi
   if [ -n "${stage_two[$name]:-}" ]; then
-    read -r minutes epoch weight <<< "${stage_two[$name]}"
+    read -r minutes epoch weight rate <<< "${stage_two[$name]}"
     PYTHONUNBUFFERED=1 nice -n 10 "$MLPOT" train "examples/benchmarks/$name.yaml" --resume \
       -o "max_time=$minutes" -o epochs=6000 -o "weight_schedule=[{epoch: $epoch, energy_weight: $weight}]" \
-      2>&1 | tee "runs/benchmarks/$name.stage2.log"
+      ${rate:+-o "learning_rate=$rate"} 2>&1 | tee "runs/benchmarks/$name.stage2.log"
   fi
   cp "runs/benchmarks/$name/model.mlpot" "models/$name.mlpot"
   echo "=== $name: hold-out evaluation"
