@@ -26,7 +26,7 @@ declare -A resume_minutes=([ethanol]=160 [mlearn-Si]=113 [mlearn-Ge-mace]=112)
 # total minutes, epochs before the switch, new energy_weight and, optionally, a peak learning rate
 # for the resumed schedule (a gentler restart: the recipe's would jump the rate ~50x). The epochs
 # are those of the shipped runs.
-declare -A stage_two=([ethanol]="280 2220 1000.0" [mlearn-Si]="173 340 2000.0" [mlearn-Ge-mace]="180 320 2000.0" [mlearn-Li]="87 169 2000.0 0.001")
+declare -A stage_two=([ethanol]="335 2220 1000.0" [mlearn-Si]="173 340 2000.0" [mlearn-Ge-mace]="180 320 2000.0" [mlearn-Li]="87 169 2000.0 0.001")
 split_of() { local n="${1%-painn}"; echo "${n%-mace}"; }  # ethanol-painn, water-mace, ... use the base splits
 "$PYTHON" examples/benchmarks/make_splits.py $(for n in "${names[@]}"; do split_of "$n"; done | sort -u)
 mkdir -p models examples/benchmarks/results
