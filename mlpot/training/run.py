@@ -27,6 +27,7 @@ from mlpot.potential import ModelConfig, Potential
 from mlpot.training import config as config_mod
 from mlpot.training import plots
 from mlpot.training.checkpoint import load_checkpoint, save_checkpoint
+from mlpot.training.metrics import summarise
 from mlpot.training.optim import PlateauState, make_optimizer, update_plateau
 from mlpot.training.prepare import Prepared, describe, prepare
 from mlpot.training.trainer import (
@@ -266,13 +267,16 @@ def evaluate_files(
     potential = potential if isinstance(potential, Potential) else load(potential)
     frames = data.read_frames(paths, energy_key, forces_key, stress_key, required=(), species=potential.config.species)
     dataset = data.prepare(frames, potential.config.cutoff, potential.config.species)
-    metrics, collected = evaluate(potential, dataset, batch_size)
-    if group_by:
-        metrics[f"by_{group_by}"] = _grouped_metrics(potential, dataset, batch_size, group_by, paths)
+    if not group_by:
+        return evaluate(potential, dataset, batch_size)
+    groups, collected = _evaluate_groups(potential, dataset, batch_size, group_by, paths)
+    metrics = summarise(collected)  # the groups partition the frames: each is predicted once
+    metrics[f"by_{group_by}"] = groups
     return metrics, collected
 
 
-def _grouped_metrics(potential, dataset, batch_size: int, key: str, paths) -> dict:
+def _evaluate_groups(potential, dataset, batch_size: int, key: str, paths) -> tuple[dict, list]:
+    """(metrics per value of ``atoms.info[key]``, collected pairs of every frame)."""
     values = [frame.atoms.info.get(key) for frame in dataset.frames]
     if all(value is None for value in values):
         names = ", ".join(str(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths))
@@ -280,8 +284,9 @@ def _grouped_metrics(potential, dataset, batch_size: int, key: str, paths) -> di
     labels = [f"(no {key})" if value is None else str(value) for value in values]
     # One compiled predict for every group: stress on or off as for the whole set.
     predict = jitted_predict(potential, data.has_stress(dataset.frames))
-    groups = {}
+    groups, collected = {}, []
     for label in sorted(set(labels)):
         indices = [k for k, name in enumerate(labels) if name == label]
-        groups[label] = evaluate(potential, data.subset(dataset, indices), batch_size, predict)[0]
-    return groups
+        groups[label], pairs = evaluate(potential, data.subset(dataset, indices), batch_size, predict)
+        collected.extend(pairs)
+    return groups, collected
