@@ -25,8 +25,10 @@ declare -A resume_minutes=([ethanol]=160 [mlearn-Si]=113 [mlearn-Ge-mace]=112)
 # weighs more (weight_schedule; the best model is chosen again among that stage's epochs). Values:
 # total minutes, epochs before the switch, new energy_weight and, optionally, a peak learning rate
 # for the resumed schedule (a gentler restart: the recipe's would jump the rate ~50x). The epochs
-# are those of the shipped runs.
-declare -A stage_two=([ethanol]="335 2220 1000.0" [mlearn-Si]="173 340 2000.0" [mlearn-Ge-mace]="180 320 2000.0" [mlearn-Li]="87 169 2000.0 0.001")
+# are those of the shipped runs; "best" starts stage two from stage one's best checkpoint (chosen by
+# validation) instead of its last: Mo's validation forces are best near epoch 111 and rise after it.
+declare -A stage_two=([ethanol]="335 2220 1000.0" [mlearn-Si]="173 340 2000.0" [mlearn-Ge-mace]="180 319 2000.0 0.001"
+                      [mlearn-Li]="87 169 2000.0 0.001" [mlearn-Mo-mace]="65 best 1000.0 0.001")
 split_of() { local n="${1%-painn}"; echo "${n%-mace}"; }  # ethanol-painn, water-mace, ... use the base splits
 "$PYTHON" examples/benchmarks/make_splits.py $(for n in "${names[@]}"; do split_of "$n"; done | sort -u)
 mkdir -p models examples/benchmarks/results
@@ -39,6 +41,12 @@ for name in "${names[@]}"; do
   fi
   if [ -n "${stage_two[$name]:-}" ]; then
     read -r minutes epoch weight rate <<< "${stage_two[$name]}"
+    if [ "$epoch" = best ]; then  # keep stage one's last checkpoint beside it
+      ckpt="runs/benchmarks/$name/checkpoints"
+      cp "$ckpt/last.ckpt" "$ckpt/stage_one_last.ckpt" && cp "$ckpt/best.ckpt" "$ckpt/last.ckpt"
+      epoch=$("$PYTHON" -c 'import sys; from mlpot.modelfile import from_bytes
+print(from_bytes(open(sys.argv[1], "rb").read())[1]["epoch"])' "runs/benchmarks/$name/model.mlpot")
+    fi
     PYTHONUNBUFFERED=1 nice -n 10 "$MLPOT" train "examples/benchmarks/$name.yaml" --resume \
       -o "max_time=$minutes" -o epochs=6000 -o "weight_schedule=[{epoch: $epoch, energy_weight: $weight}]" \
       ${rate:+-o "learning_rate=$rate"} 2>&1 | tee "runs/benchmarks/$name.stage2.log"
