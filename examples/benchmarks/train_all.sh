@@ -26,10 +26,10 @@ declare -A resume_minutes=([ethanol]=160 [mlearn-Si]=113 [mlearn-Ge-mace]=112)
 # total minutes, epochs before the switch, new energy_weight and, optionally, a peak learning rate
 # for the resumed schedule (a gentler restart: the recipe's would jump the rate ~50x). The epochs
 # are those of the shipped runs; "best" starts stage two from stage one's best checkpoint (chosen by
-# validation) instead of its last: Mo's validation forces are best near epoch 111 and rise after it.
-# (mlearn-Li has none since its cutoff went from 5 to 5.5 Å: the shipped model is that stage one.)
+# validation) instead of its last: Mo's validation forces were best near epoch 111 at 5 Å and rose after
+# it (at 5.5 Å the best is epoch 205, 54 min in; stage two adds 44 min either way).
 declare -A stage_two=([ethanol]="335 2220 1000.0" [mlearn-Si]="173 340 2000.0 0.001" [mlearn-Ge-mace]="180 319 2000.0 0.001"
-                      [mlearn-Mo-mace]="65 best 1000.0 0.001")
+                      [mlearn-Li]="90 209 2000.0 0.001" [mlearn-Mo-mace]="98 best 1000.0 0.001")
 split_of() { local n="${1%-painn}"; echo "${n%-mace}"; }  # ethanol-painn, water-mace, ... use the base splits
 "$PYTHON" examples/benchmarks/make_splits.py $(for n in "${names[@]}"; do split_of "$n"; done | sort -u)
 mkdir -p models examples/benchmarks/results
