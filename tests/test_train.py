@@ -232,3 +232,44 @@ def test_learning_rate_warmup_cosine_time_and_plateau(tmp_path):
     for loss in (1.0, 1.0, 1.0):  # improves once, then two epochs without improvement
         state = update_plateau(plateau_config, state, loss)
     assert state.factor == 0.5 and learning_rate(plateau_config, 50, 10, state) == 0.5
+
+
+def test_fine_tuning_starts_from_the_model_file_and_keeps_its_references(tmp_path):
+    frames = _frames(n_mol=18, n_cryst=0)
+    base_config = _config(tmp_path, "base", epochs=3)
+    base = fit(base_config, _prepared(base_config, frames))
+    path = base.output_dir / "model.mlpot"
+    # a step too small to move the parameters: the first epoch evaluates the base model itself
+    still = {"learning_rate": 1e-12, "epochs": 1, "ema_decay": None}
+    tuned_config = _config(tmp_path, "tuned", init_from=str(path), **still)
+    # fine-tuning data with other energies: fitting afresh would give other reference energies
+    shifted = [f._replace(energy=f.energy + 0.3 * len(f.atoms)) for f in frames]
+    tuned = fit(tuned_config, _prepared(tuned_config, shifted))
+    assert tuned.potential.config == load(path).config
+    for x, y in zip(jax.tree_util.tree_leaves(tuned.potential.params), jax.tree_util.tree_leaves(load(path).params)):
+        np.testing.assert_allclose(x, y, rtol=0, atol=1e-9)
+    # fitted afresh, the shifted data would move CH4's reference energy by 5 x 0.3 eV
+    fresh = _prepared(_config(tmp_path, "fresh"), shifted).model_config
+    assert fresh.species == (1, 6)
+    delta = np.subtract(fresh.reference_energies, base.potential.config.reference_energies)
+    assert delta @ [4, 1] == pytest.approx(1.5, abs=1e-6)
+    # forces do not see the shift: the fine-tuned model's validation forces are the base model's
+    assert tuned.valid_metrics["forces_mae"] == pytest.approx(base.valid_metrics["forces_mae"], rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"cutoff": 3.5}, "cutoff 3.0 Å and dtype float32 there"),
+        ({"model": {"name": "painn"}}, "the config's model.name is 'painn'"),
+        ({"n_cryst": 2}, r"elements the model was not trained on \(Si\)"),
+    ],
+)
+def test_fine_tuning_refuses_a_different_model_or_new_elements(tmp_path, changes, message):
+    frames = _frames(n_mol=18, n_cryst=0)
+    base_config = _config(tmp_path, "base", epochs=1)
+    path = fit(base_config, _prepared(base_config, frames)).output_dir / "model.mlpot"
+    n_cryst = changes.pop("n_cryst", 0)
+    config = _config(tmp_path, "tuned", init_from=str(path), **changes)
+    with pytest.raises(ValueError, match=message):
+        _prepared(config, _frames(n_mol=18, n_cryst=n_cryst))

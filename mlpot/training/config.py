@@ -34,6 +34,7 @@ class TrainConfig:
     model: dict = field(default_factory=lambda: {"name": "painn", "features": 64, "num_interactions": 3})
     cutoff: float = 5.0  # Å
     dtype: str = "float32"  # network float policy
+    init_from: str | None = None  # model file to fine-tune: its parameters, species and references
     repulsion: bool = True  # ZBL core below the closest training pair of each kind (zero on the data)
     # loss
     energy_weight: float = 1.0  # per (eV/atom)^2
@@ -185,6 +186,7 @@ def _resolve_paths(config: TrainConfig, base: Path) -> TrainConfig:
         valid_file=fix(config.valid_file),
         test_file=fix(config.test_file),
         isolated_atoms_file=fix(config.isolated_atoms_file),
+        init_from=fix(config.init_from),
     )
 
 
@@ -215,6 +217,8 @@ model:
   num_interactions: 3
 cutoff: 5.0                 # Å
 dtype: float32              # network precision (energy sums, forces, stress are float64)
+init_from: null             # a .mlpot file to fine-tune (same model, cutoff and dtype): training starts
+                            # from its parameters and keeps its species and reference energies
 repulsion: true             # ZBL core below the closest training pair per species pair: zero on
                             # every training frame, stops MD collapsing into unseen short distances
 

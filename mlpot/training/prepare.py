@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import warnings
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from mlpot import data, repulsion
-from mlpot.potential import ModelConfig
+from mlpot import data, modelfile, repulsion
+from mlpot.potential import ModelConfig, Potential
 from mlpot.training.config import TrainConfig, model_fields
 
 
@@ -17,6 +17,7 @@ class Prepared(NamedTuple):
     valid: data.Dataset
     test: data.Dataset | None
     model_config: ModelConfig
+    initial_params: Any = None  # the parameters of ``init_from`` (fine-tuning); None: a fresh model
 
 
 def read(config: TrainConfig, paths, species=None) -> list:
@@ -66,6 +67,33 @@ def model_config(config: TrainConfig, train_frames, species, isolated=None, extr
     )
 
 
+def fine_tune_base(config: TrainConfig, frames) -> Potential:
+    """The ``init_from`` model, checked against the config and the data.
+
+    Fine-tuning keeps the file's species, reference energies, energy scale and repulsion radii (the
+    network learned its energies relative to them), so the config must describe the same model:
+    anything else is an error naming the key, not a silently different network.
+    """
+    base = modelfile.load(config.init_from)
+    where = f"init_from {config.init_from}"
+    mc = base.config
+    if config.model["name"] != mc.name:
+        raise ValueError(f"{where}: it is a '{mc.name}' model, the config's model.name is '{config.model['name']}'")
+    for key, value in config.model.items():
+        if key != "name" and mc.hyperparameters.get(key) != value:
+            raise ValueError(f"{where}: model.{key} is {mc.hyperparameters.get(key)!r} there, {value!r} in the config")
+    if config.cutoff != mc.cutoff or config.dtype != mc.dtype:
+        raise ValueError(
+            f"{where}: cutoff {mc.cutoff} Å and dtype {mc.dtype} there; the config has {config.cutoff} and {config.dtype}"
+        )
+    if missing := sorted(set(data.species_of_frames(frames)) - set(mc.species)):
+        from ase.data import chemical_symbols
+
+        names = ", ".join(chemical_symbols[z] for z in missing)
+        raise ValueError(f"{where}: the data have elements the model was not trained on ({names})")
+    return base
+
+
 def split_frames(config: TrainConfig, frames):
     """(train, valid, test) frame lists; held-out fractions come from a seeded permutation."""
     valid_fraction = 0.0 if config.valid_file else config.valid_fraction
@@ -91,17 +119,18 @@ def assemble(config: TrainConfig, train, valid, test=None, species=None) -> Prep
         if (shared := data.shared_frames(train, other)) > 0:  # e.g. a valid_file cut from the train_file
             warnings.warn(f"{shared} of {len(other)} {name} frames are also training frames", stacklevel=2)
     everything = train + valid + (test or [])
-    species = tuple(species) if species else data.species_of_frames(everything)
+    base = fine_tune_base(config, everything) if config.init_from else None
+    species = base.config.species if base else tuple(species) if species else data.species_of_frames(everything)
     isolated = None
     if config.isolated_atoms_file:
         isolated = data.read_frames(config.isolated_atoms_file, config.energy_key, required=("energy",))
     sets = [data.prepare(part, config.cutoff, species) if part else None for part in (train, valid, test)]
-    mc = model_config(config, train, species, isolated, data_hyperparameters(config, sets[0]))
+    mc = base.config if base else model_config(config, train, species, isolated, data_hyperparameters(config, sets[0]))
     ratio = max(s.edges_per_atom for s in sets if s is not None)
     typical = sets[0].typical_atoms
     # one shape ladder for train, validation and test batches: they share compiled programs
     sets = [s._replace(edges_per_atom=ratio, typical_atoms=typical) if s is not None else None for s in sets]
-    return Prepared(sets[0], sets[1], sets[2], mc)
+    return Prepared(sets[0], sets[1], sets[2], mc, base.params if base else None)
 
 
 def describe(prepared: Prepared) -> str:

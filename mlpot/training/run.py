@@ -139,7 +139,10 @@ def build(config, prepared: Prepared, resume: bool = False):
     """(loop, initial or resumed state, progress, model_config) for a run."""
     out = Path(config.output_dir)
     model_config = prepared.model_config
-    potential = _create(model_config, config.seed)
+    if prepared.initial_params is not None:  # fine-tuning (a resume below still wins)
+        potential = Potential(model_config, prepared.initial_params)
+    else:
+        potential = _create(model_config, config.seed)
     optimizer = make_optimizer(config)
     state, progress = init_state(potential, optimizer), _new_progress()
     if resume:
