@@ -273,3 +273,25 @@ def test_fine_tuning_refuses_a_different_model_or_new_elements(tmp_path, changes
     config = _config(tmp_path, "tuned", init_from=str(path), **changes)
     with pytest.raises(ValueError, match=message):
         _prepared(config, _frames(n_mol=18, n_cryst=n_cryst))
+
+
+@pytest.mark.parametrize("kind", ["mse", "huber"])
+def test_validation_loss_is_the_training_loss_on_the_validation_frames(tmp_path, kind):
+    from mlpot.training.loss import loss_terms, total_loss
+    from mlpot.training.trainer import validate
+
+    frames = _frames(n_mol=14, n_cryst=4)  # molecules without stress, crystals with: every term counts
+    config = _config(tmp_path, loss=kind, huber_delta=0.01, energy_weight=3.0, stress_weight=7.0, batch_size=2)
+    prepared = _prepared(config, frames)
+    loop, state, _, _ = build(config, prepared)
+    row = validate(loop, state, epoch=0)
+    # the loss function of the training step, on one batch holding every validation frame
+    graph, labels = data.collate(prepared.valid, np.arange(len(prepared.valid.frames)), 8)
+    pred = loop.predict_fn(state.ema, graph)
+    weights = weights_at(config, 0)
+    expected = float(total_loss(loss_terms(pred, labels, graph, kind, 0.01), weights))
+    assert row["valid_loss"] == pytest.approx(expected, rel=1e-5)
+    if kind == "huber":  # and not the RMSE form, which weighs large errors quadratically
+        keys = ("energy_rmse_per_atom", "forces_rmse", "stress_rmse")
+        rmse_form = sum(float(w) * row[f"valid_{k}"] ** 2 for w, k in zip(weights, keys))
+        assert row["valid_loss"] < 0.9 * rmse_form

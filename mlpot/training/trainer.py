@@ -125,15 +125,27 @@ def evaluate(
     return metrics_mod.summarise(collected), collected
 
 
-def validation_loss(metrics: dict, weights: LossWeights) -> float:
-    loss = 0.0
-    for key, w in (
-        ("energy_rmse_per_atom", weights.energy),
-        ("forces_rmse", weights.forces),
-        ("stress_rmse", weights.stress),
-    ):
-        loss += float(w) * metrics.get(key, 0.0) ** 2
-    return loss
+def _penalty(error: np.ndarray, kind: str, delta: float) -> np.ndarray:
+    """``loss._penalty`` in numpy: x^2, or 2 * huber(x, delta)."""
+    if kind == "mse":
+        return error**2
+    magnitude = np.abs(error)
+    return np.where(magnitude <= delta, error**2, 2.0 * delta * magnitude - delta**2)
+
+
+def validation_loss(collected: list[dict], weights: LossWeights, kind: str = "mse", delta: float = 0.01) -> float:
+    """The training loss (same kind, weights and per-atom energies) over every validation frame.
+
+    For ``mse`` this is w_E RMSE_E/atom^2 + w_F RMSE_F^2 + w_S RMSE_sigma^2; for ``huber`` the best model
+    is chosen by the Huber loss it was trained on, not by RMSEs that weigh the outliers it discounts."""
+    pairs = metrics_mod.concatenate(collected)
+    (e_pred, e_ref), n_atoms = pairs["energy"], np.maximum(pairs["n_atoms"], 1)
+    errors = (
+        (weights.energy, (e_pred - e_ref) / n_atoms),
+        (weights.forces, np.subtract(*pairs["forces"])),
+        (weights.stress, np.subtract(*pairs["stress"])),
+    )
+    return float(sum(float(w) * np.mean(_penalty(e, kind, delta)) for w, e in errors if e.size))
 
 
 class Loop(NamedTuple):
@@ -181,8 +193,9 @@ def run_epoch(loop: Loop, state: TrainState, epoch: int, plateau: PlateauState, 
 
 def validate(loop: Loop, state: TrainState, epoch: int) -> dict:
     potential = loop.potential.replace_params(state.ema)
-    metrics, _ = evaluate(potential, loop.valid, loop.config.batch_size, loop.predict_fn)
-    out = {"valid_loss": validation_loss(metrics, weights_at(loop.config, epoch))}
+    metrics, collected = evaluate(potential, loop.valid, loop.config.batch_size, loop.predict_fn)
+    config = loop.config
+    out = {"valid_loss": validation_loss(collected, weights_at(config, epoch), config.loss, config.huber_delta)}
     out.update({f"valid_{k}": v for k, v in metrics.items() if k != "n_frames"})
     return out
 
