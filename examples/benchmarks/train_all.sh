@@ -29,7 +29,7 @@ declare -A resume_minutes=([ethanol]=160 [mlearn-Si]=113 [mlearn-Ge-mace]=112)
 # validation) instead of its last: Mo's validation forces were best near epoch 111 at 5 Å and rose after
 # it (at 5.5 Å the best is epoch 205, 54 min in; stage two adds 44 min either way).
 declare -A stage_two=([ethanol]="335 2220 1000.0" [mlearn-Si]="173 340 2000.0 0.001" [mlearn-Ge-mace]="180 319 2000.0 0.001"
-                      [mlearn-Li]="90 209 2000.0 0.001" [mlearn-Mo-mace]="98 best 1000.0 0.001")
+                      [mlearn-Li]="90 182 2000.0 0.001" [mlearn-Mo-mace]="98 best 1000.0 0.001")
 # Last, a fine-tune ("stage three", session 10): a fresh run started from the stage-two model (init_from)
 # with the energy weighted more again, chosen on validation by the larger of E/E_target and F/F_target
 # (BENCHMARKS.md). Values: minutes, energy_weight, peak learning rate.
