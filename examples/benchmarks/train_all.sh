@@ -34,7 +34,7 @@ declare -A stage_two=([ethanol]="335 2220 1000.0" [mlearn-Si]="173 340 2000.0 0.
 # with a Huber loss (delta 0.01: force errors count about linearly, as in the MAE targets), kept when it
 # lowers the larger of E_MAE/E_target and F_MAE/F_target on validation (BENCHMARKS.md). Values: minutes,
 # energy_weight, forces_weight, peak learning rate.
-declare -A fine_tune=([mlearn-Mo-mace]="35 1000.0 30.0 0.0001")
+declare -A fine_tune=([mlearn-Si]="35 2000.0 30.0 0.0001" [mlearn-Mo-mace]="35 1000.0 30.0 0.0001")
 split_of() { local n="${1%-painn}"; echo "${n%-mace}"; }  # ethanol-painn, water-mace, ... use the base splits
 "$PYTHON" examples/benchmarks/make_splits.py $(for n in "${names[@]}"; do split_of "$n"; done | sort -u)
 mkdir -p models examples/benchmarks/results
