@@ -32,7 +32,7 @@ class LossTerms(NamedTuple):
     stress: jnp.ndarray  # () mean over stress components of frames with stress
 
 
-def _penalty(error, kind: str, delta: float):
+def penalty(error, kind: str, delta: float):
     if kind == "mse":
         return error**2
     if kind == "huber":
@@ -48,11 +48,11 @@ def _masked_mean(values, mask):
 def loss_terms(pred: Predictions, labels: Labels, graph: Graph, kind: str = "mse", delta: float = 0.01) -> LossTerms:
     n_atoms = jnp.maximum(graph.n_node, 1)
     energy_mask = labels.energy_mask & graph.graph_mask
-    energy = _masked_mean(_penalty((pred.energy - labels.energy) / n_atoms, kind, delta), energy_mask)
+    energy = _masked_mean(penalty((pred.energy - labels.energy) / n_atoms, kind, delta), energy_mask)
     forces_mask = (labels.forces_mask[graph.node_graph] & graph.node_mask)[:, None]
-    forces = _masked_mean(_penalty(pred.forces - labels.forces, kind, delta), forces_mask)
+    forces = _masked_mean(penalty(pred.forces - labels.forces, kind, delta), forces_mask)
     stress_mask = (labels.stress_mask & graph.graph_mask)[:, None, None]
-    stress = _masked_mean(_penalty(pred.stress - labels.stress, kind, delta), stress_mask)
+    stress = _masked_mean(penalty(pred.stress - labels.stress, kind, delta), stress_mask)
     return LossTerms(energy, forces, stress)
 
 

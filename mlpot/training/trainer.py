@@ -26,7 +26,7 @@ from mlpot import data, physics
 from mlpot.potential import Potential
 from mlpot.training import metrics as metrics_mod
 from mlpot.training.config import TrainConfig
-from mlpot.training.loss import LossWeights, loss_terms, total_loss
+from mlpot.training.loss import LossWeights, loss_terms, penalty, total_loss
 from mlpot.training.optim import PlateauState, ema_update, learning_rate
 
 
@@ -125,14 +125,6 @@ def evaluate(
     return metrics_mod.summarise(collected), collected
 
 
-def _penalty(error: np.ndarray, kind: str, delta: float) -> np.ndarray:
-    """``loss._penalty`` in numpy: x^2, or 2 * huber(x, delta)."""
-    if kind == "mse":
-        return error**2
-    magnitude = np.abs(error)
-    return np.where(magnitude <= delta, error**2, 2.0 * delta * magnitude - delta**2)
-
-
 def validation_loss(collected: list[dict], weights: LossWeights, kind: str = "mse", delta: float = 0.01) -> float:
     """The training loss (same kind, weights and per-atom energies) over every validation frame.
 
@@ -145,7 +137,7 @@ def validation_loss(collected: list[dict], weights: LossWeights, kind: str = "ms
         (weights.forces, np.subtract(*pairs["forces"])),
         (weights.stress, np.subtract(*pairs["stress"])),
     )
-    return float(sum(float(w) * np.mean(_penalty(e, kind, delta)) for w, e in errors if e.size))
+    return float(sum(float(w) * jnp.mean(penalty(jnp.asarray(e), kind, delta)) for w, e in errors if e.size))
 
 
 class Loop(NamedTuple):
