@@ -33,6 +33,11 @@ class LossTerms(NamedTuple):
 
 
 def penalty(error, kind: str, delta: float):
+    """Per-component penalty shared by training and model selection.
+
+    Huber is doubled so that it equals the squared error for |error| <= delta: the two kinds
+    then agree on small errors and one set of loss weights serves both.
+    """
     if kind == "mse":
         return error**2
     if kind == "huber":
