@@ -27,8 +27,10 @@ from typing import NamedTuple
 import ase.io
 import numpy as np
 from ase import Atoms
+from ase.io.formats import string2index
 from ase.stress import voigt_6_to_full_3x3_stress
 
+from mlpot import stress_check
 from mlpot.graph import Graph, InputError, bucket_size, check_atoms, neighbour_pairs, pad_graph, species_indices
 
 
@@ -119,13 +121,19 @@ def read_frames(
     species: Sequence[int] | None = None,
     skip_bad_frames: bool = False,
     index: str = ":",
+    inconsistent_stress: str = "warn",
 ) -> list[Frame]:
     """Read and validate every frame of one or more files (any format ``ase.io.read`` knows).
 
     Bad frames (no atoms, NaN/inf, missing labels, wrong force shape, element
     not in ``species``) raise ``InputError`` naming file, frame and field, or,
     with ``skip_bad_frames``, are dropped with one warning that counts them.
+    Stress labels that contradict the frame's own forces across a vacuum gap
+    (``stress_check``) get one warning; ``inconsistent_stress="drop"`` also
+    removes those labels (the frames stay, with energy and forces).
     """
+    if inconsistent_stress not in ("warn", "drop"):
+        raise ValueError(f"inconsistent_stress must be 'warn' or 'drop', not {inconsistent_stress!r}")
     if isinstance(paths, (str, Path)):
         paths = [paths]
     frames, bad = [], []
@@ -140,8 +148,9 @@ def read_frames(
         images = images if isinstance(images, list) else [images]
         if not images:
             raise InputError(f"{path}: contains no frames")
+        numbers = _frame_numbers(index, len(images))
         for k, atoms in enumerate(images):
-            where = f"{path}, frame {k}"
+            where = f"{path}, frame {numbers[k]}"
             try:
                 frames.append(_frame(atoms, where, (energy_key, forces_key, stress_key), required, species))
             except InputError as err:
@@ -152,7 +161,42 @@ def read_frames(
         warnings.warn(f"skipped {len(bad)} bad frame(s) of {len(frames) + len(bad)}; first: {bad[0]}", stacklevel=2)
     if not frames:
         raise InputError(f"no usable frames in {[str(p) for p in paths]}")
-    return frames
+    return _check_vacuum_stress(frames, stress_key, drop=inconsistent_stress == "drop")
+
+
+def _frame_numbers(index: str, count: int) -> list:
+    """Where each read image sits in its file, for messages (``index="162:173"`` starts at frame 162)."""
+    selection = string2index(index)
+    if isinstance(selection, int) and selection >= 0:
+        return [selection]
+    if isinstance(selection, slice) and (selection.start or 0) >= 0 and (selection.step or 1) > 0:
+        return [(selection.start or 0) + k * (selection.step or 1) for k in range(count)]
+    return [f"{k} of the selection {index!r}" for k in range(count)]  # counted from the end: unknown without the length
+
+
+def _check_vacuum_stress(frames: list[Frame], stress_key: str, drop: bool) -> list[Frame]:
+    flagged = {}
+    for k, frame in enumerate(frames):
+        if frame.stress is None or frame.forces is None:
+            continue
+        mismatch = stress_check.normal_stress_mismatch(frame.atoms, frame.forces, frame.stress)
+        if mismatch is not None and abs(mismatch.difference) > stress_check.TOLERANCE:
+            flagged[k] = mismatch
+    if not flagged:
+        return frames
+    k = max(flagged, key=lambda i: abs(flagged[i].difference))
+    worst = flagged[k]
+    done = "dropped those labels" if drop else "kept them (inconsistent_stress: drop would ignore them)"
+    warnings.warn(
+        f"{len(flagged)} frame(s) carry a stress label that contradicts their own forces across a vacuum gap, "
+        f"where sigma_nn must equal -(1/V) sum (r.n)(F.n); no potential can fit such a label; {done}. "
+        f"Worst: {frames[k].where}: field '{stress_key}': sigma_nn = {worst.labelled * 1e3:.2f} meV/Å^3 across "
+        f"a {worst.gap:.1f} Å gap (cell vector {worst.axis}), the forces give {worst.from_forces * 1e3:.2f}",
+        stacklevel=3,
+    )
+    if not drop:
+        return frames
+    return [frame._replace(stress=None) if k in flagged else frame for k, frame in enumerate(frames)]
 
 
 def species_of_frames(frames: Sequence[Frame]) -> tuple[int, ...]:

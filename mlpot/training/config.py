@@ -30,6 +30,7 @@ class TrainConfig:
     forces_key: str = "forces"
     stress_key: str = "stress"
     skip_bad_frames: bool = False
+    inconsistent_stress: str = "warn"  # warn | drop: stress labels that contradict their forces across vacuum
     # model
     model: dict = field(default_factory=lambda: {"name": "painn", "features": 64, "num_interactions": 3})
     cutoff: float = 5.0  # Å
@@ -77,6 +78,7 @@ CHOICES = {
     "optimizer": ("adam", "adamw"),
     "lr_schedule": ("cosine", "plateau", "constant"),
     "dtype": ("float32", "float64"),
+    "inconsistent_stress": ("warn", "drop"),
 }
 
 
@@ -209,6 +211,9 @@ energy_key: energy          # where labels live (atoms.calc.results, atoms.info 
 forces_key: forces
 stress_key: stress
 skip_bad_frames: false      # true: drop invalid frames with a warning instead of failing
+inconsistent_stress: warn   # warn | drop: a slab's stress normal to its vacuum gap is fixed by its forces
+                            # (sigma_nn = -(1/V) sum (r.n)(F.n)); labels more than 1 meV/Å^3 off are
+                            # reported, and with drop left out of the loss (energy and forces are kept)
 
 # --- model: name is a key of mlpot.models.MODELS, the rest are its hyperparameters
 model:

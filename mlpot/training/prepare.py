@@ -28,6 +28,7 @@ def read(config: TrainConfig, paths, species=None) -> list:
         config.stress_key,
         species=species,
         skip_bad_frames=config.skip_bad_frames,
+        inconsistent_stress=config.inconsistent_stress,
     )
 
 
