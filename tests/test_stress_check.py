@@ -5,11 +5,12 @@ from __future__ import annotations
 import warnings
 
 import ase.io
+import numpy as np
 import pytest
 from ase.build import bulk, fcc100
 from ase.calculators.emt import EMT
 from ase.calculators.singlepoint import SinglePointCalculator
-from conftest import shared_file
+from conftest import shared_file, triclinic_si
 
 from mlpot import data, stress_check
 
@@ -83,3 +84,16 @@ def test_mlearn_ge_slabs():
         frames = data.read_frames(path, index="162:173", inconsistent_stress="drop")
     assert all(f.atoms.info["config_type"] == "Surface" for f in frames)
     assert sum(f.stress is None for f in frames) == 4
+
+
+def test_mlpot_stress_obeys_the_slab_identity(painn64):
+    """Our autodiff stress (strain derivative) and forces satisfy it on a triclinic slab: labels from a
+    fitted mlpot model never trip the check, and a broken stress path would."""
+    slab = triclinic_si((2, 2, 2), seed=7)
+    slab.center(vacuum=5.0, axis=2)
+    prediction = painn64.predict(slab)
+    forces, stress = np.asarray(prediction.forces)[: len(slab)], np.asarray(prediction.stress)[0]
+    mismatch = stress_check.normal_stress_mismatch(slab, forces, stress)
+    assert mismatch is not None and mismatch.gap >= 9.9
+    assert abs(mismatch.labelled) > 1e-4
+    assert abs(mismatch.difference) < 1e-9
