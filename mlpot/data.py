@@ -196,7 +196,7 @@ def _check_vacuum_stress(frames: list[Frame], stress_key: str, drop: bool) -> li
     )
     if not drop:
         return frames
-    return [frame._replace(stress=None) if k in flagged else frame for k, frame in enumerate(frames)]
+    return [frame._replace(stress=None) if i in flagged else frame for i, frame in enumerate(frames)]
 
 
 def species_of_frames(frames: Sequence[Frame]) -> tuple[int, ...]:

@@ -39,18 +39,18 @@ class Mismatch(NamedTuple):
         return self.labelled - self.from_forces
 
 
-def vacuum_gaps(atoms: Atoms) -> np.ndarray:
-    """(3,) perpendicular width (Å) of the largest atom-free slab along each cell vector."""
+def _empty_intervals(atoms: Atoms, fractional: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per cell vector: perpendicular width (Å) of the largest atom-free interval, and its middle (fractional)."""
     cell = atoms.cell.array
     volume = abs(np.linalg.det(cell))
-    fractional = atoms.get_scaled_positions(wrap=True)
-    gaps = np.zeros(3)
+    widths, middles = np.zeros(3), np.zeros(3)
     for k in range(3):
         x = np.sort(fractional[:, k])
-        largest = np.max(np.diff(np.append(x, x[0] + 1.0)))
-        others = np.delete(cell, k, axis=0)
-        gaps[k] = largest * volume / np.linalg.norm(np.cross(*others))  # interplanar spacing of planes k
-    return gaps
+        steps = np.diff(np.append(x, x[0] + 1.0))
+        j = int(np.argmax(steps))
+        spacing = volume / np.linalg.norm(np.cross(*np.delete(cell, k, axis=0)))  # between lattice planes k
+        widths[k], middles[k] = steps[j] * spacing, x[j] + 0.5 * steps[j]
+    return widths, middles
 
 
 def normal_stress_mismatch(
@@ -62,21 +62,18 @@ def normal_stress_mismatch(
     """
     if not all(atoms.pbc) or len(atoms) < 1:
         return None
-    gaps = vacuum_gaps(atoms)
-    axis = int(np.argmax(gaps))
-    if gaps[axis] < min_gap:
+    fractional = atoms.get_scaled_positions(wrap=True)
+    widths, middles = _empty_intervals(atoms, fractional)
+    axis = int(np.argmax(widths))
+    if widths[axis] < min_gap:
         return None
     cell = atoms.cell.array
     normal = np.cross(*np.delete(cell, axis, axis=0))
     normal /= np.linalg.norm(normal)
-    fractional = atoms.get_scaled_positions(wrap=True)
-    x = np.sort(fractional[:, axis])
-    widths = np.diff(np.append(x, x[0] + 1.0))
-    middle = x[np.argmax(widths)] + 0.5 * np.max(widths)
-    fractional[:, axis] = (fractional[:, axis] - middle) % 1.0  # the slab in one piece, not split by the boundary
+    fractional[:, axis] = (fractional[:, axis] - middles[axis]) % 1.0  # the slab in one piece, not cut by the edge
     height = fractional @ cell @ normal
     height -= height.mean()  # DFT forces need not sum to zero: measure from the slab's middle
     forces = np.asarray(forces, np.float64)
     from_forces = float(-np.sum(height * (forces @ normal)) / abs(np.linalg.det(cell)))
     labelled = float(normal @ np.asarray(stress, np.float64) @ normal)
-    return Mismatch(axis, float(gaps[axis]), labelled, from_forces)
+    return Mismatch(axis, float(widths[axis]), labelled, from_forces)
