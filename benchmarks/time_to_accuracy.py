@@ -7,7 +7,7 @@ Every engine trains on the same files (our seeded ethanol splits: 850
 training, 50 validation frames), one process at a time, each for ``--minutes``
 of wall time counted from the command's start (data loading and compiles
 included). Ours run the shipped recipe ``examples/benchmarks/ethanol-painn.yaml``
-(or ``ethanol.yaml`` for MACE) with ``max_time`` set to the budget, so the
+(or ``ethanol-cpu.yaml`` for MACE) with ``max_time`` set to the budget, so the
 cosine schedule fits it; apax runs its defaults through
 ``benchmarks/peers/train_apax.py`` in its own environment.
 
@@ -39,7 +39,7 @@ OURS = {  # name: (recipe, overrides); painn-fast is the fast model of the MD be
     "painn": ("ethanol-painn.yaml", []),
     "painn-small": ("ethanol-painn.yaml", ["model.features=16", "model.num_interactions=2"]),
     "painn-fast": ("ethanol-painn.yaml", ["model.features=16", "model.num_interactions=2", "model.num_basis=8"]),
-    "mace": ("ethanol.yaml", []),
+    "mace": ("ethanol-cpu.yaml", []),
 }
 
 

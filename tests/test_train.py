@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import jax
 import numpy as np
@@ -13,6 +14,7 @@ from test_train_helpers import crystals, molecules, register_tiny, tiny_model
 from mlpot import data, load
 from mlpot.graph import bucket_size
 from mlpot.training import TrainConfig
+from mlpot.training import run as run_mod
 from mlpot.training.checkpoint import MAGIC
 from mlpot.training.optim import PlateauState
 from mlpot.training.prepare import assemble
@@ -69,8 +71,8 @@ def _prepared(config, frames):
     return assemble(config, frames[:-4] + frames[-2:], frames[-4:-2])
 
 
-def _saved_state(out):
-    raw = (out / "checkpoints" / "last.ckpt").read_bytes()
+def _saved_state(out, name="last.ckpt"):
+    raw = (out / "checkpoints" / name).read_bytes()
     payload = serialization.msgpack_restore(raw[len(MAGIC) :])
     return payload["state"], json.loads(payload["progress"])
 
@@ -96,6 +98,59 @@ def test_resume_equals_uninterrupted(tmp_path):
     # and the second epoch did something: the parameters moved on from the first
     moved = jax.tree_util.tree_leaves(after_one["params"])
     assert not all(np.allclose(x, y) for x, y in zip(moved, jax.tree_util.tree_leaves(a["params"])))
+
+
+def test_checkpoints_are_written_together_at_most_once_per_interval_and_at_the_end(tmp_path, monkeypatch):
+    writes = []
+    real_save = run_mod.save_checkpoint
+
+    def counting_save(path, state, progress, model_config):
+        writes.append((path.name, progress["epoch"]))
+        real_save(path, state, progress, model_config)
+
+    monkeypatch.setattr(run_mod, "save_checkpoint", counting_save)
+    monkeypatch.setattr(run_mod, "CHECKPOINT_INTERVAL_S", 1e9)  # no flush before the run ends
+    frames = _frames(n_mol=16, n_cryst=0)
+    config = _config(tmp_path, "rare", epochs=4)
+    result = fit(config, _prepared(config, frames))
+    losses = [row["valid_loss"] for row in result.history]
+    best_epoch = 1 + int(np.argmin(losses))
+    # one write of each file, at the end; best.ckpt and model.mlpot hold the best epoch, not the last
+    assert sorted(writes) == sorted([("best.ckpt", best_epoch), ("last.ckpt", 4)])
+    assert load(result.output_dir / "model.mlpot").params is not None
+    _, progress = _saved_state(result.output_dir)
+    assert [row["epoch"] for row in progress["history"]] == [1, 2, 3, 4]
+    assert len((result.output_dir / "metrics.csv").read_text().splitlines()) == 1 + 4
+    # the same run writing every epoch ends with the same files
+    writes.clear()
+    monkeypatch.setattr(run_mod, "CHECKPOINT_INTERVAL_S", 0.0)
+    every = _config(tmp_path, "every", epochs=4)
+    fit(every, _prepared(every, frames))
+    assert [name for name, _ in writes].count("last.ckpt") == 4
+    a, b = _saved_state(result.output_dir)[0], _saved_state(tmp_path / "every")[0]
+    for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
+        np.testing.assert_array_equal(x, y)
+    assert (result.output_dir / "model.mlpot").read_bytes() == (tmp_path / "every" / "model.mlpot").read_bytes()
+    a, progress_a = _saved_state(result.output_dir, "best.ckpt")
+    b, progress_b = _saved_state(tmp_path / "every", "best.ckpt")
+    assert progress_a["epoch"] == progress_b["epoch"] == best_epoch  # (their wall times differ)
+    for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_time_budget_counts_the_book_keeping_between_epochs(tmp_path, monkeypatch):
+    real_write = run_mod._write_csv
+
+    def slow_write(path, history):
+        time.sleep(0.5)
+        real_write(path, history)
+
+    monkeypatch.setattr(run_mod, "_write_csv", slow_write)
+    monkeypatch.setattr(run_mod, "CHECKPOINT_INTERVAL_S", 0.0)
+    config = _config(tmp_path, epochs=3)
+    result = fit(config, _prepared(config, _frames(n_mol=16, n_cryst=0)))
+    times = [row["time_s"] for row in result.history]
+    assert min(np.diff(times)) >= 0.5  # each later epoch's time includes the slow write after the one before
 
 
 def test_compiles_once_per_shape_bucket(tmp_path):

@@ -1,0 +1,35 @@
+"""Float32 means float32 on every backend: importing mlpot lowers matrix products at HIGHEST precision.
+
+JAX's default lets GPUs round float32 operands to TF32 (10-bit mantissa): the
+shipped ethanol model's validation energy MAE read 0.91 meV on an H100 that way
+against 0.76 meV in float32. The
+precision is fixed when a function is lowered, so the lowered program shows it on
+a CPU as well. A user's explicit ``JAX_DEFAULT_MATMUL_PRECISION`` still wins.
+"""
+
+import os
+import subprocess
+import sys
+
+PROBE = """
+import mlpot, jax, jax.numpy as jnp
+x = jnp.ones((4, 4), jnp.float32)
+print(jax.jit(jnp.dot).lower(x, x).as_text())
+"""
+
+
+def lowered_dot(extra_env: dict) -> str:
+    env = {k: v for k, v in os.environ.items() if k != "JAX_DEFAULT_MATMUL_PRECISION"} | extra_env
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE], check=False, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def test_importing_mlpot_makes_float32_matmuls_full_precision():
+    assert "HIGHEST" in lowered_dot({})
+
+
+def test_an_explicit_precision_in_the_environment_is_kept():
+    assert "HIGHEST" not in lowered_dot({"JAX_DEFAULT_MATMUL_PRECISION": "tensorfloat32"})
