@@ -13,7 +13,9 @@ export JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=${JAX_PERSISTENT_CACHE_MIN_COM
 cd "$(dirname "$0")/../.."
 MLPOT=${MLPOT:-.venv/bin/mlpot}
 PYTHON=${PYTHON:-.venv/bin/python}
-names=("$@")  # "ethanol" (the wide MACE) is for a GPU: name it to run it; 22 CPU minutes would train it ~25 epochs
+# "ethanol" (the wide MACE) is for a GPU: name it to run it (22 CPU minutes would train it ~65 epochs). The shipped
+# models/ethanol.mlpot then had a 95-min float32 fine-tune on the CPU (init_from, learning_rate 3e-4; BENCHMARKS.md).
+names=("$@")
 if [ ${#names[@]} -eq 0 ]; then
   names=(ethanol-cpu mlearn-Si 3bpa mlearn-Li ethanol-painn water mlearn-Ge mlearn-Mo mlearn-Ge-mace mlearn-Mo-mace)
 fi
