@@ -1,10 +1,9 @@
 """Float32 means float32 on every backend: importing mlpot lowers matrix products at HIGHEST precision.
 
 JAX's default lets GPUs round float32 operands to TF32 (10-bit mantissa): the
-GPU-trained ethanol model's validation energy MAE read 0.91 meV on an H100 that way
-against 0.76 meV in float32. The
-precision is fixed when a function is lowered, so the lowered program shows it on
-a CPU as well. A user's explicit ``JAX_DEFAULT_MATMUL_PRECISION`` still wins.
+GPU-trained ethanol model's validation energy MAE read 0.91 meV on an H100 that
+way against 0.76 meV in float32. The precision is fixed when a function is
+lowered, so the lowered program shows it on a CPU as well. A user's explicit ``JAX_DEFAULT_MATMUL_PRECISION`` still wins.
 """
 
 import os

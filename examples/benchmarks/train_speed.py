@@ -53,12 +53,10 @@ def main(argv=None) -> None:
     parser.add_argument("--steps", type=int, default=50)
     args = parser.parse_args(argv)
     print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), jax {jax.__version__}")
-    rows = []
     for variant in args.variant or ["recipe"]:
         name, _, spec = variant.partition(":")
         overrides = [s for s in spec.split(",") if s]
         row = time_variant(args.config, overrides, args.steps)
-        rows.append((name, row))
         epoch = row["ms_per_step"] * -(-row["frames"] // row["batch"]) / 1e3
         print(
             f"{name:>12}: {row['params']:>9,} params, batch {row['batch']:>3}, first step {row['first_s']:6.1f} s, "

@@ -211,14 +211,15 @@ def fit(config, prepared: Prepared, resume: bool = False, stop_after: int | None
         state, row = run_epoch(loop, state, epoch, PlateauState(*progress["plateau"]), bar, progress["elapsed"])
         row = {"epoch": epoch + 1, **row, **validate(loop, state, epoch)}
         # wall time since the last epoch ended, so the budget also counts the book-keeping after it
-        epoch_seconds, mark = time.perf_counter() - mark, time.perf_counter()
+        now = time.perf_counter()
+        epoch_seconds, mark = now - mark, now
         progress["elapsed"] += epoch_seconds
         progress["epoch"] = epoch + 1
         row["time_s"] = progress["elapsed"]
         if _epoch_end(loop, progress, row):
             best = (state, _snapshot(progress))
         unwritten = True
-        if time.perf_counter() - flushed >= CHECKPOINT_INTERVAL_S:
+        if now - flushed >= CHECKPOINT_INTERVAL_S:
             _flush(out, state, progress, best, model_config)
             best, unwritten, flushed = None, False, time.perf_counter()
         if config.max_time:  # ETA from whichever budget ends first
