@@ -21,6 +21,17 @@ def test_the_benchmark_models_are_shipped():
     assert {"ethanol", "3bpa", "water", "mlearn-Si", "mlearn-Ge", "mlearn-Li", "mlearn-Mo"} <= names, names
 
 
+def test_the_names_issue_5_gives_hold_the_accurate_models():
+    """models/<name>.mlpot is what a user (or a check) loads by the benchmark's name: the MACE where
+    one is shipped, not the fast PaiNN beside it (<name>-painn.mlpot). Water ships a PaiNN only."""
+    by_name = {path.stem: path for path in MODELS}
+    for name in ("ethanol", "3bpa", "mlearn-Si", "mlearn-Ge", "mlearn-Li", "mlearn-Mo"):
+        assert mlpot.load(by_name[name]).config.name == "mace", name
+    for name, path in by_name.items():
+        if name.endswith("-painn"):
+            assert mlpot.load(path).config.name == "painn", name
+
+
 @pytest.mark.parametrize("path", MODELS, ids=[path.stem for path in MODELS])
 def test_shipped_model_loads_with_finite_parameters(path):
     potential = mlpot.load(path)
