@@ -66,6 +66,13 @@ class Simulation:
         rebuild_every_step: bool = False,
         restart: dict | None = None,
     ):
+        if atoms.constraints:
+            # Silently moving "fixed" atoms would be a wrong trajectory, not an approximation.
+            names = sorted({type(c).__name__ for c in atoms.constraints})
+            raise ValueError(
+                f"the atoms carry ASE constraints {names}, which mlpot's MD engine does not apply; run "
+                "constrained dynamics with ase.md and mlpot.Calculator, or remove the constraints (del atoms.constraints)"
+            )
         self.forces, self.ensemble, self.params = forces, ensemble, params
         self.template = atoms.copy()
         self.template.calc = None
@@ -162,7 +169,10 @@ class Simulation:
             if progress is not None and done:
                 progress(done)
             if status == REBUILD:
-                if done == 0 and self._fresh:
+                # Right after a rebuild only a displacement > skin/2 is an error; more active pairs than
+                # slots (density rising, or rebuild_every_step's tight fit) just needs a bigger list.
+                overflowed = self.neighbours is not None and int(chunk.needed) > self.neighbours.capacity[1]
+                if done == 0 and self._fresh and not overflowed:
                     raise MDError(
                         f"step {step + 1}: an atom moved more than skin/2 = {self.forces.skin / 2:.3g} Å "
                         "in one step right after a neighbour rebuild; reduce the timestep or raise the skin"

@@ -80,6 +80,16 @@ def check_atoms(atoms: Atoms, where: str = "structure") -> None:
         raise InputError(f"{where}: positions are NaN or inf for atom(s) {bad[:10].tolist()}")
     if any(atoms.pbc) and not np.all(np.isfinite(atoms.cell.array)):
         raise InputError(f"{where}: cell is NaN or inf")
+    periodic = np.flatnonzero(atoms.pbc)
+    rows = atoms.cell.array[periodic]
+    # A zero or dependent periodic vector has no lattice to search: vesin would fail without naming
+    # the frame, or (a zero vector beside a non-periodic direction) kill the process with SIGFPE.
+    if len(periodic) and np.linalg.matrix_rank(rows, tol=1e-6 * max(np.abs(rows).max(), 1.0)) < len(periodic):
+        raise InputError(
+            f"{where}: the cell vectors along the periodic direction(s) {periodic.tolist()} are zero or linearly "
+            f"dependent (cell {np.round(atoms.cell.array, 6).tolist()}, pbc {atoms.pbc.tolist()}); give each periodic "
+            "direction a non-zero, independent cell vector, or set pbc False there"
+        )
 
 
 def species_indices(numbers: np.ndarray, species: Sequence[int], where: str = "structure") -> np.ndarray:

@@ -86,6 +86,21 @@ def test_wrong_force_shape_and_empty_frame(tmp_path):
         data._frame(empty, "x.xyz, frame 3", ("energy", "forces", "stress"), ("energy",), None)
 
 
+@pytest.mark.parametrize(
+    "pbc, cell",
+    [
+        ([True, True, False], [[3.0, 0, 0], [0, 0, 0], [0, 0, 0]]),  # vesin: SIGFPE, the process dies
+        (True, [[3.0, 0, 0], [0, 3.0, 0], [3.0, 3.0, 0]]),  # vesin: "box matrix is not invertible", no frame
+        (True, np.zeros((3, 3))),
+    ],
+)
+def test_degenerate_periodic_cell_is_refused_naming_the_frame(pbc, cell):
+    atoms = labelled(molecule("H2O"), 0)
+    atoms.pbc, atoms.cell = pbc, cell
+    with pytest.raises(InputError, match=r"x.xyz, frame 2: the cell vectors along the periodic direction"):
+        data._frame(atoms, "x.xyz, frame 2", ("energy", "forces", "stress"), ("energy",), None)
+
+
 def test_skip_bad_frames_warns_with_count(tmp_path):
     path = _write(tmp_path, list(_bad_frames()))
     with warnings.catch_warnings(record=True) as caught:

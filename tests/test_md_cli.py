@@ -135,3 +135,17 @@ def test_driver_with_explicit_potential_gives_callbacks_an_energy():
     dyn.attach(lambda: energies.append(atoms.get_total_energy()), interval=5)
     dyn.run(20)
     assert len(energies) >= 4 and all(abs(e - energies[0]) < 1e-3 * len(atoms) for e in energies)
+
+
+def test_drivers_refuse_atoms_with_ase_constraints():
+    """ASE's drivers honour FixAtoms; ours would move the "fixed" atoms, so they refuse instead."""
+    from ase import units
+    from ase.constraints import FixAtoms
+
+    import md
+    from md.toy import argon_crystal, argon_potential
+
+    atoms = argon_crystal(repeat=2)
+    atoms.set_constraint(FixAtoms(indices=[0, 1]))
+    with pytest.raises(ValueError, match=r"ASE constraints \['FixAtoms'\].*ase.md and mlpot.Calculator"):
+        md.VelocityVerlet(atoms, 2.0 * units.fs, potential=argon_potential())

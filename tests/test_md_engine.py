@@ -178,13 +178,8 @@ def test_an_initial_structure_with_atoms_too_close_is_refused_at_the_start():
         Simulation(smooth_argon_forces(atoms), atoms, "nve", params(dt=5 * units.fs), min_distance=0.5)
 
 
-def test_neighbour_capacity_overflow_grows_with_bounded_recompiles():
-    # Berendsen NPT squeezes expanded argon (a = 6.0 Å) at 2 GPa to about half its volume: the
-    # pairs within cutoff + skin (skin list, checked at host rebuilds; ~1.3x) and within the
-    # cutoff (active slots, checked on the device every step; ~2.3x) outgrow their capacities
-    # (headroom 1.0) mid-run. Each overflow drops the step, rebuilds bigger and resumes: one
-    # recompile per growth, few in all (growth is x1.5 at least, so <= 1 + 2 growth events),
-    # and the trajectory is the one a run with ample capacity from the start produces.
+def _squeezed_argon():
+    """Expanded argon (a = 6.0 Å) and Berendsen NPT settings that squeeze it at 2 GPa."""
     atoms = argon_crystal(2, lattice=6.0, temperature_K=60.0, seed=7)
     p = params(
         dt=5 * units.fs,
@@ -194,6 +189,34 @@ def test_neighbour_capacity_overflow_grows_with_bounded_recompiles():
         taup=250 * units.fs,
         compressibility=1 / (3.0 * units.GPa),
     )
+    return atoms, p
+
+
+def test_overflow_on_the_first_step_after_a_rebuild_grows_the_list():
+    # With a rebuild before every step the active slots fit the pairs of that step with little to
+    # spare, so a compression that brings more pairs inside the cutoff overflows on the first step
+    # after a fresh rebuild. That must grow the list, not stop the run as if an atom had jumped
+    # more than skin/2; the trajectory is the one a run with ample room from the start gives.
+    atoms, p = _squeezed_argon()
+    # cutoff 6 Å: a force model of its own, so the compiles counted by the test below stay its own
+    tight = smooth_argon_forces(atoms, compute_stress=True, headroom=1.0, cutoff=6.0)
+    sim = Simulation(tight, atoms, "npt", p, rebuild_every_step=True)
+    sim.run(40)  # the first overflow comes at step 19
+    assert tight.neighbours.growths >= 1
+    roomy = smooth_argon_forces(atoms, compute_stress=True, capacity=tight.neighbours.capacity, cutoff=6.0)
+    reference = Simulation(roomy, atoms, "npt", p)
+    reference.run(40)
+    np.testing.assert_allclose(np.asarray(sim.state.positions), np.asarray(reference.state.positions), atol=1e-10)
+
+
+def test_neighbour_capacity_overflow_grows_with_bounded_recompiles():
+    # Berendsen NPT squeezes expanded argon (a = 6.0 Å) at 2 GPa to about half its volume: the
+    # pairs within cutoff + skin (skin list, checked at host rebuilds; ~1.3x) and within the
+    # cutoff (active slots, checked on the device every step; ~2.3x) outgrow their capacities
+    # (headroom 1.0) mid-run. Each overflow drops the step, rebuilds bigger and resumes: one
+    # recompile per growth, few in all (growth is x1.5 at least, so <= 1 + 2 growth events),
+    # and the trajectory is the one a run with ample capacity from the start produces.
+    atoms, p = _squeezed_argon()
     tight = smooth_argon_forces(atoms, compute_stress=True, headroom=1.0)
     sim = Simulation(tight, atoms, "npt", p)
     sim.run(200)
