@@ -100,6 +100,42 @@ def test_resume_equals_uninterrupted(tmp_path):
     assert not all(np.allclose(x, y) for x, y in zip(moved, jax.tree_util.tree_leaves(a["params"])))
 
 
+def test_a_diverged_epoch_leaves_the_last_finite_state_to_resume_from(tmp_path, monkeypatch, capsys):
+    frames = _frames(n_mol=16, n_cryst=0)
+    config = _config(tmp_path, "run", epochs=3)
+    real = run_mod.run_epoch
+
+    def diverge_in_epoch_2(loop, state, epoch, *args):
+        state, row = real(loop, state, epoch, *args)
+        if epoch == 1:  # as a too-high learning rate does: NaN parameters and loss
+            state = jax.tree_util.tree_map(lambda x: x * np.nan if x.dtype.kind == "f" else x, state)
+            row = {**row, "train_loss": float("nan")}
+        return state, row
+
+    monkeypatch.setattr(run_mod, "run_epoch", diverge_in_epoch_2)
+    fit(config, _prepared(config, frames))
+    assert "diverged (non-finite loss) in epoch 2" in capsys.readouterr().out
+    saved, progress = _saved_state(tmp_path / "run")
+    assert progress["epoch"] == 1 and [row["epoch"] for row in progress["history"]] == [1]
+    assert all(np.all(np.isfinite(x)) for x in jax.tree_util.tree_leaves(saved) if np.asarray(x).dtype.kind == "f")
+    monkeypatch.setattr(run_mod, "run_epoch", real)
+    resumed = fit(config, _prepared(config, frames), resume=True)  # e.g. with a lower learning_rate
+    assert [row["epoch"] for row in resumed.history] == [1, 2, 3]
+    assert all(np.isfinite(row["train_loss"]) for row in resumed.history)
+
+
+def test_resume_refuses_a_new_cutoff_or_split_and_allows_a_new_budget(tmp_path):
+    frames = _frames(n_mol=16, n_cryst=0)
+    config = _config(tmp_path, "run", epochs=1)
+    fit(config, _prepared(config, frames))
+    for changes, named in (({"cutoff": 3.5}, "cutoff 3.0 -> 3.5"), ({"valid_fraction": 0.2}, "valid_fraction")):
+        changed = _config(tmp_path, "run", epochs=2, **changes)
+        with pytest.raises(ValueError, match=f"--resume .*run: {named}.*put these back"):
+            fit(changed, _prepared(changed, frames), resume=True)
+    longer = _config(tmp_path, "run", epochs=2, learning_rate=0.001, max_time=5.0)  # rates and budgets may change
+    assert [row["epoch"] for row in fit(longer, _prepared(longer, frames), resume=True).history] == [1, 2]
+
+
 def test_checkpoints_are_written_together_at_most_once_per_interval_and_at_the_end(tmp_path, monkeypatch):
     writes = []
     real_save = run_mod.save_checkpoint
@@ -261,13 +297,35 @@ def test_early_stopping(tmp_path):
         ({"model": {"name": "painn", "featurs": 8}}, "did you mean 'features'"),
         ({"loss": "l1"}, "loss must be one of"),
         ({"model": {"name": "nope"}}, "model.name must be one of"),
+        # values that would run and train nothing, or climb the loss, or cut a number silently
+        ({"loss": "huber", "huber_delta": 0}, r"huber_delta must be > 0"),
+        ({"clip_grad_norm": -1}, r"clip_grad_norm must be > 0"),
+        ({"ema_decay": 1.0}, r"ema_decay must be in \[0, 1\)"),
+        ({"max_time": 0}, "max_time must be > 0 minutes"),
+        ({"min_lr_ratio": 2}, r"min_lr_ratio must be in \[0, 1\]"),
+        ({"early_stopping_patience": 0}, "early_stopping_patience must be >= 1"),
+        ({"epochs": 2.7}, "epochs must be an int, got 2.7"),
+        ({"progress": "false"}, "progress must be a bool, got 'false'"),
+        ({"weight_schedule": [{"epoch": 5, "energy_weight": -1}]}, r"weight_schedule\[0\].energy_weight must be"),
+        ({"weight_schedule": [{"epoch": "5"}]}, r"weight_schedule\[0\].epoch must be a number"),
     ],
 )
 def test_config_errors(changes, message):
     from mlpot.training.config import from_dict
 
     with pytest.raises(ValueError, match=message):
-        from_dict({"train_file": "x.xyz", **changes})
+        from_dict({"train_file": "x.xyz", **changes}, "recipe.yaml")
+    with pytest.raises(ValueError, match="^recipe.yaml: "):  # the file is named, not 'config'
+        from_dict({"train_file": "x.xyz", **changes}, "recipe.yaml")
+
+
+def test_config_reads_yaml_numbers_as_written():
+    from mlpot.training.config import from_dict
+
+    # YAML 1.1 reads 1e3 (no dot) as a string; a whole float is a fine int
+    config = from_dict({"train_file": "x.xyz", "max_time": "1e3", "epochs": 20.0, "clip_grad_norm": 5})
+    assert config.max_time == 1000.0 and config.epochs == 20 and isinstance(config.epochs, int)
+    assert config.clip_grad_norm == 5.0 and isinstance(config.clip_grad_norm, float)
 
 
 def test_learning_rate_warmup_cosine_time_and_plateau(tmp_path):

@@ -94,7 +94,16 @@ def model_fields(name: str) -> list[str]:
     return [f.name for f in dataclasses.fields(MODELS[name]) if f.init and f.name not in fixed]
 
 
-def validate(config: TrainConfig) -> TrainConfig:
+def validate(config: TrainConfig, where: str = "config") -> TrainConfig:
+    """Refuse values that would run but train nothing, or wrongly (errors name ``where``, the file)."""
+    try:
+        return _validate(config)
+    except ValueError as err:
+        message = str(err)
+        raise ValueError(where + message[len("config") :] if message.startswith("config") else message) from None
+
+
+def _validate(config: TrainConfig) -> TrainConfig:
     if not config.train_file:
         raise ValueError("config: 'train_file' is required")
     for key, choices in CHOICES.items():
@@ -115,9 +124,23 @@ def validate(config: TrainConfig) -> TrainConfig:
     for key in positive:
         if not getattr(config, key) > 0:
             raise ValueError(f"config: {key} must be positive, got {getattr(config, key)}")
-    for key in ("energy_weight", "forces_weight", "stress_weight"):
+    for key in ("energy_weight", "forces_weight", "stress_weight", "warmup_epochs", "weight_decay"):
         if getattr(config, key) < 0:
             raise ValueError(f"config: {key} must be >= 0")
+    ranges = {  # key: (test, what it must be); None always allowed where the type says so
+        "huber_delta": (lambda v: v > 0, "> 0"),
+        "clip_grad_norm": (lambda v: v > 0, "> 0 (or null: no clipping)"),
+        "ema_decay": (lambda v: 0 <= v < 1, "in [0, 1) (or null: no EMA)"),
+        "max_time": (lambda v: v > 0, "> 0 minutes (or null: no budget)"),
+        "early_stopping_patience": (lambda v: v >= 1, ">= 1 epoch (or null)"),
+        "plateau_patience": (lambda v: v >= 1, ">= 1 epoch"),
+        "min_lr_ratio": (lambda v: 0 <= v <= 1, "in [0, 1]"),
+        "plateau_factor": (lambda v: 0 < v < 1, "in (0, 1)"),
+    }
+    for key, (test, must) in ranges.items():
+        value = getattr(config, key)
+        if value is not None and not test(value):
+            raise ValueError(f"config: {key} must be {must}, got {value}")
     for k, entry in enumerate(config.weight_schedule):
         if not isinstance(entry, dict) or "epoch" not in entry:
             raise ValueError(f"config: weight_schedule[{k}] must be a mapping with an 'epoch' key")
@@ -126,6 +149,11 @@ def validate(config: TrainConfig) -> TrainConfig:
                 raise _unknown(
                     key, ["epoch", "energy_weight", "forces_weight", "stress_weight"], f"config: weight_schedule[{k}]"
                 )
+            number = entry[key]
+            if isinstance(number, bool) or not isinstance(number, (int, float)) or number < 0:
+                raise ValueError(f"config: weight_schedule[{k}].{key} must be a number >= 0, got {number!r}")
+        if not float(entry["epoch"]).is_integer():
+            raise ValueError(f"config: weight_schedule[{k}].epoch must be a whole epoch, got {entry['epoch']!r}")
     return config
 
 
@@ -138,13 +166,29 @@ def from_dict(values: dict, where: str = "config") -> TrainConfig:
     if "model" in values:
         values["model"] = dict(values["model"] or {})
         values["model"].setdefault("name", defaults.model["name"])
-    for f in dataclasses.fields(TrainConfig):  # YAML gives ints for floats: coerce simple types
-        if f.name in values and values[f.name] is not None and f.type in ("float", "int", "bool"):
-            try:
-                values[f.name] = {"float": float, "int": int, "bool": bool}[f.type](values[f.name])
-            except (TypeError, ValueError):
-                raise ValueError(f"{where}: {f.name} must be a {f.type}, got {values[f.name]!r}") from None
-    return validate(TrainConfig(**values))
+    for f in dataclasses.fields(TrainConfig):
+        kind = f.type.removesuffix(" | None")
+        if f.name in values and values[f.name] is not None and kind in ("float", "int", "bool"):
+            values[f.name] = _number(values[f.name], kind, f"{where}: {f.name}")
+    return validate(TrainConfig(**values), where)
+
+
+def _number(value, kind: str, what: str):
+    """YAML's number as ``kind``. Floats may come as strings: YAML 1.1 reads ``1e3`` (no dot) as one.
+    Nothing is truncated or guessed: 2.7 is not an int, and the string "false" is not a bool."""
+    ok = not isinstance(value, bool) or kind == "bool"
+    if ok and kind == "bool":
+        ok = isinstance(value, bool)
+    elif ok and kind == "int":
+        ok = isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+    elif ok:
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            ok = False
+    if not ok:
+        raise ValueError(f"{what} must be a{'n' if kind == 'int' else ''} {kind}, got {value!r}")
+    return {"float": float, "int": int, "bool": bool}[kind](value)
 
 
 def apply_overrides(values: dict, overrides) -> dict:

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
+import yaml
 from tqdm.auto import tqdm
 
 from mlpot import data
@@ -183,11 +184,33 @@ def build(config, prepared: Prepared, resume: bool = False):
     return loop, state, progress, model_config
 
 
+def _check_resume(saved_path: Path, config) -> None:
+    """Refuse a resume whose config changes the model or the validation split.
+
+    A resume takes the model from the checkpoint, so a new model, cutoff or dtype would be
+    ignored without a word; a new valid_fraction, test_fraction or (with no valid_file) seed
+    draws another split, and the best-so-far loss would then compare different frames. Budgets,
+    rates and weights may change: that is what a resume is for.
+    """
+    if not saved_path.exists():
+        return
+    saved, now = yaml.safe_load(saved_path.read_text()) or {}, config.to_dict()
+    keys = ["model", "cutoff", "dtype", "valid_fraction", "test_fraction"] + (["seed"] if not config.valid_file else [])
+    changed = [f"{key} {saved.get(key)!r} -> {now[key]!r}" for key in keys if key in saved and saved[key] != now[key]]
+    if changed:
+        raise ValueError(
+            f"--resume {saved_path.parent}: {'; '.join(changed)} since the run began. A resume keeps the model and "
+            "the validation split: put these back, or start a new output_dir (init_from=<model> to fine-tune)"
+        )
+
+
 def fit(config, prepared: Prepared, resume: bool = False, stop_after: int | None = None) -> TrainResult:
     """Train on prepared data. ``stop_after``: end this call after that many epochs (as if killed)."""
     config = config_mod.validate(config)
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    if resume:
+        _check_resume(out / "config.yaml", config)
     loop, state, progress, model_config = build(config, prepared, resume)
     atomic_write(out / "config.yaml", config_mod.dump(config).encode())
     steps = -(-len(prepared.train.frames) // config.batch_size)
@@ -208,7 +231,16 @@ def fit(config, prepared: Prepared, resume: bool = False, stop_after: int | None
             break
         epoch = progress["epoch"]
         bar.set_description(f"epoch {epoch + 1}/{config.epochs}")
+        before = state
         state, row = run_epoch(loop, state, epoch, PlateauState(*progress["plateau"]), bar, progress["elapsed"])
+        if not math.isfinite(row["train_loss"]):
+            # Keep the last finite state: it is what last.ckpt holds and what --resume, with a lower
+            # learning_rate, starts again from (a NaN checkpoint would only diverge again).
+            state, reason = (
+                before,
+                f"diverged (non-finite loss) in epoch {epoch + 1}: lower learning_rate or check the data",
+            )
+            break
         row = {"epoch": epoch + 1, **row, **validate(loop, state, epoch)}
         # wall time since the last epoch ended, so the budget also counts the book-keeping after it
         now = time.perf_counter()
@@ -227,9 +259,6 @@ def fit(config, prepared: Prepared, resume: bool = False, stop_after: int | None
             bar.total = min(config.epochs, progress["epoch"] + int(remaining / epoch_seconds)) * steps
         bar.set_postfix(postfix(row))
         run_epochs += 1
-        if not math.isfinite(row["train_loss"]):
-            reason = f"diverged (non-finite loss) in epoch {epoch + 1}: lower learning_rate or check the data"
-            break
     bar.close()
     if unwritten:
         _flush(out, state, progress, best, model_config)
