@@ -32,3 +32,15 @@ def test_importing_mlpot_makes_float32_matmuls_full_precision():
 
 def test_an_explicit_precision_in_the_environment_is_kept():
     assert "HIGHEST" not in lowered_dot({"JAX_DEFAULT_MATMUL_PRECISION": "tensorfloat32"})
+
+
+def test_every_weight_follows_the_network_dtype():
+    """dtype: float64 must mean float64 weights (their updates), not float32 weights promoted in the forward pass."""
+    import jax
+
+    from mlpot.potential import ModelConfig, Potential
+
+    for name, hyper in (("painn", {"features": 8, "num_interactions": 2}), ("mace", {"features": 8})):
+        for dtype in ("float32", "float64"):
+            params = Potential.create(ModelConfig(name, 4.0, (1, 8), hyper, dtype=dtype)).params
+            assert {str(leaf.dtype) for leaf in jax.tree_util.tree_leaves(params)} == {dtype}, (name, dtype)

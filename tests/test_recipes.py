@@ -29,3 +29,23 @@ def test_recipe_is_valid_and_writes_where_train_all_looks(path):
     for key in ("train_file", "valid_file", "test_file"):
         assert Path(raw[key]).parent == Path("runs/benchmarks/splits"), (key, raw[key])
     assert config.max_time and config.max_time > 0  # every recipe is budgeted by wall time
+
+
+def test_a_separate_test_file_loses_the_frames_it_shares_with_the_training_source():
+    # 3BPA's train_mixedT.xyz repeats frames of train_300K.xyz; they must not count as test frames.
+    import importlib.util
+
+    from ase.build import molecule
+
+    spec = importlib.util.spec_from_file_location("make_splits", ROOT / "examples" / "benchmarks" / "make_splits.py")
+    make_splits = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(make_splits)
+    source = [molecule("H2O") for _ in range(3)]
+    for k, atoms in enumerate(source):
+        atoms.positions += 0.1 * k
+    moved = molecule("H2O")
+    moved.positions[0, 0] += 0.01  # a different geometry, kept
+    renamed = source[1].copy()
+    renamed.numbers = [1, 8, 1]  # same positions, other elements: kept
+    test = [source[1].copy(), moved, renamed, source[2].copy()]
+    assert make_splits.unseen(test, source) == [moved, renamed]

@@ -7,6 +7,8 @@ the highest accuracy use the MACE-class model (see README, "which model").
 
 from __future__ import annotations
 
+from functools import partial
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -16,15 +18,16 @@ from mlpot.radial import bessel_basis, polynomial_envelope, safe_norm
 
 class PaiNNMessage(nn.Module):
     features: int
+    param_dtype: jnp.dtype = jnp.float32
 
     @nn.compact
     def __call__(self, s, v, radial, envelope, unit, senders, receivers):
         """s (N,F), v (N,3,F), radial basis (E,B), envelope (E,) (0 beyond the cutoff), unit (E,3)."""
-        F = self.features
-        phi = nn.Dense(3 * F)(nn.silu(nn.Dense(F)(s)))  # (N, 3F)
+        F, dense = self.features, partial(nn.Dense, param_dtype=self.param_dtype)
+        phi = dense(3 * F)(nn.silu(dense(F)(s)))  # (N, 3F)
         # The envelope multiplies the filter *after* its bias: an edge at or
         # beyond the cutoff (a skin edge) must contribute exactly nothing.
-        w = nn.Dense(3 * F)(radial) * envelope[:, None]  # (E, 3F)
+        w = dense(3 * F)(radial) * envelope[:, None]  # (E, 3F)
         x = phi[senders] * w
         ds, dvv, dvs = jnp.split(x, 3, axis=-1)
         dv = v[senders] * dvv[:, None, :] + unit[:, :, None] * dvs[:, None, :]
@@ -36,14 +39,15 @@ class PaiNNMessage(nn.Module):
 
 class PaiNNUpdate(nn.Module):
     features: int
+    param_dtype: jnp.dtype = jnp.float32
 
     @nn.compact
     def __call__(self, s, v):
-        F = self.features
-        uv = nn.Dense(F, use_bias=False)(v)  # acts on the feature axis: equivariant
-        vv = nn.Dense(F, use_bias=False)(v)
+        F, dense = self.features, partial(nn.Dense, param_dtype=self.param_dtype)
+        uv = dense(F, use_bias=False)(v)  # acts on the feature axis: equivariant
+        vv = dense(F, use_bias=False)(v)
         vv_norm = jnp.sqrt(jnp.sum(vv**2, axis=1) + 1e-8)  # smooth at v = 0
-        a = nn.Dense(3 * F)(nn.silu(nn.Dense(F)(jnp.concatenate([s, vv_norm], axis=-1))))
+        a = dense(3 * F)(nn.silu(dense(F)(jnp.concatenate([s, vv_norm], axis=-1))))
         a_vv, a_sv, a_ss = jnp.split(a, 3, axis=-1)
         dv = a_vv[:, None, :] * uv
         ds = a_sv * jnp.sum(uv * vv, axis=1) + a_ss
@@ -72,7 +76,8 @@ class PaiNN(nn.Module):
         s = nn.Embed(self.num_species, self.features, param_dtype=dtype)(graph.species)
         v = jnp.zeros((n, 3, self.features), dtype)
         for _ in range(self.num_interactions):
-            s, v = PaiNNMessage(self.features)(s, v, radial, envelope, unit, graph.senders, graph.receivers)
-            s, v = PaiNNUpdate(self.features)(s, v)
-        out = nn.Dense(1)(nn.silu(nn.Dense(self.features // 2)(s)))[:, 0]
+            s, v = PaiNNMessage(self.features, dtype)(s, v, radial, envelope, unit, graph.senders, graph.receivers)
+            s, v = PaiNNUpdate(self.features, dtype)(s, v)
+        dense = partial(nn.Dense, param_dtype=dtype)  # the float policy holds for every weight, not only the inputs
+        out = dense(1)(nn.silu(dense(self.features // 2)(s)))[:, 0]
         return out * graph.node_mask
