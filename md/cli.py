@@ -2,8 +2,9 @@
 
 Units at the command line are the ones people type: fs, K, GPa, 1/fs. With
 ``--restart FILE``: when FILE exists the run continues from it exactly
-(appending to the trajectory and log); the state is written to FILE (atomically)
-every ``--interval`` steps and at the end.
+(appending to the trajectory and log) up to ``--steps`` in all, so re-running
+the command of a killed run finishes that run; the state is written to FILE
+(atomically) every ``--interval`` steps and at the end.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ def register(subparsers) -> None:
     p.add_argument("model", help="model file (.mlpot)")
     p.add_argument("structure", help="start structure, any ASE-readable file (first frame, or --index)")
     p.add_argument("--index", type=int, default=0, help="frame of STRUCTURE to start from (default 0)")
-    p.add_argument("--steps", type=int, required=True, help="number of MD steps")
+    p.add_argument("--steps", type=int, required=True, help="length of the run in steps (a restart runs the rest)")
     p.add_argument("--dt", type=float, default=0.5, help="timestep in fs (default 0.5)")
     p.add_argument("--ensemble", choices=ENSEMBLES, default="nve")
     p.add_argument(
@@ -71,6 +72,30 @@ def _settings(args) -> dict:
     }
 
 
+def _check_same_settings(path, saved, now) -> None:
+    """A restart continues one run: a new --dt would also make every later time_fs wrong."""
+    fs, gpa = ase.units.fs, ase.units.GPa
+    shown = {  # field: (option, factor to the option's unit, unit)
+        "dt": ("--dt", 1 / fs, "fs"),
+        "kT": ("--temperature", 1 / ase.units.kB, "K"),
+        "friction": ("--friction", fs, "1/fs"),
+        "tdamp": ("--tdamp", 1 / fs, "fs"),
+        "pressure": ("--pressure", 1 / gpa, "GPa"),
+        "taup": ("--taup", 1 / fs, "fs"),
+        "compressibility": ("--compressibility", gpa, "1/GPa"),
+    }
+    changed = [
+        f"{option} {float(getattr(saved, field)) * factor:.6g} -> {float(getattr(now, field)) * factor:.6g} {unit}"
+        for field, (option, factor, unit) in shown.items()
+        if not np.isclose(float(getattr(saved, field)), float(getattr(now, field)), rtol=1e-9, atol=0)
+    ]
+    if changed:
+        raise ValueError(
+            f"{path}: the run it continues had other settings ({'; '.join(changed)}). Use that run's options, "
+            "or start a new run (another --restart file) from the trajectory's last frame"
+        )
+
+
 def build(args):
     """(simulation, atoms, restarting) for the parsed arguments."""
     from md.forces import potential_forces
@@ -84,7 +109,13 @@ def build(args):
     potential = load(args.model)
     if not Path(args.structure).exists():
         raise FileNotFoundError(f"structure file {args.structure} does not exist")
-    atoms = ase.io.read(args.structure, index=args.index)
+    try:
+        atoms = ase.io.read(args.structure, index=args.index)
+    except (StopIteration, IndexError):
+        raise ValueError(f"{args.structure}: has no frame {args.index}") from None
+    except ase.io.formats.UnknownFileTypeError as err:
+        raise ValueError(f"{args.structure}: {err}") from None
+    settings = params(**_settings(args))
     restart = None
     if args.restart and Path(args.restart).exists():
         restart = load_restart(args.restart)
@@ -92,6 +123,7 @@ def build(args):
             raise ValueError(f"{args.restart}: written by a {restart['ensemble']} run, not {args.ensemble}")
         if not np.array_equal(restart["numbers"], atoms.numbers):
             raise ValueError(f"{args.restart}: its atoms do not match {args.structure}")
+        _check_same_settings(args.restart, restart["params"], settings)
     elif args.temperature > 0:
         maxwell_boltzmann(atoms, args.temperature, args.seed)
     forces = potential_forces(
@@ -105,7 +137,7 @@ def build(args):
         forces,
         atoms,
         args.ensemble,
-        params(**_settings(args)),
+        settings,
         seed=args.seed,
         max_temperature_K=args.max_temperature,
         min_distance=args.min_distance,
@@ -120,7 +152,14 @@ def main(args) -> int:
     from md.io import ThermoLog, TrajectoryWriter, frame_atoms, save_restart
     from md.simulation import MDError
 
-    sim, atoms, restarting = build(args)
+    try:
+        sim, atoms, restarting = build(args)
+    except MDError as err:  # the start structure itself is unphysical
+        print(f"mlpot md: error: {err}", file=sys.stderr)
+        return 1
+    steps = max(0, args.steps - int(sim.state.step))  # --steps is the whole run's length
+    if restarting:
+        print(f"continuing from step {int(sim.state.step)} ({args.restart}): {steps} steps to go", file=sys.stderr)
     npt = args.ensemble == "npt"
     writers = []
     if args.traj:
@@ -142,7 +181,7 @@ def main(args) -> int:
         for function, _ in sim.observers:
             function(sim)  # frame, log line and restart at step 0
     ns_per_step = args.dt * 1e-6
-    bar = tqdm(total=args.steps, unit="step", desc=f"md {args.ensemble}", file=sys.stderr)
+    bar = tqdm(total=steps, unit="step", desc=f"md {args.ensemble}", file=sys.stderr)
     start = time.perf_counter()
 
     def progress(n):
@@ -151,7 +190,7 @@ def main(args) -> int:
         bar.set_postfix_str(f"{rate * ns_per_step * 86400:.3g} ns/day", refresh=False)
 
     try:
-        sim.run(args.steps, progress=progress)
+        sim.run(steps, progress=progress)
     except MDError as err:
         print(f"mlpot md: error: {err}", file=sys.stderr)
         return 1
@@ -163,7 +202,7 @@ def main(args) -> int:
         write_restart(sim)
     nl = sim.neighbours
     print(
-        f"{args.steps} steps in {time.perf_counter() - start:.1f} s; {nl.builds} neighbour builds "
+        f"{steps} steps in {time.perf_counter() - start:.1f} s; {nl.builds} neighbour builds "
         f"({nl.seconds:.2f} s), {sim.compile_count} compile(s), {nl.growths} capacity growth(s)",
         file=sys.stderr,
     )

@@ -41,11 +41,16 @@ def frame_atoms(template: Atoms, state: MDState, with_stress: bool) -> Atoms:
 
 
 class TrajectoryWriter:
-    """Appends frames to ``.traj`` (ASE binary) or extxyz (any other name), flushed per frame."""
+    """Appends frames to ``.traj`` (ASE binary) or extxyz (any other name), flushed per frame.
+
+    Appending (a restart) skips frames whose step the file already holds: a run killed after
+    writing a frame but before its restart file is replayed from the restart before it.
+    """
 
     def __init__(self, path, append: bool = False):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.last_step = _last_frame_step(self.path) if append else -1
         if self.path.suffix == ".traj":
             self._traj = ase.io.Trajectory(str(self.path), "a" if append else "w")
             self._file = None
@@ -54,6 +59,8 @@ class TrajectoryWriter:
             self._file = open(self.path, "a" if append else "w")  # noqa: SIM115 - kept open for the run
 
     def write(self, atoms: Atoms) -> None:
+        if atoms.info.get("step", self.last_step + 1) <= self.last_step:
+            return
         if self._traj is not None:
             self._traj.write(atoms)  # ASE's Trajectory writes each frame completely
         else:
@@ -67,8 +74,24 @@ class TrajectoryWriter:
             self._file.close()
 
 
+def _last_frame_step(path: Path) -> int:
+    """The step of the last frame in an existing trajectory (-1: none)."""
+    if not path.exists() or path.stat().st_size == 0:
+        return -1
+    try:
+        return int(ase.io.read(path, index=-1).info.get("step", -1))
+    except Exception as err:  # a torn frame fails in whichever parser step it reached
+        raise ValueError(
+            f"{path}: its last frame cannot be read ({err}); was the run killed mid-frame? "
+            "Cut the broken frame off, or write to a new trajectory"
+        ) from err
+
+
 class ThermoLog:
-    """CSV: step, time_fs, epot_eV, ekin_eV, etot_eV, temperature_K[, pressure_GPa, volume_A3]."""
+    """CSV: step, time_fs, epot_eV, ekin_eV, etot_eV, temperature_K[, pressure_GPa, volume_A3].
+
+    Appending skips rows whose step the file already holds (see ``TrajectoryWriter``).
+    """
 
     def __init__(self, path, with_pressure: bool, append: bool = False):
         self.path = Path(path)
@@ -78,12 +101,18 @@ class ThermoLog:
         if with_pressure:
             columns += ["pressure_GPa", "volume_A3"]
         write_header = not (append and self.path.exists() and self.path.stat().st_size > 0)
+        self.last_step = -1
+        if not write_header:
+            last = self.path.read_text().rstrip("\n").rsplit("\n", 1)[-1].split(",")[0]
+            self.last_step = int(last) if last.isdigit() else -1
         self._file = open(self.path, "a" if append else "w")  # noqa: SIM115 - kept open for the run
         if write_header:
             self._file.write(",".join(columns) + "\n")
             self._file.flush()
 
     def write(self, row: dict) -> None:
+        if row["step"] <= self.last_step:
+            return
         values = [
             f"{row['step']:d}",
             f"{row['time_fs']:.6f}",

@@ -47,8 +47,9 @@ def test_cli_writes_log_and_trajectory_and_restarts_exactly(files, tmp_path):
     a, b = tmp_path / "straight", tmp_path / "split"
     common = ["--ensemble", "langevin", "--temperature", "60", "--friction", "0.02"]
     assert _md(files, a, "--steps", "30", "--restart", str(a / "r.npz"), *common) == 0
-    assert _md(files, b, "--steps", "15", "--restart", str(b / "r.npz"), *common) == 0
-    assert _md(files, b, "--steps", "15", "--restart", str(b / "r.npz"), *common) == 0  # continues from 15
+    assert _md(files, b, "--steps", "15", "--restart", str(b / "r.npz"), *common) == 0  # killed at 15, say
+    assert _md(files, b, "--steps", "30", "--restart", str(b / "r.npz"), *common) == 0  # continues to 30
+    assert _md(files, b, "--steps", "30", "--restart", str(b / "r.npz"), *common) == 0  # done: nothing to add
     final_a, final_b = load_restart(a / "r.npz")["state"], load_restart(b / "r.npz")["state"]
     assert int(final_a.step) == int(final_b.step) == 30
     np.testing.assert_allclose(final_b.positions, final_a.positions, rtol=0, atol=1e-10)
@@ -103,6 +104,36 @@ def test_cli_reports_a_blow_up_as_one_line_and_exit_code(files, tmp_path, capsys
 def test_cli_rejects_bad_input_with_a_clear_message(files, tmp_path, capsys):
     code = main(["md", str(files / "argon.mlpot"), str(tmp_path / "missing.xyz"), "--steps", "5"])
     assert code == 2 and "missing.xyz" in capsys.readouterr().err
+    code = main(["md", str(files / "argon.mlpot"), str(files / "argon.xyz"), "--steps", "5", "--index", "3"])
+    assert code == 2 and "argon.xyz: has no frame 3" in capsys.readouterr().err
+    (tmp_path / "start.unknownext").write_text("not a structure")
+    code = main(["md", str(files / "argon.mlpot"), str(tmp_path / "start.unknownext"), "--steps", "5"])
+    assert code == 2 and "start.unknownext" in capsys.readouterr().err
+    squeezed = argon_crystal(2, lattice=2.0, temperature_K=0.0)  # atoms 1.4 Å apart: refused at the start
+    ase.io.write(tmp_path / "squeezed.xyz", squeezed)
+    code = main(
+        ["md", str(files / "argon.mlpot"), str(tmp_path / "squeezed.xyz"), "--steps", "5", "--min-distance", "2"]
+    )
+    assert code == 1 and "MD cannot start" in capsys.readouterr().err
+
+
+def test_cli_restart_refuses_other_settings(files, tmp_path, capsys):
+    common = ["--ensemble", "langevin", "--temperature", "60", "--restart", str(tmp_path / "r.npz")]
+    assert _md(files, tmp_path, "--steps", "5", *common) == 0
+    code = main(["md", str(files / "argon.mlpot"), str(files / "argon.xyz"), "--steps", "10", "--dt", "2", *common])
+    assert code == 2 and "--dt 5 -> 2 fs" in capsys.readouterr().err  # time_fs would be wrong from here on
+
+
+def test_a_run_killed_between_a_frame_and_its_restart_file_resumes_without_duplicates(files, tmp_path):
+    common = ["--ensemble", "langevin", "--temperature", "60", "--restart", str(tmp_path / "r.npz")]
+    assert _md(files, tmp_path, "--steps", "10", *common) == 0
+    at_10 = (tmp_path / "r.npz").read_bytes()
+    assert _md(files, tmp_path, "--steps", "15", *common) == 0
+    (tmp_path / "r.npz").write_bytes(at_10)  # frame and log line of step 15 written, its restart not
+    assert _md(files, tmp_path, "--steps", "20", *common) == 0
+    rows = list(csv.DictReader((tmp_path / "log.csv").read_text().splitlines()))
+    assert [int(r["step"]) for r in rows] == [0, 5, 10, 15, 20]
+    assert [f.info["step"] for f in ase.io.read(tmp_path / "t.xyz", ":")] == [0, 5, 10, 15, 20]
 
 
 def test_driver_updates_atoms_in_place_before_callbacks_without_recomputing():
