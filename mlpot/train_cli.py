@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 EVAL_KEYS = (
@@ -51,17 +52,33 @@ def _cmd_eval(args) -> int:
     print(format_table(metrics))
     if args.by:
         print(format_groups(metrics[f"by_{args.by}"], args.by))
-    plot = Path(args.plot) if args.plot else Path(args.model).with_suffix(".parity.png")
-    plots.parity(collected, plot, ", ".join(Path(p).name for p in args.data))
-    print(f"parity plot: {plot}")
-    if args.json:
+    if args.json:  # before the plot: the numbers are the result, the picture a view of them
         from mlpot.modelfile import atomic_write
 
         ordered = {k: metrics[k] for k in EVAL_KEYS if k in metrics}
         ordered.update({k: v for k, v in metrics.items() if k not in ordered})
-        atomic_write(args.json, json.dumps(ordered, indent=2).encode())
+        atomic_write(args.json, json.dumps(_finite_or_null(ordered), indent=2, allow_nan=False).encode())
         print(f"metrics JSON: {args.json}")
+    plot = Path(args.plot) if args.plot else _default_plot(args)
+    plots.parity(collected, plot, ", ".join(Path(p).name for p in args.data))
+    print(f"parity plot: {plot}")
     return 0
+
+
+def _default_plot(args) -> Path:
+    """Beside the JSON when there is one; else <model>_<data>.parity.png here (never into models/)."""
+    if args.json:
+        return Path(args.json).with_suffix(".parity.png")
+    return Path(f"{Path(args.model).stem}_{Path(args.data[0]).stem}.parity.png")
+
+
+def _finite_or_null(value):
+    """NaN (an R² of one frame, say) as null: strict JSON readers refuse NaN."""
+    if isinstance(value, dict):
+        return {k: _finite_or_null(v) for k, v in value.items()}
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def _cmd_template(args) -> int:
@@ -118,7 +135,7 @@ def register(subparsers) -> None:
     p.add_argument("model", help="model file (.mlpot)")
     p.add_argument("data", nargs="+", help="labelled structure files")
     p.add_argument("--json", help="write the metrics to this JSON file")
-    p.add_argument("--plot", help="parity plot path (default: next to the model)")
+    p.add_argument("--plot", help="parity plot path (default: beside --json, else MODEL_DATA.parity.png here)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument(
         "--by",

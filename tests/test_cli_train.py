@@ -99,6 +99,12 @@ def test_eval_by_config_type_splits_the_same_errors(tiny_setup, capsys):
     capsys.readouterr()
     assert main(["eval", model, str(tagged), "--by", "config_type", "--json", str(report)]) == 0
     assert "MAE by config_type" in capsys.readouterr().out
+    # the default plot goes beside the JSON, not into the model's folder (models/ is tracked)
+    assert (tmp_path / "eval.parity.png").exists() and not list((tmp_path / "out").glob("*.parity.png"))
+    ase.io.write(tmp_path / "one.xyz", frames[:1])  # one frame: R² is undefined
+    assert main(["eval", model, str(tmp_path / "one.xyz"), "--json", str(tmp_path / "one.json")]) == 0
+    strict = json.loads((tmp_path / "one.json").read_text(), parse_constant=lambda c: pytest.fail(f"{c} in JSON"))
+    assert strict["n_frames"] == 1 and strict["energy_r2"] is None
     metrics = json.loads(report.read_text())
     groups = metrics["by_config_type"]
     assert sorted(groups) == ["(no config_type)", "bulk", "surface"]
