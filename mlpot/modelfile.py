@@ -63,6 +63,12 @@ def atomic_write(path, data: bytes) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    if hasattr(os, "O_DIRECTORY"):  # the rename itself survives a power cut only once the folder is synced
+        folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
 
 
 def to_bytes(potential: Potential, extra: dict | None = None) -> bytes:
