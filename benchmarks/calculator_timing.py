@@ -3,13 +3,14 @@
     python benchmarks/calculator_timing.py [--structure FILE] [--model painn|mace|PATH] [--steps N]
 
 Prints figures; asserts nothing. Default structure: the 192-atom water box
-from ../shared/data (give --structure where it is absent).
+from ../shared/data, or 108 rattled fcc Cu atoms where that is absent.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -21,7 +22,16 @@ import mlpot
 from md.simulation import maxwell_boltzmann
 from mlpot import Calculator, ModelConfig, Potential
 
-WATER = Path(__file__).resolve().parents[2] / "shared" / "data" / "water_deepmd" / "water_192.xyz"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import structures  # benchmarks/structures.py: the shared test systems
+
+
+def default_structure():
+    try:
+        return structures.water(192)
+    except FileNotFoundError as err:
+        print(f"{err}: using 108 fcc Cu atoms instead", file=sys.stderr)
+        return structures.copper(108)
 
 
 def make_potential(model: str, species) -> Potential:
@@ -32,12 +42,12 @@ def make_potential(model: str, species) -> Potential:
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--structure", default=str(WATER))
+    parser.add_argument("--structure", default=None, help="any ASE-readable file (first frame)")
     parser.add_argument("--model", default="painn", help="model name (random init) or a .mlpot file")
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
-    atoms = read(args.structure, 0)
+    atoms = read(args.structure, 0) if args.structure else default_structure()
     potential = make_potential(args.model, sorted(set(atoms.numbers)))
     calc = Calculator(potential)
     atoms.calc = calc

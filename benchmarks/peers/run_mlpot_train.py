@@ -4,7 +4,7 @@ Run with the project's own environment:
   .venv/bin/python benchmarks/peers/run_mlpot_train.py [--quick]
 
 Uses the real pipeline (``mlpot.training.run.fit``: batching, jitted train
-step, validation, checkpoints each epoch) on ethanol (9 atoms; first 1000
+step, validation, checkpoints at most every 10 s) on ethanol (9 atoms; first 1000
 frames, 200 with --quick) and water (192 atoms; first 64 frames, 16 with
 --quick). Epoch 1 includes compilation and is reported apart; frames/s is
 training frames x timed epochs / their wall time (validation included, as a
