@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -408,3 +409,19 @@ def test_validation_loss_is_the_training_loss_on_the_validation_frames(tmp_path,
         keys = ("energy_rmse_per_atom", "forces_rmse", "stress_rmse")
         rmse_form = sum(float(w) * row[f"valid_{k}"] ** 2 for w, k in zip(weights, keys))
         assert row["valid_loss"] < 0.9 * rmse_form
+
+
+def test_relative_data_paths_are_found_beside_the_config_first(tmp_path, monkeypatch):
+    from mlpot.training.config import load
+
+    (tmp_path / "recipes").mkdir()
+    for where in (tmp_path / "recipes", tmp_path):
+        (where / "data.xyz").write_text("x")
+    (tmp_path / "only_here.xyz").write_text("x")
+    recipe = tmp_path / "recipes" / "r.yaml"
+    recipe.write_text("train_file: data.xyz\nvalid_file: only_here.xyz\ntest_file: missing.xyz\n")
+    monkeypatch.chdir(tmp_path)  # a data.xyz here too: the config's own must win
+    config = load(recipe)
+    assert Path(config.train_file) == tmp_path / "recipes" / "data.xyz"
+    assert Path(config.valid_file) == Path("only_here.xyz")  # found only from the working directory
+    assert Path(config.test_file) == tmp_path / "recipes" / "missing.xyz"  # named where the config says

@@ -224,7 +224,11 @@ def _resolve_paths(config: TrainConfig, base: Path) -> TrainConfig:
             return None
         if isinstance(p, list):
             return [fix(q) for q in p]
-        return str(p) if Path(p).is_absolute() or Path(p).exists() else str(base / p)
+        # The config's folder first, as documented; then the working directory (recipes run from
+        # the repository root name runs/...); a path found in neither is reported config-relative.
+        if Path(p).is_absolute() or (not (base / p).exists() and Path(p).exists()):
+            return str(p)
+        return str(base / p)
 
     return dataclasses.replace(
         config,
