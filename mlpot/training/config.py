@@ -96,37 +96,29 @@ def model_fields(name: str) -> list[str]:
 
 def validate(config: TrainConfig, where: str = "config") -> TrainConfig:
     """Refuse values that would run but train nothing, or wrongly (errors name ``where``, the file)."""
-    try:
-        return _validate(config)
-    except ValueError as err:
-        message = str(err)
-        raise ValueError(where + message[len("config") :] if message.startswith("config") else message) from None
-
-
-def _validate(config: TrainConfig) -> TrainConfig:
     if not config.train_file:
-        raise ValueError("config: 'train_file' is required")
+        raise ValueError(f"{where}: 'train_file' is required")
     for key, choices in CHOICES.items():
         if getattr(config, key) not in choices:
-            raise ValueError(f"config: {key} must be one of {choices}, not {getattr(config, key)!r}")
+            raise ValueError(f"{where}: {key} must be one of {choices}, not {getattr(config, key)!r}")
     model = dict(config.model)
     name = model.pop("name", None)
     if name not in MODELS:
-        raise ValueError(f"config: model.name must be one of {sorted(MODELS)}, not {name!r}")
+        raise ValueError(f"{where}: model.name must be one of {sorted(MODELS)}, not {name!r}")
     for key in model:
         if key not in model_fields(name):
-            raise _unknown(key, model_fields(name), f"config: model '{name}'")
+            raise _unknown(key, model_fields(name), f"{where}: model '{name}'")
     if config.valid_file is None and not 0 < config.valid_fraction < 1:
-        raise ValueError("config: give valid_file or a valid_fraction between 0 and 1")
+        raise ValueError(f"{where}: give valid_file or a valid_fraction between 0 and 1")
     if not 0 <= config.test_fraction < 1:
-        raise ValueError("config: test_fraction must be in [0, 1)")
+        raise ValueError(f"{where}: test_fraction must be in [0, 1)")
     positive = ("cutoff", "batch_size", "learning_rate", "epochs")
     for key in positive:
         if not getattr(config, key) > 0:
-            raise ValueError(f"config: {key} must be positive, got {getattr(config, key)}")
+            raise ValueError(f"{where}: {key} must be positive, got {getattr(config, key)}")
     for key in ("energy_weight", "forces_weight", "stress_weight", "warmup_epochs", "weight_decay"):
         if getattr(config, key) < 0:
-            raise ValueError(f"config: {key} must be >= 0")
+            raise ValueError(f"{where}: {key} must be >= 0")
     ranges = {  # key: (test, what it must be); None always allowed where the type says so
         "huber_delta": (lambda v: v > 0, "> 0"),
         "clip_grad_norm": (lambda v: v > 0, "> 0 (or null: no clipping)"),
@@ -140,20 +132,20 @@ def _validate(config: TrainConfig) -> TrainConfig:
     for key, (test, must) in ranges.items():
         value = getattr(config, key)
         if value is not None and not test(value):
-            raise ValueError(f"config: {key} must be {must}, got {value}")
+            raise ValueError(f"{where}: {key} must be {must}, got {value}")
     for k, entry in enumerate(config.weight_schedule):
         if not isinstance(entry, dict) or "epoch" not in entry:
-            raise ValueError(f"config: weight_schedule[{k}] must be a mapping with an 'epoch' key")
+            raise ValueError(f"{where}: weight_schedule[{k}] must be a mapping with an 'epoch' key")
         for key in entry:
             if key not in ("epoch", "energy_weight", "forces_weight", "stress_weight"):
                 raise _unknown(
-                    key, ["epoch", "energy_weight", "forces_weight", "stress_weight"], f"config: weight_schedule[{k}]"
+                    key, ["epoch", "energy_weight", "forces_weight", "stress_weight"], f"{where}: weight_schedule[{k}]"
                 )
             number = entry[key]
             if isinstance(number, bool) or not isinstance(number, (int, float)) or number < 0:
-                raise ValueError(f"config: weight_schedule[{k}].{key} must be a number >= 0, got {number!r}")
+                raise ValueError(f"{where}: weight_schedule[{k}].{key} must be a number >= 0, got {number!r}")
         if not float(entry["epoch"]).is_integer():
-            raise ValueError(f"config: weight_schedule[{k}].epoch must be a whole epoch, got {entry['epoch']!r}")
+            raise ValueError(f"{where}: weight_schedule[{k}].epoch must be a whole epoch, got {entry['epoch']!r}")
     return config
 
 

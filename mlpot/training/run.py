@@ -236,10 +236,8 @@ def fit(config, prepared: Prepared, resume: bool = False, stop_after: int | None
         if not math.isfinite(row["train_loss"]):
             # Keep the last finite state: it is what last.ckpt holds and what --resume, with a lower
             # learning_rate, starts again from (a NaN checkpoint would only diverge again).
-            state, reason = (
-                before,
-                f"diverged (non-finite loss) in epoch {epoch + 1}: lower learning_rate or check the data",
-            )
+            state = before
+            reason = f"diverged (non-finite loss) in epoch {epoch + 1}: lower learning_rate or check the data"
             break
         row = {"epoch": epoch + 1, **row, **validate(loop, state, epoch)}
         # wall time since the last epoch ended, so the budget also counts the book-keeping after it
