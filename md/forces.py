@@ -36,11 +36,19 @@ class Forces(NamedTuple):
     skin: float  # Å, list built with cutoff + skin; rebuilt when an atom moved > skin/2
     cache_key: object  # hashable: equal keys share compiled programs
     neighbours: object = None  # the NeighbourList, when there is one (counts and timings)
+    with_stress: bool = False  # force_fn's stress is real (NPT needs it), not the zeros of an energy-only model
 
 
-def fixed_forces(force_fn, force_args=None) -> Forces:
-    """A force_fn with constant ``force_args`` and no neighbour list (never rebuilt)."""
-    return Forces(force_fn, None, lambda positions, cell, needed=0: force_args, 0.0, 1e30, ("fixed", id(force_fn)))
+def fixed_forces(force_fn, force_args=None, with_stress: bool = False) -> Forces:
+    """A force_fn with constant ``force_args`` and no neighbour list (never rebuilt).
+
+    ``with_stress``: the force_fn returns the real stress (3, 3), eV/Å³, so NPT may use it.
+    """
+
+    def build(positions, cell, needed=0):
+        return force_args
+
+    return Forces(force_fn, None, build, 0.0, 1e30, ("fixed", id(force_fn)), with_stress=with_stress)
 
 
 def _place(positions, cell, graph, num_atoms: int):
@@ -185,6 +193,7 @@ def graph_forces(
         float(skin),
         key,
         neighbours,
+        compute_stress,
     )
 
 

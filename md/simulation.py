@@ -73,6 +73,19 @@ class Simulation:
                 f"the atoms carry ASE constraints {names}, which mlpot's MD engine does not apply; run "
                 "constrained dynamics with ase.md and mlpot.Calculator, or remove the constraints (del atoms.constraints)"
             )
+        if ensemble == "npt" and not forces.with_stress:
+            # An energy-only force_fn returns zero stress: the barostat would see only the ideal-gas
+            # pressure and silently collapse the box.
+            raise ValueError(
+                "NPT needs the stress: build the forces with compute_stress=True "
+                "(potential_forces / graph_forces), or fixed_forces(..., with_stress=True)"
+            )
+        if ensemble == "nose-hoover" and not float(params.kT) > 0:
+            # The chain masses are kT tdamp^2: a 0 K target has none (NaN on the first step).
+            raise ValueError(
+                f"Nosé-Hoover needs a target temperature above 0 K (got {float(params.kT) / ase.units.kB:g} K); "
+                "to quench, use Langevin at a low temperature or an optimiser (ase.optimize)"
+            )
         self.forces, self.ensemble, self.params = forces, ensemble, params
         self.template = atoms.copy()
         self.template.calc = None

@@ -109,6 +109,20 @@ def test_cli_rejects_bad_input_with_a_clear_message(files, tmp_path, capsys):
     (tmp_path / "start.unknownext").write_text("not a structure")
     code = main(["md", str(files / "argon.mlpot"), str(tmp_path / "start.unknownext"), "--steps", "5"])
     assert code == 2 and "start.unknownext" in capsys.readouterr().err
+    code = main(
+        [
+            "md",
+            str(files / "argon.mlpot"),
+            str(files / "argon.xyz"),
+            "--steps",
+            "5",
+            "--ensemble",
+            "nose-hoover",
+            "--temperature",
+            "0",
+        ]
+    )
+    assert code == 2 and "above 0 K" in capsys.readouterr().err
     squeezed = argon_crystal(2, lattice=2.0, temperature_K=0.0)  # atoms 1.4 Å apart: refused at the start
     ase.io.write(tmp_path / "squeezed.xyz", squeezed)
     code = main(

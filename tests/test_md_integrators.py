@@ -123,3 +123,16 @@ def test_parameters_are_arguments_so_changing_them_does_not_recompile():
     assert sims[0]._chunk._cache_size() - before <= 1
     assert not np.allclose(sims[0].state.positions, sims[1].state.positions)
     assert jax.tree_util.tree_structure(sims[0].state) == jax.tree_util.tree_structure(sims[1].state)
+
+
+def test_npt_refuses_forces_without_stress_and_nose_hoover_a_zero_kelvin_target():
+    # An energy-only force model returns zero stress: the barostat would see only the ideal-gas
+    # pressure and collapse the box (to 46 % in 1500 steps of 108-atom argon at 0.2 GPa) with no
+    # sign of it. A 0 K Nosé-Hoover target has zero chain masses: NaN on the first step.
+    atoms = argon_crystal(3, temperature_K=60.0, seed=1)
+    npt = params(dt=5 * units.fs, kT=units.kB * 60.0, pressure=0.2 * units.GPa, compressibility=0.3 / units.GPa)
+    with pytest.raises(ValueError, match="NPT needs the stress"):
+        Simulation(smooth_argon_forces(atoms), atoms, "npt", npt)
+    Simulation(smooth_argon_forces(atoms, compute_stress=True), atoms, "npt", npt)  # accepted
+    with pytest.raises(ValueError, match="above 0 K"):
+        Simulation(smooth_argon_forces(atoms), atoms, "nose-hoover", params(dt=5 * units.fs, kT=0.0))

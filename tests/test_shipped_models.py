@@ -39,5 +39,9 @@ def test_shipped_model_loads_with_finite_parameters(path):
     assert config.cutoff > 0 and len(config.species) >= 1
     assert len(config.reference_energies) == len(config.species) == len(config.energy_scale)
     assert np.all(np.isfinite(config.reference_energies)) and np.all(np.asarray(config.energy_scale) > 0)
+    # the ZBL core (BENCHMARKS, "Short-range core"): one radius per species pair, inside the bond range
+    radii = np.asarray(config.repulsion_radii)
+    assert radii.shape == (len(config.species), len(config.species)), path.name
+    assert np.all((radii > 0.3) & (radii < 3.0)) and np.allclose(radii, radii.T)
     leaves = jax.tree_util.tree_leaves(potential.params)
     assert leaves and all(np.all(np.isfinite(np.asarray(leaf))) for leaf in leaves)
