@@ -56,8 +56,9 @@ class Calculator(ASECalculator):
         if "stress" in properties and not periodic:
             raise PropertyNotImplementedError("stress needs a cell periodic in all three directions")
         config = self.potential.config
-        idx = species_indices(atoms.numbers, config.species, "atoms given to mlpot.Calculator")
-        i, j, shifts = neighbour_pairs(atoms, config.cutoff)
+        where = "atoms given to mlpot.Calculator"
+        idx = species_indices(atoms.numbers, config.species, where)
+        i, j, shifts = neighbour_pairs(atoms, config.cutoff, where)
         nodes, edges = self._capacities(len(atoms), len(i))
         graph = pad_graph([(atoms, idx, i, j, shifts)], nodes, edges, 2)
         out = self._predict[periodic](self.potential.params, graph)

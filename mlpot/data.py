@@ -139,6 +139,8 @@ def read_frames(
     frames, bad = [], []
     for path in paths:
         path = Path(path)
+        if path.is_dir():
+            raise InputError(f"{path} is a folder; give the data file(s) in it")
         if not path.is_file():
             raise FileNotFoundError(f"data file not found: {path}")
         try:
@@ -285,7 +287,7 @@ def prepare(frames: Sequence[Frame], cutoff: float, species: Sequence[int]) -> D
     parts = []
     for frame in frames:
         idx = species_indices(frame.atoms.numbers, species, frame.where)
-        i, j, shifts = neighbour_pairs(frame.atoms, cutoff)
+        i, j, shifts = neighbour_pairs(frame.atoms, cutoff, frame.where)
         parts.append((frame.atoms, idx, i, j, shifts))
     ratio = max(len(p[2]) / len(p[0]) for p in parts) if parts else 0.0
     typical = float(np.median([len(p[0]) for p in parts])) if parts else 0.0

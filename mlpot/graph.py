@@ -147,9 +147,22 @@ def neighbour_search(atoms: Atoms, cutoff: float) -> tuple[np.ndarray, np.ndarra
     return i.astype(np.int32), j.astype(np.int32), shifts.astype(np.float64), d
 
 
-def neighbour_pairs(atoms: Atoms, cutoff: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(i, j, S) of ``neighbour_search``."""
-    return neighbour_search(atoms, cutoff)[:3]
+# Closer than this, two atoms are one point: the edge vector is ~0, which the models treat as a
+# padding edge (no energy, no force), so the short-range wall would vanish exactly where it matters.
+COINCIDENT = 1e-6  # Å
+
+
+def neighbour_pairs(atoms: Atoms, cutoff: float, where: str = "structure") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(i, j, S) of ``neighbour_search``; atoms on top of each other (or of an image) raise ``InputError``."""
+    i, j, shifts, d = neighbour_search(atoms, cutoff)
+    if d.size and d.min() < COINCIDENT:
+        k = int(np.argmin(d))
+        image = " (through a periodic image)" if np.any(shifts[k]) else ""
+        raise InputError(
+            f"{where}: atoms {int(i[k])} and {int(j[k])} are on top of each other{image}, {d[k]:.1e} Å apart; "
+            "remove the duplicate atom"
+        )
+    return i, j, shifts
 
 
 def build_graph(
@@ -175,7 +188,7 @@ def build_graph(
         label = where if len(structures) == 1 else f"{where} {k}"
         check_atoms(atoms, label)
         idx = species_indices(atoms.numbers, species, label)
-        i, j, s = neighbour_pairs(atoms, cutoff)
+        i, j, s = neighbour_pairs(atoms, cutoff, label)
         parts.append((atoms, idx, i, j, s))
     return pad_graph(parts, num_nodes, num_edges, num_graphs, dtype)
 

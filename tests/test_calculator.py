@@ -82,6 +82,14 @@ def test_unknown_element_named(painn64):
         atoms.get_potential_energy()
 
 
+def test_atoms_on_top_of_each_other_are_refused(painn64):
+    atoms = ethanol()
+    atoms.positions[1] = atoms.positions[0]
+    atoms.calc = Calculator(painn64)
+    with pytest.raises(InputError, match="atoms 0 and 1 are on top of each other"):
+        atoms.get_potential_energy()
+
+
 def test_nan_positions_and_empty_atoms(painn64):
     atoms = ethanol()
     atoms.positions[2, 1] = np.nan

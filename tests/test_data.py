@@ -161,3 +161,17 @@ def test_batches_labels_and_bounded_shapes(tmp_path):
     graph, labels = data.collate(dataset, [7, 0], 3)  # a crystal (stress) then a molecule (none)
     assert list(labels.stress_mask) == [True, False, False, False]
     np.testing.assert_allclose(labels.forces[: len(frames[7].atoms)], frames[7].forces)
+
+
+@pytest.mark.parametrize("image", [False, True])
+def test_atoms_on_top_of_each_other_are_refused_naming_the_frame(tmp_path, image):
+    # A zero-length edge is how padding looks to the models: no energy, no force, so the
+    # short-range wall would vanish exactly at r = 0 (E was finite and F = 0 before this check).
+    atoms = labelled(molecule("H2O"), 0)
+    atoms.cell, atoms.pbc = np.eye(3) * 10.0, True
+    atoms.positions[2] = atoms.positions[1] + ([10.0, 0, 0] if image else 0.0)
+    path = _write(tmp_path, [labelled(molecule("H2O"), 1), atoms])
+    frames = data.read_frames(path)
+    with pytest.raises(InputError, match=r"frame 1: atoms \d and \d are on top of each other") as err:
+        data.prepare(frames, 5.0, (1, 8))
+    assert str(path) in str(err.value) and ("periodic image" in str(err.value)) == image

@@ -309,6 +309,14 @@ def test_early_stopping(tmp_path):
         ({"progress": "false"}, "progress must be a bool, got 'false'"),
         ({"weight_schedule": [{"epoch": 5, "energy_weight": -1}]}, r"weight_schedule\[0\].energy_weight must be"),
         ({"weight_schedule": [{"epoch": "5"}]}, r"weight_schedule\[0\].epoch must be a number"),
+        # these reached JAX or the file system before: ZeroDivisionError, TypeError, dict() errors
+        ({"model": {"name": "painn", "features": 0}}, "model.features must be > 0, got 0"),
+        ({"model": {"name": "mace", "hidden_l": 0, "l_max": -1}}, "model.l_max must be >= 0"),
+        ({"model": {"name": "mace", "num_basis": 2.5}}, "model.num_basis must be an int"),
+        ({"model": "painn"}, "model must be a mapping.*-o model.name=mace"),
+        ({"train_file": 5}, "train_file must be a path or a list of paths, got 5"),
+        ({"valid_file": ["a.xyz", None]}, "valid_file must be a path or a list of paths"),
+        ({"output_dir": ["a"]}, "output_dir must be text"),
     ],
 )
 def test_config_errors(changes, message):
@@ -318,6 +326,41 @@ def test_config_errors(changes, message):
         from_dict({"train_file": "x.xyz", **changes}, "recipe.yaml")
     with pytest.raises(ValueError, match="^recipe.yaml: "):  # the file is named, not 'config'
         from_dict({"train_file": "x.xyz", **changes}, "recipe.yaml")
+
+
+def test_config_checks_hold_for_the_python_api_and_name_a_yaml_syntax_error(tmp_path):
+    from mlpot.training.config import load
+
+    with pytest.raises(ValueError, match="^config: epochs must be an int, got '3'"):
+        TrainConfig(train_file="x.xyz", epochs="3").replace()
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("train_file: x.xyz\nepochs: [3\n")
+    with pytest.raises(ValueError, match="broken.yaml: not valid YAML"):
+        load(broken)
+
+
+def test_output_dir_that_is_a_file_or_a_resume_without_checkpoint_fails_before_any_work(tmp_path):
+    (tmp_path / "afile").write_text("")
+    frames = _frames(n_mol=8, n_cryst=0)
+    with pytest.raises(ValueError, match="output_dir .*afile is a file"):
+        run_mod.train(_config(tmp_path, "afile", valid_fraction=0.25), frames=frames)
+    with pytest.raises(FileNotFoundError, match="--resume: no checkpoint"):
+        run_mod.train(_config(tmp_path, "missing", valid_fraction=0.25), resume=True, frames=frames)
+    assert not (tmp_path / "missing").exists()  # no empty folder left behind
+
+
+def test_a_stress_key_that_labels_no_frame_is_an_error(tmp_path):
+    frames = _frames(n_mol=0, n_cryst=4)
+    path = tmp_path / "si.xyz"
+    ase_frames = [f.atoms for f in frames]
+    import ase.io
+
+    ase.io.write(path, ase_frames)
+    from mlpot.training.prepare import prepare
+
+    with pytest.raises(data.InputError, match="no periodic training frame has a stress label 'strss'"):
+        prepare(_config(tmp_path, train_file=str(path), stress_key="strss", valid_fraction=0.25))
+    assert prepare(_config(tmp_path, train_file=str(path), valid_fraction=0.25)).train.frames[0].stress is not None
 
 
 def test_config_reads_yaml_numbers_as_written():
@@ -421,7 +464,33 @@ def test_relative_data_paths_are_found_beside_the_config_first(tmp_path, monkeyp
     recipe = tmp_path / "recipes" / "r.yaml"
     recipe.write_text("train_file: data.xyz\nvalid_file: only_here.xyz\ntest_file: missing.xyz\n")
     monkeypatch.chdir(tmp_path)  # a data.xyz here too: the config's own must win
-    config = load(recipe)
-    assert Path(config.train_file) == tmp_path / "recipes" / "data.xyz"
-    assert Path(config.valid_file) == Path("only_here.xyz")  # found only from the working directory
+    config = load(Path("recipes/r.yaml"))
+    # absolute, so the run's saved config.yaml still finds them from another directory (--resume)
+    assert config.train_file == str(tmp_path / "recipes" / "data.xyz")
+    assert Path(config.valid_file) == tmp_path / "only_here.xyz"  # found only from the working directory
     assert Path(config.test_file) == tmp_path / "recipes" / "missing.xyz"  # named where the config says
+
+
+def test_held_out_frames_with_an_element_the_training_frames_lack_are_refused(tmp_path):
+    # The species came from train + validation + test: a Si frame in the validation file added Si to a
+    # CH4 model with reference energy 0 and an untrained embedding, scored it, and the calculator then
+    # gave Si a number.
+    frames = _frames(n_mol=8, n_cryst=2)  # 8 CH4, then 2 Si crystals
+    config = _config(tmp_path)
+    with pytest.raises(data.InputError, match=r"synthetic 8: validation frame with element\(s\) Si"):
+        assemble(config, frames[:6], frames[6:])
+    assert assemble(config, frames[:6] + frames[9:], frames[6:9]).model_config.species == (1, 6, 14)
+
+
+def test_resume_reads_new_data_with_the_checkpoints_elements(tmp_path):
+    # A resume on a train_file holding an element the model lacks trained those atoms as another element
+    # (Si as H: species indices from the new data, embeddings from the checkpoint).
+    methane, silicon = _frames(n_mol=12, n_cryst=0), _frames(n_mol=0, n_cryst=4)
+    config = _config(tmp_path, epochs=1, valid_fraction=0.25)
+    run_mod.train(config, frames=methane)
+    longer = _config(tmp_path, epochs=2, valid_fraction=0.25)
+    with pytest.raises(data.InputError, match=r"element\(s\) \[?'?Si'?\]?,? not (in|among) the model's"):
+        run_mod.train(longer, resume=True, frames=methane[:8] + silicon)
+    with pytest.raises(ValueError, match="prepared for elements"):  # the Python API's prepared data, checked too
+        fit(longer, assemble(longer, methane[:8] + silicon, methane[8:]), resume=True)
+    assert [row["epoch"] for row in run_mod.train(longer, resume=True, frames=methane).history] == [1, 2]

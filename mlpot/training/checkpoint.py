@@ -29,8 +29,7 @@ def save_checkpoint(path, state, progress: dict, model_config: dict) -> None:
     atomic_write(path, MAGIC + serialization.msgpack_serialize(payload))
 
 
-def load_checkpoint(path, template_state):
-    """(state shaped like ``template_state``, progress dict, model_config dict)."""
+def _payload(path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path} (nothing to resume)")
@@ -38,8 +37,21 @@ def load_checkpoint(path, template_state):
     if not data.startswith(MAGIC):
         raise ValueError(f"{path}: not an mlpot checkpoint")
     try:
-        payload = serialization.msgpack_restore(data[len(MAGIC) :])
+        return serialization.msgpack_restore(data[len(MAGIC) :])
+    except (ValueError, TypeError) as err:
+        raise ValueError(f"{path}: unreadable checkpoint ({err})") from None
+
+
+def load_checkpoint(path, template_state):
+    """(state shaped like ``template_state``, progress dict, model_config dict)."""
+    payload = _payload(path)
+    try:
         state = serialization.from_state_dict(template_state, payload["state"])
     except (KeyError, ValueError, TypeError) as err:
         raise ValueError(f"{path}: checkpoint does not match this run's model/optimiser ({err})") from None
     return state, json.loads(payload["progress"]), json.loads(payload["model_config"])
+
+
+def checkpoint_model_config(path) -> dict:
+    """The model config a checkpoint was written with (its species decide how a resume reads data)."""
+    return json.loads(_payload(path)["model_config"])

@@ -98,6 +98,7 @@ def validate(config: TrainConfig, where: str = "config") -> TrainConfig:
     """Refuse values that would run but train nothing, or wrongly (errors name ``where``, the file)."""
     if not config.train_file:
         raise ValueError(f"{where}: 'train_file' is required")
+    config = _typed(config, where)
     for key, choices in CHOICES.items():
         if getattr(config, key) not in choices:
             raise ValueError(f"{where}: {key} must be one of {choices}, not {getattr(config, key)!r}")
@@ -156,13 +157,47 @@ def from_dict(values: dict, where: str = "config") -> TrainConfig:
     defaults = TrainConfig()
     values = dict(values)
     if "model" in values:
+        if values["model"] is not None and not isinstance(values["model"], dict):
+            raise ValueError(
+                f"{where}: model must be a mapping (model: {{name: mace, features: 32}}), got {values['model']!r}; "
+                "on the command line set its entries: -o model.name=mace"
+            )
         values["model"] = dict(values["model"] or {})
         values["model"].setdefault("name", defaults.model["name"])
-    for f in dataclasses.fields(TrainConfig):
-        kind = f.type.removesuffix(" | None")
-        if f.name in values and values[f.name] is not None and kind in ("float", "int", "bool"):
-            values[f.name] = _number(values[f.name], kind, f"{where}: {f.name}")
     return validate(TrainConfig(**values), where)
+
+
+# Model hyperparameters that may be 0 (spherical-harmonic degrees); every other one must be positive.
+ZERO_ALLOWED = {"hidden_l", "l_max"}
+
+
+def _typed(config: TrainConfig, where: str) -> TrainConfig:
+    """Numbers, paths and model hyperparameters of the declared types (YAML, -o or the Python API)."""
+    changes = {}
+    for f in dataclasses.fields(TrainConfig):
+        kind, value = f.type.removesuffix(" | None"), getattr(config, f.name)
+        if value is not None and kind in ("float", "int", "bool"):
+            changes[f.name] = _number(value, kind, f"{where}: {f.name}")
+        elif value is not None and f.type.startswith("str"):
+            paths = value if isinstance(value, list) and "list" in f.type else [value]
+            if not paths or not all(isinstance(p, (str, Path)) and str(p) for p in paths):
+                raise ValueError(
+                    f"{where}: {f.name} must be {'a path or a list of paths' if 'list' in f.type else 'text'}, got {value!r}"
+                )
+    model = dict(config.model)
+    name = model.get("name")
+    if name in MODELS:
+        kinds = {f.name: f.type for f in dataclasses.fields(MODELS[name])}
+        for key, value in model.items():
+            if key == "name" or kinds.get(key) not in ("int", "float"):
+                continue
+            value = model[key] = _number(value, kinds[key], f"{where}: model.{key}")
+            if not (value >= 0 if key in ZERO_ALLOWED else value > 0):
+                raise ValueError(
+                    f"{where}: model.{key} must be {'>= 0' if key in ZERO_ALLOWED else '> 0'}, got {value}"
+                )
+        changes["model"] = model
+    return dataclasses.replace(config, **changes)
 
 
 def _number(value, kind: str, what: str):
@@ -202,7 +237,10 @@ def load(path, overrides=None) -> TrainConfig:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"config file not found: {path}")
-    values = yaml.safe_load(path.read_text()) or {}
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ValueError(f"{path}: not valid YAML: {err}") from None
     if not isinstance(values, dict):
         raise ValueError(f"{path}: a config must be a YAML mapping of key: value")  # noqa: TRY004
     config = from_dict(apply_overrides(values, overrides), str(path))
@@ -218,9 +256,10 @@ def _resolve_paths(config: TrainConfig, base: Path) -> TrainConfig:
             return [fix(q) for q in p]
         # The config's folder first, as documented; then the working directory (recipes run from
         # the repository root name runs/...); a path found in neither is reported config-relative.
+        # Saved absolute (config.yaml of the run): a --resume from another directory finds the data.
         if Path(p).is_absolute() or (not (base / p).exists() and Path(p).exists()):
-            return str(p)
-        return str(base / p)
+            return str(Path(p).absolute())
+        return str((base / p).absolute())
 
     return dataclasses.replace(
         config,
@@ -238,7 +277,8 @@ def dump(config: TrainConfig) -> str:
 
 TEMPLATE = """\
 # mlpot training config (mlpot train CONFIG.yaml [-o key=value ...]).
-# Units: eV, Å. Relative paths are relative to this file.
+# Units: eV, Å. A relative data or model path (train_file ... init_from) is looked up beside this
+# file first, then in the working directory; output_dir is relative to the working directory.
 
 # --- data: anything ase.io.read reads; a path or a list of paths
 train_file: train.xyz

@@ -95,6 +95,22 @@ def fine_tune_base(config: TrainConfig, frames) -> Potential:
     return base
 
 
+def _refuse_unseen_elements(frames, species, name: str) -> None:
+    """A held-out frame with an element the training frames lack would add an untrained species
+    (reference energy 0, random embedding) to the model and score it: refuse, naming the frame."""
+    known = set(species)
+    for frame in frames:
+        if unseen := sorted(set(frame.atoms.numbers.tolist()) - known):
+            from ase.data import chemical_symbols
+
+            names = ", ".join(chemical_symbols[z] for z in unseen)
+            trained = ", ".join(chemical_symbols[z] for z in species)
+            raise data.InputError(
+                f"{frame.where}: {name} frame with element(s) {names}, not among the model's elements ({trained}), "
+                "which come from the training frames: a model cannot learn an element from held-out frames alone"
+            )
+
+
 def split_frames(config: TrainConfig, frames):
     """(train, valid, test) frame lists; held-out fractions come from a seeded permutation."""
     valid_fraction = 0.0 if config.valid_file else config.valid_fraction
@@ -109,6 +125,11 @@ def split_frames(config: TrainConfig, frames):
 def prepare(config: TrainConfig, frames=None, species=None) -> Prepared:
     """Read (unless ``frames`` given), split, fit references and cache neighbour lists."""
     frames = read(config, config.train_file) if frames is None else frames
+    if config.stress_key != "stress" and all(frame.stress is None for frame in frames):
+        # a misspelt key would train without the stress term and say nothing
+        raise data.InputError(
+            f"{config.train_file}: no periodic training frame has a stress label '{config.stress_key}' (stress_key)"
+        )
     return assemble(config, *split_frames(config, frames), species=species)
 
 
@@ -121,7 +142,9 @@ def assemble(config: TrainConfig, train, valid, test=None, species=None) -> Prep
             warnings.warn(f"{shared} of {len(other)} {name} frames are also training frames", stacklevel=2)
     everything = train + valid + (test or [])
     base = fine_tune_base(config, everything) if config.init_from else None
-    species = base.config.species if base else tuple(species) if species else data.species_of_frames(everything)
+    species = base.config.species if base else tuple(species) if species else data.species_of_frames(train)
+    for name, part in (("validation", valid), ("test", test or [])):
+        _refuse_unseen_elements(part, species, name)
     isolated = None
     if config.isolated_atoms_file:
         isolated = data.read_frames(config.isolated_atoms_file, config.energy_key, required=("energy",))

@@ -31,7 +31,7 @@ from mlpot.modelfile import atomic_write, save
 from mlpot.potential import ModelConfig, Potential
 from mlpot.training import config as config_mod
 from mlpot.training import plots
-from mlpot.training.checkpoint import load_checkpoint, save_checkpoint
+from mlpot.training.checkpoint import checkpoint_model_config, load_checkpoint, save_checkpoint
 from mlpot.training.metrics import summarise
 from mlpot.training.optim import PlateauState, make_optimizer, update_plateau
 from mlpot.training.prepare import Prepared, describe, prepare
@@ -171,6 +171,12 @@ def build(config, prepared: Prepared, resume: bool = False):
     if resume:
         state, progress, saved = load_checkpoint(out / "checkpoints" / "last.ckpt", state)
         model_config = ModelConfig(**{**saved, "species": tuple(saved["species"])})
+        if model_config.species != prepared.model_config.species:
+            # the data were indexed by other species: every atom would train as another element
+            raise ValueError(
+                f"--resume {out}: the data were prepared for elements {prepared.model_config.species}, the "
+                f"checkpoint's model has {model_config.species} (prepare with species=the checkpoint's)"
+            )
         potential = Potential(model_config, state.params)
     compute_stress = data.has_stress(prepared.train.frames + prepared.valid.frames)
     loop = Loop(
@@ -204,10 +210,20 @@ def _check_resume(saved_path: Path, config) -> None:
         )
 
 
+def _output_folder(config, resume: bool) -> Path:
+    """``output_dir``, checked before any work: not a file, and holding a checkpoint to resume."""
+    out = Path(config.output_dir)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"output_dir {out} is a file, not a folder")
+    if resume and not (out / "checkpoints" / "last.ckpt").is_file():
+        raise FileNotFoundError(f"--resume: no checkpoint {out / 'checkpoints' / 'last.ckpt'} (nothing to resume)")
+    return out
+
+
 def fit(config, prepared: Prepared, resume: bool = False, stop_after: int | None = None) -> TrainResult:
     """Train on prepared data. ``stop_after``: end this call after that many epochs (as if killed)."""
     config = config_mod.validate(config)
-    out = Path(config.output_dir)
+    out = _output_folder(config, resume)
     out.mkdir(parents=True, exist_ok=True)
     if resume:
         _check_resume(out / "config.yaml", config)
@@ -304,7 +320,11 @@ def train(config, resume: bool = False, frames=None, stop_after: int | None = No
         config = config_mod.load(config)
     elif isinstance(config, dict):
         config = config_mod.from_dict(config)
-    prepared = prepare(config, frames)
+    config = config_mod.validate(config)
+    out = _output_folder(config, resume)  # before reading data, which can take minutes
+    # a resume reads the data as the checkpoint's model does: same species, same indices
+    species = tuple(checkpoint_model_config(out / "checkpoints" / "last.ckpt")["species"]) if resume else None
+    prepared = prepare(config, frames, species)
     if config.progress:
         print(describe(prepared))
     return fit(config, prepared, resume=resume, stop_after=stop_after)
