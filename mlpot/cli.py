@@ -29,6 +29,21 @@ def main(argv=None) -> int:
         # User errors (bad file, bad option, bad structure): one clear line, no traceback.
         print(f"mlpot {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        # Ctrl-C is a user's choice, not a crash: say what is kept and how to go on; 130 = 128 + SIGINT.
+        print(f"mlpot {args.command}: interrupted{_after_interrupt(args)}", file=sys.stderr)
+        return 130
+
+
+def _after_interrupt(args) -> str:
+    """What a run stopped by Ctrl-C leaves usable (checkpoints and restart files are replaced whole)."""
+    if args.command == "train":
+        return "; checkpoints written so far are intact — rerun with --resume to continue from the last one"
+    if args.command == "md" and args.restart:
+        return f"; rerun the same command to continue from the last write of {args.restart}"
+    if args.command == "md":
+        return "; frames and log lines written so far are kept, but without --restart FILE a rerun starts over"
+    return ""
 
 
 if __name__ == "__main__":

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
+import os
+import sys
 from pathlib import Path
+
+LABELS = ("energy", "forces", "stress")
+STEMS = {"energy": "energ", "forces": "force", "stress": "stress"}  # spot REF_energy, DFT_force, ...
 
 EVAL_KEYS = (
     "energy_mae",
@@ -16,6 +22,9 @@ EVAL_KEYS = (
     "stress_mae",
     "stress_rmse",
     "n_frames",
+    "n_frames_energy",
+    "n_frames_forces",
+    "n_frames_stress",
 )
 
 
@@ -43,12 +52,17 @@ def _cmd_train(args) -> int:
 
 def _cmd_eval(args) -> int:
     from mlpot.training import plots
-    from mlpot.training.metrics import format_groups, format_table
+    from mlpot.training.metrics import format_groups, format_table, labelled_frames
     from mlpot.training.run import evaluate_files
 
+    _check_outputs(args)  # a bad output path would only fail after the whole evaluation
+    keys = {q: getattr(args, f"{q}_key") or q for q in LABELS}
     metrics, collected = evaluate_files(
-        args.model, args.data, args.batch_size, args.energy_key, args.forces_key, args.stress_key, args.by
+        args.model, args.data, args.batch_size, keys["energy"], keys["forces"], keys["stress"], args.by
     )
+    counts = labelled_frames(collected)
+    _check_labels(args, keys, counts, metrics["n_frames"])
+    metrics.update({f"n_frames_{q}": counts[q] for q in LABELS})
     print(format_table(metrics))
     if args.by:
         print(format_groups(metrics[f"by_{args.by}"], args.by))
@@ -60,9 +74,66 @@ def _cmd_eval(args) -> int:
         atomic_write(args.json, json.dumps(_finite_or_null(ordered), indent=2, allow_nan=False).encode())
         print(f"metrics JSON: {args.json}")
     plot = Path(args.plot) if args.plot else _default_plot(args)
+    plot.parent.mkdir(parents=True, exist_ok=True)  # as atomic_write does for --json
     plots.parity(collected, plot, ", ".join(Path(p).name for p in args.data))
     print(f"parity plot: {plot}")
     return 0
+
+
+def _check_outputs(args) -> None:
+    """Refuse --json/--plot paths that cannot become files, before any work is done."""
+    for option, value in (("--json", args.json), ("--plot", args.plot)):
+        if not value:
+            continue
+        path = Path(value)
+        if path.is_dir() or value.endswith(("/", os.sep)):
+            example = path / ("metrics.json" if option == "--json" else "parity.png")
+            raise ValueError(f"{option} {value} is a folder; give a file path, e.g. {example}")
+        blocker = next((p for p in path.parents if p.exists()), None)
+        if blocker is not None and not blocker.is_dir():
+            raise ValueError(f"{option} {value}: {blocker} is a file, not a folder")
+
+
+def _check_labels(args, keys: dict, counts: dict, n_frames: int) -> None:
+    """Errors average over the labelled frames only: a key that matches nothing, or only some
+    frames, must be said, not silently turn into fewer quantities or fewer frames."""
+    files = ", ".join(args.data)
+    for q in LABELS:
+        if getattr(args, f"{q}_key") is not None and counts[q] == 0:
+            why = "; only periodic frames have stress" if q == "stress" else ""
+            raise ValueError(f"no frame of {files} has a {q} label '{keys[q]}' (--{q}-key{why})")
+    if counts["energy"] == counts["forces"] == 0:
+        raise ValueError(
+            f"nothing to evaluate: no frame of {files} has an energy label '{keys['energy']}' or a forces label "
+            f"'{keys['forces']}'; {_key_hint(args.data, ('energy', 'forces'))}"
+        )
+    for q in LABELS:
+        # A molecule has no stress: only a partly stress-labelled set is worth a word.
+        if counts[q] < n_frames and (counts[q] or q != "stress"):
+            note = f"note: {q}: {counts[q]} of {n_frames} frames labelled (key '{keys[q]}')"
+            if counts[q]:
+                note += f"; its errors are over those {counts[q]} frames only"
+            elif getattr(args, f"{q}_key") is None:
+                note += f"; {_key_hint(args.data, (q,))}"
+            print(note, file=sys.stderr)
+
+
+def _key_hint(paths, quantities) -> str:
+    """How to point eval at labels stored under other names, naming any likely ones in the first frames."""
+    import ase.io
+
+    found = set()
+    for path in paths:
+        atoms = ase.io.read(path, index=0)
+        results = atoms.calc.results if atoms.calc is not None else {}
+        for name in (*results, *atoms.info, *atoms.arrays):
+            found.update((q, name) for q in quantities if STEMS[q] in name.lower() and name != q)
+    options = " ".join(f"--{q}-key {name}" for q, name in sorted(found))
+    if options:
+        return f"the files have other label names: try {options}"
+    return "if the labels are stored under other names, give them, e.g. " + " ".join(
+        f"--{q}-key REF_{q}" for q in quantities
+    )
 
 
 def _default_plot(args) -> Path:
@@ -113,6 +184,17 @@ def _cmd_learning_curve(args) -> int:
     return 0
 
 
+def _positive_int(text: str) -> int:
+    """argparse type for counts: 0 used to fail deep inside with 'range() arg 3 must not be zero'."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
 def _add_config_args(parser) -> None:
     parser.add_argument("config", help="YAML config (see `mlpot template`)")
     parser.add_argument(
@@ -136,15 +218,15 @@ def register(subparsers) -> None:
     p.add_argument("data", nargs="+", help="labelled structure files")
     p.add_argument("--json", help="write the metrics to this JSON file")
     p.add_argument("--plot", help="parity plot path (default: beside --json, else MODEL_DATA.parity.png here)")
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--batch-size", type=_positive_int, default=8)
     p.add_argument(
         "--by",
         metavar="KEY",
         help="also report errors per value of this atoms.info key, e.g. --by config_type (in the JSON as by_KEY)",
     )
-    p.add_argument("--energy-key", default="energy")
-    p.add_argument("--forces-key", default="forces")
-    p.add_argument("--stress-key", default="stress")
+    # None = not given: the default name may be absent (a note), a name the user gave may not (an error)
+    for q in LABELS:
+        p.add_argument(f"--{q}-key", metavar="NAME", help=f"label name of the {q} (default: {q})")
     p.set_defaults(func=_cmd_eval)
 
     p = subparsers.add_parser("template", help="print a commented default training config")
@@ -157,5 +239,11 @@ def register(subparsers) -> None:
 
     p = subparsers.add_parser("learning-curve", help="test error vs training-set size (log-log plot)")
     _add_config_args(p)
-    p.add_argument("--sizes", type=int, nargs="+", default=[25, 50, 100, 200, 400, 800])
+    p.add_argument(
+        "--sizes",
+        type=_positive_int,
+        nargs="+",
+        help="training-set sizes, each at most the frames left for training "
+        "(default: 25 50 100 200 400 800, those the data has)",
+    )
     p.set_defaults(func=_cmd_learning_curve)

@@ -7,7 +7,7 @@ import json
 import ase.io
 import pytest
 import yaml
-from test_train_helpers import molecules, register_tiny, tiny_model
+from test_train_helpers import TINY, molecules, register_tiny, tiny_model
 
 from mlpot.cli import main
 from mlpot.training.config import KEYS, from_dict
@@ -133,3 +133,139 @@ def test_cv_and_learning_curve(tiny_setup, capsys):
     curve = json.loads((tmp_path / "out" / "learning_curve.json").read_text())
     assert curve["sizes"] == [3, 6] and (tmp_path / "out" / "learning_curve.png").is_file()
     assert "frames: energy MAE" in capsys.readouterr().out
+
+
+@pytest.fixture()
+def model_file(tmp_path, _tiny_model):
+    """An untrained tiny model for H and C: eval's checks are about labels and paths, not accuracy."""
+    from mlpot import ModelConfig, Potential
+
+    path = tmp_path / "tiny.mlpot"
+    Potential.create(ModelConfig(TINY, 3.0, (1, 6), {"num_basis": 3}), 0).save(path)
+    return str(path)
+
+
+def _write(path, frames):
+    ase.io.write(path, frames)
+    return str(path)
+
+
+def _renamed(frames, energy="REF_energy", forces="REF_forces"):
+    """The same frames with their labels under other names (as many data sets store DFT references)."""
+    out = []
+    for atoms in frames:
+        copy = atoms.copy()
+        copy.info[energy] = atoms.calc.results["energy"]
+        copy.arrays[forces] = atoms.calc.results["forces"]
+        out.append(copy)
+    return out
+
+
+def test_eval_refuses_labels_that_match_nothing(model_file, tmp_path, capsys):
+    frames = molecules(5, names=("CH4",))
+    labelled = _write(tmp_path / "eth.xyz", frames)
+    # an explicitly given key that no frame has: an error naming file and key, not fewer quantities
+    assert main(["eval", model_file, labelled, "--forces-key", "REF_forces", "--plot", str(tmp_path / "a.png")]) == 2
+    err = capsys.readouterr().err
+    assert "REF_forces" in err and "eth.xyz" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "a.png").exists()
+    # no labels at all: nothing to evaluate (it printed "frames 5" and drew an empty plot)
+    bare = _write(tmp_path / "bare.xyz", [atoms.copy() for atoms in frames])
+    assert main(["eval", model_file, bare, "--plot", str(tmp_path / "b.png")]) == 2
+    err = capsys.readouterr().err
+    assert "nothing to evaluate" in err and "--energy-key" in err and not (tmp_path / "b.png").exists()
+    # labels under other names, default keys: the error names them
+    renamed = _write(tmp_path / "ref.xyz", _renamed(frames))
+    assert main(["eval", model_file, renamed]) == 2
+    err = capsys.readouterr().err
+    assert "--energy-key REF_energy" in err and "--forces-key REF_forces" in err
+
+
+def test_eval_says_which_labels_cover_which_frames(model_file, tmp_path, capsys):
+    frames = molecules(6, names=("CH4",))
+    # energy under another name, forces under the default: it reported forces only, without a word
+    path = _write(tmp_path / "mixed.xyz", _renamed(frames, forces="forces"))
+    report = tmp_path / "mixed.json"
+    assert main(["eval", model_file, path, "--json", str(report)]) == 0
+    err = capsys.readouterr().err
+    assert "energy: 0 of 6 frames labelled" in err and "--energy-key REF_energy" in err
+    assert json.loads(report.read_text())["n_frames_energy"] == 0
+    assert main(["eval", model_file, path, "--energy-key", "REF_energy", "--json", str(report)]) == 0
+    metrics = json.loads(report.read_text())
+    assert metrics["n_frames_energy"] == metrics["n_frames_forces"] == 6 and "energy_mae" in metrics
+    # one frame without energy: the energy error is over 5 frames, and that is said
+    frames[2].calc.results.pop("energy")
+    partial = _write(tmp_path / "partial.xyz", frames)
+    capsys.readouterr()
+    assert main(["eval", model_file, partial, "--json", str(report)]) == 0
+    assert "energy: 5 of 6 frames labelled" in capsys.readouterr().err
+    metrics = json.loads(report.read_text())
+    assert metrics["n_frames"] == 6 and metrics["n_frames_energy"] == 5 and metrics["n_frames_forces"] == 6
+    assert metrics["n_frames_stress"] == 0
+
+
+def test_eval_batch_size_must_be_positive(model_file, tmp_path, capsys):
+    data = _write(tmp_path / "frames.xyz", molecules(2, names=("CH4",)))
+    with pytest.raises(SystemExit) as exit_info:  # argparse: usage and one error line, code 2
+        main(["eval", model_file, data, "--batch-size", "0"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--batch-size: must be a positive integer, got 0" in err and "range()" not in err
+
+
+def test_eval_output_paths(model_file, tmp_path, capsys):
+    data = _write(tmp_path / "frames.xyz", molecules(3, names=("CH4",)))
+    # a plot in a folder that does not exist yet: made, as for --json
+    assert main(["eval", model_file, data, "--plot", str(tmp_path / "new" / "p.png")]) == 0
+    assert (tmp_path / "new" / "p.png").is_file()
+    capsys.readouterr()
+    # a folder as --json or --plot: refused before evaluating (it was an IsADirectoryError traceback)
+    for option in ("--json", "--plot"):
+        assert main(["eval", model_file, data, option, str(tmp_path / "new")]) == 2
+        captured = capsys.readouterr()
+        assert f"{option} {tmp_path / 'new'} is a folder" in captured.err and "frames" not in captured.out
+
+
+def test_learning_curve_refuses_unusable_sizes(tiny_setup, capsys):
+    _tmp_path, path, _ = tiny_setup
+    # 12 frames: 1 test, 2 validation, 9 left for training; 500 was dropped without a word
+    assert main(["learning-curve", str(path), "--sizes", "3", "500"]) == 2
+    err = capsys.readouterr().err
+    assert "size(s) 500 exceed the 9 frames left for training" in err
+    # without --sizes the default ladder (25, 50, ...) stops at the data: here not even its first rung fits
+    assert main(["learning-curve", str(path)]) == 2
+    assert "only 9 frames are left for training" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["learning-curve", str(path), "--sizes", "0", "3"])
+    assert exit_info.value.code == 2 and "must be a positive integer, got 0" in capsys.readouterr().err
+    from mlpot.training.config import load
+    from mlpot.training.selection import learning_curve
+
+    with pytest.raises(ValueError, match="at least 1"):
+        learning_curve(load(path), [0, 3])
+
+
+@pytest.mark.parametrize(
+    ("argv", "hint"),
+    [
+        (["train", "config.yaml"], "rerun with --resume"),
+        (["md", "m.mlpot", "s.xyz", "--steps", "9", "--restart", "r.npz"], "rerun the same command"),
+        (["md", "m.mlpot", "s.xyz", "--steps", "9"], "without --restart FILE a rerun starts over"),
+    ],
+)
+def test_ctrl_c_is_one_line_and_exit_code_130(monkeypatch, capsys, argv, hint):
+    from md import cli as md_cli
+    from mlpot import train_cli
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_cli, "_cmd_train", interrupted)
+    monkeypatch.setattr(md_cli, "main", interrupted)
+    try:
+        code = main(argv)
+    except KeyboardInterrupt:  # escaping, it would stop the whole pytest session
+        pytest.fail("KeyboardInterrupt escaped main() (a traceback for the user)")
+    assert code == 130
+    err = capsys.readouterr().err
+    assert err.startswith(f"mlpot {argv[0]}: interrupted") and hint in err and len(err.splitlines()) == 1

@@ -9,6 +9,9 @@ predictions; ``summarise`` turns a list of those into the metrics dict:
   forces_mae_<El> / forces_rmse_<El>                      per element
   stress_mae / stress_rmse / stress_r2                    eV/Å^3 (frames with stress)
   n_frames
+
+``labelled_frames`` counts, per quantity, the frames that carry that label:
+errors average over those frames only, which ``n_frames`` alone would hide.
 """
 
 from __future__ import annotations
@@ -27,15 +30,22 @@ def collect(pred, labels: Labels, graph: Graph, species) -> dict:
     e_mask = np.asarray(labels.energy_mask) & graph_mask
     node_mask = np.asarray(graph.node_mask) & np.asarray(labels.forces_mask)[np.asarray(graph.node_graph)]
     s_mask = np.asarray(labels.stress_mask) & graph_mask
+    f_mask = np.asarray(labels.forces_mask) & graph_mask
     energy = np.asarray(pred.energy)
     return {
         "n_frames": int(graph_mask.sum()),
+        "labelled_frames": {"energy": int(e_mask.sum()), "forces": int(f_mask.sum()), "stress": int(s_mask.sum())},
         "energy": (energy[e_mask], np.asarray(labels.energy)[e_mask]),
         "n_atoms": n_node[e_mask],
         "forces": (np.asarray(pred.forces)[node_mask], np.asarray(labels.forces)[node_mask]),
         "elements": np.asarray(species)[np.asarray(graph.species)[node_mask]],
         "stress": (np.asarray(pred.stress)[s_mask].reshape(-1), np.asarray(labels.stress)[s_mask].reshape(-1)),
     }
+
+
+def labelled_frames(collected: list[dict]) -> dict:
+    """Frames with an energy, forces and stress label, summed over ``collect`` outputs."""
+    return {key: sum(c["labelled_frames"][key] for c in collected) for key in ("energy", "forces", "stress")}
 
 
 def concatenate(collected: list[dict]) -> dict:

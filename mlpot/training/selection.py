@@ -10,13 +10,15 @@ Both reuse ``fit``; each run gets its own sub-folder of ``output_dir``.
 * ``learning_curve(config, sizes)``: a fixed test set (``test_file`` or
   ``test_fraction``, default 0.1) and a fixed validation set are held out;
   runs train on nested random subsets of growing size of the rest. Test
-  errors vs size are plotted on log-log axes.
+  errors vs size are plotted on log-log axes. Sizes given must fit in the
+  frames left for training; without sizes, ``DEFAULT_SIZES`` up to that many.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +29,7 @@ from mlpot.training.config import TrainConfig
 from mlpot.training.prepare import assemble, read
 from mlpot.training.run import fit
 
+DEFAULT_SIZES = (25, 50, 100, 200, 400, 800)
 KEYS = ("energy_mae_per_atom", "energy_rmse_per_atom", "energy_mae", "forces_mae", "forces_rmse", "stress_mae")
 
 
@@ -43,6 +46,27 @@ def _mean_std(runs: list[dict]) -> dict:
         if values:
             out[key] = {"mean": float(np.mean(values)), "std": float(np.std(values))}
     return out
+
+
+def _usable_sizes(sizes, available: int, held_out: str) -> list[int]:
+    """Sizes asked for must all be run (dropping one silently hid it); the default ladder stops at the data."""
+    if sizes is None:
+        usable = [s for s in DEFAULT_SIZES if s <= available]
+        if not usable:
+            raise ValueError(f"only {available} frames are left for training ({held_out}); give smaller --sizes")
+        if len(usable) < len(DEFAULT_SIZES):
+            skipped = ", ".join(str(s) for s in DEFAULT_SIZES if s > available)
+            warnings.warn(
+                f"default sizes {skipped} skipped: only {available} frames are left for training", stacklevel=3
+            )
+        return usable
+    too_big = sorted({int(s) for s in sizes if int(s) > available})
+    if too_big:
+        raise ValueError(
+            f"training-set size(s) {', '.join(map(str, too_big))} exceed the {available} frames left for training "
+            f"({held_out})"
+        )
+    return sorted({int(s) for s in sizes})
 
 
 def cross_validate(config: TrainConfig, k: int = 5, frames=None) -> dict:
@@ -64,7 +88,9 @@ def cross_validate(config: TrainConfig, k: int = 5, frames=None) -> dict:
     return summary
 
 
-def learning_curve(config: TrainConfig, sizes, frames=None) -> dict:
+def learning_curve(config: TrainConfig, sizes=None, frames=None) -> dict:
+    if sizes is not None and any(int(s) < 1 for s in sizes):
+        raise ValueError(f"training-set sizes must be at least 1, got {sorted(int(s) for s in sizes)}")
     frames = read(config, config.train_file) if frames is None else frames
     rng = np.random.default_rng(config.seed)
     order = rng.permutation(len(frames))
@@ -74,9 +100,9 @@ def learning_curve(config: TrainConfig, sizes, frames=None) -> dict:
         n_test = max(1, round((config.test_fraction or 0.1) * len(frames)))
         test, pool = [frames[k] for k in order[:n_test]], [frames[k] for k in order[n_test:]]
     pool, valid = _split_valid(pool, config.valid_fraction, config.seed)
-    sizes = sorted({int(s) for s in sizes if 0 < int(s) <= len(pool)})
-    if not sizes:
-        raise ValueError(f"no usable training-set sizes: at most {len(pool)} frames are available")
+    held_out = f"of {len(frames)} read, {len(valid)} are held out for validation"
+    held_out += "" if config.test_file else f" and {len(test)} for test"
+    sizes = _usable_sizes(sizes, len(pool), held_out)
     runs = []
     for size in sizes:  # nested subsets: pool is already a random order
         run_config = dataclasses.replace(config, output_dir=str(Path(config.output_dir) / f"n_{size}"))
