@@ -4,7 +4,9 @@ Units at the command line are the ones people type: fs, K, GPa, 1/fs. With
 ``--restart FILE``: when FILE exists the run continues from it exactly
 (appending to the trajectory and log) up to ``--steps`` in all, so re-running
 the command of a killed run finishes that run; the state is written to FILE
-(atomically) every ``--interval`` steps and at the end.
+(atomically) every ``--interval`` steps and at the end, with a fingerprint of the
+model so that a restart with another model is refused. A fresh run (no restart
+file yet) refuses to replace an existing trajectory or log unless ``--overwrite``.
 """
 
 from __future__ import annotations
@@ -54,9 +56,106 @@ def register(subparsers) -> None:
     p.add_argument("--interval", type=int, default=10, help="steps between frames/log lines/restart writes")
     p.add_argument("--seed", type=int, default=0, help="seed for velocities and Langevin noise")
     p.add_argument("--restart", default=None, help="restart file: continued from when it exists, always written")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="let a fresh run replace an existing --traj/--log (a run continuing from --restart appends)",
+    )
     p.add_argument("--max-temperature", type=float, default=None, help="K; stop above it (default max(1e4, 5 T))")
     p.add_argument("--min-distance", type=float, default=0.5, help="Å; stop when two atoms come closer")
     p.set_defaults(func=main)
+
+
+# option, attribute, whether a value is allowed, the rule in words. NaN fails every comparison.
+_RULES = (
+    ("--steps", "steps", lambda v: v >= 0, ">= 0"),
+    ("--dt", "dt", lambda v: v > 0, "> 0 fs"),
+    ("--interval", "interval", lambda v: v >= 1, ">= 1"),
+    ("--temperature", "temperature", lambda v: v >= 0, ">= 0 K"),
+    ("--friction", "friction", lambda v: v >= 0, ">= 0 1/fs"),
+    ("--tdamp", "tdamp", lambda v: v is None or v > 0, "> 0 fs"),
+    ("--taup", "taup", lambda v: v > 0, "> 0 fs"),
+    ("--compressibility", "compressibility", lambda v: v >= 0, ">= 0 1/GPa"),
+    ("--skin", "skin", lambda v: v > 0, "> 0 Å"),  # with 0 the first step after a build stops the run
+    ("--max-temperature", "max_temperature", lambda v: v is None or v > 0, "> 0 K"),  # 0 meant the default
+    ("--min-distance", "min_distance", lambda v: v >= 0, ">= 0 Å"),
+)
+
+
+def _check_options(args) -> None:
+    """Refuse values with no physical meaning (a negative temperature silently started at 0 K)."""
+    broken = [
+        f"{option} {getattr(args, name):g} (must be {rule})"
+        for option, name, allowed, rule in _RULES
+        if not allowed(getattr(args, name))
+    ]
+    if broken:
+        raise ValueError(f"invalid {'; '.join(broken)}")
+
+
+def _check_output_path(option: str, path: str) -> None:
+    """An output must be a file name whose folder exists or can be made: say so now, not in a traceback mid-run."""
+    target = Path(path)
+    if target.is_dir():
+        raise ValueError(f"{option} {path}: is a directory; give a file name")
+    existing = next(parent for parent in target.parents if parent.exists())  # "." at worst
+    if not existing.is_dir():
+        raise ValueError(f"{option} {path}: {existing} is a file, not a directory")
+
+
+def _check_outputs(args, continuing: bool) -> None:
+    """Usable, distinct output paths; a fresh run must not truncate another run's trajectory or log."""
+    outputs = [(o, p) for o, p in (("--traj", args.traj), ("--log", args.log), ("--restart", args.restart)) if p]
+    for option, path in outputs:
+        _check_output_path(option, path)
+    for i, (option, path) in enumerate(outputs):
+        for other, other_path in outputs[i + 1 :]:
+            if Path(path).resolve() == Path(other_path).resolve():
+                raise ValueError(f"{option} and {other} are the same file {path}; give each its own")
+    if continuing or args.overwrite:
+        return  # a continuation appends; --overwrite asked for the replacement
+    # An empty file holds nothing to lose (e.g. made by mktemp).
+    taken = [f"{o} {p}" for o, p in outputs if o != "--restart" and _non_empty(p)]
+    if taken:
+        why = f" (--restart {args.restart} does not exist, so this is a new run)" if args.restart else ""
+        exist, them = ("exists", "it") if len(taken) == 1 else ("exist", "them")
+        raise ValueError(
+            f"{' and '.join(taken)} already {exist}{why}: continue that run with its --restart FILE, "
+            f"or pass --overwrite to replace {them}"
+        )
+
+
+def _non_empty(path: str) -> bool:
+    return Path(path).is_file() and Path(path).stat().st_size > 0
+
+
+def _read_structure(args):
+    """The start frame, with one-line errors for files ASE cannot read."""
+    path = Path(args.structure)
+    if not path.exists():
+        raise FileNotFoundError(f"structure file {args.structure} does not exist")
+    try:
+        return ase.io.read(args.structure, index=args.index)
+    except (StopIteration, IndexError):
+        raise ValueError(f"{args.structure}: has no frame {args.index}") from None
+    except ase.io.formats.UnknownFileTypeError as err:
+        raise ValueError(f"{args.structure}: {err}") from None
+    except OSError as err:  # ASE reads a directory as a BundleTrajectory, and fails on any other
+        what = "is a directory, not a structure file" if path.is_dir() else "cannot be read"
+        raise ValueError(f"{args.structure}: {what} ({err})") from None
+
+
+def _check_model(path, restart: dict, fingerprint: str, model: str) -> None:
+    """Continuing with another potential would make the energy jump mid-run without a word."""
+    if restart["model"] is None:  # written before restarts recorded their model: nothing to compare
+        print(f"mlpot md: warning: {path} does not record its model; cannot check it was {model}", file=sys.stderr)
+        return
+    saved, name = restart["model"]
+    if saved != fingerprint:
+        raise ValueError(
+            f"{path}: the run it continues used model {name} (sha256 {saved[:12]}), not {model} "
+            f"(sha256 {fingerprint[:12]}). Use that model, or start a new run (another --restart file)"
+        )
 
 
 def _settings(args) -> dict:
@@ -97,33 +196,32 @@ def _check_same_settings(path, saved, now) -> None:
 
 
 def build(args):
-    """(simulation, atoms, restarting) for the parsed arguments."""
+    """(simulation, atoms, restarting, model fingerprint or None) for the parsed arguments.
+
+    Every user error (options, paths, files, a mismatched restart) is raised here, before MD starts.
+    """
     from md.forces import potential_forces
     from md.integrators import params
-    from md.io import load_restart
+    from md.io import load_restart, model_fingerprint
     from md.simulation import Simulation, maxwell_boltzmann
     from mlpot.potential import load
 
-    if args.steps < 0 or args.dt <= 0 or args.interval < 1:
-        raise ValueError("--steps must be >= 0, --dt > 0 and --interval >= 1")
+    _check_options(args)
+    continuing = bool(args.restart) and Path(args.restart).is_file()
+    _check_outputs(args, continuing)
     potential = load(args.model)
-    if not Path(args.structure).exists():
-        raise FileNotFoundError(f"structure file {args.structure} does not exist")
-    try:
-        atoms = ase.io.read(args.structure, index=args.index)
-    except (StopIteration, IndexError):
-        raise ValueError(f"{args.structure}: has no frame {args.index}") from None
-    except ase.io.formats.UnknownFileTypeError as err:
-        raise ValueError(f"{args.structure}: {err}") from None
+    atoms = _read_structure(args)
     settings = params(**_settings(args))
+    fingerprint = model_fingerprint(potential) if args.restart else None  # only restarts record it
     restart = None
-    if args.restart and Path(args.restart).exists():
+    if continuing:
         restart = load_restart(args.restart)
         if restart["ensemble"] != args.ensemble:
             raise ValueError(f"{args.restart}: written by a {restart['ensemble']} run, not {args.ensemble}")
         if not np.array_equal(restart["numbers"], atoms.numbers):
             raise ValueError(f"{args.restart}: its atoms do not match {args.structure}")
         _check_same_settings(args.restart, restart["params"], settings)
+        _check_model(args.restart, restart, fingerprint, args.model)
     elif args.temperature > 0:
         maxwell_boltzmann(atoms, args.temperature, args.seed)
     forces = potential_forces(
@@ -143,7 +241,7 @@ def build(args):
         min_distance=args.min_distance,
         restart=restart,
     )
-    return sim, atoms, restart is not None
+    return sim, atoms, restart is not None, fingerprint
 
 
 def main(args) -> int:
@@ -153,7 +251,7 @@ def main(args) -> int:
     from md.simulation import MDError
 
     try:
-        sim, atoms, restarting = build(args)
+        sim, atoms, restarting, fingerprint = build(args)
     except MDError as err:  # the start structure itself is unphysical
         print(f"mlpot md: error: {err}", file=sys.stderr)
         return 1
@@ -173,7 +271,8 @@ def main(args) -> int:
 
     def write_restart(s):
         capacity = s.neighbours.capacity
-        save_restart(args.restart, args.ensemble, s.state, s.params, s.reference, capacity, atoms.numbers)
+        model = (fingerprint, args.model)
+        save_restart(args.restart, args.ensemble, s.state, s.params, s.reference, capacity, atoms.numbers, model)
 
     if args.restart:
         sim.attach(write_restart, args.interval)

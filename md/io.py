@@ -2,11 +2,13 @@
 
 Every frame and log line is flushed as it is written, so after a crash or a
 stopped run everything up to the last good frame is on disk and readable.
-Restart files are npz written atomically (temp file + rename).
+Restart files are npz written atomically (temp file + rename); they record a
+fingerprint of the model, so that a restart cannot silently switch potentials.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 from pathlib import Path
 
@@ -18,9 +20,18 @@ from ase.calculators.singlepoint import SinglePointCalculator
 from ase.stress import full_3x3_to_voigt_6_stress
 
 from md.integrators import MDState, Params
-from mlpot.modelfile import atomic_write
+from mlpot.modelfile import atomic_write, to_bytes
 
-RESTART_VERSION = 1
+RESTART_VERSION = 1  # model_sha256/model_name were added without a bump: older readers ignore them
+
+
+def model_fingerprint(potential) -> str:
+    """sha256 of the model's config and parameters, the things its forces depend on.
+
+    Not of the file's bytes: the file also holds training metadata, and re-saving the same
+    model with other metadata must not break a restart.
+    """
+    return hashlib.sha256(to_bytes(potential)).hexdigest()
 
 
 def frame_atoms(template: Atoms, state: MDState, with_stress: bool) -> Atoms:
@@ -64,7 +75,11 @@ class TrajectoryWriter:
         if self._traj is not None:
             self._traj.write(atoms)  # ASE's Trajectory writes each frame completely
         else:
-            ase.io.write(self._file, atoms, format="extxyz")
+            # Formatted in memory, then one write: Ctrl-C lands between Python calls, so it cannot
+            # cut a frame in half (ASE writes an extxyz frame line by line).
+            buffer = io.StringIO()
+            ase.io.write(buffer, atoms, format="extxyz")
+            self._file.write(buffer.getvalue())
             self._file.flush()
 
     def close(self) -> None:
@@ -130,9 +145,10 @@ class ThermoLog:
         self._file.close()
 
 
-def save_restart(path, ensemble: str, state: MDState, params: Params, reference, capacity, numbers) -> None:
+def save_restart(path, ensemble: str, state: MDState, params: Params, reference, capacity, numbers, model=None) -> None:
     """Everything a bit-identical continuation needs, including where the neighbour
-    list was built (the resumed run rebuilds the same list) and its capacities (edges, active)."""
+    list was built (the resumed run rebuilds the same list) and its capacities (edges, active).
+    ``model``: (fingerprint, file name) of the model the run uses, checked on restart."""
     arrays = {f"state_{k}": np.asarray(v) for k, v in state._asdict().items()}
     arrays.update({f"params_{k}": np.asarray(v) for k, v in params._asdict().items()})
     arrays.update(
@@ -143,13 +159,18 @@ def save_restart(path, ensemble: str, state: MDState, params: Params, reference,
         ensemble=np.asarray(ensemble),
         version=np.asarray(RESTART_VERSION),
     )
+    if model is not None:
+        arrays.update(model_sha256=np.asarray(model[0]), model_name=np.asarray(str(model[1])))
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     atomic_write(path, buffer.getvalue())
 
 
 def load_restart(path) -> dict:
-    """``{"ensemble", "state", "params", "reference": (positions, cell), "capacity", "numbers"}``."""
+    """``{"ensemble", "state", "params", "reference": (positions, cell), "capacity", "numbers", "model"}``.
+
+    ``model`` is (fingerprint, file name), or None for a file written without one (older mlpot).
+    """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"restart file {path} does not exist")
@@ -169,4 +190,5 @@ def load_restart(path) -> dict:
         "reference": (data["reference_positions"], data["reference_cell"]),
         "capacity": tuple(int(c) for c in np.atleast_1d(data["capacity"])),
         "numbers": data["numbers"],
+        "model": (str(data["model_sha256"]), str(data["model_name"])) if "model_sha256" in data else None,
     }

@@ -34,12 +34,17 @@ class MDError(RuntimeError):
 
 
 def maxwell_boltzmann(atoms: Atoms, temperature_K: float, seed: int) -> None:
-    """Momenta drawn at ``temperature_K`` with zero total momentum (in place)."""
+    """Momenta drawn at ``temperature_K`` with zero total momentum (in place): one atom gets none."""
     # ASE 3.29 renamed MaxwellBoltzmannDistribution to thermalize_momenta (same arguments).
     draw = (
         getattr(velocitydistribution, "thermalize_momenta", None) or velocitydistribution.MaxwellBoltzmannDistribution
     )
     draw(atoms, temperature_K=temperature_K, rng=np.random.default_rng(seed))
+    if len(atoms) == 1:
+        # Zero net momentum leaves a lone atom at rest. ASE's Stationary rescales what is left back to
+        # the drawn temperature: 0/0 gave NaN momenta, a rounding residue a random velocity and T.
+        atoms.set_momenta(np.zeros((1, 3)))
+        return
     Stationary(atoms)
 
 

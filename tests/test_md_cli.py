@@ -5,7 +5,7 @@ import csv
 import ase.io
 import numpy as np
 import pytest
-from ase import units
+from ase import Atoms, units
 
 import md
 import mlpot
@@ -22,11 +22,11 @@ def files(tmp_path_factory):
     return folder
 
 
-def _md(files, out, *extra):
+def _md(files, out, *extra, model=None):
     return main(
         [
             "md",
-            str(files / "argon.mlpot"),
+            str(model or files / "argon.mlpot"),
             str(files / "argon.xyz"),
             "--dt",
             "5",
@@ -136,6 +136,86 @@ def test_cli_restart_refuses_other_settings(files, tmp_path, capsys):
     assert _md(files, tmp_path, "--steps", "5", *common) == 0
     code = main(["md", str(files / "argon.mlpot"), str(files / "argon.xyz"), "--steps", "10", "--dt", "2", *common])
     assert code == 2 and "--dt 5 -> 2 fs" in capsys.readouterr().err  # time_fs would be wrong from here on
+
+
+def test_cli_restart_refuses_another_model(files, tmp_path, capsys):
+    other = tmp_path / "other.mlpot"
+    argon_potential(6.0).save(other)  # same element, other energies
+    common = ["--ensemble", "langevin", "--temperature", "60", "--restart", str(tmp_path / "r.npz")]
+    assert _md(files, tmp_path, "--steps", "5", *common) == 0
+    assert _md(files, tmp_path, "--steps", "10", *common, model=other) == 2
+    err = capsys.readouterr().err
+    assert "argon.mlpot" in err and "other.mlpot" in err
+    assert int(load_restart(tmp_path / "r.npz")["state"].step) == 5  # nothing was run with the other model
+
+
+def test_cli_continues_a_restart_file_written_before_model_fingerprints(files, tmp_path, capsys):
+    common = ["--ensemble", "langevin", "--temperature", "60", "--restart", str(tmp_path / "r.npz")]
+    assert _md(files, tmp_path, "--steps", "5", *common) == 0
+    with np.load(tmp_path / "r.npz") as data:
+        old = {k: data[k] for k in data.files if not k.startswith("model_")}
+    np.savez(tmp_path / "r.npz", **old)
+    assert _md(files, tmp_path, "--steps", "10", *common) == 0
+    assert "cannot check" in capsys.readouterr().err
+    assert int(load_restart(tmp_path / "r.npz")["state"].step) == 10
+
+
+def test_cli_refuses_to_overwrite_the_output_of_another_run(files, tmp_path, capsys):
+    assert _md(files, tmp_path, "--steps", "10") == 0
+    for extra in ([], ["--restart", str(tmp_path / "new.npz")]):  # a restart file that does not exist yet
+        assert _md(files, tmp_path, "--steps", "5", *extra) == 2
+        err = capsys.readouterr().err
+        assert "t.xyz" in err and "--restart FILE" in err and "--overwrite" in err
+    assert len(ase.io.read(tmp_path / "t.xyz", ":")) == 3  # untouched
+    assert len((tmp_path / "log.csv").read_text().splitlines()) == 4
+    assert _md(files, tmp_path, "--steps", "5", "--overwrite") == 0
+    assert [f.info["step"] for f in ase.io.read(tmp_path / "t.xyz", ":")] == [0, 5]
+
+
+def test_cli_rejects_directories_and_unusable_output_paths_before_running(files, tmp_path, capsys):
+    model, start, ok = str(files / "argon.mlpot"), str(files / "argon.xyz"), str(tmp_path / "ok.xyz")
+    (tmp_path / "afile").write_text("")
+    cases = [  # (arguments after MODEL, the path the message must name)
+        ([str(tmp_path), "--traj", ok], str(tmp_path)),
+        ([start, "--log", str(tmp_path), "--traj", ok], str(tmp_path)),
+        ([start, "--traj", str(tmp_path)], str(tmp_path)),
+        ([start, "--restart", str(tmp_path), "--traj", ok], str(tmp_path)),
+        ([start, "--log", str(tmp_path / "afile" / "x.csv"), "--traj", ok], str(tmp_path / "afile")),
+        ([start, "--log", ok, "--traj", ok], ok),
+    ]
+    for argv, named in cases:
+        assert main(["md", model, *argv, "--steps", "5"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and err.startswith("mlpot md: error:") and named in err, err
+    assert [p.name for p in tmp_path.iterdir()] == ["afile"]  # refused before any MD started
+
+
+def test_cli_rejects_unphysical_settings(files, capsys):
+    for option, value in [
+        ("--temperature", "-300"),
+        ("--friction", "-0.01"),
+        ("--tdamp", "0"),
+        ("--taup", "-5"),
+        ("--compressibility", "-0.01"),
+        ("--skin", "0"),
+        ("--min-distance", "-1"),
+        ("--max-temperature", "0"),
+        ("--temperature", "nan"),
+    ]:
+        argv = ["md", str(files / "argon.mlpot"), str(files / "argon.xyz"), "--steps", "5", option, value]
+        assert main(argv) == 2, option
+        assert f"{option} {value}" in capsys.readouterr().err
+
+
+def test_a_single_atom_starts_at_rest(files, tmp_path):
+    """Zero net momentum leaves one free atom no velocity at all (ASE's Stationary gave it NaN or a random T)."""
+    ase.io.write(tmp_path / "one.xyz", Atoms("Ar", positions=[[0.1, 0.2, 0.3]], cell=[5.0] * 3, pbc=True))
+    for seed in ("0", "1"):
+        log = tmp_path / f"log{seed}.csv"
+        argv = ["md", str(files / "argon.mlpot"), str(tmp_path / "one.xyz"), "--steps", "2", "--interval", "1"]
+        assert main([*argv, "--temperature", "300", "--seed", seed, "--log", str(log)]) == 0
+        rows = list(csv.DictReader(log.read_text().splitlines()))
+        assert [float(r["temperature_K"]) for r in rows] == [0.0, 0.0, 0.0]
 
 
 def test_a_run_killed_between_a_frame_and_its_restart_file_resumes_without_duplicates(files, tmp_path):
