@@ -20,15 +20,6 @@ from ase.build import bulk, molecule
 from mlpot import ModelConfig, Potential
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = ROOT.parent / "shared" / "data"
-
-
-def shared_file(relative: str) -> Path:
-    """A file from ../shared/data, or skip the test where the clone has no shared folder."""
-    path = SHARED_DATA / relative
-    if not path.exists():
-        pytest.skip(f"shared data not available: {path}")
-    return path
 
 
 def perturbed(potential: Potential, scale: float = 0.3, seed: int = 0) -> Potential:

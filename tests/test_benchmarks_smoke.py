@@ -5,6 +5,7 @@ systems every engine is timed on, so a silent change to them cannot make
 two benchmark runs incomparable.
 """
 
+import os
 import sys
 from pathlib import Path
 
@@ -34,10 +35,11 @@ def test_copper_rattle_is_reproducible_and_seeded():
 
 
 def test_water_replicas_keep_composition_and_density():
-    try:
-        small = structures.water(192)
-    except FileNotFoundError:
+    # Skip only where no data folder exists at all: a renamed data file must fail, not skip.
+    folders = (os.environ.get("MLPOT_DATA"), structures.ROOT.parent / "shared" / "data", "/work/shared/data")
+    if not any(folder and Path(folder).is_dir() for folder in folders):
         pytest.skip("no shared data folder beside this clone")
+    small = structures.water(192)
     for num_atoms in structures.SIZES["water"]:
         atoms = structures.water(num_atoms)
         assert len(atoms) == num_atoms

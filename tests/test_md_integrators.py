@@ -72,13 +72,15 @@ def test_langevin_noise_depends_on_the_seed_and_is_reproducible():
 
 
 def test_nose_hoover_chain_holds_temperature_and_conserves_its_extended_energy():
-    # 108-atom smooth-LJ argon at 60 K starting from 120 K: the NHC must pull the mean T to
-    # 60 K (3N = 324 dof: instantaneous T fluctuates by sqrt(2/324) ~ 8%; the mean over ~60
-    # frames spaced by ~a thermostat period is within ~3%; allow 6%) and conserve
-    # E_pot + E_kin + E_chain (the integrator's shadow energy: drift << kT per atom).
+    # 108-atom smooth-LJ argon on perfect fcc sites with momenta drawn at 120 K: equipartition
+    # alone would settle near 60-65 K, so the target is 100 K, which only a working thermostat
+    # reaches. The NHC must bring the mean T to 100 K (3N = 324 dof: instantaneous T fluctuates by
+    # sqrt(2/324) ~ 8%; the mean over ~60 frames spaced by ~a thermostat period is within ~3%;
+    # allow 6%) and conserve E_pot + E_kin + E_chain (the integrator's shadow energy: drift << kT
+    # per atom).
     atoms = argon_crystal(3, temperature_K=120.0, seed=2)
     tdamp = 100 * units.fs
-    p = params(dt=10 * units.fs, kT=units.kB * 60.0, tdamp=tdamp)
+    p = params(dt=10 * units.fs, kT=units.kB * 100.0, tdamp=tdamp)
     sim = Simulation(smooth_argon_forces(atoms), atoms, "nose-hoover", p)
     sim.run(400)
     rows = []
@@ -86,8 +88,8 @@ def test_nose_hoover_chain_holds_temperature_and_conserves_its_extended_energy()
     sim.run(1600)
     temperatures = np.array([r["temperature"] for r in rows])
     conserved = np.array([r["conserved"] for r in rows])
-    assert temperatures.mean() == pytest.approx(60.0, rel=0.06)
-    assert np.ptp(conserved) < 0.02 * units.kB * 60 * len(atoms)
+    assert temperatures.mean() == pytest.approx(100.0, rel=0.06)
+    assert np.ptp(conserved) < 0.02 * units.kB * 100 * len(atoms)
 
 
 def test_nve_conserves_total_momentum_and_smooth_lj_energy():

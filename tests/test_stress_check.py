@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import ase.io
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 from ase.build import bulk, fcc100
 from ase.calculators.emt import EMT
 from ase.calculators.singlepoint import SinglePointCalculator
-from conftest import shared_file, triclinic_si
+from conftest import triclinic_si
 
 from mlpot import data, stress_check
 
@@ -79,9 +80,10 @@ def test_read_frames_reports_and_optionally_drops_inconsistent_labels(tmp_path):
 
 def test_mlearn_ge_slabs():
     """The real case: Ge surface slabs whose stress the forces contradict by up to 5 meV/Å^3."""
-    path = shared_file("mlearn/Ge_train.xyz")
-    with pytest.warns(UserWarning, match=r"4 frame\(s\).*frame 163: field 'stress': sigma_nn = -6.65"):
-        frames = data.read_frames(path, index="162:173", inconsistent_stress="drop")
+    path = Path(__file__).resolve().parents[1] / "datasets" / "mlearn-Ge-slabs" / "Ge_surfaces.xyz"
+    with pytest.warns(UserWarning, match=r"4 frame\(s\).*frame 1: field 'stress': sigma_nn = -6.65"):
+        frames = data.read_frames(path, inconsistent_stress="drop")
+    assert len(frames) == 11 and frames[1].atoms.info["index_in_file"] == 163  # of mlearn's Ge_train.xyz
     assert all(f.atoms.info["config_type"] == "Surface" for f in frames)
     assert sum(f.stress is None for f in frames) == 4
 
