@@ -45,7 +45,11 @@ def main() -> int:
     print("| system | atoms | pairs | matscipy ms | mlpot (vesin) ms | speed-up | same pairs |")
     print("|---|---:|---:|---:|---:|---:|---|")
     for system, n in [("cu", 108), ("water", 192), ("water", 1536), ("cu", 4000), ("water", 12288), ("cu", 32000)]:
-        atoms = common.initial_atoms(system, n)
+        try:
+            atoms = common.initial_atoms(system, n)
+        except FileNotFoundError as err:  # the water box is in ../shared/data (LGPL: not in the repository)
+            print(f"| {system} | {n:,} | skipped: {err} |", flush=True)
+            continue
         atoms.rattle(0.1, seed=1)
         cell = _search_cell(atoms, args.cutoff)
         t_ms, theirs = best_of(

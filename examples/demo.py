@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 from pathlib import Path
@@ -29,7 +30,11 @@ from mlpot.training.metrics import format_table
 
 
 def main() -> int:
-    config = load(ROOT / "examples" / "ethanol.yaml", sys.argv[1:])
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], epilog="e.g. python examples/demo.py max_time=1"
+    )
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="changes to examples/ethanol.yaml")
+    config = load(ROOT / "examples" / "ethanol.yaml", parser.parse_args().overrides)
     print(f"training {config.model['name']} on {config.train_file} (budget {config.max_time} min)")
     start = time.perf_counter()
     result = train(config)

@@ -104,20 +104,39 @@ class Simulation:
         self.timings = {"chunk_s": 0.0, "chunks": 0, "steps": 0}
         self._compiles_at_start = self._chunk._cache_size()
         if restart is None:
-            self._build(atoms.positions, atoms.cell.array)
-            key = jax.random.PRNGKey(seed)
-            state = blank_state(
-                atoms.positions, atoms.get_momenta(), atoms.get_masses(), atoms.cell.array, key, chain_length
-            )
-            chunk = self._chunk(state, params, self.force_args, self.reference, self._limits(0), True)
-            self.state = chunk.state
-            if int(chunk.status) != OK:
-                raise MDError(self._error_message(int(chunk.status), 0, start=True))
+            self.state = self._start_state(atoms, jax.random.PRNGKey(seed), 0)
         else:
             self.state = jax.tree_util.tree_map(jnp.asarray, restart["state"])
             self._build(*restart["reference"])  # the same list the saved run was using...
             self._fresh = False  # ...which atoms may since have moved away from
         self.start_step = int(self.state.step)
+
+    def _start_state(self, atoms: Atoms, key, step: int):
+        """A state at ``atoms`` with fresh neighbours and forces (a zero-length chunk computes them)."""
+        self._build(atoms.positions, atoms.cell.array)
+        state = blank_state(
+            atoms.positions, atoms.get_momenta(), atoms.get_masses(), atoms.cell.array, key, self.chain_length
+        )
+        state = state._replace(step=jnp.asarray(step, jnp.int64))
+        chunk = self._chunk(state, self.params, self.force_args, self.reference, self._limits(0), True)
+        if int(chunk.status) != OK:
+            self.state = chunk.state  # the message names the closest pair in it
+            raise MDError(self._error_message(int(chunk.status), step, start=True))
+        return chunk.state
+
+    def reset(self, atoms: Atoms) -> None:
+        """Continue from ``atoms`` (positions, momenta, masses, cell edited by the caller).
+
+        The step counter and the random key carry on; the Nosé-Hoover chain restarts at rest,
+        because its variables belong to the old trajectory and ``atoms`` cannot carry them.
+        """
+        if len(atoms) != len(self.template) or (atoms.numbers != self.template.numbers).any():
+            raise ValueError(
+                "atoms: the number or kinds of atoms changed since the simulation started; start a new one"
+            )
+        self.template = atoms.copy()
+        self.template.calc = None
+        self.state = self._start_state(atoms, self.state.key, int(self.state.step))
 
     # -- neighbour list ---------------------------------------------------------------------------
     def _build(self, positions, cell, needed: int = 0) -> None:
@@ -142,8 +161,12 @@ class Simulation:
             raise ValueError(f"interval must be >= 1, not {interval}")
         self.observers.append((function, int(interval)))
 
+    def detach(self, function) -> None:
+        """Stop calling ``function`` (and stopping chunks for it); it may detach itself while called."""
+        self.observers = [(f, k) for f, k in self.observers if f is not function]
+
     def _notify(self, step: int) -> None:
-        for function, interval in self.observers:
+        for function, interval in list(self.observers):  # a copy: an observer may detach itself
             if step % interval == 0:
                 function(self)
 

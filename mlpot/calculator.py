@@ -15,7 +15,7 @@ from ase.calculators.calculator import PropertyNotImplementedError, all_changes
 from ase.stress import full_3x3_to_voigt_6_stress
 
 from mlpot.graph import bucket_size, check_atoms, neighbour_pairs, pad_graph, species_indices
-from mlpot.potential import Potential, load
+from mlpot.potential import Potential, load, shared_predict_fn
 
 
 class Calculator(ASECalculator):
@@ -31,13 +31,15 @@ class Calculator(ASECalculator):
         super().__init__(**kwargs)
         self.potential = potential if isinstance(potential, Potential) else load(potential)
         self.edge_headroom = edge_headroom
-        self._predict = {True: self.potential.predict_fn(True), False: self.potential.predict_fn(False)}
+        # shared by every Calculator of this model: a new one per structure compiles nothing new
+        self._predict = {flag: shared_predict_fn(self.potential, flag) for flag in (True, False)}
         self._capacity = (0, 0)  # (nodes, edges), only grows
+        self._compiles = 0
 
     @property
     def compile_count(self) -> int:
-        """How many programs have been compiled so far (all variants)."""
-        return sum(fn._cache_size() for fn in self._predict.values())
+        """How many programs this calculator's calls have compiled (all variants)."""
+        return self._compiles
 
     def _capacities(self, num_atoms: int, num_edges: int) -> tuple[int, int]:
         nodes, edges = self._capacity
@@ -61,7 +63,10 @@ class Calculator(ASECalculator):
         i, j, shifts = neighbour_pairs(atoms, config.cutoff, where)
         nodes, edges = self._capacities(len(atoms), len(i))
         graph = pad_graph([(atoms, idx, i, j, shifts)], nodes, edges, 2)
-        out = self._predict[periodic](self.potential.params, graph)
+        predict = self._predict[periodic]
+        before = predict._cache_size()
+        out = predict(self.potential.params, graph)
+        self._compiles += predict._cache_size() - before
         n = len(atoms)
         energy = float(out.energy[0])
         if not np.isfinite(energy):

@@ -15,6 +15,7 @@ import os
 import tempfile
 from pathlib import Path
 
+import jax.numpy as jnp
 import msgpack
 import numpy as np
 from flax import traverse_util
@@ -37,8 +38,10 @@ def _encode_params(params) -> dict:
 
 
 def _decode_params(encoded: dict) -> dict:
+    # Device arrays, as a freshly created model has: jit keys its compiled programs on the
+    # argument types too, so numpy parameters would recompile what the model already compiled.
     flat = {
-        key: np.frombuffer(v["data"], dtype=np.dtype(v["dtype"])).reshape(v["shape"]).copy()
+        key: jnp.asarray(np.frombuffer(v["data"], dtype=np.dtype(v["dtype"])).reshape(v["shape"]))
         for key, v in encoded.items()
     }
     return traverse_util.unflatten_dict(flat, sep="/")

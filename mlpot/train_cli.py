@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 LABELS = ("energy", "forces", "stress")
-STEMS = {"energy": "energ", "forces": "force", "stress": "stress"}  # spot REF_energy, DFT_force, ...
 
 EVAL_KEYS = (
     "energy_mae",
@@ -95,18 +94,17 @@ def _check_outputs(args) -> None:
 
 
 def _check_labels(args, keys: dict, counts: dict, n_frames: int) -> None:
+    from mlpot.training.run import label_hint
+
     """Errors average over the labelled frames only: a key that matches nothing, or only some
     frames, must be said, not silently turn into fewer quantities or fewer frames."""
     files = ", ".join(args.data)
+    # (evaluate_files refuses a non-default name that labels nothing, and frames with neither energy
+    # nor forces; here: a default name typed out, and partial labels)
     for q in LABELS:
         if getattr(args, f"{q}_key") is not None and counts[q] == 0:
             why = "; only periodic frames have stress" if q == "stress" else ""
-            raise ValueError(f"no frame of {files} has a {q} label '{keys[q]}' (--{q}-key{why})")
-    if counts["energy"] == counts["forces"] == 0:
-        raise ValueError(
-            f"nothing to evaluate: no frame of {files} has an energy label '{keys['energy']}' or a forces label "
-            f"'{keys['forces']}'; {_key_hint(args.data, ('energy', 'forces'))}"
-        )
+            raise ValueError(f"no frame of {files} has the {q} label '{keys[q]}' (--{q}-key{why})")
     for q in LABELS:
         # A molecule has no stress: only a partly stress-labelled set is worth a word.
         if counts[q] < n_frames and (counts[q] or q != "stress"):
@@ -114,26 +112,8 @@ def _check_labels(args, keys: dict, counts: dict, n_frames: int) -> None:
             if counts[q]:
                 note += f"; its errors are over those {counts[q]} frames only"
             elif getattr(args, f"{q}_key") is None:
-                note += f"; {_key_hint(args.data, (q,))}"
+                note += f"; {label_hint(args.data, (q,))}"
             print(note, file=sys.stderr)
-
-
-def _key_hint(paths, quantities) -> str:
-    """How to point eval at labels stored under other names, naming any likely ones in the first frames."""
-    import ase.io
-
-    found = set()
-    for path in paths:
-        atoms = ase.io.read(path, index=0)
-        results = atoms.calc.results if atoms.calc is not None else {}
-        for name in (*results, *atoms.info, *atoms.arrays):
-            found.update((q, name) for q in quantities if STEMS[q] in name.lower() and name != q)
-    options = " ".join(f"--{q}-key {name}" for q, name in sorted(found))
-    if options:
-        return f"the files have other label names: try {options}"
-    return "if the labels are stored under other names, give them, e.g. " + " ".join(
-        f"--{q}-key REF_{q}" for q in quantities
-    )
 
 
 def _default_plot(args) -> Path:

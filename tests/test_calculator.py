@@ -78,6 +78,21 @@ def test_ase_md_compiles_a_bounded_number_of_times(painn64):
     assert calc.compile_count <= 2
 
 
+def test_a_new_calculator_of_the_same_model_compiles_nothing_new(painn64, tmp_path):
+    # One Calculator per structure (a common ASE pattern) used to build its own jit: a full
+    # recompile for each (2.4 s per ethanol frame against 2 ms).
+    first, second = ethanol(), ethanol()
+    first.calc = Calculator(painn64)
+    first.get_forces()
+    painn64.save(tmp_path / "same.mlpot")
+    for calc in (Calculator(painn64), Calculator(tmp_path / "same.mlpot")):  # the object, or a file of it
+        second.calc = calc
+        second.positions += 0.01
+        second.get_forces()
+        assert calc.compile_count == 0
+    np.testing.assert_allclose(second.get_forces(), Calculator(painn64).get_forces(second), atol=1e-12)
+
+
 def test_stress_only_for_3d_periodic(painn64):
     molecule = ethanol()
     molecule.calc = Calculator(painn64)

@@ -494,3 +494,31 @@ def test_resume_reads_new_data_with_the_checkpoints_elements(tmp_path):
     with pytest.raises(ValueError, match="prepared for elements"):  # the Python API's prepared data, checked too
         fit(longer, assemble(longer, methane[:8] + silicon, methane[8:]), resume=True)
     assert [row["epoch"] for row in run_mod.train(longer, resume=True, frames=methane).history] == [1, 2]
+
+
+def test_evaluate_files_refuses_label_names_that_label_nothing(tmp_path):
+    # The Python API returned energy_mae None (a typo in energy_key), or no metrics at all, silently.
+    from mlpot.training.run import evaluate_files
+
+    frames = _frames(n_mol=4, n_cryst=0)
+    path = tmp_path / "f.xyz"
+    import ase.io
+
+    ase.io.write(path, [f.atoms for f in frames])
+    config = _config(tmp_path, valid_fraction=0.25)
+    potential = run_mod.train(config, frames=frames).potential
+    assert evaluate_files(potential, path)[0]["n_frames"] == 4
+    with pytest.raises(ValueError, match=r"has the energy label 'nope' \(energy_key"):
+        evaluate_files(potential, path, energy_key="nope")
+    bare = [f.atoms.copy() for f in frames]  # copies carry no calculator: no labels at all
+    ase.io.write(tmp_path / "bare.xyz", bare)
+    with pytest.raises(ValueError, match="nothing to evaluate"):
+        evaluate_files(potential, tmp_path / "bare.xyz")
+
+
+def test_cross_validation_takes_a_dict_as_train_does(tmp_path):
+    frames = _frames(n_mol=8, n_cryst=0)
+    values = {**_config(tmp_path, epochs=1, plots=False).to_dict(), "valid_fraction": 0.25}
+    from mlpot.training.selection import cross_validate
+
+    assert cross_validate(values, k=2, frames=frames)["k"] == 2

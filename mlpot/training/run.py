@@ -314,13 +314,18 @@ def load_best_params(out: Path):
     return load(out / "model.mlpot").params
 
 
+def as_config(config) -> config_mod.TrainConfig:
+    """A validated ``TrainConfig`` from a TrainConfig, a dict or a YAML path (what every entry point takes)."""
+    if isinstance(config, (str, Path)):
+        return config_mod.load(config)
+    if isinstance(config, dict):
+        return config_mod.from_dict(config)
+    return config_mod.validate(config)
+
+
 def train(config, resume: bool = False, frames=None, stop_after: int | None = None) -> TrainResult:
     """Python API: ``train(TrainConfig | dict | path)``. See the module docstring for outputs."""
-    if isinstance(config, (str, Path)):
-        config = config_mod.load(config)
-    elif isinstance(config, dict):
-        config = config_mod.from_dict(config)
-    config = config_mod.validate(config)
+    config = as_config(config)
     out = _output_folder(config, resume)  # before reading data, which can take minutes
     # a resume reads the data as the checkpoint's model does: same species, same indices
     species = tuple(checkpoint_model_config(out / "checkpoints" / "last.ckpt")["species"]) if resume else None
@@ -349,6 +354,7 @@ def evaluate_files(
 
     potential = potential if isinstance(potential, Potential) else load(potential)
     frames = data.read_frames(paths, energy_key, forces_key, stress_key, required=(), species=potential.config.species)
+    _check_label_keys(frames, paths, {"energy": energy_key, "forces": forces_key, "stress": stress_key})
     dataset = data.prepare(frames, potential.config.cutoff, potential.config.species)
     if not group_by:
         return evaluate(potential, dataset, batch_size)
@@ -356,6 +362,45 @@ def evaluate_files(
     metrics = summarise(collected)  # the groups partition the frames: each is predicted once
     metrics[f"by_{group_by}"] = groups
     return metrics, collected
+
+
+def _check_label_keys(frames, paths, keys: dict) -> None:
+    """Before any prediction: a label name that is not the default and labels no frame is a typo, and
+    frames without energy or forces leave nothing to evaluate (errors would silently be missing)."""
+    names = ", ".join(str(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths))
+    found = {q: sum(getattr(f, q) is not None for f in frames) for q in keys}
+    for q, key in keys.items():
+        if key != q and found[q] == 0:
+            why = "; only periodic frames have stress" if q == "stress" else ""
+            raise ValueError(f"no frame of {names} has the {q} label '{key}' ({q}_key, --{q}-key{why})")
+    if found["energy"] == found["forces"] == 0:
+        raise ValueError(
+            f"nothing to evaluate: no frame of {names} has an energy label '{keys['energy']}' or a forces label "
+            f"'{keys['forces']}'; {label_hint(paths, ('energy', 'forces'))}"
+        )
+
+
+# parts of label names that say what they hold: REF_energy, DFT_forces, virial_stress, ...
+_STEMS = {"energy": "energ", "forces": "force", "stress": "stress"}
+
+
+def label_hint(paths, quantities) -> str:
+    """How to point evaluation at labels stored under other names, naming likely ones in the first frames."""
+    import ase.io
+
+    paths = [paths] if isinstance(paths, (str, Path)) else paths
+    found = set()
+    for path in paths:
+        atoms = ase.io.read(path, index=0)
+        results = atoms.calc.results if atoms.calc is not None else {}
+        for name in (*results, *atoms.info, *atoms.arrays):
+            found.update((q, name) for q in quantities if _STEMS[q] in name.lower() and name != q)
+    options = " ".join(f"--{q}-key {name}" for q, name in sorted(found))
+    if options:
+        return f"the files have other label names: try {options} ({quantities[0]}_key=... in Python)"
+    return "if the labels are stored under other names, give them, e.g. " + " ".join(
+        f"--{q}-key REF_{q}" for q in quantities
+    )
 
 
 def _evaluate_groups(potential, dataset, batch_size: int, key: str, paths) -> tuple[dict, list]:

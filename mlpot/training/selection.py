@@ -27,7 +27,7 @@ from mlpot.modelfile import atomic_write
 from mlpot.training import plots
 from mlpot.training.config import TrainConfig
 from mlpot.training.prepare import assemble, read
-from mlpot.training.run import fit
+from mlpot.training.run import as_config, fit
 
 DEFAULT_SIZES = (25, 50, 100, 200, 400, 800)
 KEYS = ("energy_mae_per_atom", "energy_rmse_per_atom", "energy_mae", "forces_mae", "forces_rmse", "stress_mae")
@@ -69,7 +69,8 @@ def _usable_sizes(sizes, available: int, held_out: str) -> list[int]:
     return sorted({int(s) for s in sizes})
 
 
-def cross_validate(config: TrainConfig, k: int = 5, frames=None) -> dict:
+def cross_validate(config: TrainConfig | dict | str, k: int = 5, frames=None) -> dict:
+    config = as_config(config)
     if k < 2:
         raise ValueError(f"cross-validation needs k >= 2 folds, got {k}")
     frames = read(config, config.train_file) if frames is None else frames
@@ -88,7 +89,8 @@ def cross_validate(config: TrainConfig, k: int = 5, frames=None) -> dict:
     return summary
 
 
-def learning_curve(config: TrainConfig, sizes=None, frames=None) -> dict:
+def learning_curve(config: TrainConfig | dict | str, sizes=None, frames=None) -> dict:
+    config = as_config(config)
     if sizes is not None and any(int(s) < 1 for s in sizes):
         raise ValueError(f"training-set sizes must be at least 1, got {sorted(int(s) for s in sizes)}")
     frames = read(config, config.train_file) if frames is None else frames

@@ -1,0 +1,259 @@
+"""The ASE-style drivers (md.VelocityVerlet, ...) behave as ase.md's do where users rely on it."""
+
+import io
+from pathlib import Path
+
+import ase.io
+import numpy as np
+import pytest
+from ase import units
+from ase.calculators.emt import EMT
+from ase.md.verlet import VelocityVerlet as AseVelocityVerlet
+
+import md
+import mlpot
+from md.simulation import maxwell_boltzmann
+from md.toy import argon_crystal, argon_potential
+
+ROOT = Path(__file__).resolve().parents[1]
+ETHANOL_MODEL = ROOT / "models" / "ethanol-painn.mlpot"
+DT = 5 * units.fs  # for the argon toy
+
+
+@pytest.fixture(scope="module")
+def argon():
+    return argon_potential(6.5)
+
+
+def _argon_atoms(potential, seed=8):
+    atoms = argon_crystal(2, temperature_K=60.0, seed=seed)
+    atoms.calc = mlpot.Calculator(potential)
+    return atoms
+
+
+# -- edits to the atoms between runs --------------------------------------------------------------------
+
+
+def test_atoms_edited_between_runs_continue_like_a_fresh_driver():
+    start = ase.io.read(ROOT / "datasets" / "ethanol" / "train.xyz", 0)
+    maxwell_boltzmann(start, 300.0, seed=0)
+    atoms = start.copy()
+    atoms.calc = mlpot.Calculator(ETHANOL_MODEL)
+    dyn = md.VelocityVerlet(atoms, 0.5 * units.fs)
+    dyn.run(5)
+    atoms.positions[0] += [0.3, 0.0, 0.0]
+    atoms.set_momenta(np.zeros((len(atoms), 3)))
+    edited = atoms.copy()
+    dyn.run(1)
+    assert dyn.nsteps == 6  # the step counter carries on
+
+    fresh_atoms = edited.copy()
+    fresh_atoms.calc = mlpot.Calculator(ETHANOL_MODEL)
+    md.VelocityVerlet(fresh_atoms, 0.5 * units.fs).run(1)
+    np.testing.assert_allclose(atoms.positions, fresh_atoms.positions, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(atoms.get_momenta(), fresh_atoms.get_momenta(), rtol=0, atol=1e-10)
+    assert atoms.get_potential_energy() == pytest.approx(fresh_atoms.get_potential_energy(), abs=1e-8)
+
+
+def test_an_unedited_second_run_is_bit_identical_to_one_long_run(argon):
+    one, two = _argon_atoms(argon), _argon_atoms(argon)
+    md.Langevin(one, DT, temperature_K=60.0, friction=0.02 / units.fs, seed=3).run(10)
+    dyn = md.Langevin(two, DT, temperature_K=60.0, friction=0.02 / units.fs, seed=3)
+    dyn.run(4)
+    dyn.run(6)
+    assert np.array_equal(one.positions, two.positions)
+    assert np.array_equal(one.get_momenta(), two.get_momenta())
+
+
+def test_momenta_rescaled_before_the_first_run_and_masses_changed_are_used(argon):
+    atoms = _argon_atoms(argon)
+    dyn = md.VelocityVerlet(atoms, DT)
+    atoms.set_momenta(2 * atoms.get_momenta())
+    atoms.set_masses(2 * atoms.get_masses())
+    edited = atoms.copy()
+    dyn.run(3)
+    fresh = edited.copy()
+    fresh.calc = mlpot.Calculator(argon)
+    md.VelocityVerlet(fresh, DT).run(3)
+    np.testing.assert_allclose(atoms.positions, fresh.positions, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(atoms.get_momenta(), fresh.get_momenta(), rtol=0, atol=1e-10)
+
+
+def test_edits_made_by_a_callback_are_adopted_as_between_runs(argon):
+    """A callback that rescales velocities (a hand-made thermostat) acts, as with ASE's drivers."""
+    by_callback, by_hand = _argon_atoms(argon), _argon_atoms(argon)
+    dyn = md.VelocityVerlet(by_callback, DT)
+    dyn.attach(lambda: by_callback.set_momenta(0.5 * by_callback.get_momenta()), -3)
+    dyn.run(6)
+    other = md.VelocityVerlet(by_hand, DT)
+    other.run(3)
+    by_hand.set_momenta(0.5 * by_hand.get_momenta())
+    other.run(3)
+    assert np.array_equal(by_callback.positions, by_hand.positions)
+    assert np.array_equal(by_callback.get_momenta(), by_hand.get_momenta())
+
+
+def test_a_changed_number_or_kind_of_atoms_is_refused(argon):
+    atoms = _argon_atoms(argon)
+    dyn = md.VelocityVerlet(atoms, DT)
+    dyn.run(1)
+    atoms.numbers[0] = 36
+    with pytest.raises(ValueError, match="number or kinds of atoms changed.*new driver"):
+        dyn.run(1)
+    del atoms[0]
+    with pytest.raises(ValueError, match="number or kinds of atoms changed.*new driver"):
+        dyn.run(1)
+
+
+# -- attach ------------------------------------------------------------------------------------------------
+
+
+def _calls(dyn, log):
+    dyn.attach(lambda: log.append(("every 3", dyn.nsteps)), 3)
+    dyn.attach(lambda: log.append(("every 5", dyn.nsteps)), 5)
+    dyn.attach(lambda: log.append(("once at 4", dyn.nsteps)), -4)
+    dyn.attach(lambda: log.append(("once at 20", dyn.nsteps)), -20)
+
+
+def test_callbacks_are_called_at_the_steps_ase_calls_them_with_few_chunks(argon):
+    ours, theirs = _argon_atoms(argon), _argon_atoms(argon)
+    got, want = [], []
+    dyn = md.VelocityVerlet(ours, DT)
+    _calls(dyn, got)
+    ref = AseVelocityVerlet(theirs, DT)
+    _calls(ref, want)
+    dyn.run(15)
+    ref.run(15)
+    assert got == want
+    stops = {3, 4, 5, 6, 9, 10, 12, 15}  # each callback stops the engine only at its own steps
+    assert dyn.simulation.timings["chunks"] == len(stops)
+
+
+def test_attach_interval_zero_or_not_an_integer_is_refused(argon):
+    dyn = md.VelocityVerlet(_argon_atoms(argon), DT)
+    with pytest.raises(ValueError, match="interval"):
+        dyn.attach(print, 0)
+    with pytest.raises(TypeError, match="interval"):
+        dyn.attach(print, 2.5)
+
+
+# -- files, as ASE takes them --------------------------------------------------------------------------------
+
+
+def test_an_open_trajectory_object_is_written_to_and_left_open(argon, tmp_path):
+    atoms = _argon_atoms(argon)
+    traj = ase.io.Trajectory(tmp_path / "md.traj", "w")
+    with md.VelocityVerlet(atoms, DT, trajectory=traj, loginterval=2) as dyn:
+        dyn.run(4)
+    traj.write(atoms)  # still open: the caller owns it, as with ASE
+    traj.close()
+    frames = ase.io.read(tmp_path / "md.traj", ":")
+    assert len(frames) == 4  # steps 0, 2, 4 and the caller's frame
+    assert frames[2].get_potential_energy() == pytest.approx(atoms.get_potential_energy(), abs=1e-10)
+
+
+def test_logfile_dash_writes_to_stdout_and_a_file_object_is_written_to(argon, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    md.VelocityVerlet(_argon_atoms(argon), DT, logfile="-", loginterval=2).run(4)
+    assert not (tmp_path / "-").exists()
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("step,") and [line.split(",")[0] for line in lines[1:]] == ["0", "2", "4"]
+    stream = io.StringIO()
+    md.VelocityVerlet(_argon_atoms(argon), DT, logfile=stream).run(2)
+    assert len(stream.getvalue().splitlines()) == 4 and not stream.closed
+
+
+def test_with_block_closes_the_files_it_opened(argon, tmp_path):
+    with md.VelocityVerlet(
+        _argon_atoms(argon), DT, trajectory=str(tmp_path / "t.xyz"), logfile=str(tmp_path / "l.csv")
+    ) as dyn:
+        dyn.run(2)
+    assert all(writer._file.closed for writer in dyn._writers)
+    assert len(ase.io.read(tmp_path / "t.xyz", ":")) == 3
+
+
+def test_bad_trajectory_and_logfile_arguments_are_named(argon):
+    with pytest.raises(TypeError, match="trajectory"):
+        md.VelocityVerlet(_argon_atoms(argon), DT, trajectory=3)
+    with pytest.raises(TypeError, match="logfile"):
+        md.VelocityVerlet(_argon_atoms(argon), DT, logfile=3)
+
+
+# -- ASE keywords ------------------------------------------------------------------------------------------
+
+
+def test_langevin_rng_draws_the_seed(argon):
+    runs = []
+    for _ in range(2):
+        atoms = _argon_atoms(argon)
+        dyn = md.Langevin(atoms, DT, temperature_K=60.0, friction=0.02 / units.fs, rng=np.random.default_rng(5))
+        dyn.run(3)
+        runs.append(atoms.get_momenta())
+    assert np.array_equal(*runs)
+    with pytest.raises(TypeError, match="seed"):
+        md.Langevin(_argon_atoms(argon), DT, 60.0, 0.02 / units.fs, seed=1, rng=np.random.default_rng(5))
+
+
+def test_fixcm_and_tchain_map_where_they_can(argon):
+    md.Langevin(_argon_atoms(argon), DT, temperature_K=60.0, friction=0.02 / units.fs, fixcm=False)
+    with pytest.raises(ValueError, match="fixcm"):
+        md.Langevin(_argon_atoms(argon), DT, temperature_K=60.0, friction=0.02 / units.fs, fixcm=True)
+    dyn = md.NoseHooverChainNVT(_argon_atoms(argon), DT, temperature_K=60.0, tdamp=100 * DT, tchain=5)
+    dyn.run(2)
+    assert dyn.simulation.state.chain_momenta.shape == (5,)
+    with pytest.raises(ValueError, match="tloop"):
+        md.NoseHooverChainNVT(_argon_atoms(argon), DT, temperature_K=60.0, tdamp=100 * DT, tloop=2)
+
+
+def test_unsupported_keywords_are_named(argon):
+    with pytest.raises(TypeError, match="'temperature'.*temperature_K"):
+        md.NoseHooverChainNVT(_argon_atoms(argon), DT, 60.0, 100 * DT, temperature=0.01)
+    with pytest.raises(TypeError, match="'mystery'"):
+        md.VelocityVerlet(_argon_atoms(argon), DT, mystery=1)
+
+
+def test_append_trajectory_appends(argon, tmp_path):
+    for _ in range(2):
+        with md.VelocityVerlet(
+            _argon_atoms(argon), DT, trajectory=str(tmp_path / "t.xyz"), loginterval=2, append_trajectory=True
+        ) as dyn:
+            dyn.run(2)
+    assert [f.info["step"] for f in ase.io.read(tmp_path / "t.xyz", ":")] == [0, 2, 0, 2]
+
+
+# -- which calculator ----------------------------------------------------------------------------------------
+
+
+def test_potential_and_a_different_calculator_are_refused(argon):
+    atoms = argon_crystal(2)
+    atoms.calc = EMT()
+    with pytest.raises(ValueError, match="potential.*EMT"):
+        md.VelocityVerlet(atoms, DT, potential=argon)
+    atoms.calc = mlpot.Calculator(argon_potential(8.5))
+    with pytest.raises(ValueError, match="potential.*another model"):
+        md.VelocityVerlet(atoms, DT, potential=argon)
+
+
+def test_potential_and_a_calculator_of_the_same_model_are_accepted(argon):
+    atoms = argon_crystal(2)
+    atoms.calc = mlpot.Calculator(argon_potential(6.5))  # an equal model, another object
+    calc = atoms.calc
+    md.VelocityVerlet(atoms, DT, potential=argon).run(2)
+    assert atoms.calc is calc
+    expected = mlpot.Calculator(argon).get_potential_energy(atoms.copy())
+    assert atoms.get_potential_energy() == pytest.approx(expected, abs=1e-10)
+
+
+def test_positional_arguments_are_in_ases_order(argon, tmp_path):
+    # ASE: VelocityVerlet(atoms, timestep, trajectory, logfile, loginterval); the file name used to
+    # land in our `potential` slot.
+    atoms = _argon_atoms(argon)
+    with md.VelocityVerlet(atoms, DT, str(tmp_path / "t.traj"), str(tmp_path / "log.csv"), 2) as dyn:
+        dyn.run(4)
+    assert [frame.info.get("step", k * 2) for k, frame in enumerate(ase.io.read(tmp_path / "t.traj", ":"))] == [
+        0,
+        2,
+        4,
+    ]
+    with pytest.raises(TypeError):
+        md.VelocityVerlet(atoms, DT, None, None, 1, argon)  # potential is keyword-only
