@@ -30,7 +30,6 @@ import numbers
 import os
 import sys
 from collections.abc import Callable
-from typing import Self
 
 import ase.units
 import numpy as np
@@ -90,6 +89,10 @@ class Dynamics:
             self._attach_log(logfile, loginterval)
 
     def _attach_trajectory(self, trajectory, loginterval: int, append: bool) -> None:
+        if isinstance(trajectory, Potential) or str(trajectory).endswith(".mlpot"):
+            # The third positional argument was `potential` before it followed ASE's order: opening a
+            # model file as a trajectory would overwrite it.
+            raise TypeError(f"trajectory: {trajectory!r} is a model; pass it as potential=")
         if isinstance(trajectory, (str, os.PathLike)):
             writer = TrajectoryWriter(trajectory, append=append)
             writer.last_step = -1  # this run counts from step 0 again: append all its frames, as ASE does
@@ -194,7 +197,7 @@ class Dynamics:
         for writer in self._writers:
             writer.close()
 
-    def __enter__(self) -> Self:
+    def __enter__(self):  # -> Self (typing.Self needs Python 3.11; we support 3.10)
         return self
 
     def __exit__(self, *exc) -> None:
@@ -228,8 +231,9 @@ def _snapshot(atoms: Atoms) -> tuple:
 
 
 def _check_interval(interval) -> int:
-    if isinstance(interval, bool) or not isinstance(interval, numbers.Integral):
-        raise TypeError(f"interval: expected an integer number of steps, not {interval!r}")
+    whole = isinstance(interval, numbers.Real) and float(interval).is_integer()  # steps / 10 is a float
+    if isinstance(interval, bool) or not whole:
+        raise TypeError(f"interval: expected a whole number of steps, not {interval!r}")
     if interval == 0:
         raise ValueError("interval: 0 is not an interval; give n > 0 (every n steps) or -n (once, at step n)")
     return int(interval)

@@ -38,11 +38,13 @@ def main(argv=None) -> int:
 def _after_interrupt(args) -> str:
     """What a run stopped by Ctrl-C leaves usable (checkpoints and restart files are replaced whole)."""
     if args.command == "train":
-        return "; checkpoints written so far are intact — rerun with --resume to continue from the last one"
+        return "; checkpoints written so far are intact — rerun with --resume to continue from the last one (if any)"
     if args.command == "md" and args.restart:
         return f"; rerun the same command to continue from the last write of {args.restart}"
     if args.command == "md":
-        return "; frames and log lines written so far are kept, but without --restart FILE a rerun starts over"
+        return (
+            "; frames and log lines written so far are kept; without --restart FILE a rerun starts over (--overwrite)"
+        )
     return ""
 
 

@@ -142,7 +142,8 @@ class Potential:
         return self is other
 
 
-_PREDICT_CACHE: dict = {}
+_PREDICT_CACHE: dict = {}  # insertion order = least recently used first
+PREDICT_CACHE_SIZE = 16
 
 
 def shared_predict_fn(potential: Potential, compute_stress: bool = True):
@@ -153,7 +154,11 @@ def shared_predict_fn(potential: Potential, compute_stress: bool = True):
     recompile (2.4 s per ethanol frame instead of 2 ms).
     """
     key = (json.dumps(potential.config.to_dict(), sort_keys=True), compute_stress)
-    if key not in _PREDICT_CACHE:
+    if key in _PREDICT_CACHE:
+        _PREDICT_CACHE[key] = _PREDICT_CACHE.pop(key)  # most recently used last
+    else:
+        if len(_PREDICT_CACHE) >= PREDICT_CACHE_SIZE:  # e.g. an active-learning loop's many models
+            _PREDICT_CACHE.pop(next(iter(_PREDICT_CACHE)))
         _PREDICT_CACHE[key] = potential.predict_fn(compute_stress)
     return _PREDICT_CACHE[key]
 

@@ -250,7 +250,7 @@ def test_learning_curve_refuses_unusable_sizes(tiny_setup, capsys):
     [
         (["train", "config.yaml"], "rerun with --resume"),
         (["md", "m.mlpot", "s.xyz", "--steps", "9", "--restart", "r.npz"], "rerun the same command"),
-        (["md", "m.mlpot", "s.xyz", "--steps", "9"], "without --restart FILE a rerun starts over"),
+        (["md", "m.mlpot", "s.xyz", "--steps", "9"], "without --restart FILE a rerun starts over (--overwrite)"),
     ],
 )
 def test_ctrl_c_is_one_line_and_exit_code_130(monkeypatch, capsys, argv, hint):

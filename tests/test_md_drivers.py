@@ -260,3 +260,15 @@ def test_positional_arguments_are_in_ases_order(argon, tmp_path):
     ]
     with pytest.raises(TypeError):
         md.VelocityVerlet(atoms, DT, None, None, 1, argon)  # potential is keyword-only
+
+
+def test_a_model_file_in_the_old_potential_slot_is_refused_not_overwritten(argon, tmp_path):
+    # The third positional argument used to be the potential; now ASE's trajectory. Opening a
+    # model file for writing would destroy it.
+    argon.save(tmp_path / "m.mlpot")
+    before = (tmp_path / "m.mlpot").read_bytes()
+    with pytest.raises(TypeError, match="potential="):
+        md.VelocityVerlet(_argon_atoms(argon), DT, str(tmp_path / "m.mlpot"))
+    with pytest.raises(TypeError, match="potential="):
+        md.VelocityVerlet(_argon_atoms(argon), DT, argon)
+    assert (tmp_path / "m.mlpot").read_bytes() == before

@@ -522,3 +522,32 @@ def test_cross_validation_takes_a_dict_as_train_does(tmp_path):
     from mlpot.training.selection import cross_validate
 
     assert cross_validate(values, k=2, frames=frames)["k"] == 2
+
+
+def test_numpy_scalars_and_tuples_of_paths_are_accepted_as_the_api_did():
+    config = TrainConfig(
+        train_file=("a.xyz", "b.xyz"), epochs=np.int64(10), batch_size=np.int32(4), plots=np.bool_(True)
+    )
+    checked = config.replace(model={"name": "painn", "features": np.int64(8)})
+    assert checked.epochs == 10 and isinstance(checked.epochs, int) and checked.model["features"] == 8
+
+
+def test_cross_validation_runs_every_fold_when_an_element_is_rare(tmp_path):
+    # Species from the training part only would stop the study at the fold whose training part lacks
+    # the rare element, after the earlier folds had trained.
+    frames = _frames(n_mol=6, n_cryst=1)  # one Si crystal among CH4
+    frames = [
+        f._replace(stress=None if f.stress is None else data.voigt_6_to_full_3x3_stress(f.stress)) for f in frames
+    ]
+    from mlpot.training.selection import cross_validate
+
+    config = _config(tmp_path, epochs=1, plots=False, valid_fraction=0.25)
+    assert len(cross_validate(config, k=2, frames=frames)["folds"]) == 2
+
+
+def test_a_stress_key_on_molecules_only_is_not_an_error(tmp_path):
+    from mlpot.training.prepare import prepare
+
+    frames = _frames(n_mol=8, n_cryst=0)
+    config = _config(tmp_path, stress_key="REF_stress", valid_fraction=0.25)
+    assert prepare(config, frames).train.frames

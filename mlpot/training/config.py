@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 from mlpot.models import MODELS
@@ -179,7 +181,7 @@ def _typed(config: TrainConfig, where: str) -> TrainConfig:
         if value is not None and kind in ("float", "int", "bool"):
             changes[f.name] = _number(value, kind, f"{where}: {f.name}")
         elif value is not None and f.type.startswith("str"):
-            paths = value if isinstance(value, list) and "list" in f.type else [value]
+            paths = list(value) if isinstance(value, (list, tuple)) and "list" in f.type else [value]
             if not paths or not all(isinstance(p, (str, Path)) and str(p) for p in paths):
                 raise ValueError(
                     f"{where}: {f.name} must be {'a path or a list of paths' if 'list' in f.type else 'text'}, got {value!r}"
@@ -203,11 +205,12 @@ def _typed(config: TrainConfig, where: str) -> TrainConfig:
 def _number(value, kind: str, what: str):
     """YAML's number as ``kind``. Floats may come as strings: YAML 1.1 reads ``1e3`` (no dot) as one.
     Nothing is truncated or guessed: 2.7 is not an int, and the string "false" is not a bool."""
-    ok = not isinstance(value, bool) or kind == "bool"
+    is_bool = isinstance(value, (bool, np.bool_))
+    ok = not is_bool or kind == "bool"
     if ok and kind == "bool":
-        ok = isinstance(value, bool)
-    elif ok and kind == "int":
-        ok = isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+        ok = is_bool
+    elif ok and kind == "int":  # numpy scalars too (a sweep over np.array([...]))
+        ok = isinstance(value, numbers.Integral) or (isinstance(value, numbers.Real) and float(value).is_integer())
     elif ok:
         try:
             value = float(value)

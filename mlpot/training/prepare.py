@@ -125,10 +125,12 @@ def split_frames(config: TrainConfig, frames):
 def prepare(config: TrainConfig, frames=None, species=None) -> Prepared:
     """Read (unless ``frames`` given), split, fit references and cache neighbour lists."""
     frames = read(config, config.train_file) if frames is None else frames
-    if config.stress_key != "stress" and all(frame.stress is None for frame in frames):
+    periodic = any(all(frame.atoms.pbc) for frame in frames)  # molecules have no stress to label
+    if config.stress_key != "stress" and periodic and all(frame.stress is None for frame in frames):
         # a misspelt key would train without the stress term and say nothing
+        files = config.train_file if isinstance(config.train_file, str) else ", ".join(map(str, config.train_file))
         raise data.InputError(
-            f"{config.train_file}: no periodic training frame has a stress label '{config.stress_key}' (stress_key)"
+            f"{files}: no periodic training frame has a stress label '{config.stress_key}' (stress_key)"
         )
     return assemble(config, *split_frames(config, frames), species=species)
 

@@ -369,8 +369,9 @@ def _check_label_keys(frames, paths, keys: dict) -> None:
     frames without energy or forces leave nothing to evaluate (errors would silently be missing)."""
     names = ", ".join(str(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths))
     found = {q: sum(getattr(f, q) is not None for f in frames) for q in keys}
+    periodic = any(all(f.atoms.pbc) for f in frames)  # only they can carry stress
     for q, key in keys.items():
-        if key != q and found[q] == 0:
+        if key != q and found[q] == 0 and (q != "stress" or periodic):
             why = "; only periodic frames have stress" if q == "stress" else ""
             raise ValueError(f"no frame of {names} has the {q} label '{key}' ({q}_key, --{q}-key{why})")
     if found["energy"] == found["forces"] == 0:

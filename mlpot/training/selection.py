@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mlpot import data
 from mlpot.modelfile import atomic_write
 from mlpot.training import plots
 from mlpot.training.config import TrainConfig
@@ -77,12 +78,15 @@ def cross_validate(config: TrainConfig | dict | str, k: int = 5, frames=None) ->
     if len(frames) < k:
         raise ValueError(f"{len(frames)} frames cannot make {k} folds")
     folds = np.array_split(np.random.default_rng(config.seed).permutation(len(frames)), k)
+    # every fold's model knows every element: a rare one missing from a fold's training part must not
+    # stop the study after hours of earlier folds (its errors then show that fold's gap)
+    species = data.species_of_frames(frames)
     runs = []
     for f, fold in enumerate(folds):
         rest = [frames[i] for i in np.setdiff1d(np.arange(len(frames)), fold)]
         train, valid = _split_valid(rest, config.valid_fraction, config.seed + f)
         run_config = dataclasses.replace(config, output_dir=str(Path(config.output_dir) / f"fold_{f}"))
-        result = fit(run_config, assemble(run_config, train, valid, [frames[i] for i in fold]))
+        result = fit(run_config, assemble(run_config, train, valid, [frames[i] for i in fold], species))
         runs.append(result.test_metrics)
     summary = {"k": k, "folds": runs, "summary": _mean_std(runs)}
     atomic_write(Path(config.output_dir) / "cv.json", json.dumps(summary, indent=2).encode())
@@ -105,10 +109,11 @@ def learning_curve(config: TrainConfig | dict | str, sizes=None, frames=None) ->
     held_out = f"of {len(frames)} read, {len(valid)} are held out for validation"
     held_out += "" if config.test_file else f" and {len(test)} for test"
     sizes = _usable_sizes(sizes, len(pool), held_out)
+    species = data.species_of_frames(frames + test)  # as in cross_validate: small subsets may lack one
     runs = []
     for size in sizes:  # nested subsets: pool is already a random order
         run_config = dataclasses.replace(config, output_dir=str(Path(config.output_dir) / f"n_{size}"))
-        result = fit(run_config, assemble(run_config, pool[:size], valid, test))
+        result = fit(run_config, assemble(run_config, pool[:size], valid, test, species))
         runs.append({"train_frames": size, **result.test_metrics})
     curves = {
         "energy MAE [meV/atom]": [r["energy_mae_per_atom"] for r in runs],
