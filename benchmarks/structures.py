@@ -27,9 +27,14 @@ SIZES = {"water": tuple(WATER_REPLICAS), "cu": tuple(CU_CELLS)}
 SPECIES = {"water": (1, 8), "cu": (29,)}  # atomic numbers a model must know
 
 
+def data_folders() -> list:
+    """Where the shared data may be, in order: ``$MLPOT_DATA``, ``../shared/data`` beside the clone, ``/work/shared/data``."""
+    return [Path(c) for c in (os.environ.get("MLPOT_DATA"), ROOT.parent / "shared" / "data", "/work/shared/data") if c]
+
+
 def data_dir() -> Path:
     """``$MLPOT_DATA``, else ``../shared/data`` beside the clone, else ``/work/shared/data``."""
-    for candidate in (os.environ.get("MLPOT_DATA"), ROOT.parent / "shared" / "data", "/work/shared/data"):
+    for candidate in data_folders():
         if candidate and Path(candidate, WATER_FILE).is_file():
             return Path(candidate)
     raise FileNotFoundError(

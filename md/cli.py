@@ -19,6 +19,8 @@ import ase.io
 import ase.units
 import numpy as np
 
+from mlpot.modelfile import check_output_path
+
 ENSEMBLES = ("nve", "langevin", "nose-hoover", "npt")
 
 
@@ -93,21 +95,11 @@ def _check_options(args) -> None:
         raise ValueError(f"invalid {'; '.join(broken)}")
 
 
-def _check_output_path(option: str, path: str) -> None:
-    """An output must be a file name whose folder exists or can be made: say so now, not in a traceback mid-run."""
-    target = Path(path)
-    if target.is_dir():
-        raise ValueError(f"{option} {path}: is a directory; give a file name")
-    existing = next(parent for parent in target.parents if parent.exists())  # "." at worst
-    if not existing.is_dir():
-        raise ValueError(f"{option} {path}: {existing} is a file, not a directory")
-
-
 def _check_outputs(args, continuing: bool) -> None:
     """Usable, distinct output paths; a fresh run must not truncate another run's trajectory or log."""
     outputs = [(o, p) for o, p in (("--traj", args.traj), ("--log", args.log), ("--restart", args.restart)) if p]
     for option, path in outputs:
-        _check_output_path(option, path)
+        check_output_path(option, path)
     for i, (option, path) in enumerate(outputs):
         for other, other_path in outputs[i + 1 :]:
             if Path(path).resolve() == Path(other_path).resolve():

@@ -47,6 +47,17 @@ def _decode_params(encoded: dict) -> dict:
     return traverse_util.unflatten_dict(flat, sep="/")
 
 
+def check_output_path(option: str, path) -> None:
+    """Refuse, before any work, an output that cannot become a file: a folder (or a name ending in
+    a slash), or a path through an existing file. ``option`` names it in the message."""
+    target = Path(path)
+    if target.is_dir() or str(path).endswith(("/", os.sep)):
+        raise ValueError(f"{option} {path} is a folder; give a file name")
+    blocker = next((parent for parent in target.parents if parent.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        raise ValueError(f"{option} {path}: {blocker} is a file, not a folder")
+
+
 def atomic_write(path, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temporary file in the same folder and a rename."""
     path = Path(path)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 from pathlib import Path
 
@@ -81,16 +80,11 @@ def _cmd_eval(args) -> int:
 
 def _check_outputs(args) -> None:
     """Refuse --json/--plot paths that cannot become files, before any work is done."""
+    from mlpot.modelfile import check_output_path
+
     for option, value in (("--json", args.json), ("--plot", args.plot)):
-        if not value:
-            continue
-        path = Path(value)
-        if path.is_dir() or value.endswith(("/", os.sep)):
-            example = path / ("metrics.json" if option == "--json" else "parity.png")
-            raise ValueError(f"{option} {value} is a folder; give a file path, e.g. {example}")
-        blocker = next((p for p in path.parents if p.exists()), None)
-        if blocker is not None and not blocker.is_dir():
-            raise ValueError(f"{option} {value}: {blocker} is a file, not a folder")
+        if value:
+            check_output_path(option, value)
 
 
 def _check_labels(args, keys: dict, counts: dict, n_frames: int) -> None:

@@ -5,7 +5,6 @@ systems every engine is timed on, so a silent change to them cannot make
 two benchmark runs incomparable.
 """
 
-import os
 import sys
 from pathlib import Path
 
@@ -36,8 +35,7 @@ def test_copper_rattle_is_reproducible_and_seeded():
 
 def test_water_replicas_keep_composition_and_density():
     # Skip only where no data folder exists at all: a renamed data file must fail, not skip.
-    folders = (os.environ.get("MLPOT_DATA"), structures.ROOT.parent / "shared" / "data", "/work/shared/data")
-    if not any(folder and Path(folder).is_dir() for folder in folders):
+    if not any(folder.is_dir() for folder in structures.data_folders()):
         pytest.skip("no shared data folder beside this clone")
     small = structures.water(192)
     for num_atoms in structures.SIZES["water"]:
