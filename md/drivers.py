@@ -38,7 +38,7 @@ from ase.stress import full_3x3_to_voigt_6_stress
 
 from md.forces import potential_forces
 from md.integrators import params as make_params
-from md.io import ThermoLog, TrajectoryWriter, frame_atoms, model_fingerprint
+from md.io import ThermoLog, TrajectoryWriter, frame_atoms, log_columns, model_fingerprint
 from md.simulation import Simulation
 from mlpot.calculator import Calculator
 from mlpot.potential import Potential, load
@@ -174,9 +174,7 @@ class Dynamics:
         now = _snapshot(self.atoms)
         if all(np.array_equal(a, b) for a, b in zip(now, self._written)):
             return
-        if not np.array_equal(now[0], self._written[0]):
-            raise ValueError("atoms: the number or kinds of atoms changed since the driver was made; make a new driver")
-        self.simulation.reset(self.atoms)
+        self.simulation.reset(self.atoms)  # refuses a changed number or kind of atoms
         self._update_atoms()
 
     def run(self, steps: int = 50) -> bool:
@@ -209,10 +207,7 @@ class _StreamLog(ThermoLog):
 
     def __init__(self, stream, with_pressure: bool):
         self._file, self.with_pressure, self.last_step = stream, with_pressure, -1
-        columns = ["step", "time_fs", "epot_eV", "ekin_eV", "etot_eV", "temperature_K"]
-        if with_pressure:
-            columns += ["pressure_GPa", "volume_A3"]
-        stream.write(",".join(columns) + "\n")
+        stream.write(",".join(log_columns(with_pressure)) + "\n")
         stream.flush()
 
     def close(self) -> None:
@@ -220,7 +215,7 @@ class _StreamLog(ThermoLog):
 
 
 def _snapshot(atoms: Atoms) -> tuple:
-    """What the engine reads from the atoms; numbers first (a change there cannot be adopted)."""
+    """What the engine reads from the atoms (a change of numbers is refused by ``Simulation.reset``)."""
     return (
         atoms.numbers.copy(),
         atoms.positions.copy(),

@@ -102,6 +102,12 @@ def _last_frame_step(path: Path) -> int:
         ) from err
 
 
+def log_columns(with_pressure: bool) -> list[str]:
+    """The thermo log's CSV header (``ThermoLog``, and the drivers' stream log)."""
+    columns = ["step", "time_fs", "epot_eV", "ekin_eV", "etot_eV", "temperature_K"]
+    return columns + ["pressure_GPa", "volume_A3"] if with_pressure else columns
+
+
 class ThermoLog:
     """CSV: step, time_fs, epot_eV, ekin_eV, etot_eV, temperature_K[, pressure_GPa, volume_A3].
 
@@ -112,9 +118,6 @@ class ThermoLog:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.with_pressure = with_pressure
-        columns = ["step", "time_fs", "epot_eV", "ekin_eV", "etot_eV", "temperature_K"]
-        if with_pressure:
-            columns += ["pressure_GPa", "volume_A3"]
         write_header = not (append and self.path.exists() and self.path.stat().st_size > 0)
         self.last_step = -1
         if not write_header:
@@ -122,7 +125,7 @@ class ThermoLog:
             self.last_step = int(last) if last.isdigit() else -1
         self._file = open(self.path, "a" if append else "w")  # noqa: SIM115 - kept open for the run
         if write_header:
-            self._file.write(",".join(columns) + "\n")
+            self._file.write(",".join(log_columns(with_pressure)) + "\n")
             self._file.flush()
 
     def write(self, row: dict) -> None:

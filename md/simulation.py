@@ -132,7 +132,8 @@ class Simulation:
         """
         if len(atoms) != len(self.template) or (atoms.numbers != self.template.numbers).any():
             raise ValueError(
-                "atoms: the number or kinds of atoms changed since the simulation started; start a new one"
+                "atoms: the number or kinds of atoms changed since the simulation started; make a new driver "
+                "(or Simulation)"
             )
         self.template = atoms.copy()
         self.template.calc = None
