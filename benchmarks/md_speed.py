@@ -86,9 +86,9 @@ def engine_runner(potential, atoms, dt, skin):
             "rebuilds_per_step": (nl.builds - counts["builds"]) / counts["steps"],
             "rebuild_s_per_step": (nl.seconds - counts["seconds"]) / counts["steps"],
             "rebuild_one_s": nl.seconds / nl.builds,
-            "edges": nl.num_edges,
-            "active_edges": nl.num_active,
-            "capacity_edges_active": nl.capacity,
+            "pairs": nl.num_pairs,  # each pair once (the model sees active pairs in both directions)
+            "active_pairs": nl.num_active,
+            "capacity_pairs_active": nl.capacity,
             "compiles": sim.compile_count,
         }
 

@@ -9,7 +9,11 @@ rebuild. ``potential_forces`` makes one for an mlpot ``Potential``;
 
 For a Potential the model sees only the edges inside the cutoff at the current
 positions, compacted on the device from the skin list each step: the skin
-costs a cheap length check per edge, not (1 + skin/cutoff)^3 times the model.
+costs a cheap length check per pair, not (1 + skin/cutoff)^3 times the model.
+The skin list holds each pair once (a half list) and the compacted edges are
+mirrored on the device, which halves the host's rebuild (search, padding,
+transfer) and the per-step length checks; on a GPU the rebuild is a large
+share of an MD step.
 """
 
 from __future__ import annotations
@@ -67,20 +71,23 @@ def _lengths(graph):
 
 
 def _active(graph, cutoff: float, slots):
-    """The edges now inside the cutoff, compacted (in list order) into ``len(slots)`` places.
+    """The pairs now inside the cutoff, compacted (in list order) into ``len(slots)`` places, then
+    mirrored: the model gets both directions of each, ``2 len(slots)`` edges.
 
-    The skin list holds ~(1 + skin/cutoff)^3 times more edges than contribute;
-    the model only sees these. Overflow (more than len(slots)) is reported by
+    The skin list (a half list: each pair once) holds ~(1 + skin/cutoff)^3 times more pairs than
+    contribute; the model only sees these. Overflow (more than len(slots)) is reported by
     ``check_fn`` and makes the loop drop the step and rebuild bigger.
     """
     inside = _lengths(graph) < cutoff
     last = graph.senders.shape[0] - 1  # always a padding edge: capacity > number of pairs
     (index,) = jnp.nonzero(inside, size=slots.shape[0], fill_value=last)
+    senders, receivers, shifts, mask = graph.senders[index], graph.receivers[index], graph.shifts[index], inside[index]
+    # (i, j, S) and (j, i, -S): r_i - r_j - S @ cell is the mirror of r_j - r_i + S @ cell.
     return graph._replace(
-        senders=graph.senders[index],
-        receivers=graph.receivers[index],
-        shifts=graph.shifts[index],
-        edge_mask=inside[index],
+        senders=jnp.concatenate([senders, receivers]),
+        receivers=jnp.concatenate([receivers, senders]),
+        shifts=jnp.concatenate([shifts, -shifts]),
+        edge_mask=jnp.concatenate([mask, mask]),
     )
 
 
@@ -101,7 +108,7 @@ def potential_force_fn(atom_energy_fn, num_atoms: int, cutoff: float, compute_st
 
 
 def graph_check_fn(num_atoms: int, cutoff: float):
-    """(smallest real pair distance, active edges overflow their slots?, active edge count)."""
+    """(smallest real pair distance, active pairs overflow their slots?, active pair count)."""
 
     def check_fn(positions, cell, force_args):
         _, graph, slots = force_args
@@ -113,12 +120,12 @@ def graph_check_fn(num_atoms: int, cutoff: float):
 
 
 class NeighbourList:
-    """Host-side rebuilds: pairs within cutoff + skin, padded to fixed capacities.
+    """Host-side rebuilds: pairs within cutoff + skin, each once, padded to fixed capacities.
 
-    Two capacities, both from the bucket ladder with ``headroom``: the skin list
-    (pairs within cutoff + skin, checked here at each rebuild) and the active
-    slots (pairs within the cutoff, which the model sees; checked on the device
-    every step, see ``graph_check_fn``). They only grow, by x1.5 at least; each
+    Two capacities, both from the bucket ladder with ``headroom`` and both counting pairs (the
+    model sees each active pair in both directions): the skin list (pairs within cutoff + skin,
+    checked here at each rebuild) and the active slots (pairs within the cutoff; checked on the
+    device every step, see ``graph_check_fn``). They only grow, by x1.5 at least; each
     growth is one recompile and ``growths`` counts the rebuilds that grew something.
     """
 
@@ -129,8 +136,8 @@ class NeighbourList:
         self.template.calc = None
         self.species = species_indices(atoms.numbers, species, "MD start structure")
         self.num_nodes = bucket_size(len(atoms) + 1)
-        self.capacity = tuple(int(c) for c in capacity) if capacity is not None else (0, 0)  # (edges, active)
-        self.builds, self.growths, self.seconds, self.num_edges, self.num_active = 0, 0, 0.0, 0, 0
+        self.capacity = tuple(int(c) for c in capacity) if capacity is not None else (0, 0)  # pairs: (skin, active)
+        self.builds, self.growths, self.seconds, self.num_pairs, self.num_active = 0, 0, 0.0, 0, 0
 
     def _grow(self, capacity: int, count: int, steps: int = 4) -> int:
         """Strictly more room than pairs (the last skin-list edge must be padding, see _active).
@@ -146,16 +153,16 @@ class NeighbourList:
         atoms.positions = np.asarray(positions, np.float64)
         if atoms.pbc.any():
             atoms.set_cell(np.asarray(cell, np.float64), scale_atoms=False)
-        i, j, shifts, d = neighbour_search(atoms, self.cutoff + self.skin)
+        i, j, shifts, d = neighbour_search(atoms, self.cutoff + self.skin, half=True)
         active = int(np.sum(d < self.cutoff))
-        # The model runs on every active slot, padding included: a fine ladder (<= 6 % waste) for those.
+        # The model runs on every active slot (twice), padding included: a fine ladder (<= 6 % waste).
         grown = (self._grow(self.capacity[0], len(i)), self._grow(self.capacity[1], max(active, int(needed)), 16))
         if self.builds and grown != self.capacity:
             self.growths += 1
         self.capacity = grown
         graph = pad_graph([(atoms, self.species, i, j, shifts)], self.num_nodes, grown[0], 2)
         self.builds += 1
-        self.num_edges, self.num_active = len(i), active
+        self.num_pairs, self.num_active = len(i), active
         self.seconds += time.perf_counter() - start
         return graph, np.zeros(grown[1], np.int8)
 

@@ -22,7 +22,9 @@ from ase.stress import full_3x3_to_voigt_6_stress
 from md.integrators import MDState, Params
 from mlpot.modelfile import atomic_write, to_bytes
 
-RESTART_VERSION = 1  # model_sha256/model_name were added without a bump: older readers ignore them
+# 2: capacities count pairs (MD's half neighbour list), not directed edges.
+# model_sha256/model_name were added to 1 without a bump: older readers ignore them.
+RESTART_VERSION = 2
 
 
 def model_fingerprint(potential) -> str:
@@ -150,7 +152,7 @@ class ThermoLog:
 
 def save_restart(path, ensemble: str, state: MDState, params: Params, reference, capacity, numbers, model=None) -> None:
     """Everything a bit-identical continuation needs, including where the neighbour
-    list was built (the resumed run rebuilds the same list) and its capacities (edges, active).
+    list was built (the resumed run rebuilds the same list) and its capacities (pairs: skin list, active).
     ``model``: (fingerprint, file name) of the model the run uses, checked on restart."""
     arrays = {f"state_{k}": np.asarray(v) for k, v in state._asdict().items()}
     arrays.update({f"params_{k}": np.asarray(v) for k, v in params._asdict().items()})
@@ -191,7 +193,8 @@ def load_restart(path) -> dict:
         "state": state,
         "params": params,
         "reference": (data["reference_positions"], data["reference_cell"]),
-        "capacity": tuple(int(c) for c in np.atleast_1d(data["capacity"])),
+        # Version 1 counted directed edges, twice the pairs: halved, or a resumed run would compute twice the slots.
+        "capacity": tuple(int(c) // (2 if version < 2 else 1) for c in np.atleast_1d(data["capacity"])),
         "numbers": data["numbers"],
         "model": (str(data["model_sha256"]), str(data["model_name"])) if "model_sha256" in data else None,
     }

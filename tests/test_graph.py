@@ -33,6 +33,26 @@ def test_pairs_match_ase(atoms):
     assert len(ours) > 0
 
 
+@pytest.mark.parametrize(
+    "atoms",
+    [
+        triclinic_si(),
+        Atoms("Cu2", [[0, 0, 0], [1.1, 0.9, 0.7]], cell=[[2.0, 0, 0], [0.5, 2.1, 0], [0.2, 0.3, 1.9]], pbc=True),
+        molecule("C6H6"),
+    ],
+    ids=["triclinic", "tiny_cell", "molecule"],
+)
+def test_half_list_mirrored_is_the_full_list(atoms):
+    """MD's skin list holds each pair once and mirrors it on the device: (i, j, S) plus (j, i, -S)
+    must give every ordered pair exactly once, also an atom's pairs with its own images."""
+    full = pair_set(*neighbour_search(atoms, 5.0)[:3])
+    i, j, shifts, d = neighbour_search(atoms, 5.0, half=True)
+    assert pair_set(np.r_[i, j], np.r_[j, i], np.r_[shifts, -shifts]) == full
+    assert 2 * len(i) == len(full) > 0
+    vectors = atoms.positions[j] - atoms.positions[i] + shifts @ atoms.cell.array
+    np.testing.assert_allclose(d, np.linalg.norm(vectors, axis=1), rtol=0, atol=1e-10)
+
+
 def test_pairs_and_distances_with_unwrapped_positions_in_a_skewed_cell():
     """MD hands the search unwrapped positions (atoms several cells away): same pairs and shifts as
     matscipy's search, and distances that match the vectors the shifts give."""

@@ -5,14 +5,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from ase import units
+from ase import Atoms, units
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.md.nose_hoover_chain import NoseHooverChainNVT as AseNoseHoover
 from ase.md.verlet import VelocityVerlet as AseVelocityVerlet
+from conftest import triclinic_si
 
 import md
 import mlpot
-from md.forces import fixed_forces
+from md.forces import fixed_forces, potential_forces
 from md.integrators import params
 from md.io import TrajectoryWriter, frame_atoms, load_restart, save_restart
 from md.loop import Reference, needs_rebuild
@@ -52,6 +53,33 @@ def test_engine_matches_ase_step_by_step(ensemble):
         np.testing.assert_allclose(m1, m2, rtol=0, atol=1e-10)
     assert ours.get_potential_energy() == pytest.approx(theirs.get_potential_energy(), abs=1e-10)
     assert dyn.compile_count <= 1
+
+
+@pytest.mark.parametrize(
+    "atoms",
+    [
+        triclinic_si(),
+        Atoms("Si2", [[0, 0, 0], [1.1, 0.9, 0.7]], cell=[[2.3, 0, 0], [0.5, 2.4, 0], [0.2, 0.3, 2.2]], pbc=True),
+    ],
+    ids=["triclinic", "tiny_cell"],
+)
+def test_md_force_fn_equals_a_fresh_prediction(atoms):
+    """The engine's force_fn (half skin list, active pairs compacted and mirrored on the device, the
+    MD state's positions placed in) gives Potential.predict's energy, forces and stress on a full
+    list, also where atoms neighbour their own images; and again after the atoms move inside the skin."""
+    config = mlpot.ModelConfig("painn", 4.0, (14,), {"features": 8, "num_interactions": 2}, dtype="float64")
+    potential = mlpot.Potential.create(config, seed=1)
+    forces = potential_forces(potential, atoms, skin=0.5, compute_stress=True)
+    args = forces.build(atoms.positions, atoms.cell.array)
+    moved = atoms.copy()
+    moved.positions += np.random.default_rng(0).normal(0, 0.05, moved.positions.shape)  # < skin/2: no rebuild
+    for frame in (atoms, moved):
+        energy, f, stress = forces.force_fn(jnp.asarray(frame.positions), jnp.asarray(frame.cell.array), args)
+        want = potential.predict(frame)
+        assert float(energy) == pytest.approx(float(want.energy[0]), rel=1e-12, abs=1e-12)
+        np.testing.assert_allclose(f, want.forces[: len(frame)], rtol=0, atol=1e-10)
+        np.testing.assert_allclose(stress, want.stress[0], rtol=0, atol=1e-10)
+        assert np.abs(f).max() > 1e-3  # a real force to compare
 
 
 def test_skin_list_trajectory_equals_rebuild_every_step():
@@ -129,6 +157,10 @@ def test_restart_continues_exactly(tmp_path):
     for field in ("positions", "momenta", "chain_momenta", "key"):
         a, b = np.asarray(getattr(second.state, field)), np.asarray(getattr(straight.state, field))
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-10, err_msg=field)
+    # A version-1 file counted directed edges: its capacities are read back as pairs (halved).
+    arrays = dict(np.load(path))
+    np.savez(tmp_path / "old.npz", **{**arrays, "version": np.asarray(1)})
+    assert load_restart(tmp_path / "old.npz")["capacity"] == tuple(c // 2 for c in data["capacity"])
 
 
 def _planted_nan(positions, cell, force_args):
