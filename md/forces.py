@@ -2,7 +2,7 @@
 
 ``Forces`` bundles what the simulation loop needs: the pure device-side
 ``force_fn(positions, cell, force_args) -> (energy, forces, stress)``, an
-optional ``check_fn`` (smallest pair distance and active-edge overflow) and a
+optional ``check_fn`` (smallest pair distance and active-pair overflow) and a
 host-side ``build(positions, cell) -> force_args`` called at each neighbour
 rebuild. ``potential_forces`` makes one for an mlpot ``Potential``;
 ``fixed_forces`` for any hand-written force_fn (harmonic well, tests).
@@ -10,10 +10,10 @@ rebuild. ``potential_forces`` makes one for an mlpot ``Potential``;
 For a Potential the model sees only the edges inside the cutoff at the current
 positions, compacted on the device from the skin list each step: the skin
 costs a cheap length check per pair, not (1 + skin/cutoff)^3 times the model.
-The skin list holds each pair once (a half list) and the compacted edges are
-mirrored on the device, which halves the host's rebuild (search, padding,
-transfer) and the per-step length checks; on a GPU the rebuild is a large
-share of an MD step.
+The skin list holds each pair once (a half list) and the compacted pairs are
+mirrored on the device: about half the host's search, padding and transfer at
+a rebuild, and half the per-step length checks (on a GPU the host's rebuild
+is a large share of an MD step).
 """
 
 from __future__ import annotations
@@ -147,7 +147,7 @@ class NeighbourList:
         return bucket_size(int(max(count * self.headroom, 1.5 * capacity)) + 1, steps=steps)
 
     def __call__(self, positions, cell, needed: int = 0):
-        """(padded skin graph, active slots) at ``positions``; ``needed``: active edges a step asked for."""
+        """(padded skin graph, active slots) at ``positions``; ``needed``: active pairs a step asked for."""
         start = time.perf_counter()
         atoms = self.template
         atoms.positions = np.asarray(positions, np.float64)

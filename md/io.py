@@ -171,6 +171,17 @@ def save_restart(path, ensemble: str, state: MDState, params: Params, reference,
     atomic_write(path, buffer.getvalue())
 
 
+def _pair_capacity(saved, version: int):
+    """(skin pairs, active pairs), or None to size the list afresh.
+
+    Version 1 counted directed edges, twice the pairs: halved, or a resumed run would compute twice
+    the slots (it continues, though not bit for bit: the model sums its edges in another order).
+    Early version-1 files hold one number, the skin list's alone: sized afresh.
+    """
+    capacity = tuple(int(c) // (2 if version < 2 else 1) for c in np.atleast_1d(saved))
+    return capacity if len(capacity) == 2 else None
+
+
 def load_restart(path) -> dict:
     """``{"ensemble", "state", "params", "reference": (positions, cell), "capacity", "numbers", "model"}``.
 
@@ -193,8 +204,7 @@ def load_restart(path) -> dict:
         "state": state,
         "params": params,
         "reference": (data["reference_positions"], data["reference_cell"]),
-        # Version 1 counted directed edges, twice the pairs: halved, or a resumed run would compute twice the slots.
-        "capacity": tuple(int(c) // (2 if version < 2 else 1) for c in np.atleast_1d(data["capacity"])),
+        "capacity": _pair_capacity(data["capacity"], version),
         "numbers": data["numbers"],
         "model": (str(data["model_sha256"]), str(data["model_name"])) if "model_sha256" in data else None,
     }

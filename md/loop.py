@@ -46,7 +46,7 @@ class Chunk(NamedTuple):
     steps: jnp.ndarray  # () int, accepted steps in this call
     status: jnp.ndarray  # () int, OK or why the chunk stopped early
     min_distance: jnp.ndarray  # () Å, smallest pair distance seen (inf without a check_fn)
-    needed: jnp.ndarray  # () int, most active edges any candidate asked for (sizes the next rebuild)
+    needed: jnp.ndarray  # () int, most active pairs any candidate asked for (sizes the next rebuild)
 
 
 def needs_rebuild(positions, cell, reference: Reference, cutoff, skin):

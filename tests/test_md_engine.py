@@ -55,6 +55,11 @@ def test_engine_matches_ase_step_by_step(ensemble):
     assert dyn.compile_count <= 1
 
 
+def _pairs_inside(atoms, cutoff):
+    i, j, shifts = neighbour_pairs(atoms, cutoff)
+    return set(zip(i.tolist(), j.tolist(), map(tuple, shifts.astype(int).tolist())))
+
+
 @pytest.mark.parametrize(
     "atoms",
     [
@@ -71,8 +76,13 @@ def test_md_force_fn_equals_a_fresh_prediction(atoms):
     potential = mlpot.Potential.create(config, seed=1)
     forces = potential_forces(potential, atoms, skin=0.5, compute_stress=True)
     args = forces.build(atoms.positions, atoms.cell.array)
-    moved = atoms.copy()
-    moved.positions += np.random.default_rng(0).normal(0, 0.05, moved.positions.shape)  # < skin/2: no rebuild
+    for seed in range(50):  # moves < skin/2 (no rebuild) that take some pair across the cutoff
+        moved = atoms.copy()
+        step = np.random.default_rng(seed).normal(0, 0.3, moved.positions.shape)
+        moved.positions += step * np.minimum(1, 0.24 / np.linalg.norm(step, axis=1, keepdims=True))
+        if _pairs_inside(moved, 4.0) != _pairs_inside(atoms, 4.0):
+            break
+    assert _pairs_inside(moved, 4.0) != _pairs_inside(atoms, 4.0)  # the compaction really changed
     for frame in (atoms, moved):
         energy, f, stress = forces.force_fn(jnp.asarray(frame.positions), jnp.asarray(frame.cell.array), args)
         want = potential.predict(frame)
@@ -157,10 +167,19 @@ def test_restart_continues_exactly(tmp_path):
     for field in ("positions", "momenta", "chain_momenta", "key"):
         a, b = np.asarray(getattr(second.state, field)), np.asarray(getattr(straight.state, field))
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-10, err_msg=field)
-    # A version-1 file counted directed edges: its capacities are read back as pairs (halved).
+    # Version-1 files counted directed edges (twice the pairs; the earliest held the skin list's
+    # number alone): both resume the same run, the first with the capacities this one had.
     arrays = dict(np.load(path))
-    np.savez(tmp_path / "old.npz", **{**arrays, "version": np.asarray(1)})
-    assert load_restart(tmp_path / "old.npz")["capacity"] == tuple(c // 2 for c in data["capacity"])
+    directed = 2 * np.asarray(data["capacity"])
+    for name, capacity in (("v1.npz", directed), ("v1_single.npz", directed[:1])):
+        np.savez(tmp_path / name, **{**arrays, "version": np.asarray(1), "capacity": capacity})
+        old = load_restart(tmp_path / name)
+        forces = smooth_argon_forces(atoms, capacity=old["capacity"])
+        resumed = Simulation(forces, atoms, "langevin", old["params"], restart=old)
+        resumed.run(43)
+        np.testing.assert_allclose(resumed.state.positions, straight.state.positions, rtol=0, atol=1e-10)
+        if name == "v1.npz":
+            assert resumed.neighbours.capacity == first.neighbours.capacity
 
 
 def _planted_nan(positions, cell, force_args):
