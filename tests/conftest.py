@@ -22,6 +22,11 @@ from mlpot import ModelConfig, Potential
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def pair_set(i, j, shifts) -> list:
+    """Neighbour pairs (i, j, integer shift) in sorted order, to compare searches as multisets."""
+    return sorted(zip(i.tolist(), j.tolist(), map(tuple, np.rint(shifts).astype(int).tolist())))
+
+
 def perturbed(potential: Potential, scale: float = 0.3, seed: int = 0) -> Potential:
     """Every bias (1-d parameter) shifted by N(0, scale^2): a fresh init has zero biases,
     which hides terms that only a trained model has (a bias acting beyond the cutoff)."""

@@ -5,13 +5,9 @@ import pytest
 from ase import Atoms
 from ase.build import bulk, fcc111, molecule
 from ase.neighborlist import neighbor_list
-from conftest import triclinic_si
+from conftest import pair_set, triclinic_si
 
 from mlpot.graph import bucket_size, build_graph, neighbour_pairs, neighbour_search
-
-
-def pair_set(i, j, shifts):
-    return sorted(zip(i.tolist(), j.tolist(), map(tuple, np.rint(shifts).astype(int).tolist())))
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ from ase import Atoms, units
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.md.nose_hoover_chain import NoseHooverChainNVT as AseNoseHoover
 from ase.md.verlet import VelocityVerlet as AseVelocityVerlet
-from conftest import triclinic_si
+from conftest import pair_set, triclinic_si
 
 import md
 import mlpot
@@ -55,11 +55,6 @@ def test_engine_matches_ase_step_by_step(ensemble):
     assert dyn.compile_count <= 1
 
 
-def _pairs_inside(atoms, cutoff):
-    i, j, shifts = neighbour_pairs(atoms, cutoff)
-    return set(zip(i.tolist(), j.tolist(), map(tuple, shifts.astype(int).tolist())))
-
-
 @pytest.mark.parametrize(
     "atoms",
     [
@@ -80,9 +75,9 @@ def test_md_force_fn_equals_a_fresh_prediction(atoms):
         moved = atoms.copy()
         step = np.random.default_rng(seed).normal(0, 0.3, moved.positions.shape)
         moved.positions += step * np.minimum(1, 0.24 / np.linalg.norm(step, axis=1, keepdims=True))
-        if _pairs_inside(moved, 4.0) != _pairs_inside(atoms, 4.0):
+        if pair_set(*neighbour_pairs(moved, 4.0)) != pair_set(*neighbour_pairs(atoms, 4.0)):
             break
-    assert _pairs_inside(moved, 4.0) != _pairs_inside(atoms, 4.0)  # the compaction really changed
+    assert pair_set(*neighbour_pairs(moved, 4.0)) != pair_set(*neighbour_pairs(atoms, 4.0))  # compaction changed
     for frame in (atoms, moved):
         energy, f, stress = forces.force_fn(jnp.asarray(frame.positions), jnp.asarray(frame.cell.array), args)
         want = potential.predict(frame)
@@ -131,8 +126,7 @@ def test_rebuild_criterion_is_tight_and_never_misses_a_pair(strain):
     # cutoff+skin list (checked by brute force); just above, the criterion must fire.
     atoms = argon_crystal(2, temperature_K=1.0)
     cutoff, skin = 6.5, 1.0
-    i, j, s = neighbour_pairs(atoms, cutoff + skin)
-    listed = set(zip(i.tolist(), j.tolist(), map(tuple, s.astype(int).tolist())))
+    listed = set(pair_set(*neighbour_pairs(atoms, cutoff + skin)))
     reference = Reference(jnp.asarray(atoms.positions), jnp.asarray(atoms.cell.array))
     rng = np.random.default_rng(0)
     direction = rng.normal(size=(len(atoms), 3))
@@ -146,8 +140,7 @@ def test_rebuild_criterion_is_tight_and_never_misses_a_pair(strain):
         flag = needs_rebuild(jnp.asarray(moved.positions), jnp.asarray(moved.cell.array), reference, cutoff, skin)
         assert bool(flag) == fires
         if not fires:
-            i2, j2, s2 = neighbour_pairs(moved, cutoff)
-            assert set(zip(i2.tolist(), j2.tolist(), map(tuple, s2.astype(int).tolist()))) <= listed
+            assert set(pair_set(*neighbour_pairs(moved, cutoff))) <= listed
 
 
 def test_restart_continues_exactly(tmp_path):
