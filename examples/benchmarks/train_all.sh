@@ -15,7 +15,8 @@ MLPOT=${MLPOT:-.venv/bin/mlpot}
 PYTHON=${PYTHON:-.venv/bin/python}
 # "ethanol" (the wide MACE) is for a GPU: name it to run it (22 CPU minutes would train it ~65 epochs). The shipped
 # models/ethanol.mlpot then had two float32 fine-tunes on the CPU (init_from: 95 min at learning_rate 3e-4, then
-# 140 min on one core at 1e-3) and a 19-min warm restart on one H100 (init_from, learning_rate 3e-3; BENCHMARKS.md).
+# 140 min on one core at 1e-3), a 19-min warm restart on one H100 (init_from, learning_rate 3e-3) and a third CPU
+# fine-tune (115 min on one core at 3e-4; BENCHMARKS.md).
 names=("$@")
 if [ ${#names[@]} -eq 0 ]; then
   names=(ethanol-cpu mlearn-Si 3bpa mlearn-Li ethanol-painn water mlearn-Ge-painn mlearn-Mo-painn mlearn-Ge mlearn-Mo)
