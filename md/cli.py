@@ -11,6 +11,7 @@ file yet) refuses to replace an existing trajectory or log unless ``--overwrite`
 
 from __future__ import annotations
 
+import itertools
 import sys
 import time
 from pathlib import Path
@@ -19,6 +20,7 @@ import ase.io
 import ase.units
 import numpy as np
 
+from mlpot.graph import check_atoms
 from mlpot.modelfile import check_output_path
 
 ENSEMBLES = ("nve", "langevin", "nose-hoover", "npt")
@@ -32,7 +34,8 @@ def register(subparsers) -> None:
     )
     p.add_argument("model", help="model file (.mlpot)")
     p.add_argument("structure", help="start structure, any ASE-readable file (first frame, or --index)")
-    p.add_argument("--index", type=int, default=0, help="frame of STRUCTURE to start from (default 0)")
+    # None: not given, so a file of several frames gets a note saying which one starts the run
+    p.add_argument("--index", type=int, default=None, help="frame of STRUCTURE to start from (default 0)")
     p.add_argument("--steps", type=int, required=True, help="length of the run in steps (a restart runs the rest)")
     p.add_argument("--dt", type=float, default=0.5, help="timestep in fs (default 0.5)")
     p.add_argument("--ensemble", choices=ENSEMBLES, default="nve")
@@ -122,19 +125,33 @@ def _non_empty(path: str) -> bool:
 
 
 def _read_structure(args):
-    """The start frame, with one-line errors for files ASE cannot read."""
+    """The start frame, with one-line errors for files ASE cannot read or a frame MD cannot start from."""
     path = Path(args.structure)
     if not path.exists():
         raise FileNotFoundError(f"structure file {args.structure} does not exist")
+    index = 0 if args.index is None else args.index
     try:
-        return ase.io.read(args.structure, index=args.index)
+        if args.index is not None:
+            frames = [ase.io.read(args.structure, index=index)]
+        else:  # lazily, two frames at most: a long trajectory is not parsed only to say it has more
+            frames = list(itertools.islice(ase.io.iread(args.structure, index=":"), 2))
     except (StopIteration, IndexError):
-        raise ValueError(f"{args.structure}: has no frame {args.index}") from None
+        frames = []
     except ase.io.formats.UnknownFileTypeError as err:
         raise ValueError(f"{args.structure}: {err}") from None
     except OSError as err:  # ASE reads a directory as a BundleTrajectory, and fails on any other
         what = "is a directory, not a structure file" if path.is_dir() else "cannot be read"
         raise ValueError(f"{args.structure}: {what} ({err})") from None
+    if not frames:
+        raise ValueError(f"{args.structure}: has no frame {index}")
+    if len(frames) > 1:
+        print(
+            f"note: {args.structure} has more than one frame; starting from frame 0 (choose with --index)",
+            file=sys.stderr,
+        )
+    # before Maxwell-Boltzmann velocities, which divide by the atom count
+    check_atoms(frames[0], f"{args.structure}, frame {index}")
+    return frames[0]
 
 
 def _check_model(path, restart: dict, fingerprint: str, model: str) -> None:

@@ -308,10 +308,11 @@ def VelocityVerlet(
 def Langevin(
     atoms,
     timestep,
-    temperature_K,
-    friction,
+    temperature=None,
+    friction=None,
     fixcm=False,
     *,
+    temperature_K=None,
     potential=None,
     trajectory=None,
     logfile=None,
@@ -325,7 +326,17 @@ def Langevin(
 
     ``rng`` (ASE's argument) only draws the ``seed`` of the device's noise; ``seed`` defaults to 0.
     The centre of mass is not held fixed: ASE's default ``fixcm=True`` is refused, ``fixcm=False`` accepted.
+    The target is ``temperature_K=``. ASE's third positional argument is its deprecated ``temperature``
+    in eV: a value there is refused, since read as kelvin it would be a silently wrong target.
     """
+    if temperature is not None:
+        raise TypeError(
+            f"md.Langevin: a third positional argument ({temperature!r}) is ASE's deprecated temperature in eV; "
+            "give temperature_K= (in K)"
+        )
+    if temperature_K is None or friction is None:
+        missing = [name for name, v in (("temperature_K", temperature_K), ("friction", friction)) if v is None]
+        raise TypeError(f"md.Langevin: missing {' and '.join(missing)}")
     _no_fixcm("Langevin", fixcm)
     seed = _seed(seed, rng)
     options = _ase_options("Langevin", ase_options)

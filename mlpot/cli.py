@@ -25,8 +25,9 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError) as err:
-        # User errors (bad file, bad option, bad structure): one clear line, no traceback.
+    except (ValueError, OSError) as err:
+        # User errors (bad file, bad option, bad structure, a path that cannot be written): one clear
+        # line, no traceback; an OSError's message names the path.
         print(f"mlpot {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -19,6 +19,7 @@ that batches of this data set can fall in: one or two for a molecular data set.
 from __future__ import annotations
 
 import math
+import reprlib
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -78,6 +79,14 @@ def _check_finite(value: np.ndarray, where: str, field: str) -> None:
         raise InputError(f"{where}: field '{field}' contains NaN or inf")
 
 
+def _as_float(value, where: str, field: str) -> np.ndarray:
+    # extxyz keeps a header value it cannot parse (energy=abc) as text: say where, as for NaN
+    try:
+        return np.asarray(value, np.float64)
+    except (TypeError, ValueError):
+        raise InputError(f"{where}: field '{field}' is not a number: {reprlib.repr(value)}") from None
+
+
 def _frame(atoms, where, keys, required, species) -> Frame:
     energy_key, forces_key, stress_key = keys
     check_atoms(atoms, where)
@@ -88,18 +97,18 @@ def _frame(atoms, where, keys, required, species) -> Frame:
         if value is None and field in required:
             raise InputError(f"{where}: missing label '{key}' ({field}); set {field}_key if it has another name")
     if energy is not None:
-        energy = np.asarray(energy, np.float64)
+        energy = _as_float(energy, where, energy_key)
         if energy.size != 1:
             raise InputError(f"{where}: field '{energy_key}' should be one number, got shape {energy.shape}")
         _check_finite(energy, where, energy_key)
         energy = float(energy.reshape(()))
     if forces is not None:
-        forces = np.asarray(forces, np.float64)
+        forces = _as_float(forces, where, forces_key)
         if forces.shape != (len(atoms), 3):
             raise InputError(f"{where}: field '{forces_key}' has shape {forces.shape}, expected ({len(atoms)}, 3)")
         _check_finite(forces, where, forces_key)
     if stress is not None:
-        stress = np.asarray(stress, np.float64)
+        stress = _as_float(stress, where, stress_key)
         if stress.shape in ((6,),):
             stress = voigt_6_to_full_3x3_stress(stress)
         elif stress.shape == (9,):

@@ -49,13 +49,38 @@ def _decode_params(encoded: dict) -> dict:
 
 def check_output_path(option: str, path) -> None:
     """Refuse, before any work, an output that cannot become a file: a folder (or a name ending in
-    a slash), or a path through an existing file. ``option`` names it in the message."""
+    a slash), a path through an existing file, or one in a folder that cannot be written. ``option``
+    names it in the message."""
     target = Path(path)
     if target.is_dir() or str(path).endswith(("/", os.sep)):
         raise ValueError(f"{option} {path} is a folder; give a file name")
-    blocker = next((parent for parent in target.parents if parent.exists()), None)
-    if blocker is not None and not blocker.is_dir():
-        raise ValueError(f"{option} {path}: {blocker} is a file, not a folder")
+    problem = _unwritable(target.parent)
+    if problem:
+        raise ValueError(f"{option} {path}: {problem}")
+
+
+def check_output_folder(option: str, path) -> None:
+    """As ``check_output_path``, for a folder that files will be written into (made if missing)."""
+    target = Path(path)
+    if target.exists() and not target.is_dir():
+        raise ValueError(f"{option} {path} is a file, not a folder")
+    problem = _unwritable(target)
+    if problem:
+        raise ValueError(f"{option} {path}: {problem}")
+
+
+def _unwritable(folder: Path) -> str | None:
+    """Why files cannot be made in ``folder`` (and the folders missing above it), or None."""
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    if not existing.is_dir():
+        return f"{existing} is a file, not a folder"
+    # A real file, not os.access: root passes access() on read-only mounts such as /sys
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as err:
+        return f"cannot write in {existing} ({err.strerror})"
+    return None
 
 
 def atomic_write(path, data: bytes) -> None:
@@ -132,6 +157,8 @@ def save(potential: Potential, path, extra: dict | None = None) -> None:
 
 def load(path) -> Potential:
     path = Path(path)
+    if path.is_dir():
+        raise ModelFileError(f"{path} is a directory, not a model file")
     if not path.is_file():
         raise FileNotFoundError(f"model file not found: {path}")
     return from_bytes(path.read_bytes(), str(path))[0]

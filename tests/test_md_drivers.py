@@ -194,7 +194,9 @@ def test_langevin_rng_draws_the_seed(argon):
         runs.append(atoms.get_momenta())
     assert np.array_equal(*runs)
     with pytest.raises(TypeError, match="seed"):
-        md.Langevin(_argon_atoms(argon), DT, 60.0, 0.02 / units.fs, seed=1, rng=np.random.default_rng(5))
+        md.Langevin(
+            _argon_atoms(argon), DT, temperature_K=60.0, friction=0.02 / units.fs, seed=1, rng=np.random.default_rng(5)
+        )
 
 
 def test_fixcm_and_tchain_map_where_they_can(argon):
@@ -213,6 +215,16 @@ def test_unsupported_keywords_are_named(argon):
         md.NoseHooverChainNVT(_argon_atoms(argon), DT, 60.0, 100 * DT, temperature=0.01)
     with pytest.raises(TypeError, match="'mystery'"):
         md.VelocityVerlet(_argon_atoms(argon), DT, mystery=1)
+
+
+def test_langevin_refuses_ases_positional_temperature_in_ev(argon):
+    # ase.md.Langevin(atoms, dt, 300 * units.kB, friction) means 300 K; read as kelvin it would be 0.026 K.
+    with pytest.raises(TypeError, match="eV.*temperature_K"):
+        md.Langevin(_argon_atoms(argon), DT, 300 * units.kB, 0.02 / units.fs)
+    with pytest.raises(TypeError, match="eV.*temperature_K"):
+        md.Langevin(_argon_atoms(argon), DT, temperature=300 * units.kB, friction=0.02 / units.fs)
+    with pytest.raises(TypeError, match="missing friction"):
+        md.Langevin(_argon_atoms(argon), DT, temperature_K=300)
 
 
 def test_append_trajectory_appends(argon, tmp_path):

@@ -84,7 +84,8 @@ CHOICES = {
 }
 
 
-def _unknown(key: str, known, where: str) -> ValueError:
+def _unknown(key, known, where: str) -> ValueError:
+    key = str(key)  # YAML keys may be numbers (1: 2), which difflib cannot compare
     close = difflib.get_close_matches(key, known, n=1, cutoff=0.5)
     hint = f"; did you mean '{close[0]}'?" if close else f"; known keys: {', '.join(known)}"
     return ValueError(f"{where}: unknown key '{key}'{hint}")
@@ -106,7 +107,7 @@ def validate(config: TrainConfig, where: str = "config") -> TrainConfig:
             raise ValueError(f"{where}: {key} must be one of {choices}, not {getattr(config, key)!r}")
     model = dict(config.model)
     name = model.pop("name", None)
-    if name not in MODELS:
+    if not isinstance(name, str) or name not in MODELS:
         raise ValueError(f"{where}: model.name must be one of {sorted(MODELS)}, not {name!r}")
     for key in model:
         if key not in model_fields(name):
@@ -136,6 +137,11 @@ def validate(config: TrainConfig, where: str = "config") -> TrainConfig:
         value = getattr(config, key)
         if value is not None and not test(value):
             raise ValueError(f"{where}: {key} must be {must}, got {value}")
+    if not isinstance(config.weight_schedule, (list, tuple)):
+        raise ValueError(  # noqa: TRY004 - every config error is a ValueError, which the CLI reports in one line
+            f"{where}: weight_schedule must be a list of mappings ([{{epoch: 80, energy_weight: 100}}]), "
+            f"got {_shown(config.weight_schedule)}"
+        )
     for k, entry in enumerate(config.weight_schedule):
         if not isinstance(entry, dict) or "epoch" not in entry:
             raise ValueError(f"{where}: weight_schedule[{k}] must be a mapping with an 'epoch' key")
@@ -178,17 +184,20 @@ def _typed(config: TrainConfig, where: str) -> TrainConfig:
     changes = {}
     for f in dataclasses.fields(TrainConfig):
         kind, value = f.type.removesuffix(" | None"), getattr(config, f.name)
-        if value is not None and kind in ("float", "int", "bool"):
+        if value is None and kind != f.type:
+            continue  # null is allowed where the type says so ("off", "unset"); elsewhere it is refused below
+        if kind in ("float", "int", "bool"):
             changes[f.name] = _number(value, kind, f"{where}: {f.name}")
-        elif value is not None and f.type.startswith("str"):
+        elif f.type.startswith("str"):
             paths = list(value) if isinstance(value, (list, tuple)) and "list" in f.type else [value]
             if not paths or not all(isinstance(p, (str, Path)) and str(p) for p in paths):
                 raise ValueError(
-                    f"{where}: {f.name} must be {'a path or a list of paths' if 'list' in f.type else 'text'}, got {value!r}"
+                    f"{where}: {f.name} must be {'a path or a list of paths' if 'list' in f.type else 'text'}, "
+                    f"got {_shown(value)}"
                 )
     model = dict(config.model)
     name = model.get("name")
-    if name in MODELS:
+    if isinstance(name, str) and name in MODELS:  # any other name is refused by validate
         kinds = {f.name: f.type for f in dataclasses.fields(MODELS[name])}
         for key, value in model.items():
             if key == "name" or kinds.get(key) not in ("int", "float"):
@@ -217,8 +226,13 @@ def _number(value, kind: str, what: str):
         except (TypeError, ValueError):
             ok = False
     if not ok:
-        raise ValueError(f"{what} must be a{'n' if kind == 'int' else ''} {kind}, got {value!r}")
+        raise ValueError(f"{what} must be a{'n' if kind == 'int' else ''} {kind}, got {_shown(value)}")
     return {"float": float, "int": int, "bool": bool}[kind](value)
+
+
+def _shown(value) -> str:
+    """A value as the user wrote it: an empty ``-o epochs=`` is YAML's null, not Python's None."""
+    return "null" if value is None else repr(value)
 
 
 def apply_overrides(values: dict, overrides) -> dict:
@@ -228,7 +242,12 @@ def apply_overrides(values: dict, overrides) -> dict:
         if "=" not in item:
             raise ValueError(f"override {item!r} is not key=value")
         key, text = item.split("=", 1)
-        value = yaml.safe_load(text)
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as err:  # its own message spans lines, with marks into a one-line text
+            raise ValueError(
+                f"override {item!r}: not a valid YAML value ({getattr(err, 'problem', None) or err})"
+            ) from None
         if key.startswith("model."):
             values["model"] = {**values.get("model", TrainConfig().model), key[len("model.") :]: value}
         else:

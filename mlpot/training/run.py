@@ -27,7 +27,7 @@ import yaml
 from tqdm.auto import tqdm
 
 from mlpot import data
-from mlpot.modelfile import atomic_write, save
+from mlpot.modelfile import atomic_write, check_output_folder, save
 from mlpot.potential import ModelConfig, Potential
 from mlpot.training import config as config_mod
 from mlpot.training import plots
@@ -211,10 +211,10 @@ def _check_resume(saved_path: Path, config) -> None:
 
 
 def _output_folder(config, resume: bool) -> Path:
-    """``output_dir``, checked before any work: not a file, and holding a checkpoint to resume."""
+    """``output_dir``, checked before any work: a folder that can be made and written in, holding a
+    checkpoint to resume."""
     out = Path(config.output_dir)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"output_dir {out} is a file, not a folder")
+    check_output_folder("output_dir", out)
     if resume and not (out / "checkpoints" / "last.ckpt").is_file():
         raise FileNotFoundError(f"--resume: no checkpoint {out / 'checkpoints' / 'last.ckpt'} (nothing to resume)")
     return out
