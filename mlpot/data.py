@@ -65,6 +65,10 @@ class Dataset(NamedTuple):
     typical_atoms: float  # median atoms per frame: a batch is padded to at least batch_size x this
 
 
+# Virial labels (eV) read when a periodic frame has no stress label: nequip's and MACE's names.
+VIRIAL_KEYS = ("virial", "virials")
+
+
 def _lookup(atoms: Atoms, key: str):
     """A label from the attached calculator, ``atoms.info`` or ``atoms.arrays`` (in that order)."""
     results = atoms.calc.results if atoms.calc is not None else {}
@@ -108,17 +112,48 @@ def _frame(atoms, where, keys, required, species) -> Frame:
             raise InputError(f"{where}: field '{forces_key}' has shape {forces.shape}, expected ({len(atoms)}, 3)")
         _check_finite(forces, where, forces_key)
     if stress is not None:
-        stress = _as_float(stress, where, stress_key)
-        if stress.shape in ((6,),):
-            stress = voigt_6_to_full_3x3_stress(stress)
-        elif stress.shape == (9,):
-            stress = stress.reshape(3, 3)
-        if stress.shape != (3, 3):
-            raise InputError(f"{where}: field '{stress_key}' has shape {stress.shape}, expected (3, 3), (9,) or (6,)")
-        _check_finite(stress, where, stress_key)
-        if not all(atoms.pbc):
-            stress = None  # stress of a non-periodic structure is undefined: ignore the label
+        stress = _tensor(stress, where, stress_key)
+    if all(atoms.pbc):
+        stress = _with_virial(atoms, stress, where, stress_key)
+    else:
+        stress = None  # stress of a non-periodic structure is undefined: ignore the label
     return Frame(atoms, energy, forces, stress, where)
+
+
+def _tensor(value, where: str, key: str) -> np.ndarray:
+    """A 3x3 label from (3, 3), (9,) or Voigt (6,) (xx yy zz yz xz xy), finite."""
+    value = _as_float(value, where, key)
+    if value.shape == (6,):
+        value = voigt_6_to_full_3x3_stress(value)
+    elif value.shape == (9,):
+        value = value.reshape(3, 3)
+    if value.shape != (3, 3):
+        raise InputError(f"{where}: field '{key}' has shape {value.shape}, expected (3, 3), (9,) or (6,)")
+    _check_finite(value, where, key)
+    return value
+
+
+def _with_virial(atoms: Atoms, stress, where: str, stress_key: str):
+    """The stress, from a virial label W (eV) when there is no stress label: sigma = -W / V.
+
+    W = -V sigma is the convention of QUIP, nequip and MACE (W = sum r x F for pair forces).
+    A frame with both must satisfy it, which catches a virial stored under the stress's name
+    (eV, off by a factor -V: silently wrong stress in the loss).
+    """
+    key = next((k for k in VIRIAL_KEYS if _lookup(atoms, k) is not None), None)
+    if key is None:
+        return stress
+    volume = abs(float(np.linalg.det(atoms.cell.array)))
+    from_virial = -_tensor(_lookup(atoms, key), where, key) / volume
+    if stress is None:
+        return from_virial
+    if not np.allclose(stress, from_virial, rtol=1e-3, atol=1e-6):
+        worst = float(np.max(np.abs(stress - from_virial)))
+        raise InputError(
+            f"{where}: field '{stress_key}' disagrees with field '{key}' by up to {worst:.3g} eV/Å^3: the stress "
+            f"must be -{key}/V (eV/Å^3, V = {volume:.6g} Å^3); is '{stress_key}' a virial (eV) or in other units?"
+        )
+    return stress
 
 
 def read_frames(

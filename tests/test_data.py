@@ -177,3 +177,60 @@ def test_atoms_on_top_of_each_other_are_refused_naming_the_frame(tmp_path, image
     with pytest.raises(InputError, match=r"frame 1: atoms \d and \d are on top of each other") as err:
         data.prepare(frames, 5.0, (1, 8))
     assert str(path) in str(err.value) and ("periodic image" in str(err.value)) == image
+
+
+def _strained_copper():
+    from ase.build import bulk
+    from ase.calculators.emt import EMT
+
+    atoms = bulk("Cu", "fcc", 3.5) * (2, 2, 1)  # compressed from 3.6 Å: a stress of ~10 GPa
+    atoms.set_cell(atoms.cell.array + [[0, 0.1, 0], [0, 0, 0.2], [0.1, 0, 0]], scale_atoms=True)
+    atoms.rattle(0.05, seed=1)
+    atoms.calc = EMT()
+    return atoms
+
+
+def _virial_by_strain(atoms, h=1e-5):
+    """W = -dE/d(epsilon) by central differences of symmetric strains: the definition nequip and MACE use."""
+    w = np.zeros((3, 3))
+    for a in range(3):
+        for b in range(3):
+            e = []
+            for sign in (1, -1):
+                strained = atoms.copy()
+                strained.calc = atoms.calc
+                eps = np.zeros((3, 3))
+                eps[a, b] += sign * h / 2
+                eps[b, a] += sign * h / 2
+                strained.set_cell(atoms.cell.array @ (np.eye(3) + eps), scale_atoms=True)
+                e.append(strained.get_potential_energy())
+            w[a, b] = -(e[0] - e[1]) / (2 * h)
+    return w
+
+
+def test_a_virial_label_gives_the_stress_as_minus_virial_over_volume(tmp_path):
+    atoms = _strained_copper()
+    stress, energy, forces = atoms.get_stress(voigt=False), atoms.get_potential_energy(), atoms.get_forces()
+    assert np.abs(stress).max() > 0.01  # eV/Å^3: far from zero, so a wrong sign or volume cannot pass
+    virial = _virial_by_strain(atoms)
+    labelled_atoms = atoms.copy()
+    labelled_atoms.calc = SinglePointCalculator(labelled_atoms, energy=energy, forces=forces)
+    labelled_atoms.info["virial"] = virial
+    (frame,) = data.read_frames(_write(tmp_path, [labelled_atoms]))
+    np.testing.assert_allclose(frame.stress, stress, atol=1e-6)
+
+
+def test_a_virial_stored_as_stress_is_refused_naming_frame_and_fields(tmp_path):
+    atoms = _strained_copper()
+    energy, forces, virial = atoms.get_potential_energy(), atoms.get_forces(), _virial_by_strain(atoms)
+    consistent, swapped = atoms.copy(), atoms.copy()
+    consistent.calc = SinglePointCalculator(consistent, energy=energy, forces=forces, stress=atoms.get_stress())
+    consistent.info["virials"] = virial
+    swapped.calc = SinglePointCalculator(swapped, energy=energy, forces=forces, stress=virial)  # eV under 'stress'
+    swapped.info["virials"] = virial
+    path = _write(tmp_path, [consistent, swapped])
+    with pytest.raises(InputError, match=r"frame 1: field 'stress' disagrees with field 'virials'.*virial"):
+        data.read_frames(path)
+    with pytest.warns(UserWarning, match="skipped 1 bad frame"):
+        frames = data.read_frames(path, skip_bad_frames=True)
+    assert len(frames) == 1 and frames[0].stress is not None
