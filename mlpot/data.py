@@ -43,6 +43,7 @@ class Frame(NamedTuple):
     forces: np.ndarray | None  # (n, 3) eV/Å
     stress: np.ndarray | None  # (3, 3) eV/Å^3, ASE sign (compression negative)
     where: str  # "file, frame k" for error messages
+    weight: float = 1.0  # relative weight of this frame's terms in the training loss (config_type_weights)
 
 
 class Labels(NamedTuple):
@@ -54,6 +55,7 @@ class Labels(NamedTuple):
     energy_mask: np.ndarray  # (G,) bool, real graph with an energy label
     forces_mask: np.ndarray  # (G,) bool, real graph with force labels
     stress_mask: np.ndarray  # (G,) bool, real graph with a stress label
+    weight: np.ndarray | None = None  # (G,) relative frame weights in the training loss; None: all 1
 
 
 class Dataset(NamedTuple):
@@ -366,9 +368,11 @@ def collate(dataset: Dataset, indices, batch_size: int) -> tuple[Graph, Labels]:
     energy, stress = np.zeros(g), np.zeros((g, 3, 3))
     forces = np.zeros((nodes, 3))
     masks = np.zeros((3, g), bool)
+    weight = np.ones(g)
     start = 0
     for k, frame in enumerate(frames):
         n = len(frame.atoms)
+        weight[k] = frame.weight
         if frame.energy is not None:
             energy[k], masks[0, k] = frame.energy, True
         if frame.forces is not None:
@@ -376,7 +380,7 @@ def collate(dataset: Dataset, indices, batch_size: int) -> tuple[Graph, Labels]:
         if frame.stress is not None:
             stress[k], masks[2, k] = frame.stress, True
         start += n
-    return graph, Labels(energy, forces, stress, masks[0], masks[1], masks[2])
+    return graph, Labels(energy, forces, stress, masks[0], masks[1], masks[2], weight)
 
 
 def batches(dataset: Dataset, batch_size: int, order=None) -> list[tuple[Graph, Labels]]:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from ase import Atoms
 
-from mlpot import data
+from mlpot import InputError, data
 from mlpot.graph import pad_graph
 from mlpot.physics import Predictions
 from mlpot.training.loss import LossWeights, loss_terms, total_loss
@@ -112,3 +112,35 @@ def test_padding_changes_neither_loss_nor_gradient_through_a_real_model(monkeypa
     assert float(small[0]) == pytest.approx(float(big[0]), rel=1e-10)
     for a, b in zip(jax.tree_util.tree_leaves(small[1]), jax.tree_util.tree_leaves(big[1])):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+
+
+def test_frame_weights_weigh_each_mean_and_only_their_ratio_counts():
+    pred, labels, graph = _batch(8, 3)
+    weighted = loss_terms(pred, labels._replace(weight=np.r_[3.0, 1.0, 7.0]), graph)  # graph 2 is padding
+    assert float(weighted.energy) == pytest.approx((3 * 0.04 + 1 * 0.09) / 4)
+    plain = loss_terms(pred, labels, graph)
+    assert float(weighted.forces) == pytest.approx(float(plain.forces))  # only frame 0 has forces
+    uniform = loss_terms(pred, labels._replace(weight=np.full(3, 2.5)), graph)
+    for a, b in zip(uniform, plain):
+        assert float(a) == pytest.approx(float(b), rel=1e-12)
+
+
+def test_config_type_weights_reach_the_training_frames_and_a_misspelt_type_is_refused():
+    from test_train_helpers import molecules
+
+    from mlpot.training.config import TrainConfig
+    from mlpot.training.prepare import weighted
+
+    images = molecules(3)
+    for atoms, kind in zip(images, ("bulk", "Surface", "bulk")):
+        atoms.info["config_type"] = kind
+    frames = [data.Frame(a, a.calc.results["energy"], a.calc.results["forces"], None, "x") for a in images]
+    config = TrainConfig(train_file="x.xyz", config_type_weights={"Surface": 10})
+    assert [f.weight for f in weighted(config, frames)] == [1.0, 10.0, 1.0]
+    _, labels = data.collate(data.prepare(weighted(config, frames), 3.0, (1, 6, 8)), [0, 1, 2], 4)
+    assert labels.weight[:3].tolist() == [1.0, 10.0, 1.0]
+    with pytest.raises(InputError, match=r"no training frame has config_type 'surface'.*\['Surface', 'bulk'\]"):
+        weighted(config.replace(config_type_weights={"surface": 10}), frames)
+    for bad in ({"Surface": 0}, {"Surface": "ten"}, [10]):
+        with pytest.raises(ValueError, match="config_type_weights must map"):
+            config.replace(config_type_weights=bad)

@@ -33,6 +33,7 @@ class TrainConfig:
     stress_key: str = "stress"
     skip_bad_frames: bool = False
     inconsistent_stress: str = "warn"  # warn | drop: stress labels that contradict their forces across vacuum
+    config_type_weights: dict = field(default_factory=dict)  # atoms.info["config_type"] -> relative loss weight
     # model
     model: dict = field(default_factory=lambda: {"name": "painn", "features": 64, "num_interactions": 3})
     cutoff: float = 5.0  # Å
@@ -123,6 +124,14 @@ def validate(config: TrainConfig, where: str = "config") -> TrainConfig:
     for key in ("energy_weight", "forces_weight", "stress_weight", "warmup_epochs", "weight_decay"):
         if getattr(config, key) < 0:
             raise ValueError(f"{where}: {key} must be >= 0")
+    weights = config.config_type_weights
+    if not isinstance(weights, dict) or not all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) and v > 0 for v in weights.values()
+    ):
+        raise ValueError(
+            f"{where}: config_type_weights must map config types to positive numbers ({{Surface: 10}}), "
+            f"got {_shown(weights)}"
+        )
     ranges = {  # key: (test, what it must be); None always allowed where the type says so
         "huber_delta": (lambda v: v > 0, "> 0"),
         "clip_grad_norm": (lambda v: v > 0, "> 0 (or null: no clipping)"),
@@ -313,6 +322,7 @@ energy_key: energy          # where labels live (atoms.calc.results, atoms.info 
 forces_key: forces
 stress_key: stress
 skip_bad_frames: false      # true: drop invalid frames with a warning instead of failing
+config_type_weights: {}     # e.g. {Surface: 10}: relative loss weight of training frames by atoms.info["config_type"]
 inconsistent_stress: warn   # warn | drop: a slab's stress normal to its vacuum gap is fixed by its forces
                             # (sigma_nn = -(1/V) sum (r.n)(F.n)); labels more than 1 meV/Å^3 off are
                             # reported, and with drop left out of the loss (energy and forces are kept)

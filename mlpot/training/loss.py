@@ -3,7 +3,9 @@
   L = w_E * mean_g[(ΔE_g / N_g)^2] + w_F * mean_{i,a}[ΔF_ia^2] + w_S * mean_{g,a,b}[Δσ_gab^2]
 
 Each mean runs only over labelled, real entries (padding and frames without
-that label are masked out); an empty mean is 0. With ``kind="huber"`` the
+that label are masked out); an empty mean is 0. With frame weights
+(``config_type_weights``) each mean is weighted by its frame's weight: the
+weights are relative, so weighting every frame alike changes nothing. With ``kind="huber"`` the
 square x^2 is replaced by 2 * huber(x, delta) (= x^2 for |x| <= delta, linear
 beyond), so both kinds agree on small errors.
 """
@@ -45,19 +47,22 @@ def penalty(error, kind: str, delta: float):
     raise ValueError(f"unknown loss {kind!r}; choose 'mse' or 'huber'")
 
 
-def _masked_mean(values, mask):
-    mask = jnp.broadcast_to(mask, values.shape)
-    return jnp.sum(jnp.where(mask, values, 0.0)) / jnp.maximum(jnp.sum(mask), 1)
+def _masked_mean(values, mask, weight):
+    weight = jnp.where(jnp.broadcast_to(mask, values.shape), jnp.broadcast_to(weight, values.shape), 0.0)
+    return jnp.sum(jnp.where(weight > 0, values, 0.0) * weight) / jnp.maximum(jnp.sum(weight), 1e-30)
 
 
 def loss_terms(pred: Predictions, labels: Labels, graph: Graph, kind: str = "mse", delta: float = 0.01) -> LossTerms:
     n_atoms = jnp.maximum(graph.n_node, 1)
+    weight = jnp.ones_like(labels.energy) if labels.weight is None else labels.weight
     energy_mask = labels.energy_mask & graph.graph_mask
-    energy = _masked_mean(penalty((pred.energy - labels.energy) / n_atoms, kind, delta), energy_mask)
+    energy = _masked_mean(penalty((pred.energy - labels.energy) / n_atoms, kind, delta), energy_mask, weight)
     forces_mask = (labels.forces_mask[graph.node_graph] & graph.node_mask)[:, None]
-    forces = _masked_mean(penalty(pred.forces - labels.forces, kind, delta), forces_mask)
+    forces = _masked_mean(
+        penalty(pred.forces - labels.forces, kind, delta), forces_mask, weight[graph.node_graph, None]
+    )
     stress_mask = (labels.stress_mask & graph.graph_mask)[:, None, None]
-    stress = _masked_mean(penalty(pred.stress - labels.stress, kind, delta), stress_mask)
+    stress = _masked_mean(penalty(pred.stress - labels.stress, kind, delta), stress_mask, weight[:, None, None])
     return LossTerms(energy, forces, stress)
 
 

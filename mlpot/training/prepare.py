@@ -111,6 +111,25 @@ def _refuse_unseen_elements(frames, species, name: str) -> None:
             )
 
 
+def weighted(config: TrainConfig, train) -> list:
+    """Training frames with their ``config_type_weights`` weight (1 for any other config type).
+
+    Validation and test frames keep weight 1: model selection and reported errors stay unweighted.
+    A config type that no training frame has is refused (a misspelt name would silently weigh nothing).
+    """
+    weights = config.config_type_weights
+    if not weights:
+        return train
+    present = {str(f.atoms.info.get("config_type")) for f in train if "config_type" in f.atoms.info}
+    if missing := sorted(set(map(str, weights)) - present):
+        raise data.InputError(
+            f"config_type_weights: no training frame has config_type {', '.join(map(repr, missing))}; "
+            f"the training frames' types are {sorted(present) or 'none (no atoms.info config_type)'}"
+        )
+    weights = {str(k): float(v) for k, v in weights.items()}
+    return [f._replace(weight=weights.get(str(f.atoms.info.get("config_type")), 1.0)) for f in train]
+
+
 def split_frames(config: TrainConfig, frames):
     """(train, valid, test) frame lists; held-out fractions come from a seeded permutation."""
     valid_fraction = 0.0 if config.valid_file else config.valid_fraction
@@ -139,6 +158,7 @@ def assemble(config: TrainConfig, train, valid, test=None, species=None) -> Prep
     """Prepared data from explicit frame lists (used by ``prepare``, cross-validation, learning curves)."""
     if not valid:
         raise ValueError("no validation frames: set valid_file or a larger valid_fraction")
+    train = weighted(config, train)
     for name, other in (("validation", valid), ("test", test or [])):
         if (shared := data.shared_frames(train, other)) > 0:  # e.g. a valid_file cut from the train_file
             warnings.warn(f"{shared} of {len(other)} {name} frames are also training frames", stacklevel=2)
