@@ -142,11 +142,12 @@ def _with_virial(atoms: Atoms, stress, where: str, stress_key: str):
     A frame with both must satisfy it, which catches a virial stored under the stress's name
     (eV, off by a factor -V: silently wrong stress in the loss).
     """
-    key = next((k for k in VIRIAL_KEYS if _lookup(atoms, k) is not None), None)
+    labels = ((k, _lookup(atoms, k)) for k in VIRIAL_KEYS)
+    key, virial = next(((k, v) for k, v in labels if v is not None), (None, None))
     if key is None:
         return stress
     volume = abs(float(np.linalg.det(atoms.cell.array)))
-    from_virial = -_tensor(_lookup(atoms, key), where, key) / volume
+    from_virial = -_tensor(virial, where, key) / volume
     if stress is None:
         return from_virial
     if not np.allclose(stress, from_virial, rtol=1e-3, atol=1e-6):
