@@ -212,7 +212,7 @@ def build(args):
     from md.forces import potential_forces
     from md.integrators import params
     from md.io import load_restart, model_fingerprint
-    from md.simulation import Simulation, maxwell_boltzmann
+    from md.simulation import Simulation, moving_degrees_of_freedom, thermal_start
     from mlpot.potential import load
 
     _check_options(args)
@@ -220,7 +220,6 @@ def build(args):
     _check_outputs(args, continuing)
     potential = load(args.model)
     atoms = _read_structure(args)
-    settings = params(**_settings(args))
     fingerprint = model_fingerprint(potential) if args.restart else None  # only restarts record it
     restart = None
     if continuing:
@@ -229,10 +228,18 @@ def build(args):
             raise ValueError(f"{args.restart}: written by a {restart['ensemble']} run, not {args.ensemble}")
         if not np.array_equal(restart["numbers"], atoms.numbers):
             raise ValueError(f"{args.restart}: its atoms do not match {args.structure}")
+        settings = params(**_settings(args), dof=restart["params"].dof)  # the count the run started with
         _check_same_settings(args.restart, restart["params"], settings)
         _check_model(args.restart, restart, fingerprint, args.model)
-    elif args.temperature > 0:
-        maxwell_boltzmann(atoms, args.temperature, args.seed)
+    else:
+        if args.temperature > 0:
+            dof = thermal_start(atoms, args.ensemble, args.temperature, args.seed)
+        else:
+            dof = moving_degrees_of_freedom(atoms, args.ensemble)
+        settings = params(**_settings(args), dof=dof)
+        if dof:
+            held = "net momentum" if dof == 3 * len(atoms) - 3 else "net and angular momentum"
+            print(f"temperatures count {dof} degrees of freedom ({held} held at zero)", file=sys.stderr)
     forces = potential_forces(
         potential,
         atoms,
@@ -299,6 +306,9 @@ def main(args) -> int:
 
     try:
         sim.run(steps, progress=progress)
+        if steps and int(sim.state.step) % args.interval:
+            for function, _ in sim.observers:
+                function(sim)  # the last frame, log line and restart fall off the interval
     except MDError as err:
         print(f"mlpot md: error: {err}", file=sys.stderr)
         return 1
@@ -306,8 +316,6 @@ def main(args) -> int:
         bar.close()
         for writer in writers:
             writer.close()
-    if args.restart and int(sim.state.step) % args.interval:
-        write_restart(sim)
     nl = sim.neighbours
     print(
         f"{steps} steps in {time.perf_counter() - start:.1f} s; {nl.builds} neighbour builds "

@@ -8,8 +8,11 @@ lives in ``Params``: both are *arguments* of the jitted step, never closure
 constants, so changing dt, temperature or weights never recompiles.
 
 Units are ASE's: Å, amu, eV, time in ASE units (``ase.units.fs``), momenta in
-amu·Å/time, kT in eV (``ase.units.kB * T_K``). Temperature counts 3N degrees of
-freedom, as ``ase.Atoms.get_temperature`` does.
+amu·Å/time, kT in eV (``ase.units.kB * T_K``). Temperature counts ``Params.dof``
+degrees of freedom, by default 3N as ``ase.Atoms.get_temperature`` does; a run
+that holds the net momentum (and, in vacuum, the angular momentum) at zero moves
+fewer, and a thermostat that counts 3N runs it hot by 3N/dof
+(``md.simulation.moving_degrees_of_freedom``).
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ class Params(NamedTuple):
     pressure: float = 0.0  # eV/Å^3, target pressure (NPT)
     taup: float = 1000.0  # ASE time, Berendsen barostat time constant
     compressibility: float = 0.0  # Å^3/eV, Berendsen barostat
+    dof: float = 0.0  # degrees of freedom the thermostats hold and the temperature counts; 0: 3N (ASE's)
 
 
 class Integrator(NamedTuple):
@@ -99,9 +103,14 @@ def kinetic_energy(momenta, masses):
     return 0.5 * jnp.sum(momenta**2 / masses[:, None])
 
 
-def temperature_kT(momenta, masses):
-    """kT (eV) from equipartition over 3N degrees of freedom."""
-    return 2.0 * kinetic_energy(momenta, masses) / (3 * masses.shape[0])
+def degrees_of_freedom(params: Params, num_atoms: int):
+    """``params.dof``, or 3N when it is 0."""
+    return jnp.where(params.dof > 0, params.dof, 3.0 * num_atoms)
+
+
+def temperature_kT(momenta, masses, dof=None):
+    """kT (eV) from equipartition over ``dof`` degrees of freedom (None: 3N)."""
+    return 2.0 * kinetic_energy(momenta, masses) / (3 * masses.shape[0] if dof is None else dof)
 
 
 def _kick(state: MDState, dt) -> MDState:
@@ -140,9 +149,9 @@ def langevin_step(force_fn: ForceFn, state: MDState, params: Params, force_args)
 
 
 def _chain_masses(params: Params, num_atoms: int, chain_length: int):
-    """Q_0 = 3N kT tdamp^2, Q_k = kT tdamp^2 (Martyna, Klein & Tuckerman 1992)."""
+    """Q_0 = dof kT tdamp^2, Q_k = kT tdamp^2 (Martyna, Klein & Tuckerman 1992)."""
     q = params.kT * params.tdamp**2
-    return jnp.concatenate([jnp.full(1, 3 * num_atoms * q), jnp.full(chain_length - 1, q)])
+    return jnp.concatenate([jnp.full(1, degrees_of_freedom(params, num_atoms) * q), jnp.full(chain_length - 1, q)])
 
 
 def _nhc_half(state: MDState, params: Params, delta):
@@ -150,13 +159,14 @@ def _nhc_half(state: MDState, params: Params, delta):
     m = state.chain_positions.shape[0]
     n = state.masses.shape[0]
     q = _chain_masses(params, n, m)
+    dof = degrees_of_freedom(params, n)
     eta, p_eta, p = state.chain_positions, list(state.chain_momenta), state.momenta
 
     def update(j, p, d2, d4):
         if j < m - 1:
             p_eta[j] = p_eta[j] * jnp.exp(-d4 * p_eta[j + 1] / q[j + 1])
         if j == 0:
-            g = jnp.sum(p**2 / state.masses[:, None]) - 3 * n * params.kT
+            g = jnp.sum(p**2 / state.masses[:, None]) - dof * params.kT
         else:
             g = p_eta[j - 1] ** 2 / q[j - 1] - params.kT
         p_eta[j] = p_eta[j] + d2 * g
@@ -186,11 +196,11 @@ def nose_hoover_step(force_fn: ForceFn, state: MDState, params: Params, force_ar
 
 
 def chain_energy(state: MDState, params: Params):
-    """Energy of the Nosé-Hoover chain: 3N kT eta_0 + kT sum eta_k + sum p_eta^2 / 2Q."""
+    """Energy of the Nosé-Hoover chain: dof kT eta_0 + kT sum eta_k + sum p_eta^2 / 2Q."""
     m, n = state.chain_positions.shape[0], state.masses.shape[0]
     q = _chain_masses(params, n, m)
     eta = state.chain_positions
-    return 3 * n * params.kT * eta[0] + params.kT * jnp.sum(eta[1:]) + jnp.sum(0.5 * state.chain_momenta**2 / q)
+    return degrees_of_freedom(params, n) * params.kT * eta[0] + params.kT * jnp.sum(eta[1:]) + jnp.sum(0.5 * state.chain_momenta**2 / q)
 
 
 def pressure(state: MDState):
@@ -208,7 +218,7 @@ def berendsen_npt_step(force_fn: ForceFn, state: MDState, params: Params, force_
     step. Needs a force_fn that returns the stress. Not a true NPT ensemble
     (fluctuations are damped): use it to equilibrate density.
     """
-    kT = temperature_kT(state.momenta, state.masses)
+    kT = temperature_kT(state.momenta, state.masses, degrees_of_freedom(params, state.masses.shape[0]))
     lam = jnp.clip(jnp.sqrt(1.0 + (params.kT / jnp.maximum(kT, 1e-300) - 1.0) * params.dt / params.tdamp), 0.9, 1.1)
     state = state._replace(momenta=state.momenta * lam)
     mu = 1.0 - params.compressibility * params.dt / (3 * params.taup) * (params.pressure - pressure(state))

@@ -198,7 +198,8 @@ def load_restart(path) -> dict:
     if version > RESTART_VERSION:
         raise ValueError(f"{path}: restart format version {version} is newer than this mlpot ({RESTART_VERSION})")
     state = MDState(**{k: data[f"state_{k}"] for k in MDState._fields})
-    params = Params(**{k: data[f"params_{k}"] for k in Params._fields})
+    # A field the file lacks was added after it was written: its default is what that run used.
+    params = Params(**{k: data[f"params_{k}"] for k in Params._fields if f"params_{k}" in data})
     return {
         "ensemble": str(data["ensemble"]),
         "state": state,

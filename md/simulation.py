@@ -22,7 +22,15 @@ from ase.md import velocitydistribution
 from ase.md.velocitydistribution import Stationary
 
 from md.forces import Forces
-from md.integrators import Params, blank_state, chain_energy, integrator, kinetic_energy, pressure
+from md.integrators import (
+    Params,
+    blank_state,
+    chain_energy,
+    degrees_of_freedom,
+    integrator,
+    kinetic_energy,
+    pressure,
+)
 from md.loop import NONFINITE, OK, REBUILD, TOO_CLOSE, TOO_HOT, Limits, Reference, guarded, run_chunk
 from mlpot.graph import neighbour_search
 
@@ -46,6 +54,65 @@ def maxwell_boltzmann(atoms: Atoms, temperature_K: float, seed: int) -> None:
         atoms.set_momenta(np.zeros((1, 3)))
         return
     Stationary(atoms)
+
+
+# Their forces sum to zero and they scale all momenta alike, so the net momentum they start with they keep
+# (Langevin's noise does not). With no periodic direction the torque is zero too.
+_CONSERVING = ("nve", "nose-hoover", "npt")
+
+
+def _is_zero(total, scale) -> bool:
+    return bool(np.linalg.norm(total) <= 1e-9 * scale)
+
+
+def moving_degrees_of_freedom(atoms: Atoms, ensemble: str) -> int:
+    """The degrees of freedom that exchange energy in a run of ``ensemble`` from ``atoms``' momenta.
+
+    3N, less 3 when the ensemble keeps a zero net momentum, less 3 more (2 for a linear molecule)
+    when, with no periodic direction, it keeps a zero angular momentum too: what LAMMPS and GROMACS
+    count. A thermostat that counts 3N for these would settle the moving ones at T·3N/dof.
+    Returns 0 (``Params``' "3N") where nothing is held, or for a lone atom.
+    """
+    n = len(atoms)
+    if ensemble not in _CONSERVING or n < 2:
+        return 0
+    p, m = atoms.get_momenta(), atoms.get_masses()
+    if not _is_zero(p.sum(axis=0), np.abs(p).sum()):
+        return 0
+    dof = 3 * n - 3
+    r = atoms.positions - atoms.get_center_of_mass()
+    if not atoms.pbc.any() and _is_zero(np.cross(r, p).sum(axis=0), np.abs(r).sum() * np.abs(p).sum()):
+        moments = np.linalg.eigvalsh(np.einsum("i,ij,ik->jk", m, r, r))  # second moments: 0 along a line
+        dof -= 2 if moments[-2] <= 1e-8 * moments[-1] else 3
+    return dof
+
+
+def _zero_rotation(atoms: Atoms) -> None:
+    """Subtract the rigid spin w x r with I w = L (pseudo-inverse: ASE's ZeroRotation divides 0/0 on a line)."""
+    m = atoms.get_masses()
+    r = atoms.positions - atoms.get_center_of_mass()
+    p = atoms.get_momenta()
+    inertia = np.einsum("i,ij,ij->", m, r, r) * np.eye(3) - np.einsum("i,ij,ik->jk", m, r, r)
+    omega = np.linalg.pinv(inertia, rcond=1e-8, hermitian=True) @ np.cross(r, p).sum(axis=0)
+    atoms.set_momenta(p - m[:, None] * np.cross(omega, r))
+
+
+def thermal_start(atoms: Atoms, ensemble: str, temperature_K: float, seed: int) -> int:
+    """Maxwell-Boltzmann momenta for a run of ``ensemble`` (in place); returns its moving degrees of freedom.
+
+    Zero net momentum; for a molecule in vacuum under a deterministic ensemble, zero angular
+    momentum too (a rigid spin would hold kinetic energy no thermostat can reach). The momenta are
+    then scaled so the temperature over the moving degrees of freedom is the one drawn over 3N.
+    """
+    maxwell_boltzmann(atoms, temperature_K, seed)
+    drawn = atoms.get_kinetic_energy()  # 3N/2 kT' for the T' drawn
+    if ensemble in _CONSERVING and not atoms.pbc.any() and len(atoms) > 1:
+        _zero_rotation(atoms)
+    dof = moving_degrees_of_freedom(atoms, ensemble)
+    kinetic = atoms.get_kinetic_energy()
+    if dof and kinetic > 0:
+        atoms.set_momenta(atoms.get_momenta() * np.sqrt(drawn * dof / (3 * len(atoms)) / kinetic))
+    return dof
 
 
 def _compiled(ensemble: str, forces: Forces, chain_length: int):
@@ -262,7 +329,7 @@ class Simulation:
             "epot": epot,
             "ekin": ekin,
             "etot": epot + ekin,
-            "temperature": 2 * ekin / (3 * len(self.template) * ase.units.kB),
+            "temperature": 2 * ekin / (float(degrees_of_freedom(self.params, len(self.template))) * ase.units.kB),
         }
         if self.ensemble == "npt":  # only NPT computes the stress the pressure needs
             row["volume"] = abs(float(np.linalg.det(np.asarray(s.cell))))

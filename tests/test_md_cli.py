@@ -276,3 +276,26 @@ def test_drivers_refuse_atoms_with_ase_constraints():
     atoms.set_constraint(FixAtoms(indices=[0, 1]))
     with pytest.raises(ValueError, match=r"ASE constraints \['FixAtoms'\].*ase.md and mlpot.Calculator"):
         md.VelocityVerlet(atoms, 2.0 * units.fs, potential=argon_potential())
+
+
+def test_cli_writes_the_last_frame_off_the_interval_and_a_nose_hoover_restart_keeps_its_count(files, tmp_path, capsys):
+    # --interval 5: a 12-step run ends with step 12 in the trajectory and log, not only in the restart.
+    # The split run continues with the degrees of freedom it started with (3N - 3 = 93: the thermostat
+    # holds the zero net momentum), so it lands where the straight run does.
+    a, b = tmp_path / "straight", tmp_path / "split"
+    common = ["--ensemble", "nose-hoover", "--temperature", "60", "--tdamp", "100"]
+    assert _md(files, a, "--steps", "24", "--restart", str(a / "r.npz"), *common) == 0
+    assert "temperatures count 93 degrees of freedom (net momentum held at zero)" in capsys.readouterr().err
+    assert _md(files, b, "--steps", "12", "--restart", str(b / "r.npz"), *common) == 0
+    assert [f.info["step"] for f in ase.io.read(b / "t.xyz", ":")] == [0, 5, 10, 12]
+    assert _md(files, b, "--steps", "24", "--restart", str(b / "r.npz"), *common) == 0
+    assert _md(files, b, "--steps", "24", "--restart", str(b / "r.npz"), *common) == 0  # done: nothing added
+    assert [f.info["step"] for f in ase.io.read(b / "t.xyz", ":")] == [0, 5, 10, 12, 15, 20, 24]
+    rows = list(csv.DictReader((b / "log.csv").read_text().splitlines()))
+    assert [int(r["step"]) for r in rows] == [0, 5, 10, 12, 15, 20, 24]
+    for row in rows:  # the log's temperature counts the 93
+        assert float(row["temperature_K"]) == pytest.approx(2 * float(row["ekin_eV"]) / (93 * units.kB), rel=1e-6)
+    assert float(load_restart(b / "r.npz")["params"].dof) == 93
+    final_a, final_b = load_restart(a / "r.npz")["state"], load_restart(b / "r.npz")["state"]
+    np.testing.assert_allclose(final_b.positions, final_a.positions, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(final_b.chain_momenta, final_a.chain_momenta, rtol=0, atol=1e-12)

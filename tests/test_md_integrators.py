@@ -1,5 +1,7 @@
 """Integrators driven by analytic force functions (no ML): exact solutions and ensemble averages."""
 
+import itertools
+
 import jax
 import numpy as np
 import pytest
@@ -8,7 +10,7 @@ from ase import Atoms, units
 import mlpot  # noqa: F401  (x64)
 from md.forces import fixed_forces
 from md.integrators import params
-from md.simulation import Simulation
+from md.simulation import Simulation, moving_degrees_of_freedom, thermal_start
 from md.toy import argon_crystal, harmonic_force_fn, smooth_argon_forces
 
 
@@ -138,3 +140,55 @@ def test_npt_refuses_forces_without_stress_and_nose_hoover_a_zero_kelvin_target(
     Simulation(smooth_argon_forces(atoms, compute_stress=True), atoms, "npt", npt)  # accepted
     with pytest.raises(ValueError, match="above 0 K"):
         Simulation(smooth_argon_forces(atoms), atoms, "nose-hoover", params(dt=5 * units.fs, kT=0.0))
+
+
+def _argon13():
+    """A 13-atom argon cuboctahedron (fcc centre and its 12 neighbours) in vacuum."""
+    sites = [(0, 0, 0)] + [s for s in itertools.product((-1, 0, 1), repeat=3) if sorted(map(abs, s)) == [0, 1, 1]]
+    return Atoms("Ar13", positions=np.array(sites) * 5.26 / 2)
+
+
+def test_moving_degrees_of_freedom_subtract_what_the_ensemble_holds():
+    crystal = argon_crystal(2, temperature_K=60.0, seed=0)  # periodic, zero net momentum
+    assert moving_degrees_of_freedom(crystal, "nve") == 3 * 32 - 3
+    assert moving_degrees_of_freedom(crystal, "langevin") == 0  # noise moves the centre of mass: 3N
+    drifting = crystal.copy()
+    drifting.set_momenta(crystal.get_momenta() + 1.0)
+    assert moving_degrees_of_freedom(drifting, "nose-hoover") == 0
+    cluster = _argon13()
+    assert thermal_start(cluster, "nose-hoover", 20.0, seed=0) == 3 * 13 - 6
+    np.testing.assert_allclose(cluster.get_angular_momentum(), 0.0, atol=1e-12)
+    np.testing.assert_allclose(cluster.get_momenta().sum(axis=0), 0.0, atol=1e-12)
+    spinning = _argon13()
+    spinning.set_momenta(np.cross([0.0, 0.0, 1.0], spinning.positions))  # a rigid spin: L != 0
+    assert moving_degrees_of_freedom(spinning, "nve") == 3 * 13 - 3
+    co2 = Atoms("CO2", positions=[[0, 0, 0], [0, 0, 1.16], [0, 0, -1.16]])
+    assert thermal_start(co2, "nve", 300.0, seed=0) == 3 * 3 - 5  # linear: two rotations
+    np.testing.assert_allclose(co2.get_angular_momentum(), 0.0, atol=1e-12)
+
+
+def _argon13_nose_hoover(count_moving: bool) -> list[dict]:
+    atoms = _argon13()
+    dof = thermal_start(atoms, "nose-hoover", 20.0, seed=0)
+    p = params(dt=5 * units.fs, kT=units.kB * 20.0, tdamp=200 * units.fs, dof=dof if count_moving else 0)
+    sim = Simulation(smooth_argon_forces(atoms), atoms, "nose-hoover", p)
+    sim.run(1000)
+    rows = []
+    sim.attach(lambda s: rows.append(s.thermo()), 10)
+    sim.run(12000)
+    np.testing.assert_allclose(sim.atoms().get_angular_momentum(), 0.0, atol=1e-9)
+    return rows
+
+
+def test_nose_hoover_holds_the_moving_degrees_of_freedom_at_the_target():
+    # Ar13 in vacuum at 20 K, zero net and angular momentum: 3N - 6 = 33 degrees of freedom move.
+    # The chain drives the time average of sum p^2/m to dof kT (its momentum's mean rate is zero),
+    # so counting 3N = 39 settles the moving ones at 39/33 T = 23.6 K; counting 33 holds 20 K.
+    moving, all_3n = _argon13_nose_hoover(True), _argon13_nose_hoover(False)
+    kinetic = {
+        name: 2 * np.array([r["ekin"] for r in rows]) / (33 * units.kB)
+        for name, rows in (("moving", moving), ("3N", all_3n))
+    }
+    np.testing.assert_allclose([r["temperature"] for r in moving], kinetic["moving"], rtol=1e-12)  # the log counts 33
+    assert kinetic["moving"].mean() == pytest.approx(20.0, rel=0.04)
+    assert kinetic["3N"].mean() > 1.12 * 20.0
