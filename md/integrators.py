@@ -200,7 +200,11 @@ def chain_energy(state: MDState, params: Params):
     m, n = state.chain_positions.shape[0], state.masses.shape[0]
     q = _chain_masses(params, n, m)
     eta = state.chain_positions
-    return degrees_of_freedom(params, n) * params.kT * eta[0] + params.kT * jnp.sum(eta[1:]) + jnp.sum(0.5 * state.chain_momenta**2 / q)
+    return (
+        degrees_of_freedom(params, n) * params.kT * eta[0]
+        + params.kT * jnp.sum(eta[1:])
+        + jnp.sum(0.5 * state.chain_momenta**2 / q)
+    )
 
 
 def pressure(state: MDState):

@@ -71,6 +71,13 @@ class Dataset(NamedTuple):
 VIRIAL_KEYS = ("virial", "virials")
 
 
+def virial_keys(stress_key: str) -> tuple[str, ...]:
+    """The virial names to look for: ``VIRIAL_KEYS``, and the stress key's own prefix or suffix
+    on them (stress_key REF_stress: REF_virial, REF_virials, as MACE's newer files name them)."""
+    named = tuple(stress_key.replace("stress", v) for v in VIRIAL_KEYS) if "stress" in stress_key else ()
+    return tuple(dict.fromkeys((*named, *VIRIAL_KEYS)))
+
+
 def _lookup(atoms: Atoms, key: str):
     """A label from the attached calculator, ``atoms.info`` or ``atoms.arrays`` (in that order)."""
     results = atoms.calc.results if atoms.calc is not None else {}
@@ -142,7 +149,7 @@ def _with_virial(atoms: Atoms, stress, where: str, stress_key: str):
     A frame with both must satisfy it, which catches a virial stored under the stress's name
     (eV, off by a factor -V: silently wrong stress in the loss).
     """
-    labels = ((k, _lookup(atoms, k)) for k in VIRIAL_KEYS)
+    labels = ((k, _lookup(atoms, k)) for k in virial_keys(stress_key))
     key, virial = next(((k, v) for k, v in labels if v is not None), (None, None))
     if key is None:
         return stress

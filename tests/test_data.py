@@ -220,6 +220,20 @@ def test_a_virial_label_gives_the_stress_as_minus_virial_over_volume(tmp_path):
     np.testing.assert_allclose(frame.stress, stress, atol=1e-6)
 
 
+def test_mace_style_prefixed_labels_find_their_virial(tmp_path):
+    # MACE's newer files name every label REF_*: with stress_key REF_stress, REF_virials is the virial.
+    atoms = _strained_copper()
+    stress, energy, forces = atoms.get_stress(voigt=False), atoms.get_potential_energy(), atoms.get_forces()
+    labelled = atoms.copy()
+    labelled.info.update(REF_energy=energy, REF_virials=_virial_by_strain(atoms))
+    labelled.arrays["REF_forces"] = forces
+    path = _write(tmp_path, [labelled])
+    (frame,) = data.read_frames(path, "REF_energy", "REF_forces", "REF_stress")
+    np.testing.assert_allclose(frame.stress, stress, atol=1e-6)
+    (unlabelled,) = data.read_frames(path, "REF_energy", "REF_forces")  # stress_key 'stress': no REF_ virial
+    assert unlabelled.stress is None
+
+
 def test_a_virial_stored_as_stress_is_refused_naming_frame_and_fields(tmp_path):
     atoms = _strained_copper()
     energy, forces, virial = atoms.get_potential_energy(), atoms.get_forces(), _virial_by_strain(atoms)
