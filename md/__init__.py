@@ -1,16 +1,25 @@
 """mlpot's molecular-dynamics engine.
 
 * ``md.integrators``: pure ``init_fn``/``step_fn`` pairs (NVE, Langevin BAOAB,
-  Nosé-Hoover chain, Berendsen NPT) over an immutable ``MDState``;
+  Nosé-Hoover chain, Berendsen NPT, MTK NPT) over an immutable ``MDState``;
 * ``md.loop``: the compiled chunk (``lax.while_loop``) that stops early for a
   neighbour rebuild or a safety violation;
 * ``md.simulation``: the host loop (rebuilds, observers, errors);
 * ``md.drivers``: ASE-style ``VelocityVerlet``, ``Langevin``,
-  ``NoseHooverChainNVT``, ``NPTBerendsen``;
+  ``NoseHooverChainNVT``, ``NPTBerendsen``, ``IsotropicMTKNPT``;
 * ``md.cli``: ``mlpot md``.
 """
 
-from md.drivers import Dynamics, Langevin, NoseHooverChainNVT, NPTBerendsen, VelocityVerlet
+from md.drivers import Dynamics, IsotropicMTKNPT, Langevin, NoseHooverChainNVT, NPTBerendsen, VelocityVerlet
 from md.simulation import MDError, Simulation
 
-__all__ = ["Dynamics", "Langevin", "MDError", "NPTBerendsen", "NoseHooverChainNVT", "Simulation", "VelocityVerlet"]
+__all__ = [
+    "Dynamics",
+    "IsotropicMTKNPT",
+    "Langevin",
+    "MDError",
+    "NPTBerendsen",
+    "NoseHooverChainNVT",
+    "Simulation",
+    "VelocityVerlet",
+]

@@ -23,7 +23,7 @@ import numpy as np
 from mlpot.graph import check_atoms
 from mlpot.modelfile import check_output_path
 
-ENSEMBLES = ("nve", "langevin", "nose-hoover", "npt")
+ENSEMBLES = ("nve", "langevin", "nose-hoover", "npt", "npt-mtk")
 
 
 def register(subparsers) -> None:
@@ -48,7 +48,9 @@ def register(subparsers) -> None:
     p.add_argument("--pressure", type=float, default=0.0, help="GPa, NPT target (default 0)")
     p.add_argument("--friction", type=float, default=0.01, help="Langevin friction in 1/fs (default 0.01)")
     p.add_argument("--tdamp", type=float, default=None, help="thermostat time constant in fs (default 100 dt)")
-    p.add_argument("--taup", type=float, default=1000.0, help="Berendsen barostat time constant in fs")
+    p.add_argument(
+        "--taup", type=float, default=1000.0, help="barostat time constant in fs (npt's taup, npt-mtk's pdamp; 1000)"
+    )
     p.add_argument(
         "--compressibility",
         type=float,
@@ -210,7 +212,7 @@ def build(args):
     Every user error (options, paths, files, a mismatched restart) is raised here, before MD starts.
     """
     from md.forces import potential_forces
-    from md.integrators import params
+    from md.integrators import BAROSTATS, params
     from md.io import load_restart, model_fingerprint
     from md.simulation import Simulation, moving_degrees_of_freedom, thermal_start
     from mlpot.potential import load
@@ -244,7 +246,7 @@ def build(args):
         potential,
         atoms,
         args.skin,
-        compute_stress=args.ensemble == "npt",
+        compute_stress=args.ensemble in BAROSTATS,
         capacity=restart["capacity"] if restart else None,
     )
     sim = Simulation(
@@ -263,6 +265,7 @@ def build(args):
 def main(args) -> int:
     from tqdm import tqdm
 
+    from md.integrators import BAROSTATS
     from md.io import ThermoLog, TrajectoryWriter, frame_atoms, save_restart
     from md.simulation import MDError
 
@@ -274,7 +277,7 @@ def main(args) -> int:
     steps = max(0, args.steps - int(sim.state.step))  # --steps is the whole run's length
     if restarting:
         print(f"continuing from step {int(sim.state.step)} ({args.restart}): {steps} steps to go", file=sys.stderr)
-    npt = args.ensemble == "npt"
+    npt = args.ensemble in BAROSTATS
     writers = []
     if args.traj:
         traj = TrajectoryWriter(args.traj, append=restarting)

@@ -37,6 +37,7 @@ from ase import Atoms
 from ase.stress import full_3x3_to_voigt_6_stress
 
 from md.forces import potential_forces
+from md.integrators import BAROSTATS
 from md.integrators import params as make_params
 from md.io import ThermoLog, TrajectoryWriter, frame_atoms, log_columns, model_fingerprint
 from md.simulation import Simulation
@@ -67,7 +68,7 @@ class Dynamics:
         potential = _driver_potential(atoms, potential)
         self.atoms, self.dt, self.potential = atoms, float(timestep), potential
         self._calc = atoms.calc  # the cache we prime; a calculator swapped in later is left alone
-        self.forces = potential_forces(potential, atoms, skin, compute_stress=ensemble == "npt")
+        self.forces = potential_forces(potential, atoms, skin, compute_stress=ensemble in BAROSTATS)
         params = make_params(dt=timestep, **(settings or {}))
         self.simulation = Simulation(
             self.forces,
@@ -101,11 +102,11 @@ class Dynamics:
             writer = trajectory  # the caller's open Trajectory: the caller closes it, as with ASE
         else:
             raise TypeError(f"trajectory: expected a file name or an open ase.io.Trajectory, not {trajectory!r}")
-        npt = self.simulation.ensemble == "npt"
+        npt = self.simulation.ensemble in BAROSTATS
         self.attach(lambda: writer.write(frame_atoms(self.atoms, self.simulation.state, npt)), loginterval)
 
     def _attach_log(self, logfile, loginterval: int) -> None:
-        npt = self.simulation.ensemble == "npt"
+        npt = self.simulation.ensemble in BAROSTATS
         if isinstance(logfile, (str, os.PathLike)) and str(logfile) != "-":
             log = ThermoLog(logfile, with_pressure=npt)
             self._writers.append(log)
@@ -163,7 +164,7 @@ class Dynamics:
             atoms.calc.atoms = atoms.copy()
             energy = float(state.energy)
             atoms.calc.results = {"energy": energy, "free_energy": energy, "forces": np.asarray(state.forces)}
-            if self.simulation.ensemble == "npt":  # only NPT computed the stress
+            if self.simulation.ensemble in BAROSTATS:  # only NPT computed the stress
                 atoms.calc.results["stress"] = full_3x3_to_voigt_6_stress(np.asarray(state.stress))
         self._written_step = int(state.step)
         self._written = _snapshot(atoms)
@@ -284,6 +285,13 @@ def _no_fixcm(driver: str, fixcm: bool) -> None:
         raise ValueError(f"fixcm: md.{driver} does not hold the centre of mass fixed; pass fixcm=False or leave it out")
 
 
+def _check_chain(name: str, length, loop_name: str, loop) -> None:
+    if isinstance(length, bool) or not isinstance(length, numbers.Integral) or length < 1:
+        raise ValueError(f"{name}: the chain length must be an integer >= 1, not {length!r}")
+    if loop != 1:
+        raise ValueError(f"{loop_name}: only 1 is supported (the chain is integrated once per step), not {loop!r}")
+
+
 def _seed(seed, rng) -> int:
     """``seed``, or one drawn from an ASE-style ``rng`` (its stream is not the device's: the noise
     differs from ASE's for the same rng, but the same rng state gives the same run)."""
@@ -365,15 +373,57 @@ def NoseHooverChainNVT(
 
     ``tchain`` is the chain length (3, as ASE); only ``tloop=1`` (ASE's default) is supported.
     """
-    if isinstance(tchain, bool) or not isinstance(tchain, numbers.Integral) or tchain < 1:
-        raise ValueError(f"tchain: the chain length must be an integer >= 1, not {tchain!r}")
-    if tloop != 1:
-        raise ValueError(f"tloop: only tloop=1 is supported (the chain is integrated once per step), not {tloop!r}")
+    _check_chain("tchain", tchain, "tloop", tloop)
     options = _ase_options("NoseHooverChainNVT", ase_options)
     settings = {"kT": ase.units.kB * temperature_K, "tdamp": tdamp}
     return Dynamics(
         atoms,
         "nose-hoover",
+        timestep,
+        potential,
+        trajectory,
+        logfile,
+        loginterval,
+        skin,
+        settings=settings,
+        chain_length=int(tchain),
+        **options,
+    )
+
+
+def IsotropicMTKNPT(
+    atoms,
+    timestep,
+    temperature_K,
+    pressure_au,
+    tdamp,
+    pdamp,
+    tchain=3,
+    pchain=3,
+    tloop=1,
+    ploop=1,
+    *,
+    potential=None,
+    trajectory=None,
+    logfile=None,
+    loginterval=1,
+    skin=0.5,
+    **ase_options,
+) -> Dynamics:
+    """MTK NPT like ``ase.md.nose_hoover_chain.IsotropicMTKNPT``: tdamp ~ 100 dt, pdamp ~ 1000 dt.
+
+    A true isothermal-isobaric ensemble (isotropic volume moves), unlike Berendsen's. The thermostat
+    and barostat chains have one length (``tchain == pchain``); only ``tloop = ploop = 1`` (ASE's defaults).
+    """
+    _check_chain("tchain", tchain, "tloop", tloop)
+    _check_chain("pchain", pchain, "ploop", ploop)
+    if tchain != pchain:
+        raise ValueError(f"tchain and pchain must be equal here (one chain length), not {tchain} and {pchain}")
+    options = _ase_options("IsotropicMTKNPT", ase_options)
+    settings = {"kT": ase.units.kB * temperature_K, "tdamp": tdamp, "pressure": pressure_au, "taup": pdamp}
+    return Dynamics(
+        atoms,
+        "npt-mtk",
         timestep,
         potential,
         trajectory,

@@ -40,6 +40,10 @@ class MDState(NamedTuple):
     chain_positions: jnp.ndarray  # (M,) Nosé-Hoover chain eta (dimensionless)
     chain_momenta: jnp.ndarray  # (M,) Nosé-Hoover chain p_eta, eV·time
     step: jnp.ndarray  # () int, steps taken since the start of the run
+    # MTK barostat (npt-mtk; zeros otherwise): the volume's momentum and its own Nosé-Hoover chain.
+    cell_momentum: jnp.ndarray  # () p_eps, eV·time (epsilon = ln(V/V0)/3)
+    cell_chain_positions: jnp.ndarray  # (M,) xi
+    cell_chain_momenta: jnp.ndarray  # (M,) p_xi, eV·time
 
 
 class Params(NamedTuple):
@@ -50,7 +54,7 @@ class Params(NamedTuple):
     friction: float = 0.0  # 1 / ASE time (Langevin)
     tdamp: float = 100.0  # ASE time, Nosé-Hoover chain / Berendsen thermostat time constant
     pressure: float = 0.0  # eV/Å^3, target pressure (NPT)
-    taup: float = 1000.0  # ASE time, Berendsen barostat time constant
+    taup: float = 1000.0  # ASE time, barostat time constant (Berendsen's taup, MTK's pdamp)
     compressibility: float = 0.0  # Å^3/eV, Berendsen barostat
     dof: float = 0.0  # degrees of freedom the thermostats hold and the temperature counts; 0: 3N (ASE's)
 
@@ -85,6 +89,9 @@ def blank_state(positions, momenta, masses, cell, key, chain_length: int = 3) ->
         zeros,
         zeros,
         jnp.asarray(0, jnp.int64),
+        f64(0.0),
+        zeros,
+        zeros,
     )
 
 
@@ -154,21 +161,19 @@ def _chain_masses(params: Params, num_atoms: int, chain_length: int):
     return jnp.concatenate([jnp.full(1, degrees_of_freedom(params, num_atoms) * q), jnp.full(chain_length - 1, q)])
 
 
-def _nhc_half(state: MDState, params: Params, delta):
-    """exp(iL_NHC delta): Suzuki-Yoshida order 4, one loop; updates momenta and the chain."""
-    m = state.chain_positions.shape[0]
-    n = state.masses.shape[0]
-    q = _chain_masses(params, n, m)
-    dof = degrees_of_freedom(params, n)
-    eta, p_eta, p = state.chain_positions, list(state.chain_momenta), state.momenta
+def _chain_half(eta, p_eta, q, kT, momenta, twice_kinetic, target, delta):
+    """exp(iL_NHC delta) for a Nosé-Hoover chain (eta, p_eta, masses q) on ``momenta``.
 
-    def update(j, p, d2, d4):
+    ``twice_kinetic(momenta)`` is pushed toward ``target`` (dof kT); Suzuki-Yoshida order 4, one
+    loop. Returns (momenta, eta, p_eta). The atoms' thermostat and MTK's barostat chain share it.
+    """
+    m = eta.shape[0]
+    p_eta = list(p_eta)
+
+    def update(j, momenta, d2, d4):
         if j < m - 1:
             p_eta[j] = p_eta[j] * jnp.exp(-d4 * p_eta[j + 1] / q[j + 1])
-        if j == 0:
-            g = jnp.sum(p**2 / state.masses[:, None]) - dof * params.kT
-        else:
-            g = p_eta[j - 1] ** 2 / q[j - 1] - params.kT
+        g = twice_kinetic(momenta) - target if j == 0 else p_eta[j - 1] ** 2 / q[j - 1] - kT
         p_eta[j] = p_eta[j] + d2 * g
         if j < m - 1:
             p_eta[j] = p_eta[j] * jnp.exp(-d4 * p_eta[j + 1] / q[j + 1])
@@ -176,12 +181,29 @@ def _nhc_half(state: MDState, params: Params, delta):
     for weight in _SY4:
         d = weight * delta
         for j in reversed(range(m)):
-            update(j, p, d / 2, d / 4)
+            update(j, momenta, d / 2, d / 4)
         eta = eta + d * jnp.stack(p_eta) / q
-        p = p * jnp.exp(-d * p_eta[0] / q[0])
+        momenta = momenta * jnp.exp(-d * p_eta[0] / q[0])
         for j in range(m):
-            update(j, p, d / 2, d / 4)
-    return state._replace(momenta=p, chain_positions=eta, chain_momenta=jnp.stack(p_eta))
+            update(j, momenta, d / 2, d / 4)
+    return momenta, eta, jnp.stack(p_eta)
+
+
+def _nhc_half(state: MDState, params: Params, delta):
+    """The atoms' chain: sum p^2/m held at dof kT."""
+    n = state.masses.shape[0]
+    q = _chain_masses(params, n, state.chain_positions.shape[0])
+    p, eta, p_eta = _chain_half(
+        state.chain_positions,
+        state.chain_momenta,
+        q,
+        params.kT,
+        state.momenta,
+        lambda p: jnp.sum(p**2 / state.masses[:, None]),
+        degrees_of_freedom(params, n) * params.kT,
+        delta,
+    )
+    return state._replace(momenta=p, chain_positions=eta, chain_momenta=p_eta)
 
 
 def nose_hoover_step(force_fn: ForceFn, state: MDState, params: Params, force_args) -> MDState:
@@ -232,12 +254,99 @@ def berendsen_npt_step(force_fn: ForceFn, state: MDState, params: Params, force_
     return state._replace(step=state.step + 1)
 
 
+def _exprel(x):
+    """(e^x - 1)/x, NaN-safe at 0."""
+    small = jnp.abs(x) < 1e-8
+    return jnp.where(small, 1.0 + 0.5 * x, jnp.expm1(x) / jnp.where(small, 1.0, x))
+
+
+def _cell_mass(params: Params, dof):
+    """W = (dof + 3) kT pdamp^2 (MTK 1994; ASE's with dof = 3N)."""
+    return (dof + 3.0) * params.kT * params.taup**2
+
+
+def _cell_chain_masses(params: Params, chain_length: int):
+    """R_0 = 9 kT pdamp^2, R_k = kT pdamp^2, as ase.md.nose_hoover_chain.IsotropicMTKBarostat."""
+    r = params.kT * params.taup**2
+    return jnp.concatenate([jnp.full(1, 9.0 * r), jnp.full(chain_length - 1, r)])
+
+
+def _cell_nhc_half(state: MDState, params: Params, delta):
+    """The barostat's own chain: p_eps^2/W held at kT."""
+    r = _cell_chain_masses(params, state.cell_chain_positions.shape[0])
+    w = _cell_mass(params, degrees_of_freedom(params, state.masses.shape[0]))
+    p_eps, xi, p_xi = _chain_half(
+        state.cell_chain_positions,
+        state.cell_chain_momenta,
+        r,
+        params.kT,
+        state.cell_momentum,
+        lambda p_eps: p_eps**2 / w,
+        params.kT,
+        delta,
+    )
+    return state._replace(cell_momentum=p_eps, cell_chain_positions=xi, cell_chain_momenta=p_xi)
+
+
+def _cell_kick(state: MDState, params: Params, delta):
+    """p_eps += delta (3V (P - P0) + (3/dof) sum p^2/m)."""
+    volume = jnp.abs(jnp.linalg.det(state.cell))
+    dof = degrees_of_freedom(params, state.masses.shape[0])
+    force = 3 * volume * (pressure(state) - params.pressure) + 3 / dof * jnp.sum(
+        state.momenta**2 / state.masses[:, None]
+    )
+    return state._replace(cell_momentum=state.cell_momentum + delta * force)
+
+
+def _mtk_kick(state: MDState, params: Params, delta):
+    """p <- p e^-x + delta F exprel(-x), x = (1 + 3/dof) p_eps delta / W."""
+    dof = degrees_of_freedom(params, state.masses.shape[0])
+    x = (1 + 3 / dof) * state.cell_momentum * delta / _cell_mass(params, dof)
+    return state._replace(momenta=state.momenta * jnp.exp(-x) + delta * state.forces * _exprel(-x))
+
+
+def _mtk_drift(state: MDState, params: Params, delta):
+    """r <- r e^x + delta p/m exprel(x) and the cell by e^x, x = p_eps delta / W (positions scale with the cell)."""
+    x = state.cell_momentum * delta / _cell_mass(params, degrees_of_freedom(params, state.masses.shape[0]))
+    positions = state.positions * jnp.exp(x) + delta * state.momenta / state.masses[:, None] * _exprel(x)
+    return state._replace(positions=positions, cell=state.cell * jnp.exp(x))
+
+
+def mtk_npt_step(force_fn: ForceFn, state: MDState, params: Params, force_args) -> MDState:
+    """Isotropic MTK NPT (Martyna, Tobias & Klein 1994): Nosé-Hoover chains on the atoms and on the volume.
+
+    A true NPT ensemble, deterministic, with a conserved energy (``barostat_energy``); the
+    factorisation of ``ase.md.nose_hoover_chain.IsotropicMTKNPT`` (tloop = ploop = 1), one force
+    and stress call per step. The pressure includes the kinetic part (``pressure``).
+    """
+    half = 0.5 * params.dt
+    state = _nhc_half(_cell_nhc_half(state, params, half), params, half)
+    state = _mtk_kick(_cell_kick(state, params, half), params, half)
+    state = _forces(force_fn, _mtk_drift(state, params, params.dt), force_args)
+    state = _cell_kick(_mtk_kick(state, params, half), params, half)
+    state = _cell_nhc_half(_nhc_half(state, params, half), params, half)
+    return state._replace(step=state.step + 1)
+
+
+def barostat_energy(state: MDState, params: Params):
+    """MTK's extra conserved terms: p_eps^2/2W + P0 V + the barostat chain's kT sum xi + sum p_xi^2/2R."""
+    m = state.cell_chain_positions.shape[0]
+    w = _cell_mass(params, degrees_of_freedom(params, state.masses.shape[0]))
+    r = _cell_chain_masses(params, m)
+    volume = jnp.abs(jnp.linalg.det(state.cell))
+    chain = params.kT * jnp.sum(state.cell_chain_positions) + jnp.sum(0.5 * state.cell_chain_momenta**2 / r)
+    return 0.5 * state.cell_momentum**2 / w + params.pressure * volume + chain
+
+
 STEPS = {
     "nve": nve_step,
     "langevin": langevin_step,
     "nose-hoover": nose_hoover_step,
     "npt": berendsen_npt_step,
+    "npt-mtk": mtk_npt_step,
 }
+BAROSTATS = ("npt", "npt-mtk")  # they change the cell, from the stress
+CHAINED = ("nose-hoover", "npt-mtk")  # Nosé-Hoover chains: masses kT tdamp^2 need kT > 0
 
 
 def integrator(ensemble: str, force_fn: ForceFn) -> Integrator:

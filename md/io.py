@@ -23,7 +23,8 @@ from md.integrators import MDState, Params
 from mlpot.modelfile import atomic_write, to_bytes
 
 # 2: capacities count pairs (MD's half neighbour list), not directed edges.
-# model_sha256/model_name were added to 1 without a bump: older readers ignore them.
+# model_sha256/model_name were added to 1, and MTK's cell_* state to 2, without a bump: older readers
+# ignore them, and this one reads files without them (their values were zero).
 RESTART_VERSION = 2
 
 
@@ -197,7 +198,12 @@ def load_restart(path) -> dict:
         raise ValueError(f"{path}: not an mlpot MD restart file ({err})") from err
     if version > RESTART_VERSION:
         raise ValueError(f"{path}: restart format version {version} is newer than this mlpot ({RESTART_VERSION})")
-    state = MDState(**{k: data[f"state_{k}"] for k in MDState._fields})
+    state = {k: data[f"state_{k}"] for k in MDState._fields if f"state_{k}" in data}
+    # Files from before the MTK barostat: its variables were zero (the ensemble could not be MTK).
+    chain = np.zeros_like(state["chain_positions"])
+    state = MDState(
+        **{"cell_momentum": np.float64(0.0), "cell_chain_positions": chain, "cell_chain_momenta": chain} | state
+    )
     # A field the file lacks was added after it was written: its default is what that run used.
     params = Params(**{k: data[f"params_{k}"] for k in Params._fields if f"params_{k}" in data})
     return {

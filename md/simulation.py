@@ -23,7 +23,10 @@ from ase.md.velocitydistribution import Stationary
 
 from md.forces import Forces
 from md.integrators import (
+    BAROSTATS,
+    CHAINED,
     Params,
+    barostat_energy,
     blank_state,
     chain_energy,
     degrees_of_freedom,
@@ -58,7 +61,7 @@ def maxwell_boltzmann(atoms: Atoms, temperature_K: float, seed: int) -> None:
 
 # Their forces sum to zero and they scale all momenta alike, so the net momentum they start with they keep
 # (Langevin's noise does not). With no periodic direction the torque is zero too.
-_CONSERVING = ("nve", "nose-hoover", "npt")
+_CONSERVING = ("nve", "nose-hoover", "npt", "npt-mtk")
 
 
 def _is_zero(total, scale) -> bool:
@@ -145,17 +148,17 @@ class Simulation:
                 f"the atoms carry ASE constraints {names}, which mlpot's MD engine does not apply; run "
                 "constrained dynamics with ase.md and mlpot.Calculator, or remove the constraints (del atoms.constraints)"
             )
-        if ensemble == "npt" and not forces.with_stress:
+        if ensemble in BAROSTATS and not forces.with_stress:
             # An energy-only force_fn returns zero stress: the barostat would see only the ideal-gas
             # pressure and silently collapse the box.
             raise ValueError(
                 "NPT needs the stress: build the forces with compute_stress=True "
                 "(potential_forces / graph_forces), or fixed_forces(..., with_stress=True)"
             )
-        if ensemble == "nose-hoover" and not float(params.kT) > 0:
+        if ensemble in CHAINED and not float(params.kT) > 0:
             # The chain masses are kT tdamp^2: a 0 K target has none (NaN on the first step).
             raise ValueError(
-                f"Nosé-Hoover needs a target temperature above 0 K (got {float(params.kT) / ase.units.kB:g} K); "
+                f"{ensemble}: Nosé-Hoover chains need a target temperature above 0 K (got {float(params.kT) / ase.units.kB:g} K); "
                 "to quench, use Langevin at a low temperature or an optimiser (ase.optimize)"
             )
         self.forces, self.ensemble, self.params = forces, ensemble, params
@@ -331,11 +334,13 @@ class Simulation:
             "etot": epot + ekin,
             "temperature": 2 * ekin / (float(degrees_of_freedom(self.params, len(self.template))) * ase.units.kB),
         }
-        if self.ensemble == "npt":  # only NPT computes the stress the pressure needs
+        if self.ensemble in BAROSTATS:  # only they compute the stress the pressure needs
             row["volume"] = abs(float(np.linalg.det(np.asarray(s.cell))))
             row["pressure"] = float(pressure(s))
-        if self.ensemble == "nose-hoover":
+        if self.ensemble in CHAINED:
             row["conserved"] = row["etot"] + float(chain_energy(s, self.params))
+        if self.ensemble == "npt-mtk":
+            row["conserved"] += float(barostat_energy(s, self.params))
         return row
 
     def atoms(self) -> Atoms:

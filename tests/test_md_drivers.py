@@ -208,6 +208,14 @@ def test_fixcm_and_tchain_map_where_they_can(argon):
     assert dyn.simulation.state.chain_momenta.shape == (5,)
     with pytest.raises(ValueError, match="tloop"):
         md.NoseHooverChainNVT(_argon_atoms(argon), DT, temperature_K=60.0, tdamp=100 * DT, tloop=2)
+    npt = {"temperature_K": 60.0, "pressure_au": 0.0, "tdamp": 100 * DT, "pdamp": 1000 * DT}
+    dyn = md.IsotropicMTKNPT(_argon_atoms(argon), DT, **npt, tchain=4, pchain=4)
+    dyn.run(2)
+    assert dyn.simulation.state.cell_chain_momenta.shape == (4,) and float(dyn.simulation.state.cell_momentum) != 0
+    with pytest.raises(ValueError, match="tchain and pchain"):
+        md.IsotropicMTKNPT(_argon_atoms(argon), DT, **npt, tchain=3, pchain=2)
+    with pytest.raises(ValueError, match="ploop"):
+        md.IsotropicMTKNPT(_argon_atoms(argon), DT, **npt, ploop=2)
 
 
 def test_unsupported_keywords_are_named(argon):
