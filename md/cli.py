@@ -23,7 +23,7 @@ import numpy as np
 from mlpot.graph import check_atoms
 from mlpot.modelfile import check_output_path
 
-ENSEMBLES = ("nve", "langevin", "nose-hoover", "npt", "npt-mtk")
+ENSEMBLES = ("nve", "langevin", "nose-hoover", "npt", "npt-mtk", "npt-mtk-cell")
 
 
 def register(subparsers) -> None:

@@ -391,49 +391,73 @@ def NoseHooverChainNVT(
     )
 
 
-def IsotropicMTKNPT(
-    atoms,
-    timestep,
-    temperature_K,
-    pressure_au,
-    tdamp,
-    pdamp,
-    tchain=3,
-    pchain=3,
-    tloop=1,
-    ploop=1,
-    *,
-    potential=None,
-    trajectory=None,
-    logfile=None,
-    loginterval=1,
-    skin=0.5,
-    **ase_options,
-) -> Dynamics:
+def _mtk_driver(ensemble: str, name: str, doc: str):
+    """One ASE-style MTK driver: ``IsotropicMTKNPT`` and ``MTKNPT`` take the same arguments as ASE's."""
+
+    def driver(
+        atoms,
+        timestep,
+        temperature_K,
+        pressure_au,
+        tdamp,
+        pdamp,
+        tchain=3,
+        pchain=3,
+        tloop=1,
+        ploop=1,
+        *,
+        potential=None,
+        trajectory=None,
+        logfile=None,
+        loginterval=1,
+        skin=0.5,
+        **ase_options,
+    ) -> Dynamics:
+        chain = _mtk_chain(tchain, pchain, tloop, ploop)
+        settings = {"kT": ase.units.kB * temperature_K, "tdamp": tdamp, "pressure": pressure_au, "taup": pdamp}
+        options = _ase_options(name, ase_options)
+        return Dynamics(
+            atoms,
+            ensemble,
+            timestep,
+            potential,
+            trajectory,
+            logfile,
+            loginterval,
+            skin,
+            settings=settings,
+            chain_length=chain,
+            **options,
+        )
+
+    driver.__name__ = driver.__qualname__ = name
+    driver.__doc__ = doc
+    return driver
+
+
+IsotropicMTKNPT = _mtk_driver(
+    "npt-mtk",
+    "IsotropicMTKNPT",
     """MTK NPT like ``ase.md.nose_hoover_chain.IsotropicMTKNPT``: tdamp ~ 100 dt, pdamp ~ 1000 dt.
 
     A true isothermal-isobaric ensemble (isotropic volume moves), unlike Berendsen's. The thermostat
     and barostat chains have one length (``tchain == pchain``); only ``tloop = ploop = 1`` (ASE's defaults).
-    """
+    """,
+)
+MTKNPT = _mtk_driver(
+    "npt-mtk-cell",
+    "MTKNPT",
+    """MTK NPT with the whole cell moving, like ``ase.md.nose_hoover_chain.MTKNPT`` (arguments as
+    ``IsotropicMTKNPT``): the cell's shape relaxes too, against a hydrostatic ``pressure_au``.""",
+)
+
+
+def _mtk_chain(tchain, pchain, tloop, ploop) -> int:
     _check_chain("tchain", tchain, "tloop", tloop)
     _check_chain("pchain", pchain, "ploop", ploop)
     if tchain != pchain:
         raise ValueError(f"tchain and pchain must be equal here (one chain length), not {tchain} and {pchain}")
-    options = _ase_options("IsotropicMTKNPT", ase_options)
-    settings = {"kT": ase.units.kB * temperature_K, "tdamp": tdamp, "pressure": pressure_au, "taup": pdamp}
-    return Dynamics(
-        atoms,
-        "npt-mtk",
-        timestep,
-        potential,
-        trajectory,
-        logfile,
-        loginterval,
-        skin,
-        settings=settings,
-        chain_length=int(tchain),
-        **options,
-    )
+    return int(tchain)
 
 
 def NPTBerendsen(

@@ -41,7 +41,7 @@ class MDState(NamedTuple):
     chain_momenta: jnp.ndarray  # (M,) Nosé-Hoover chain p_eta, eV·time
     step: jnp.ndarray  # () int, steps taken since the start of the run
     # MTK barostat (npt-mtk; zeros otherwise): the volume's momentum and its own Nosé-Hoover chain.
-    cell_momentum: jnp.ndarray  # () p_eps, eV·time (epsilon = ln(V/V0)/3)
+    cell_momentum: jnp.ndarray  # (3, 3) p_g, eV·time; the isotropic barostat keeps it p_eps x identity
     cell_chain_positions: jnp.ndarray  # (M,) xi
     cell_chain_momenta: jnp.ndarray  # (M,) p_xi, eV·time
 
@@ -89,7 +89,7 @@ def blank_state(positions, momenta, masses, cell, key, chain_length: int = 3) ->
         zeros,
         zeros,
         jnp.asarray(0, jnp.int64),
-        f64(0.0),
+        jnp.zeros((3, 3), jnp.float64),
         zeros,
         zeros,
     )
@@ -260,56 +260,81 @@ def _exprel(x):
     return jnp.where(small, 1.0 + 0.5 * x, jnp.expm1(x) / jnp.where(small, 1.0, x))
 
 
-def _cell_mass(params: Params, dof):
-    """W = (dof + 3) kT pdamp^2 (MTK 1994; ASE's with dof = 3N)."""
-    return (dof + 3.0) * params.kT * params.taup**2
+def _cell_mass(params: Params, dof, isotropic: bool):
+    """W = (dof + 3) kT pdamp^2 for the volume alone, (dof/3 + 1) kT pdamp^2 per cell component (ASE's, dof = 3N)."""
+    return (dof + 3.0 if isotropic else dof / 3.0 + 1.0) * params.kT * params.taup**2
 
 
 def _cell_chain_masses(params: Params, chain_length: int):
-    """R_0 = 9 kT pdamp^2, R_k = kT pdamp^2, as ase.md.nose_hoover_chain.IsotropicMTKBarostat."""
+    """R_0 = 9 kT pdamp^2, R_k = kT pdamp^2, as ase.md.nose_hoover_chain's MTK barostats."""
     r = params.kT * params.taup**2
     return jnp.concatenate([jnp.full(1, 9.0 * r), jnp.full(chain_length - 1, r)])
 
 
-def _cell_nhc_half(state: MDState, params: Params, delta):
-    """The barostat's own chain: p_eps^2/W held at kT."""
+def _twice_cell_kinetic(p_g, w, isotropic: bool):
+    """2 x the barostat's kinetic energy: p_eps^2/W for the volume (p_g = p_eps 1), sum p_g^2/W for the cell."""
+    return jnp.sum(p_g**2) / (3.0 * w if isotropic else w)
+
+
+def _cell_nhc_half(state: MDState, params: Params, delta, isotropic: bool):
+    """The barostat's own chain: the volume's kinetic energy held at kT/2, or the cell's nine at 9 kT/2."""
     r = _cell_chain_masses(params, state.cell_chain_positions.shape[0])
-    w = _cell_mass(params, degrees_of_freedom(params, state.masses.shape[0]))
-    p_eps, xi, p_xi = _chain_half(
+    w = _cell_mass(params, degrees_of_freedom(params, state.masses.shape[0]), isotropic)
+    p_g, xi, p_xi = _chain_half(
         state.cell_chain_positions,
         state.cell_chain_momenta,
         r,
         params.kT,
         state.cell_momentum,
-        lambda p_eps: p_eps**2 / w,
-        params.kT,
+        lambda p_g: _twice_cell_kinetic(p_g, w, isotropic),
+        (1.0 if isotropic else 9.0) * params.kT,
         delta,
     )
-    return state._replace(cell_momentum=p_eps, cell_chain_positions=xi, cell_chain_momenta=p_xi)
+    return state._replace(cell_momentum=p_g, cell_chain_positions=xi, cell_chain_momenta=p_xi)
 
 
-def _cell_kick(state: MDState, params: Params, delta):
-    """p_eps += delta (3V (P - P0) + (3/dof) sum p^2/m)."""
+def _cell_kick(state: MDState, params: Params, delta, isotropic: bool):
+    """p_g += delta G, G = V (Pi - P0) + (sum p^2/m) / dof, Pi the pressure tensor (kinetic part included).
+
+    The volume alone moves by the trace: p_eps += delta tr G (= 3V (P - P0) + (3/dof) sum p^2/m).
+    """
     volume = jnp.abs(jnp.linalg.det(state.cell))
     dof = degrees_of_freedom(params, state.masses.shape[0])
-    force = 3 * volume * (pressure(state) - params.pressure) + 3 / dof * jnp.sum(
-        state.momenta**2 / state.masses[:, None]
-    )
+    p_over_m = state.momenta / state.masses[:, None]
+    internal = -state.stress + state.momenta.T @ p_over_m / volume
+    eye = jnp.eye(3, dtype=state.cell.dtype)
+    force = volume * (internal - params.pressure * eye) + jnp.sum(state.momenta * p_over_m) / dof * eye
+    if isotropic:
+        force = jnp.trace(force) * eye
     return state._replace(cell_momentum=state.cell_momentum + delta * force)
 
 
-def _mtk_kick(state: MDState, params: Params, delta):
-    """p <- p e^-x + delta F exprel(-x), x = (1 + 3/dof) p_eps delta / W."""
+def _mtk_kick(state: MDState, params: Params, delta, isotropic: bool):
+    """In p_g's eigenbasis: p <- p e^-x + delta F exprel(-x), x = (lambda + tr p_g / dof) delta / W."""
     dof = degrees_of_freedom(params, state.masses.shape[0])
-    x = (1 + 3 / dof) * state.cell_momentum * delta / _cell_mass(params, dof)
-    return state._replace(momenta=state.momenta * jnp.exp(-x) + delta * state.forces * _exprel(-x))
+    rates, axes = jnp.linalg.eigh(state.cell_momentum)
+    x = (rates + jnp.trace(state.cell_momentum) / dof) * delta / _cell_mass(params, dof, isotropic)
+    momenta = (state.momenta @ axes) * jnp.exp(-x) + delta * (state.forces @ axes) * _exprel(-x)
+    return state._replace(momenta=momenta @ axes.T)
 
 
-def _mtk_drift(state: MDState, params: Params, delta):
-    """r <- r e^x + delta p/m exprel(x) and the cell by e^x, x = p_eps delta / W (positions scale with the cell)."""
-    x = state.cell_momentum * delta / _cell_mass(params, degrees_of_freedom(params, state.masses.shape[0]))
-    positions = state.positions * jnp.exp(x) + delta * state.momenta / state.masses[:, None] * _exprel(x)
-    return state._replace(positions=positions, cell=state.cell * jnp.exp(x))
+def _mtk_drift(state: MDState, params: Params, delta, isotropic: bool):
+    """In p_g's eigenbasis: r <- r e^x + delta p/m exprel(x), cell rows <- rows e^x, x = lambda delta / W."""
+    rates, axes = jnp.linalg.eigh(state.cell_momentum)
+    x = rates * delta / _cell_mass(params, degrees_of_freedom(params, state.masses.shape[0]), isotropic)
+    velocities = state.momenta / state.masses[:, None]
+    positions = (state.positions @ axes) * jnp.exp(x) + delta * (velocities @ axes) * _exprel(x)
+    return state._replace(positions=positions @ axes.T, cell=((state.cell @ axes) * jnp.exp(x)) @ axes.T)
+
+
+def _mtk_step(isotropic: bool, force_fn: ForceFn, state: MDState, params: Params, force_args) -> MDState:
+    half = 0.5 * params.dt
+    state = _nhc_half(_cell_nhc_half(state, params, half, isotropic), params, half)
+    state = _mtk_kick(_cell_kick(state, params, half, isotropic), params, half, isotropic)
+    state = _forces(force_fn, _mtk_drift(state, params, params.dt, isotropic), force_args)
+    state = _cell_kick(_mtk_kick(state, params, half, isotropic), params, half, isotropic)
+    state = _cell_nhc_half(_nhc_half(state, params, half), params, half, isotropic)
+    return state._replace(step=state.step + 1)
 
 
 def mtk_npt_step(force_fn: ForceFn, state: MDState, params: Params, force_args) -> MDState:
@@ -317,25 +342,31 @@ def mtk_npt_step(force_fn: ForceFn, state: MDState, params: Params, force_args) 
 
     A true NPT ensemble, deterministic, with a conserved energy (``barostat_energy``); the
     factorisation of ``ase.md.nose_hoover_chain.IsotropicMTKNPT`` (tloop = ploop = 1), one force
-    and stress call per step. The pressure includes the kinetic part (``pressure``).
+    and stress call per step. The pressure includes the kinetic part (``pressure``). The cell
+    keeps its shape: ``cell_momentum`` stays p_eps times the identity.
     """
-    half = 0.5 * params.dt
-    state = _nhc_half(_cell_nhc_half(state, params, half), params, half)
-    state = _mtk_kick(_cell_kick(state, params, half), params, half)
-    state = _forces(force_fn, _mtk_drift(state, params, params.dt), force_args)
-    state = _cell_kick(_mtk_kick(state, params, half), params, half)
-    state = _cell_nhc_half(_nhc_half(state, params, half), params, half)
-    return state._replace(step=state.step + 1)
+    return _mtk_step(True, force_fn, state, params, force_args)
 
 
-def barostat_energy(state: MDState, params: Params):
-    """MTK's extra conserved terms: p_eps^2/2W + P0 V + the barostat chain's kT sum xi + sum p_xi^2/2R."""
+def mtk_cell_npt_step(force_fn: ForceFn, state: MDState, params: Params, force_args) -> MDState:
+    """MTK NPT with the whole cell moving (shape and volume; ``ase.md.nose_hoover_chain.MTKNPT``).
+
+    For crystals whose axes respond differently to pressure and temperature. The cell's momentum
+    is a symmetric tensor driven by the stress tensor against a hydrostatic target ``pressure``.
+    """
+    return _mtk_step(False, force_fn, state, params, force_args)
+
+
+def barostat_energy(state: MDState, params: Params, isotropic: bool = True):
+    """MTK's extra conserved terms: the barostat's kinetic energy + P0 V + its chain's energy."""
     m = state.cell_chain_positions.shape[0]
-    w = _cell_mass(params, degrees_of_freedom(params, state.masses.shape[0]))
+    w = _cell_mass(params, degrees_of_freedom(params, state.masses.shape[0]), isotropic)
     r = _cell_chain_masses(params, m)
     volume = jnp.abs(jnp.linalg.det(state.cell))
-    chain = params.kT * jnp.sum(state.cell_chain_positions) + jnp.sum(0.5 * state.cell_chain_momenta**2 / r)
-    return 0.5 * state.cell_momentum**2 / w + params.pressure * volume + chain
+    xi = state.cell_chain_positions
+    chain = (1.0 if isotropic else 9.0) * params.kT * xi[0] + params.kT * jnp.sum(xi[1:])
+    chain = chain + jnp.sum(0.5 * state.cell_chain_momenta**2 / r)
+    return 0.5 * _twice_cell_kinetic(state.cell_momentum, w, isotropic) + params.pressure * volume + chain
 
 
 STEPS = {
@@ -344,9 +375,10 @@ STEPS = {
     "nose-hoover": nose_hoover_step,
     "npt": berendsen_npt_step,
     "npt-mtk": mtk_npt_step,
+    "npt-mtk-cell": mtk_cell_npt_step,
 }
-BAROSTATS = ("npt", "npt-mtk")  # they change the cell, from the stress
-CHAINED = ("nose-hoover", "npt-mtk")  # Nosé-Hoover chains: masses kT tdamp^2 need kT > 0
+BAROSTATS = ("npt", "npt-mtk", "npt-mtk-cell")  # they change the cell, from the stress
+CHAINED = ("nose-hoover", "npt-mtk", "npt-mtk-cell")  # Nosé-Hoover chains: masses kT tdamp^2 need kT > 0
 
 
 def integrator(ensemble: str, force_fn: ForceFn) -> Integrator:

@@ -202,7 +202,7 @@ def load_restart(path) -> dict:
     # Files from before the MTK barostat: its variables were zero (the ensemble could not be MTK).
     chain = np.zeros_like(state["chain_positions"])
     state = MDState(
-        **{"cell_momentum": np.float64(0.0), "cell_chain_positions": chain, "cell_chain_momenta": chain} | state
+        **{"cell_momentum": np.zeros((3, 3)), "cell_chain_positions": chain, "cell_chain_momenta": chain} | state
     )
     # A field the file lacks was added after it was written: its default is what that run used.
     params = Params(**{k: data[f"params_{k}"] for k in Params._fields if f"params_{k}" in data})

@@ -61,7 +61,7 @@ def maxwell_boltzmann(atoms: Atoms, temperature_K: float, seed: int) -> None:
 
 # Their forces sum to zero and they scale all momenta alike, so the net momentum they start with they keep
 # (Langevin's noise does not). With no periodic direction the torque is zero too.
-_CONSERVING = ("nve", "nose-hoover", "npt", "npt-mtk")
+_CONSERVING = ("nve", "nose-hoover", "npt", "npt-mtk", "npt-mtk-cell")
 
 
 def _is_zero(total, scale) -> bool:
@@ -339,8 +339,8 @@ class Simulation:
             row["pressure"] = float(pressure(s))
         if self.ensemble in CHAINED:
             row["conserved"] = row["etot"] + float(chain_energy(s, self.params))
-        if self.ensemble == "npt-mtk":
-            row["conserved"] += float(barostat_energy(s, self.params))
+        if self.ensemble in ("npt-mtk", "npt-mtk-cell"):
+            row["conserved"] += float(barostat_energy(s, self.params, isotropic=self.ensemble == "npt-mtk"))
         return row
 
     def atoms(self) -> Atoms:

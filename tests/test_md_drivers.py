@@ -211,7 +211,9 @@ def test_fixcm_and_tchain_map_where_they_can(argon):
     npt = {"temperature_K": 60.0, "pressure_au": 0.0, "tdamp": 100 * DT, "pdamp": 1000 * DT}
     dyn = md.IsotropicMTKNPT(_argon_atoms(argon), DT, **npt, tchain=4, pchain=4)
     dyn.run(2)
-    assert dyn.simulation.state.cell_chain_momenta.shape == (4,) and float(dyn.simulation.state.cell_momentum) != 0
+    assert (
+        dyn.simulation.state.cell_chain_momenta.shape == (4,) and np.abs(dyn.simulation.state.cell_momentum).max() > 0
+    )
     with pytest.raises(ValueError, match="tchain and pchain"):
         md.IsotropicMTKNPT(_argon_atoms(argon), DT, **npt, tchain=3, pchain=2)
     with pytest.raises(ValueError, match="ploop"):
