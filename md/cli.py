@@ -38,7 +38,13 @@ def register(subparsers) -> None:
     p.add_argument("--index", type=int, default=None, help="frame of STRUCTURE to start from (default 0)")
     p.add_argument("--steps", type=int, required=True, help="length of the run in steps (a restart runs the rest)")
     p.add_argument("--dt", type=float, default=0.5, help="timestep in fs (default 0.5)")
-    p.add_argument("--ensemble", choices=ENSEMBLES, default="nve")
+    p.add_argument(
+        "--ensemble",
+        choices=ENSEMBLES,
+        default="nve",
+        help="nve; langevin (BAOAB); nose-hoover (chain); npt (Berendsen: equilibrate); npt-mtk (MTK, volume); "
+        "npt-mtk-cell (MTK, whole cell)",
+    )
     p.add_argument(
         "--temperature",
         type=float,
