@@ -245,16 +245,18 @@ def build(args):
         else:
             dof = moving_degrees_of_freedom(atoms, args.ensemble)
         settings = params(**_settings(args), dof=dof)
-        if dof:
-            held = "net momentum" if dof == 3 * len(atoms) - 3 else "net and angular momentum"
-            print(f"temperatures count {dof} degrees of freedom ({held} held at zero)", file=sys.stderr)
-    forces = potential_forces(
+    forces = potential_forces(  # refuses NPT without a periodic cell
         potential,
         atoms,
         args.skin,
         compute_stress=args.ensemble in BAROSTATS,
         capacity=restart["capacity"] if restart else None,
     )
+    if not continuing and settings.dof:
+        dof = int(settings.dof)
+        held = "net momentum" if dof == 3 * len(atoms) - 3 else "net and angular momentum"
+        plural = "s" if dof != 1 else ""
+        print(f"temperatures count {dof} degree{plural} of freedom ({held} held at zero)", file=sys.stderr)
     sim = Simulation(
         forces,
         atoms,

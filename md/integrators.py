@@ -265,10 +265,20 @@ def _cell_mass(params: Params, dof, isotropic: bool):
     return (dof + 3.0 if isotropic else dof / 3.0 + 1.0) * params.kT * params.taup**2
 
 
-def _cell_chain_masses(params: Params, chain_length: int):
-    """R_0 = 9 kT pdamp^2, R_k = kT pdamp^2, as ase.md.nose_hoover_chain's MTK barostats."""
+def _cell_dof(isotropic: bool) -> float:
+    """The barostat's degrees of freedom: the volume's one, or the six of a symmetric cell momentum.
+
+    ASE's MTKNPT counts 9, but a symmetric stress keeps p_g symmetric: its chain would then hold
+    the six that move at 9/6 of the temperature (cell fluctuations too large).
+    """
+    return 1.0 if isotropic else 6.0
+
+
+def _cell_chain_masses(params: Params, chain_length: int, isotropic: bool):
+    """R_0 = 9 kT pdamp^2 for the volume (ASE's), 6 kT pdamp^2 for the cell; R_k = kT pdamp^2."""
     r = params.kT * params.taup**2
-    return jnp.concatenate([jnp.full(1, 9.0 * r), jnp.full(chain_length - 1, r)])
+    first = 9.0 if isotropic else _cell_dof(isotropic)
+    return jnp.concatenate([jnp.full(1, first * r), jnp.full(chain_length - 1, r)])
 
 
 def _twice_cell_kinetic(p_g, w, isotropic: bool):
@@ -277,8 +287,8 @@ def _twice_cell_kinetic(p_g, w, isotropic: bool):
 
 
 def _cell_nhc_half(state: MDState, params: Params, delta, isotropic: bool):
-    """The barostat's own chain: the volume's kinetic energy held at kT/2, or the cell's nine at 9 kT/2."""
-    r = _cell_chain_masses(params, state.cell_chain_positions.shape[0])
+    """The barostat's own chain: the volume's kinetic energy held at kT/2, or the cell's six at 6 kT/2."""
+    r = _cell_chain_masses(params, state.cell_chain_positions.shape[0], isotropic)
     w = _cell_mass(params, degrees_of_freedom(params, state.masses.shape[0]), isotropic)
     p_g, xi, p_xi = _chain_half(
         state.cell_chain_positions,
@@ -287,7 +297,7 @@ def _cell_nhc_half(state: MDState, params: Params, delta, isotropic: bool):
         params.kT,
         state.cell_momentum,
         lambda p_g: _twice_cell_kinetic(p_g, w, isotropic),
-        (1.0 if isotropic else 9.0) * params.kT,
+        _cell_dof(isotropic) * params.kT,
         delta,
     )
     return state._replace(cell_momentum=p_g, cell_chain_positions=xi, cell_chain_momenta=p_xi)
@@ -352,7 +362,8 @@ def mtk_cell_npt_step(force_fn: ForceFn, state: MDState, params: Params, force_a
     """MTK NPT with the whole cell moving (shape and volume; ``ase.md.nose_hoover_chain.MTKNPT``).
 
     For crystals whose axes respond differently to pressure and temperature. The cell's momentum
-    is a symmetric tensor driven by the stress tensor against a hydrostatic target ``pressure``.
+    is a symmetric tensor driven by the stress tensor against a hydrostatic target ``pressure``;
+    its chain counts its 6 components where ASE's counts 9 (``_cell_dof``), otherwise the same steps.
     """
     return _mtk_step(False, force_fn, state, params, force_args)
 
@@ -361,10 +372,10 @@ def barostat_energy(state: MDState, params: Params, isotropic: bool = True):
     """MTK's extra conserved terms: the barostat's kinetic energy + P0 V + its chain's energy."""
     m = state.cell_chain_positions.shape[0]
     w = _cell_mass(params, degrees_of_freedom(params, state.masses.shape[0]), isotropic)
-    r = _cell_chain_masses(params, m)
+    r = _cell_chain_masses(params, m, isotropic)
     volume = jnp.abs(jnp.linalg.det(state.cell))
     xi = state.cell_chain_positions
-    chain = (1.0 if isotropic else 9.0) * params.kT * xi[0] + params.kT * jnp.sum(xi[1:])
+    chain = _cell_dof(isotropic) * params.kT * xi[0] + params.kT * jnp.sum(xi[1:])
     chain = chain + jnp.sum(0.5 * state.cell_chain_momenta**2 / r)
     return 0.5 * _twice_cell_kinetic(state.cell_momentum, w, isotropic) + params.pressure * volume + chain
 

@@ -23,9 +23,10 @@ from md.integrators import MDState, Params
 from mlpot.modelfile import atomic_write, to_bytes
 
 # 2: capacities count pairs (MD's half neighbour list), not directed edges.
-# model_sha256/model_name were added to 1, and MTK's cell_* state to 2, without a bump: older readers
-# ignore them, and this one reads files without them (their values were zero).
-RESTART_VERSION = 2
+# 3: params_dof (the thermostat's degrees of freedom) and MTK's cell_* state: an older reader would
+#    silently continue at 3N, so it must refuse these files. This one reads 1 and 2 with dof 0 (3N)
+#    and zero cell state, which is what those runs had. (model_sha256/model_name came within 1.)
+RESTART_VERSION = 3
 
 
 def model_fingerprint(potential) -> str:

@@ -23,7 +23,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from md.integrators import MDState, temperature_kT
+from md.integrators import MDState, degrees_of_freedom, temperature_kT
 
 OK, REBUILD, NONFINITE, TOO_HOT, TOO_CLOSE = 0, 1, 2, 3, 4
 
@@ -97,10 +97,10 @@ def guarded(force_fn):
     return guarded_force_fn
 
 
-def _status(candidate: MDState, reference: Reference, limits: Limits, distance, overflow):
+def _status(candidate: MDState, reference: Reference, limits: Limits, distance, overflow, dof):
     finite = jnp.isfinite(candidate.energy) & jnp.all(jnp.isfinite(candidate.positions))
     finite &= jnp.all(jnp.isfinite(candidate.momenta))
-    hot = temperature_kT(candidate.momenta, candidate.masses) > limits.max_kT
+    hot = temperature_kT(candidate.momenta, candidate.masses, dof) > limits.max_kT
     stale = needs_rebuild(candidate.positions, candidate.cell, reference, limits.cutoff, limits.skin) | overflow
     status = jnp.where(distance < limits.min_distance, TOO_CLOSE, OK)
     status = jnp.where(hot, TOO_HOT, status)
@@ -144,7 +144,9 @@ def run_chunk(
             distance, overflow, needed = jnp.asarray(jnp.inf), jnp.asarray(False), jnp.asarray(0)
         else:
             distance, overflow, needed = check_fn(candidate.positions, candidate.cell, force_args.force_args)
-        status = _status(candidate, reference, limits, distance, overflow)
+        status = _status(
+            candidate, reference, limits, distance, overflow, degrees_of_freedom(params, candidate.masses.shape[0])
+        )
         accept = status == OK
         state = jax.tree_util.tree_map(lambda new, old: jnp.where(accept, new, old), candidate, chunk.state)
         smallest = jnp.where(accept, jnp.minimum(chunk.min_distance, distance), chunk.min_distance)

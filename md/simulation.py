@@ -71,22 +71,22 @@ def _is_zero(total, scale) -> bool:
 def moving_degrees_of_freedom(atoms: Atoms, ensemble: str) -> int:
     """The degrees of freedom that exchange energy in a run of ``ensemble`` from ``atoms``' momenta.
 
-    3N, less 3 when the ensemble keeps a zero net momentum, less 3 more (2 for a linear molecule)
-    when, with no periodic direction, it keeps a zero angular momentum too: what LAMMPS and GROMACS
-    count. A thermostat that counts 3N for these would settle the moving ones at T·3N/dof.
+    3N, less 3 when the ensemble keeps a zero net momentum, less 3 more (2 for a diatomic) when,
+    with no periodic direction, it keeps a zero angular momentum too. A straight molecule of three
+    or more atoms bends at once, so it counts 3N - 6 as well. A thermostat that counts 3N for
+    these would settle the moving ones at T·3N/dof.
     Returns 0 (``Params``' "3N") where nothing is held, or for a lone atom.
     """
     n = len(atoms)
     if ensemble not in _CONSERVING or n < 2:
         return 0
-    p, m = atoms.get_momenta(), atoms.get_masses()
+    p = atoms.get_momenta()
     if not _is_zero(p.sum(axis=0), np.abs(p).sum()):
         return 0
     dof = 3 * n - 3
     r = atoms.positions - atoms.get_center_of_mass()
     if not atoms.pbc.any() and _is_zero(np.cross(r, p).sum(axis=0), np.abs(r).sum() * np.abs(p).sum()):
-        moments = np.linalg.eigvalsh(np.einsum("i,ij,ik->jk", m, r, r))  # second moments: 0 along a line
-        dof -= 2 if moments[-2] <= 1e-8 * moments[-1] else 3
+        dof -= 2 if n == 2 else 3
     return dof
 
 
@@ -197,8 +197,9 @@ class Simulation:
     def reset(self, atoms: Atoms) -> None:
         """Continue from ``atoms`` (positions, momenta, masses, cell edited by the caller).
 
-        The step counter and the random key carry on; the Nosé-Hoover chain restarts at rest,
-        because its variables belong to the old trajectory and ``atoms`` cannot carry them.
+        The step counter, the random key, the thermostat chain and the barostat (the cell's
+        momentum and its chain) carry on: ``atoms`` cannot hold them, and an edit such as
+        ``atoms.wrap()`` in a callback must not stop the barostat (ASE's MTK classes ignore edits).
         """
         if len(atoms) != len(self.template) or (atoms.numbers != self.template.numbers).any():
             raise ValueError(
@@ -207,7 +208,9 @@ class Simulation:
             )
         self.template = atoms.copy()
         self.template.calc = None
-        self.state = self._start_state(atoms, self.state.key, int(self.state.step))
+        kept = {k: getattr(self.state, k) for k in ("chain_positions", "chain_momenta", "cell_momentum")}
+        kept |= {k: getattr(self.state, k) for k in ("cell_chain_positions", "cell_chain_momenta")}
+        self.state = self._start_state(atoms, self.state.key, int(self.state.step))._replace(**kept)
 
     # -- neighbour list ---------------------------------------------------------------------------
     def _build(self, positions, cell, needed: int = 0) -> None:
