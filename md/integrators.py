@@ -40,7 +40,7 @@ class MDState(NamedTuple):
     chain_positions: jnp.ndarray  # (M,) Nosé-Hoover chain eta (dimensionless)
     chain_momenta: jnp.ndarray  # (M,) Nosé-Hoover chain p_eta, eV·time
     step: jnp.ndarray  # () int, steps taken since the start of the run
-    # MTK barostat (npt-mtk; zeros otherwise): the volume's momentum and its own Nosé-Hoover chain.
+    # MTK barostat (npt-mtk, npt-mtk-cell; zeros otherwise): the cell's momentum and its own chain.
     cell_momentum: jnp.ndarray  # (3, 3) p_g, eV·time; the isotropic barostat keeps it p_eps x identity
     cell_chain_positions: jnp.ndarray  # (M,) xi
     cell_chain_momenta: jnp.ndarray  # (M,) p_xi, eV·time

@@ -208,8 +208,8 @@ class Simulation:
             )
         self.template = atoms.copy()
         self.template.calc = None
-        kept = {k: getattr(self.state, k) for k in ("chain_positions", "chain_momenta", "cell_momentum")}
-        kept |= {k: getattr(self.state, k) for k in ("cell_chain_positions", "cell_chain_momenta")}
+        carried = ("chain_positions", "chain_momenta", "cell_momentum", "cell_chain_positions", "cell_chain_momenta")
+        kept = {k: getattr(self.state, k) for k in carried}
         self.state = self._start_state(atoms, self.state.key, int(self.state.step))._replace(**kept)
 
     # -- neighbour list ---------------------------------------------------------------------------
