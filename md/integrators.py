@@ -390,6 +390,7 @@ STEPS = {
 }
 BAROSTATS = ("npt", "npt-mtk", "npt-mtk-cell")  # they change the cell, from the stress
 CHAINED = ("nose-hoover", "npt-mtk", "npt-mtk-cell")  # Nosé-Hoover chains: masses kT tdamp^2 need kT > 0
+MTK = {"npt-mtk": True, "npt-mtk-cell": False}  # ensemble: isotropic (``barostat_energy``'s switch)
 
 
 def integrator(ensemble: str, force_fn: ForceFn) -> Integrator:

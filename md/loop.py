@@ -130,6 +130,7 @@ def run_chunk(
     ``step_fn`` uses a ``guarded`` force_fn: it gets ``Guarded`` force_args.
     """
     force_args = Guarded(force_args, reference, limits.cutoff, limits.skin)
+    dof = degrees_of_freedom(params, state.masses.shape[0])  # the overheating guard counts what the log counts
 
     def cond(carry):
         chunk, pending = carry
@@ -144,9 +145,7 @@ def run_chunk(
             distance, overflow, needed = jnp.asarray(jnp.inf), jnp.asarray(False), jnp.asarray(0)
         else:
             distance, overflow, needed = check_fn(candidate.positions, candidate.cell, force_args.force_args)
-        status = _status(
-            candidate, reference, limits, distance, overflow, degrees_of_freedom(params, candidate.masses.shape[0])
-        )
+        status = _status(candidate, reference, limits, distance, overflow, dof)
         accept = status == OK
         state = jax.tree_util.tree_map(lambda new, old: jnp.where(accept, new, old), candidate, chunk.state)
         smallest = jnp.where(accept, jnp.minimum(chunk.min_distance, distance), chunk.min_distance)

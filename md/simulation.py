@@ -25,6 +25,7 @@ from md.forces import Forces
 from md.integrators import (
     BAROSTATS,
     CHAINED,
+    MTK,
     Params,
     barostat_energy,
     blank_state,
@@ -342,8 +343,8 @@ class Simulation:
             row["pressure"] = float(pressure(s))
         if self.ensemble in CHAINED:
             row["conserved"] = row["etot"] + float(chain_energy(s, self.params))
-        if self.ensemble in ("npt-mtk", "npt-mtk-cell"):
-            row["conserved"] += float(barostat_energy(s, self.params, isotropic=self.ensemble == "npt-mtk"))
+        if self.ensemble in MTK:
+            row["conserved"] += float(barostat_energy(s, self.params, isotropic=MTK[self.ensemble]))
         return row
 
     def atoms(self) -> Atoms:
