@@ -47,6 +47,20 @@ class Chunk(NamedTuple):
     status: jnp.ndarray  # () int, OK or why the chunk stopped early
     min_distance: jnp.ndarray  # () Å, smallest pair distance seen (inf without a check_fn)
     needed: jnp.ndarray  # () int, most active pairs any candidate asked for (sizes the next rebuild)
+    cell_share: jnp.ndarray  # () Å, what the cell's change used of the skin in the last candidate (rebuild_terms)
+
+
+def rebuild_terms(positions, cell, reference: Reference, cutoff, skin):
+    """(2 max|d|, (cutoff + skin) ||M - I||_F): what atoms' own moves and what the cell's change use up
+    of the skin since the build. ``needs_rebuild`` is their sum against ``skin``; apart, they say
+    which one to blame when a single step uses it all (the timestep, or an NPT barostat's speed)."""
+    same = jnp.all(cell == reference.cell)
+    safe_ref = jnp.where(same, jnp.eye(3), reference.cell)
+    m = jnp.where(same, jnp.eye(3), jnp.linalg.solve(safe_ref, jnp.where(same, jnp.eye(3), cell)))
+    moved = positions - reference.positions @ m
+    largest = jnp.sqrt(jnp.max(jnp.sum(moved**2, axis=-1)))
+    strain = jnp.sqrt(jnp.sum((m - jnp.eye(3)) ** 2))
+    return 2 * largest, (cutoff + skin) * strain
 
 
 def needs_rebuild(positions, cell, reference: Reference, cutoff, skin):
@@ -58,13 +72,8 @@ def needs_rebuild(positions, cell, reference: Reference, cutoff, skin):
     2 max|d| + (cutoff + skin) ||M - I||_F, so rebuild when that exceeds skin.
     At constant cell this is the usual "an atom moved more than skin/2".
     """
-    same = jnp.all(cell == reference.cell)
-    safe_ref = jnp.where(same, jnp.eye(3), reference.cell)
-    m = jnp.where(same, jnp.eye(3), jnp.linalg.solve(safe_ref, jnp.where(same, jnp.eye(3), cell)))
-    moved = positions - reference.positions @ m
-    largest = jnp.sqrt(jnp.max(jnp.sum(moved**2, axis=-1)))
-    strain = jnp.sqrt(jnp.sum((m - jnp.eye(3)) ** 2))
-    return 2 * largest + (cutoff + skin) * strain > skin
+    moved, strained = rebuild_terms(positions, cell, reference, cutoff, skin)
+    return moved + strained > skin
 
 
 class Guarded(NamedTuple):
@@ -97,11 +106,10 @@ def guarded(force_fn):
     return guarded_force_fn
 
 
-def _status(candidate: MDState, reference: Reference, limits: Limits, distance, overflow, dof):
+def _status(candidate: MDState, stale, limits: Limits, distance, dof):
     finite = jnp.isfinite(candidate.energy) & jnp.all(jnp.isfinite(candidate.positions))
     finite &= jnp.all(jnp.isfinite(candidate.momenta))
     hot = temperature_kT(candidate.momenta, candidate.masses, dof) > limits.max_kT
-    stale = needs_rebuild(candidate.positions, candidate.cell, reference, limits.cutoff, limits.skin) | overflow
     status = jnp.where(distance < limits.min_distance, TOO_CLOSE, OK)
     status = jnp.where(hot, TOO_HOT, status)
     status = jnp.where(finite, status, NONFINITE)
@@ -145,15 +153,18 @@ def run_chunk(
             distance, overflow, needed = jnp.asarray(jnp.inf), jnp.asarray(False), jnp.asarray(0)
         else:
             distance, overflow, needed = check_fn(candidate.positions, candidate.cell, force_args.force_args)
-        status = _status(candidate, reference, limits, distance, overflow, dof)
+        moved, strained = rebuild_terms(candidate.positions, candidate.cell, reference, limits.cutoff, limits.skin)
+        status = _status(candidate, (moved + strained > limits.skin) | overflow, limits, distance, dof)
         accept = status == OK
         state = jax.tree_util.tree_map(lambda new, old: jnp.where(accept, new, old), candidate, chunk.state)
         smallest = jnp.where(accept, jnp.minimum(chunk.min_distance, distance), chunk.min_distance)
         needed = jnp.maximum(chunk.needed, needed.astype(chunk.needed.dtype))
         counted = (accept & ~pending).astype(chunk.steps.dtype)
-        return Chunk(state, chunk.steps + counted, status, smallest, needed), jnp.zeros_like(pending)
+        return Chunk(state, chunk.steps + counted, status, smallest, needed, strained), jnp.zeros_like(pending)
 
     zero = jnp.asarray(0, jnp.int64)
-    start = Chunk(state, zero, jnp.asarray(OK, jnp.int64), jnp.asarray(jnp.inf, jnp.float64), zero)
+    start = Chunk(
+        state, zero, jnp.asarray(OK, jnp.int64), jnp.asarray(jnp.inf, jnp.float64), zero, jnp.asarray(0.0, jnp.float64)
+    )
     chunk, _ = jax.lax.while_loop(cond, body, (start, jnp.asarray(refresh, bool)))
     return chunk

@@ -289,15 +289,26 @@ class Simulation:
                 # slots (density rising, or rebuild_every_step's tight fit) just needs a bigger list.
                 overflowed = self.neighbours is not None and int(chunk.needed) > self.neighbours.capacity[1]
                 if done == 0 and self._fresh and not overflowed:
-                    raise MDError(
-                        f"step {step + 1}: an atom moved more than skin/2 = {self.forces.skin / 2:.3g} Å "
-                        "in one step right after a neighbour rebuild; reduce the timestep or raise the skin"
-                    )
+                    raise MDError(self._too_far_message(step + 1, float(chunk.cell_share)))
                 self._build(self.state.positions, self.state.cell, int(chunk.needed))
             if done:
                 self._notify(step)  # observers only act on multiples of their interval
             if status >= NONFINITE:
                 raise MDError(self._error_message(status, step + 1))
+
+    def _too_far_message(self, step: int, cell_share: float) -> str:
+        """Why one step right after a rebuild already needs another: the atoms, or the cell (NPT)."""
+        skin = self.forces.skin
+        if cell_share > skin / 2:  # the cell's change alone used more than half the skin
+            return (
+                f"step {step}: the cell changed too much in one step right after a neighbour rebuild (it used "
+                f"{cell_share:.3g} Å of the {skin:.3g} Å skin); the barostat is too fast for this timestep: "
+                "raise taup (pdamp in the ASE-style drivers) or reduce the timestep"
+            )
+        return (
+            f"step {step}: an atom moved more than skin/2 = {skin / 2:.3g} Å "
+            "in one step right after a neighbour rebuild; reduce the timestep or raise the skin"
+        )
 
     def _closest_pair(self) -> str:
         """', closest pair in the last good frame: atoms i (X) and j (Y) at d Å', or '' if none is near."""

@@ -242,6 +242,23 @@ def test_an_initial_structure_with_atoms_too_close_is_refused_at_the_start():
         Simulation(smooth_argon_forces(atoms), atoms, "nve", params(dt=5 * units.fs), min_distance=0.5)
 
 
+def test_a_step_that_outruns_the_skin_blames_the_cell_or_the_atoms_whichever_used_it():
+    # An MTK barostat far too fast for its pressure (3 GPa on argon at 0, taup 60 fs) strains the cell
+    # by ~30 % in one step: the error must name the barostat, not advise a larger skin (useless here).
+    atoms = argon_crystal(3, temperature_K=60)
+    forces = smooth_argon_forces(atoms, skin=0.5, compute_stress=True)
+    fast = params(dt=5 * units.fs, kT=60 * units.kB, tdamp=100 * units.fs, pressure=3 * units.GPa, taup=60 * units.fs)
+    with pytest.raises(MDError, match=r"step 1: the cell changed too much in one step.*raise taup"):
+        Simulation(forces, atoms, "npt-mtk", fast).run(1)
+    # At constant cell, one atom thrown 0.8 Å in a step (> skin/2 = 0.25 Å): the atoms are to blame.
+    thrown = argon_crystal(3, temperature_K=0.0)
+    momenta = np.zeros((len(thrown), 3))
+    momenta[0, 0] = 39.948 * 0.8 / (5 * units.fs)
+    thrown.set_momenta(momenta)
+    with pytest.raises(MDError, match=r"step 1: an atom moved more than skin/2 = 0.25 Å.*raise the skin"):
+        Simulation(smooth_argon_forces(thrown, skin=0.5), thrown, "nve", params(dt=5 * units.fs)).run(1)
+
+
 def _squeezed_argon():
     """Expanded argon (a = 6.0 Å) and Berendsen NPT settings that squeeze it at 2 GPa."""
     atoms = argon_crystal(2, lattice=6.0, temperature_K=60.0, seed=7)
