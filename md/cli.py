@@ -220,7 +220,7 @@ def build(args):
     from md.forces import potential_forces
     from md.integrators import BAROSTATS, params
     from md.io import load_restart, model_fingerprint
-    from md.simulation import Simulation, moving_degrees_of_freedom, thermal_start
+    from md.simulation import Simulation, mobility, moving_degrees_of_freedom, thermal_start
     from mlpot.potential import load
 
     _check_options(args)
@@ -254,9 +254,13 @@ def build(args):
     )
     if not continuing and settings.dof:
         dof = int(settings.dof)
-        held = "net momentum" if dof == 3 * len(atoms) - 3 else "net and angular momentum"
+        fixed = int(np.sum(mobility(atoms) == 0))
+        if fixed:
+            held = f"{fixed} coordinates held by FixAtoms/FixCartesian"
+        else:
+            held = ("net momentum" if dof == 3 * len(atoms) - 3 else "net and angular momentum") + " held at zero"
         plural = "s" if dof != 1 else ""
-        print(f"temperatures count {dof} degree{plural} of freedom ({held} held at zero)", file=sys.stderr)
+        print(f"temperatures count {dof} degree{plural} of freedom ({held})", file=sys.stderr)
     sim = Simulation(
         forces,
         atoms,

@@ -44,6 +44,9 @@ class MDState(NamedTuple):
     cell_momentum: jnp.ndarray  # (3, 3) p_g, eV·time; the isotropic barostat keeps it p_eps x identity
     cell_chain_positions: jnp.ndarray  # (M,) xi
     cell_chain_momenta: jnp.ndarray  # (M,) p_xi, eV·time
+    # 1 where an atom may move along x, y, z; 0 where it is held (ASE's FixAtoms, FixCartesian).
+    # A held component gets no kick and no Langevin noise, so its momentum stays the zero it starts at.
+    mobile: jnp.ndarray  # (N, 3)
 
 
 class Params(NamedTuple):
@@ -73,13 +76,16 @@ def params(**values) -> Params:
     return Params(**{k: jnp.asarray(v, jnp.float64) for k, v in Params(**values)._asdict().items()})
 
 
-def blank_state(positions, momenta, masses, cell, key, chain_length: int = 3) -> MDState:
-    """A state whose energy, forces and stress are still zero (fill them with ``refresh``)."""
+def blank_state(positions, momenta, masses, cell, key, chain_length: int = 3, mobile=None) -> MDState:
+    """A state whose energy, forces and stress are still zero (fill them with ``refresh``).
+
+    ``mobile`` (N, 3) of 1 and 0 (default: every atom moves); held components' momenta are zeroed."""
     f64 = partial(jnp.asarray, dtype=jnp.float64)
     zeros = jnp.zeros(chain_length, jnp.float64)
+    mobile = jnp.ones_like(f64(positions)) if mobile is None else f64(mobile)
     return MDState(
         f64(positions),
-        f64(momenta),
+        f64(momenta) * mobile,
         jnp.zeros_like(f64(positions)),
         f64(0.0),
         jnp.zeros((3, 3), jnp.float64),
@@ -92,6 +98,7 @@ def blank_state(positions, momenta, masses, cell, key, chain_length: int = 3) ->
         jnp.zeros((3, 3), jnp.float64),
         zeros,
         zeros,
+        mobile,
     )
 
 
@@ -121,7 +128,7 @@ def temperature_kT(momenta, masses, dof=None):
 
 
 def _kick(state: MDState, dt) -> MDState:
-    return state._replace(momenta=state.momenta + dt * state.forces)
+    return state._replace(momenta=state.momenta + dt * state.forces * state.mobile)
 
 
 def _drift(state: MDState, dt) -> MDState:
@@ -148,7 +155,7 @@ def langevin_step(force_fn: ForceFn, state: MDState, params: Params, force_args)
     state = _drift(_kick(state, 0.5 * dt), 0.5 * dt)
     c = jnp.exp(-params.friction * dt)
     noise = jax.random.normal(noise_key, state.momenta.shape, jnp.float64)
-    sigma = jnp.sqrt((1.0 - c**2) * state.masses[:, None] * params.kT)
+    sigma = jnp.sqrt((1.0 - c**2) * state.masses[:, None] * params.kT) * state.mobile
     state = state._replace(momenta=c * state.momenta + sigma * noise, key=key)
     state = _drift(state, 0.5 * dt)
     state = _kick(_forces(force_fn, state, force_args), 0.5 * dt)

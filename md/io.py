@@ -26,7 +26,9 @@ from mlpot.modelfile import atomic_write, to_bytes
 # 3: params_dof (the thermostat's degrees of freedom) and MTK's cell_* state: an older reader would
 #    silently continue at 3N, so it must refuse these files. This one reads 1 and 2 with dof 0 (3N)
 #    and zero cell state, which is what those runs had. (model_sha256/model_name came within 1.)
-RESTART_VERSION = 3
+# 4: state_mobile (atoms held by FixAtoms / FixCartesian): an older reader would move them. Older files
+#    load with every atom mobile.
+RESTART_VERSION = 4
 
 
 def model_fingerprint(potential) -> str:
@@ -202,9 +204,9 @@ def load_restart(path) -> dict:
     state = {k: data[f"state_{k}"] for k in MDState._fields if f"state_{k}" in data}
     # Files from before the MTK barostat: its variables were zero (the ensemble could not be MTK).
     chain = np.zeros_like(state["chain_positions"])
-    state = MDState(
-        **{"cell_momentum": np.zeros((3, 3)), "cell_chain_positions": chain, "cell_chain_momenta": chain} | state
-    )
+    # Files from before fixed atoms: every atom moved.
+    older = {"cell_momentum": np.zeros((3, 3)), "cell_chain_positions": chain, "cell_chain_momenta": chain}
+    state = MDState(**older | {"mobile": np.ones_like(state["positions"])} | state)
     # A field the file lacks was added after it was written: its default is what that run used.
     params = Params(**{k: data[f"params_{k}"] for k in Params._fields if f"params_{k}" in data})
     return {

@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from ase import Atoms
+from ase.constraints import FixAtoms, FixCartesian
 from ase.md import velocitydistribution
 from ase.md.velocitydistribution import Stationary
 
@@ -69,6 +70,29 @@ def _is_zero(total, scale) -> bool:
     return bool(np.linalg.norm(total) <= 1e-9 * scale)
 
 
+def mobility(atoms: Atoms) -> np.ndarray:
+    """(N, 3): 1 where an atom may move along x, y, z; 0 where ASE's FixAtoms or FixCartesian holds it.
+
+    Other constraints are refused: moving atoms they should hold would be a wrong trajectory, not an
+    approximation."""
+    mobile = np.ones((len(atoms), 3))
+    others = []
+    for constraint in atoms.constraints:
+        if isinstance(constraint, FixCartesian):  # mask: True where the component is held
+            mobile[constraint.get_indices()] *= ~np.asarray(constraint.mask, bool)
+        elif isinstance(constraint, FixAtoms):
+            mobile[constraint.get_indices()] = 0.0
+        else:
+            others.append(type(constraint).__name__)
+    if others:
+        raise ValueError(
+            f"the atoms carry ASE constraints {sorted(set(others))}, which mlpot's MD engine does not apply "
+            "(it applies FixAtoms and FixCartesian); run constrained dynamics with ase.md and mlpot.Calculator, "
+            "or remove them"
+        )
+    return mobile
+
+
 def moving_degrees_of_freedom(atoms: Atoms, ensemble: str) -> int:
     """The degrees of freedom that exchange energy in a run of ``ensemble`` from ``atoms``' momenta.
 
@@ -76,8 +100,13 @@ def moving_degrees_of_freedom(atoms: Atoms, ensemble: str) -> int:
     with no periodic direction, it keeps a zero angular momentum too. A straight molecule of three
     or more atoms bends at once, so it counts 3N - 6 as well. A thermostat that counts 3N for
     these would settle the moving ones at T·3N/dof.
+    With atoms held (FixAtoms, FixCartesian) the count is the free components: held atoms push
+    back, so neither momentum is kept.
     Returns 0 (``Params``' "3N") where nothing is held, or for a lone atom.
     """
+    mobile = mobility(atoms)
+    if not mobile.all():
+        return int(mobile.sum())
     n = len(atoms)
     if ensemble not in _CONSERVING or n < 2:
         return 0
@@ -108,9 +137,12 @@ def thermal_start(atoms: Atoms, ensemble: str, temperature_K: float, seed: int) 
     momentum too (a rigid spin would hold kinetic energy no thermostat can reach). The momenta are
     then scaled so the temperature over the moving degrees of freedom is the one drawn over 3N.
     """
+    mobile = mobility(atoms)
     maxwell_boltzmann(atoms, temperature_K, seed)
     drawn = atoms.get_kinetic_energy()  # 3N/2 kT' for the T' drawn
-    if ensemble in _CONSERVING and not atoms.pbc.any() and len(atoms) > 1:
+    if not mobile.all():
+        atoms.set_momenta(atoms.get_momenta() * mobile, apply_constraint=False)
+    elif ensemble in _CONSERVING and not atoms.pbc.any() and len(atoms) > 1:
         _zero_rotation(atoms)
     dof = moving_degrees_of_freedom(atoms, ensemble)
     kinetic = atoms.get_kinetic_energy()
@@ -142,13 +174,6 @@ class Simulation:
         rebuild_every_step: bool = False,
         restart: dict | None = None,
     ):
-        if atoms.constraints:
-            # Silently moving "fixed" atoms would be a wrong trajectory, not an approximation.
-            names = sorted({type(c).__name__ for c in atoms.constraints})
-            raise ValueError(
-                f"the atoms carry ASE constraints {names}, which mlpot's MD engine does not apply; run "
-                "constrained dynamics with ase.md and mlpot.Calculator, or remove the constraints (del atoms.constraints)"
-            )
         if ensemble in BAROSTATS and not forces.with_stress:
             # An energy-only force_fn returns zero stress: the barostat would see only the ideal-gas
             # pressure and silently collapse the box.
@@ -163,6 +188,7 @@ class Simulation:
                 "to quench, use Langevin at a low temperature or an optimiser (ase.optimize)"
             )
         self.forces, self.ensemble, self.params = forces, ensemble, params
+        self._dof_given = float(params.dof)
         self.template = atoms.copy()
         self.template.calc = None
         self.rebuild_every_step = rebuild_every_step
@@ -184,9 +210,18 @@ class Simulation:
 
     def _start_state(self, atoms: Atoms, key, step: int):
         """A state at ``atoms`` with fresh neighbours and forces (a zero-length chunk computes them)."""
+        mobile = mobility(atoms)
+        if not mobile.all() and self.ensemble in BAROSTATS:
+            raise ValueError(
+                f"{self.ensemble}: the atoms carry FixAtoms/FixCartesian constraints, and a barostat moves every "
+                "atom with the cell; run NPT without them, or NVT (nose-hoover, langevin) with them"
+            )
+        # 0 means 3N, which would count the held components as moving: count the free ones instead.
+        held_dof = float(mobile.sum()) if not mobile.all() else 0.0
+        self.params = self.params._replace(dof=jnp.asarray(self._dof_given or held_dof, jnp.float64))
         self._build(atoms.positions, atoms.cell.array)
         state = blank_state(
-            atoms.positions, atoms.get_momenta(), atoms.get_masses(), atoms.cell.array, key, self.chain_length
+            atoms.positions, atoms.get_momenta(), atoms.get_masses(), atoms.cell.array, key, self.chain_length, mobile
         )
         state = state._replace(step=jnp.asarray(step, jnp.int64))
         chunk = self._chunk(state, self.params, self.force_args, self.reference, self._limits(0), True)

@@ -6,6 +6,7 @@ import ase.io
 import numpy as np
 import pytest
 from ase import Atoms, units
+from ase.constraints import FixAtoms, FixCartesian
 
 import md
 import mlpot
@@ -264,18 +265,53 @@ def test_driver_with_explicit_potential_gives_callbacks_an_energy():
     assert len(energies) >= 4 and all(abs(e - energies[0]) < 1e-3 * len(atoms) for e in energies)
 
 
-def test_drivers_refuse_atoms_with_ase_constraints():
-    """ASE's drivers honour FixAtoms; ours would move the "fixed" atoms, so they refuse instead."""
-    from ase import units
-    from ase.constraints import FixAtoms
+def test_cli_holds_atoms_an_extxyz_move_mask_fixes_and_counts_only_the_free_coordinates(files, tmp_path, capsys):
+    # extxyz's move_mask reads back as one FixCartesian per atom: atoms 0-3 held, atom 4 held in z only.
+    atoms = ase.io.read(files / "argon.xyz")
+    atoms.set_constraint([FixAtoms(indices=[0, 1, 2, 3]), FixCartesian(4, mask=(False, False, True))])
+    held = tmp_path / "held"
+    held.mkdir()
+    ase.io.write(held / "argon.xyz", atoms)
+    out = tmp_path / "run"
+    common = ["--ensemble", "nose-hoover", "--temperature", "60", "--tdamp", "100"]
+    restart = str(out / "r.npz")
+    assert _md(held, out, "--steps", "30", "--restart", restart, *common, model=files / "argon.mlpot") == 0
+    free = 3 * len(atoms) - 13
+    assert f"temperatures count {free} degrees of freedom (13 coordinates held by FixAtoms/FixCartesian)" in (
+        capsys.readouterr().err
+    )
+    frames = ase.io.read(out / "t.xyz", ":")
+    first, last = frames[0], frames[-1]
+    np.testing.assert_array_equal(last.positions[:4], first.positions[:4])
+    assert last.positions[4, 2] == first.positions[4, 2] and last.positions[4, 0] != first.positions[4, 0]
+    assert np.abs(last.positions[5:] - first.positions[5:]).max() > 1e-3  # the others move
+    for row in csv.DictReader((out / "log.csv").read_text().splitlines()):
+        assert float(row["temperature_K"]) == pytest.approx(2 * float(row["ekin_eV"]) / (free * units.kB), rel=1e-6)
+    mobile = load_restart(restart)["state"].mobile  # a continuation holds the same coordinates
+    assert mobile[:4].sum() == 0 and list(mobile[4]) == [1, 1, 0] and mobile[5:].all()
 
-    import md
-    from md.toy import argon_crystal, argon_potential
 
-    atoms = argon_crystal(repeat=2)
-    atoms.set_constraint(FixAtoms(indices=[0, 1]))
-    with pytest.raises(ValueError, match=r"ASE constraints \['FixAtoms'\].*ase.md and mlpot.Calculator"):
-        md.VelocityVerlet(atoms, 2.0 * units.fs, potential=argon_potential())
+def test_drivers_hold_fixed_atoms_as_ases_velocity_verlet_does_and_refuse_other_constraints():
+    from ase.constraints import FixBondLength
+    from ase.md.verlet import VelocityVerlet as AseVelocityVerlet
+
+    potential = argon_potential(6.5)
+    start = argon_crystal(repeat=2, temperature_K=60.0, seed=4)
+    start.set_constraint([FixAtoms(indices=[0, 1]), FixCartesian(2, mask=(True, False, True))])
+    ours, theirs = start.copy(), start.copy()
+    ours.calc, theirs.calc = mlpot.Calculator(potential), mlpot.Calculator(potential)
+    md.VelocityVerlet(ours, 2.0 * units.fs).run(40)
+    AseVelocityVerlet(theirs, 2.0 * units.fs).run(40)
+    np.testing.assert_allclose(ours.positions, theirs.positions, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(ours.get_momenta(), theirs.get_momenta(), rtol=0, atol=1e-9)
+    np.testing.assert_array_equal(ours.positions[:2], start.positions[:2])
+    assert ours.positions[2, 1] != start.positions[2, 1]  # free along y only
+    np.testing.assert_array_equal(ours.positions[2, [0, 2]], start.positions[2, [0, 2]])
+
+    other = argon_crystal(repeat=2)
+    other.set_constraint(FixBondLength(0, 1))
+    with pytest.raises(ValueError, match=r"constraints \['FixBondLengths'\].*applies FixAtoms and FixCartesian"):
+        md.VelocityVerlet(other, 2.0 * units.fs, potential=potential)
 
 
 def test_cli_writes_the_last_frame_off_the_interval_and_a_nose_hoover_restart_keeps_its_count(files, tmp_path, capsys):

@@ -245,3 +245,37 @@ def test_full_cell_mtk_holds_the_six_cell_momenta_at_the_target():
     w = (3 * 32 / 3 + 1) * kT * (200 * units.fs) ** 2  # (3N/3 + 1) kT pdamp^2
     np.testing.assert_allclose(momenta, momenta.transpose(0, 2, 1), atol=1e-10)
     assert np.mean(np.sum(momenta**2, axis=(1, 2))) / w == pytest.approx(6 * kT, rel=0.1)
+
+
+def test_fixed_atoms_stay_put_and_the_free_ones_thermalise_over_their_own_degrees_of_freedom():
+    # Half of 32 argon atoms held (FixAtoms) and one more held in z (FixCartesian): 47 free coordinates.
+    # Langevin gets no noise on the held ones, so they stay put to the bit, and gives each free coordinate
+    # kT: the log, counting 47, reads 60 K (counting 3N = 96 would read 29 K). NVE with the same
+    # holds conserves E (held atoms do no work); NPT, which moves every atom with the cell, is refused.
+    from ase.constraints import FixAtoms, FixCartesian
+
+    atoms = argon_crystal(2, temperature_K=60.0, seed=5)
+    low = np.argsort(atoms.positions[:, 2])[:16]
+    atoms.set_constraint([FixAtoms(indices=low), FixCartesian(int(np.argmax(atoms.positions[:, 2])), (0, 0, 1))])
+    assert moving_degrees_of_freedom(atoms, "langevin") == moving_degrees_of_freedom(atoms, "nve") == 47
+    start = atoms.positions.copy()
+    kT = units.kB * 60.0
+    lang = Simulation(
+        smooth_argon_forces(atoms), atoms, "langevin", params(dt=5 * units.fs, kT=kT, friction=0.05 / units.fs)
+    )
+    assert float(lang.params.dof) == 47  # 0 (3N) would count the held coordinates
+    temperatures = _sample(lang, 3000, 10)[50:, 0]
+    assert np.mean(temperatures) == pytest.approx(60.0, rel=0.06)
+    np.testing.assert_array_equal(np.asarray(lang.state.positions)[low], start[low])
+    top = int(np.argmax(start[:, 2]))
+    assert float(lang.state.positions[top, 2]) == start[top, 2] and float(lang.state.positions[top, 0]) != start[top, 0]
+
+    nve = Simulation(smooth_argon_forces(atoms), atoms, "nve", params(dt=5 * units.fs))
+    energies = []
+    for _ in range(20):
+        nve.run(25)
+        energies.append(nve.thermo()["etot"])
+    assert np.ptp(energies) < 1e-3 * kT * 47
+    with pytest.raises(ValueError, match="npt-mtk: the atoms carry FixAtoms/FixCartesian"):
+        p = params(dt=5 * units.fs, kT=kT, tdamp=100 * units.fs, taup=200 * units.fs)
+        Simulation(smooth_argon_forces(atoms, compute_stress=True), atoms, "npt-mtk", p)
