@@ -20,7 +20,7 @@ import ase.io
 import ase.units
 import numpy as np
 
-from mlpot.graph import check_atoms
+from mlpot.graph import check_atoms, species_indices
 from mlpot.modelfile import check_output_path
 
 ENSEMBLES = ("nve", "langevin", "nose-hoover", "npt", "npt-mtk", "npt-mtk-cell")
@@ -79,8 +79,10 @@ def register(subparsers) -> None:
     p.set_defaults(func=main)
 
 
-# option, attribute, whether a value is allowed, the rule in words. NaN fails every comparison.
+# option, attribute, whether a value is allowed, the rule in words. NaN fails every comparison; inf
+# passes them, so every float must also be finite (``_check_options``).
 _RULES = (
+    ("--pressure", "pressure", lambda v: True, "a number of GPa"),
     ("--steps", "steps", lambda v: v >= 0, ">= 0"),
     ("--dt", "dt", lambda v: v > 0, "> 0 fs"),
     ("--interval", "interval", lambda v: v >= 1, ">= 1"),
@@ -98,9 +100,9 @@ _RULES = (
 def _check_options(args) -> None:
     """Refuse values with no physical meaning (a negative temperature silently started at 0 K)."""
     broken = [
-        f"{option} {getattr(args, name):g} (must be {rule})"
+        f"{option} {value:g} (must be {rule if np.isfinite(value) else 'finite'})"
         for option, name, allowed, rule in _RULES
-        if not allowed(getattr(args, name))
+        if (value := getattr(args, name)) is not None and not (np.isfinite(value) and allowed(value))
     ]
     if broken:
         raise ValueError(f"invalid {'; '.join(broken)}")
@@ -228,6 +230,8 @@ def build(args):
     _check_outputs(args, continuing)
     potential = load(args.model)
     atoms = _read_structure(args)
+    where = f"{args.structure}, frame {args.index or 0}"
+    species_indices(atoms.numbers, potential.config.species, where)  # before velocities: name the file
     fingerprint = model_fingerprint(potential) if args.restart else None  # only restarts record it
     restart = None
     if continuing:

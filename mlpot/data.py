@@ -129,6 +129,18 @@ def _frame(atoms, where, keys, required, species) -> Frame:
     return Frame(atoms, energy, forces, stress, where)
 
 
+def _unreadable_frame(path: Path) -> str:
+    """ "path, frame k" for the first frame ASE cannot read (a whole-file read does not say which),
+    or the path alone when the file fails before its first frame."""
+    count = 0
+    try:
+        for _ in ase.io.iread(path):
+            count += 1
+    except Exception:  # noqa: BLE001 - the failure being located
+        return f"{path}, frame {count}" if count else str(path)
+    return str(path)
+
+
 def _tensor(value, where: str, key: str) -> np.ndarray:
     """A 3x3 label from (3, 3), (9,) or Voigt (6,) (xx yy zz yz xz xy), finite."""
     value = _as_float(value, where, key)
@@ -139,7 +151,15 @@ def _tensor(value, where: str, key: str) -> np.ndarray:
     if value.shape != (3, 3):
         raise InputError(f"{where}: field '{key}' has shape {value.shape}, expected (3, 3), (9,) or (6,)")
     _check_finite(value, where, key)
-    return value
+    # A stress (or virial) is symmetric; no potential can fit an antisymmetric part, so a large one is a
+    # broken label (rows and columns mixed up, another quantity). Round-off-sized ones are averaged away.
+    asymmetry = float(np.max(np.abs(value - value.T)))
+    if asymmetry > max(1e-4, 1e-2 * float(np.max(np.abs(value)))):
+        raise InputError(
+            f"{where}: field '{key}' is not symmetric (largest |{key}_ij - {key}_ji| = {asymmetry:.3g}); "
+            "a stress or virial tensor must be"
+        )
+    return 0.5 * (value + value.T)
 
 
 def _with_virial(atoms: Atoms, stress, where: str, stress_key: str):
@@ -200,7 +220,7 @@ def read_frames(
         try:
             images = ase.io.read(path, index=index)
         except Exception as err:  # noqa: BLE001 - ASE raises many types; report file + cause
-            raise InputError(f"{path}: cannot read ({type(err).__name__}: {err})") from None
+            raise InputError(f"{_unreadable_frame(path)}: cannot read ({type(err).__name__}: {err})") from None
         images = images if isinstance(images, list) else [images]
         if not images:
             raise InputError(f"{path}: contains no frames")
@@ -280,8 +300,10 @@ def fit_reference_energies(frames: Sequence[Frame], species: Sequence[int], isol
         if missing:
             from ase.data import chemical_symbols
 
+            files = sorted({f.where.rsplit(", frame", 1)[0] for f in isolated_atoms}) or ["(empty)"]
             raise InputError(
-                f"isolated atoms file has no energy for element(s) {[chemical_symbols[z] for z in missing]}"
+                f"isolated atoms file {', '.join(files)} has no energy for element(s) "
+                f"{[chemical_symbols[z] for z in missing]}"
             )
         return np.array([table[z] for z in species], np.float64)
     labelled = [f for f in frames if f.energy is not None]

@@ -19,6 +19,8 @@ continuous. Each directed edge gives half its pair energy to its receiver.
 
 from __future__ import annotations
 
+import warnings
+
 import jax.numpy as jnp
 import numpy as np
 from ase.data import covalent_radii
@@ -58,19 +60,34 @@ def atom_energies(vectors, graph, atomic_numbers, radii):
     return 0.5 * jnp.zeros(num_nodes, vectors.dtype).at[graph.receivers].add(pair)
 
 
-def radii_from_frames(frames, species, margin: float = 0.1, search: float = 3.0) -> tuple:
+def radii_from_frames(frames, species, margin: float = 0.1, search: float = 3.0, names=None) -> tuple:
     """Inner radii (S x S, Å) from training frames: the closest pair of each species pair
     minus ``margin``; pairs never seen within ``search`` Å get 0.6 x (sum of covalent radii).
-    Floors at 0.3 Å."""
+    Floors at 0.3 Å.
+
+    A pair closer than half its covalent radii sum is almost surely a broken frame (an atom written
+    twice, a unit slip); it would pull that core in to the floor, so it is named in a warning
+    (``names``: where each frame came from, e.g. "file, frame k")."""
     index = {z: k for k, z in enumerate(species)}
     closest = np.full((len(species), len(species)), np.inf)
-    for atoms in frames:
+    for f, atoms in enumerate(frames):
         i, j, _, d = neighbour_search(atoms, search)
         if len(i) == 0:
             continue
         a = np.array([index[z] for z in atoms.numbers[i]])
         b = np.array([index[z] for z in atoms.numbers[j]])
         np.minimum.at(closest, (a, b), d)
+        k = int(np.argmin(d))
+        zi, zj = atoms.numbers[i[k]], atoms.numbers[j[k]]
+        if d[k] < 0.5 * (covalent_radii[zi] + covalent_radii[zj]):
+            where = names[f] if names is not None else f"frame {f}"
+            symbols = atoms.get_chemical_symbols()
+            warnings.warn(
+                f"{where}: atoms {i[k]} ({symbols[i[k]]}) and {j[k]} ({symbols[j[k]]}) are {d[k]:.3f} Å apart, "
+                f"under half their covalent radii sum: check that frame (the repulsive core for this pair "
+                "starts from the closest training pair)",
+                stacklevel=2,
+            )
     radii = np.empty_like(closest)
     for p, zp in enumerate(species):
         for q, zq in enumerate(species):

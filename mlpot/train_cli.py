@@ -45,6 +45,11 @@ def _cmd_train(args) -> int:
         print(f"\ntest ({result.test_metrics['n_frames']} frames):")
         print(format_table(result.test_metrics))
     print(f"\nmodel, metrics.csv and plots in {result.output_dir}/")
+    if result.stop_reason.startswith("diverged"):
+        # a script's `mlpot train ... && mlpot md ...` must not go on with a model that stopped short
+        kept = "the best epoch before it" if result.history else "the initial parameters (no epoch finished)"
+        print(f"mlpot train: the run {result.stop_reason}; model.mlpot holds {kept}", file=sys.stderr)
+        return 1
     return 0
 
 

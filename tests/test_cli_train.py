@@ -54,6 +54,23 @@ def test_unknown_key_is_a_one_line_error_with_a_suggestion(tiny_setup, capsys):
     assert "unknown key 'lerning_rate'; did you mean 'learning_rate'?" in capsys.readouterr().err
 
 
+def test_a_diverged_training_run_exits_non_zero_and_says_what_the_model_holds(tiny_setup, capsys, monkeypatch):
+    # `mlpot train ... && mlpot md ...` must stop at a run that diverged in its first epoch.
+    from mlpot.training import run as run_mod
+
+    real = run_mod.run_epoch
+
+    def diverge(*args):
+        state, row = real(*args)
+        return state, {**row, "train_loss": float("nan")}
+
+    monkeypatch.setattr(run_mod, "run_epoch", diverge)
+    _, config, _ = tiny_setup
+    assert main(["train", str(config)]) == 1
+    err = capsys.readouterr().err
+    assert "the run diverged (non-finite loss) in epoch 1" in err and "initial parameters (no epoch finished)" in err
+
+
 def test_train_then_eval_json(tiny_setup, capsys):
     tmp_path, path, data = tiny_setup
     assert main(["train", str(path), "-o", "model.num_basis=3", "-o", "epochs=1"]) == 0

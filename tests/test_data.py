@@ -124,9 +124,11 @@ def test_reference_energies_least_squares_and_isolated(tmp_path):
     fitted = data.fit_reference_energies(frames, species)
     residual = np.array([f.energy for f in frames]) - data.composition(frames, species) @ fitted
     assert np.max(np.abs(residual)) < 1e-6  # float64: exact up to the constant 0.01 absorbed per atom
-    isolated = [data.Frame(ase.Atoms([z]), e, None, None, "iso") for z, e in zip(species, e0)]
+    isolated = [
+        data.Frame(ase.Atoms([z]), e, None, None, f"e0.xyz, frame {k}") for k, (z, e) in enumerate(zip(species, e0))
+    ]
     np.testing.assert_array_equal(data.fit_reference_energies(frames, species, isolated), e0)
-    with pytest.raises(InputError, match=r"no energy for element\(s\) \['O'\]"):
+    with pytest.raises(InputError, match=r"isolated atoms file e0.xyz has no energy for element\(s\) \['O'\]"):
         data.fit_reference_energies(frames, species, isolated[:2])
 
 
@@ -248,3 +250,31 @@ def test_a_virial_stored_as_stress_is_refused_naming_frame_and_fields(tmp_path):
     with pytest.warns(UserWarning, match="skipped 1 bad frame"):
         frames = data.read_frames(path, skip_bad_frames=True)
     assert len(frames) == 1 and frames[0].stress is not None
+
+
+def test_an_asymmetric_stress_label_is_refused_and_round_off_is_averaged_away(tmp_path):
+    atoms = _strained_copper()
+    energy, forces, stress = atoms.get_potential_energy(), atoms.get_forces(), atoms.get_stress(voigt=False)
+    noisy, broken = atoms.copy(), atoms.copy()
+    for copy, skew in ((noisy, 1e-7), (broken, 0.05)):  # 0.05 eV/Å^3 = 8 GPa between xy and yx
+        label = stress.copy()
+        label[0, 1] += skew
+        copy.info.update(REF_energy=energy, REF_stress=label.reshape(-1))
+        copy.arrays["REF_forces"] = forces
+    (frame,) = data.read_frames(_write(tmp_path, [noisy]), "REF_energy", "REF_forces", "REF_stress")
+    np.testing.assert_allclose(frame.stress, frame.stress.T, rtol=0, atol=0)
+    np.testing.assert_allclose(frame.stress, stress, atol=1e-6)
+    path = _write(tmp_path, [noisy, broken])
+    with pytest.raises(InputError, match=r"frame 1: field 'REF_stress' is not symmetric \(largest .* = 0.05\)"):
+        data.read_frames(path, "REF_energy", "REF_forces", "REF_stress")
+
+
+def test_a_frame_ase_cannot_parse_is_named(tmp_path):
+    # ASE reads the whole file in one call and says nothing of where: the error must name the frame.
+    path = tmp_path / "three.xyz"
+    ase.io.write(path, [labelled(molecule("H2O"), k) for k in range(3)])
+    lines = path.read_text().splitlines(keepends=True)
+    lines[6] = lines[6].replace("pbc=", 'stress="1 2 3 4 5 6" pbc=')  # frame 1's comment line: 6 numbers
+    path.write_text("".join(lines))
+    with pytest.raises(InputError, match=rf"{path}, frame 1: cannot read"):
+        data.read_frames(path)

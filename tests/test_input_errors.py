@@ -129,6 +129,13 @@ def test_md_says_which_frame_of_several_it_starts_from(argon, capsys):
     assert "note:" not in capsys.readouterr().err
 
 
+def test_md_names_the_structure_file_holding_an_element_the_model_lacks(argon, tmp_path, capsys):
+    path = tmp_path / "si.xyz"
+    ase.io.write(path, Atoms("ArSi", positions=[[0, 0, 0], [2.5, 0, 0]], cell=[8.0] * 3, pbc=True))
+    assert main(["md", str(argon / "argon.mlpot"), str(path), "--steps", "5"]) == 2
+    assert f"{path}, frame 0: element(s) ['Si'] not in the model's species ['Ar']" in _error(capsys)
+
+
 def test_md_refuses_a_frame_without_atoms_before_drawing_velocities(argon, capsys):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # ASE's divide-by-zero warning of 0 atoms would fail here
@@ -149,6 +156,14 @@ def test_md_refuses_a_frame_without_atoms_before_drawing_velocities(argon, capsy
         ("model.name=[x]", "model.name must be one of"),
         ("train_file=[a.xyz", "override 'train_file=[a.xyz': not a valid YAML value"),
         ("output_dir=", "output_dir must be text, got null"),
+        # .nan and .inf pass every range test (nan compares false): they must be refused as such
+        ("energy_weight=.nan", "energy_weight must be a finite number, got nan"),
+        ("learning_rate=.inf", "learning_rate must be a finite number, got inf"),
+        ("max_time=.inf", "max_time must be a finite number, got inf"),
+        ("warmup_epochs=.nan", "warmup_epochs must be a finite number, got nan"),
+        ("cutoff=.inf", "cutoff must be a finite number, got inf"),
+        ("weight_schedule=[{epoch: 1, energy_weight: .nan}]", "weight_schedule[0].energy_weight must be a number >= 0"),
+        ("seed=-1", "seed must be >= 0"),
     ],
 )
 def test_train_refuses_a_bad_override(config, capsys, override, message):

@@ -202,6 +202,12 @@ def test_cli_rejects_unphysical_settings(files, capsys):
         ("--min-distance", "-1"),
         ("--max-temperature", "0"),
         ("--temperature", "nan"),
+        ("--pressure", "nan"),
+        ("--pressure", "inf"),
+        ("--temperature", "inf"),
+        ("--skin", "inf"),
+        ("--min-distance", "inf"),
+        ("--compressibility", "inf"),
     ]:
         argv = ["md", str(files / "argon.mlpot"), str(files / "argon.xyz"), "--steps", "5", option, value]
         assert main(argv) == 2, option

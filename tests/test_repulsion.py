@@ -1,5 +1,7 @@
 """The ZBL core: exactly zero beyond its inner radii, smooth, forces/stress by autodiff, fit-neutral."""
 
+import warnings
+
 import numpy as np
 import pytest
 from ase import Atoms
@@ -81,3 +83,14 @@ def test_radii_from_frames_sit_below_the_closest_pair():
 def test_config_rejects_wrong_shape():
     with pytest.raises(ValueError, match="repulsion_radii"):
         small_painn((1, 8)).config.replace(repulsion_radii=[[1.0]])
+
+
+def test_a_pair_far_closer_than_bonded_is_named_in_a_warning():
+    # Two carbons 0.05 Å apart (an atom written twice) would pull the C-C core to the 0.3 Å floor.
+    water = Atoms("OHH", positions=[[0, 0, 0], [0.96, 0, 0], [-0.24, 0.93, 0]])
+    broken = Atoms("CCO", positions=[[0, 0, 0], [0.05, 0, 0], [1.4, 0, 0]])
+    with pytest.warns(UserWarning, match=r"data.xyz, frame 1: atoms 0 \(C\) and 1 \(C\) are 0.050 Å apart"):
+        radii_from_frames([water, broken], (1, 6, 8), names=["data.xyz, frame 0", "data.xyz, frame 1"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a sound frame says nothing
+        radii_from_frames([water], (1, 8))

@@ -114,8 +114,10 @@ def test_a_diverged_epoch_leaves_the_last_finite_state_to_resume_from(tmp_path, 
         return state, row
 
     monkeypatch.setattr(run_mod, "run_epoch", diverge_in_epoch_2)
-    fit(config, _prepared(config, frames))
-    assert "diverged (non-finite loss) in epoch 2" in capsys.readouterr().out
+    result = fit(config, _prepared(config, frames))
+    assert (
+        result.stop_reason.startswith("diverged") and "diverged (non-finite loss) in epoch 2" in capsys.readouterr().out
+    )
     saved, progress = _saved_state(tmp_path / "run")
     assert progress["epoch"] == 1 and [row["epoch"] for row in progress["history"]] == [1]
     assert all(np.all(np.isfinite(x)) for x in jax.tree_util.tree_leaves(saved) if np.asarray(x).dtype.kind == "f")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -121,7 +122,7 @@ def validate(config: TrainConfig, where: str = "config") -> TrainConfig:
     for key in positive:
         if not getattr(config, key) > 0:
             raise ValueError(f"{where}: {key} must be positive, got {getattr(config, key)}")
-    for key in ("energy_weight", "forces_weight", "stress_weight", "warmup_epochs", "weight_decay"):
+    for key in ("energy_weight", "forces_weight", "stress_weight", "warmup_epochs", "weight_decay", "seed"):
         if getattr(config, key) < 0:
             raise ValueError(f"{where}: {key} must be >= 0")
     weights = config.config_type_weights
@@ -160,7 +161,7 @@ def validate(config: TrainConfig, where: str = "config") -> TrainConfig:
                     key, ["epoch", "energy_weight", "forces_weight", "stress_weight"], f"{where}: weight_schedule[{k}]"
                 )
             number = entry[key]
-            if isinstance(number, bool) or not isinstance(number, (int, float)) or number < 0:
+            if isinstance(number, bool) or not isinstance(number, (int, float)) or not 0 <= number < math.inf:
                 raise ValueError(f"{where}: weight_schedule[{k}].{key} must be a number >= 0, got {number!r}")
         if not float(entry["epoch"]).is_integer():
             raise ValueError(f"{where}: weight_schedule[{k}].epoch must be a whole epoch, got {entry['epoch']!r}")
@@ -234,6 +235,9 @@ def _number(value, kind: str, what: str):
             value = float(value)
         except (TypeError, ValueError):
             ok = False
+        # .nan or .inf would pass every range test below (nan compares false) and train on NaN
+        if ok and not math.isfinite(value):
+            raise ValueError(f"{what} must be a finite number, got {value}")
     if not ok:
         raise ValueError(f"{what} must be a{'n' if kind == 'int' else ''} {kind}, got {_shown(value)}")
     return {"float": float, "int": int, "bool": bool}[kind](value)

@@ -60,6 +60,7 @@ class TrainResult(NamedTuple):
     test_metrics: dict | None
     output_dir: Path
     compiles: int = 0  # programs the train step compiled in this call (bounded by the shape buckets)
+    stop_reason: str = ""  # why the epochs ended (budget, early stopping, "diverged ...")
 
 
 def _new_progress() -> dict:
@@ -281,7 +282,7 @@ def fit(config, prepared: Prepared, resume: bool = False, stop_after: int | None
     if not math.isfinite(progress["best_valid"]):  # no finite validation loss: keep the latest EMA
         save(Potential(model_config, state.ema), out / "model.mlpot", extra={"epoch": progress["epoch"]})
     result = _finish(config, prepared, out, progress, model_config, loop.predict_fn)
-    return result._replace(compiles=loop.step_fn._cache_size())
+    return result._replace(compiles=loop.step_fn._cache_size(), stop_reason=reason)
 
 
 def _finish(config, prepared, out, progress, model_config, predict_fn) -> TrainResult:
