@@ -88,11 +88,11 @@ _RULES = (
     ("--interval", "interval", lambda v: v >= 1, ">= 1"),
     ("--temperature", "temperature", lambda v: v >= 0, ">= 0 K"),
     ("--friction", "friction", lambda v: v >= 0, ">= 0 1/fs"),
-    ("--tdamp", "tdamp", lambda v: v is None or v > 0, "> 0 fs"),
+    ("--tdamp", "tdamp", lambda v: v > 0, "> 0 fs"),
     ("--taup", "taup", lambda v: v > 0, "> 0 fs"),
     ("--compressibility", "compressibility", lambda v: v >= 0, ">= 0 1/GPa"),
     ("--skin", "skin", lambda v: v > 0, "> 0 Å"),  # with 0 the first step after a build stops the run
-    ("--max-temperature", "max_temperature", lambda v: v is None or v > 0, "> 0 K"),  # 0 meant the default
+    ("--max-temperature", "max_temperature", lambda v: v > 0, "> 0 K"),  # 0 meant the default
     ("--min-distance", "min_distance", lambda v: v >= 0, ">= 0 Å"),
 )
 
