@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from pathlib import Path
 
 import jax
@@ -553,3 +554,13 @@ def test_a_stress_key_on_molecules_only_is_not_an_error(tmp_path):
     frames = _frames(n_mol=8, n_cryst=0)
     config = _config(tmp_path, stress_key="REF_stress", valid_fraction=0.25)
     assert prepare(config, frames).train.frames
+
+
+def test_a_cutoff_that_leaves_the_atoms_without_neighbours_is_warned_about(tmp_path):
+    # 0.3 Å is below every bond: the model would learn lone atoms and zero forces, and still run.
+    frames = _frames(n_mol=8, n_cryst=0)
+    with pytest.warns(UserWarning, match=r"cutoff 0.3 Å: \d+ of \d+ training frames have no atom pair within it"):
+        _prepared(_config(tmp_path, cutoff=0.3), frames)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        _prepared(_config(tmp_path, cutoff=3.0), frames)

@@ -172,12 +172,26 @@ def assemble(config: TrainConfig, train, valid, test=None, species=None) -> Prep
     if config.isolated_atoms_file:
         isolated = data.read_frames(config.isolated_atoms_file, config.energy_key, required=("energy",))
     sets = [data.prepare(part, config.cutoff, species) if part else None for part in (train, valid, test)]
+    _warn_if_atoms_see_no_neighbours(sets[0], config.cutoff)
     mc = base.config if base else model_config(config, train, species, isolated, data_hyperparameters(config, sets[0]))
     ratio = max(s.edges_per_atom for s in sets if s is not None)
     typical = sets[0].typical_atoms
     # one shape ladder for train, validation and test batches: they share compiled programs
     sets = [s._replace(edges_per_atom=ratio, typical_atoms=typical) if s is not None else None for s in sets]
     return Prepared(sets[0], sets[1], sets[2], mc, base.params if base else None)
+
+
+def _warn_if_atoms_see_no_neighbours(train: data.Dataset, cutoff: float) -> None:
+    """A cutoff below the bond lengths (a typo, or nm for Å) trains a model of lone atoms: energies
+    from composition alone and zero forces. It runs, so say it."""
+    several = [p for p in train.parts if len(p[0]) > 1]
+    empty = sum(len(p[2]) == 0 for p in several)
+    if several and empty > len(several) // 2:
+        warnings.warn(
+            f"cutoff {cutoff:g} Å: {empty} of {len(several)} training frames have no atom pair within it, "
+            "so the model sees lone atoms only (forces would be zero); is the cutoff in Å?",
+            stacklevel=3,
+        )
 
 
 def describe(prepared: Prepared) -> str:
