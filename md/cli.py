@@ -134,8 +134,9 @@ def _non_empty(path: str) -> bool:
     return Path(path).is_file() and Path(path).stat().st_size > 0
 
 
-def _read_structure(args):
-    """The start frame, with one-line errors for files ASE cannot read or a frame MD cannot start from."""
+def _read_structure(args, species):
+    """The start frame, with one-line errors for files ASE cannot read or a frame MD cannot start from
+    (``species``: the model's elements; another one is named with the file before velocities are drawn)."""
     path = Path(args.structure)
     if not path.exists():
         raise FileNotFoundError(f"structure file {args.structure} does not exist")
@@ -160,7 +161,9 @@ def _read_structure(args):
             file=sys.stderr,
         )
     # before Maxwell-Boltzmann velocities, which divide by the atom count
-    check_atoms(frames[0], f"{args.structure}, frame {index}")
+    where = f"{args.structure}, frame {index}"
+    check_atoms(frames[0], where)
+    species_indices(frames[0].numbers, species, where)
     return frames[0]
 
 
@@ -229,9 +232,7 @@ def build(args):
     continuing = bool(args.restart) and Path(args.restart).is_file()
     _check_outputs(args, continuing)
     potential = load(args.model)
-    atoms = _read_structure(args)
-    where = f"{args.structure}, frame {args.index or 0}"
-    species_indices(atoms.numbers, potential.config.species, where)  # before velocities: name the file
+    atoms = _read_structure(args, potential.config.species)
     fingerprint = model_fingerprint(potential) if args.restart else None  # only restarts record it
     restart = None
     if continuing:
