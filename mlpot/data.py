@@ -131,13 +131,13 @@ def _frame(atoms, where, keys, required, species) -> Frame:
 
 def _unreadable_frame(path: Path) -> str:
     """ "path, frame k" for the first frame ASE cannot read (a whole-file read does not say which),
-    or the path alone when the file fails before its first frame."""
+    or the path alone when a frame-by-frame read gets through (the whole-file read failed otherwise)."""
     count = 0
     try:
         for _ in ase.io.iread(path):
             count += 1
     except Exception:  # noqa: BLE001 - the failure being located
-        return f"{path}, frame {count}" if count else str(path)
+        return f"{path}, frame {count}"
     return str(path)
 
 

@@ -278,3 +278,7 @@ def test_a_frame_ase_cannot_parse_is_named(tmp_path):
     path.write_text("".join(lines))
     with pytest.raises(InputError, match=rf"{path}, frame 1: cannot read"):
         data.read_frames(path)
+    lines[1] = lines[1].replace("pbc=", 'stress="1 2 3 4 5 6" pbc=')  # and frame 0's: the first frame is named too
+    path.write_text("".join(lines))
+    with pytest.raises(InputError, match=rf"{path}, frame 0: cannot read"):
+        data.read_frames(path)
