@@ -49,9 +49,18 @@ def unit_init(key, shape, dtype=jnp.float32):
     return jax.random.uniform(rbg, shape, dtype, -math.sqrt(3.0), math.sqrt(3.0))
 
 
-def linear(irreps_out, **options) -> e3nn.flax.Linear:
-    """``e3nn.flax.Linear`` with the cheap unit-variance initialiser."""
-    return e3nn.flax.Linear(irreps_out, parameter_initializer=lambda: unit_init, **options)
+def linear(irreps_out, num_indexed_weights: int | None = None, force_irreps_out: bool = False) -> e3nn.flax.Linear:
+    """``e3nn.flax.Linear`` with the cheap unit-variance initialiser.
+
+    ``num_indexed_weights``: one weight set per element (called as ``linear(...)(species, x)``);
+    ``force_irreps_out``: keep output irreps that no input reaches (as zeros).
+    """
+    return e3nn.flax.Linear(
+        irreps_out,
+        parameter_initializer=lambda: unit_init,
+        num_indexed_weights=num_indexed_weights,
+        force_irreps_out=force_irreps_out,
+    )
 
 
 class RadialMLP(nn.Module):
