@@ -144,7 +144,8 @@ def _cmd_cv(args) -> int:
     config = _config(args)
     summary = cross_validate(config, args.folds)
     for key, value in summary["summary"].items():
-        print(f"{key:24s} {value['mean'] * 1e3:10.3f} ± {value['std'] * 1e3:.3f} (meV units)")
+        spread = "(one fold)" if value["std"] is None else f"± {value['std'] * 1e3:.3f}"
+        print(f"{key:24s} {value['mean'] * 1e3:10.3f} {spread} (meV units, std over {value['n_folds']} folds)")
     print(f"per-fold results: {Path(config.output_dir) / 'cv.json'}")
     return 0
 

@@ -564,3 +564,13 @@ def test_a_cutoff_that_leaves_the_atoms_without_neighbours_is_warned_about(tmp_p
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
         _prepared(_config(tmp_path, cutoff=3.0), frames)
+
+
+def test_cross_validation_spread_is_the_sample_std_over_the_folds_that_have_the_metric():
+    from mlpot.training.selection import _mean_std
+
+    summary = _mean_std([{"forces_mae": 1.0, "stress_mae": 0.5}, {"forces_mae": 3.0}, {"forces_mae": 2.0}])
+    assert summary["forces_mae"]["mean"] == pytest.approx(2.0)
+    assert summary["forces_mae"]["std"] == pytest.approx(1.0)  # ddof=1; the population std would be 0.816
+    assert summary["forces_mae"]["n_folds"] == 3
+    assert summary["stress_mae"] == {"mean": 0.5, "std": None, "n_folds": 1}

@@ -41,11 +41,16 @@ def _split_valid(frames, fraction, seed):
 
 
 def _mean_std(runs: list[dict]) -> dict:
+    """Mean and sample standard deviation (ddof=1: the folds are a sample of possible splits) per metric.
+
+    A metric that only one fold has (stress when one fold alone holds the crystals) gets std None, not 0.
+    """
     out = {}
     for key in KEYS:
         values = [r[key] for r in runs if key in r]
         if values:
-            out[key] = {"mean": float(np.mean(values)), "std": float(np.std(values))}
+            std = float(np.std(values, ddof=1)) if len(values) > 1 else None
+            out[key] = {"mean": float(np.mean(values)), "std": std, "n_folds": len(values)}
     return out
 
 
