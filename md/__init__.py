@@ -6,7 +6,8 @@
   neighbour rebuild or a safety violation;
 * ``md.simulation``: the host loop (rebuilds, observers, errors);
 * ``md.drivers``: ASE-style ``VelocityVerlet``, ``Langevin``,
-  ``NoseHooverChainNVT``, ``NPTBerendsen``, ``IsotropicMTKNPT``, ``MTKNPT``;
+  ``NoseHooverChainNVT``, ``NPTBerendsen``, ``IsotropicMTKNPT``, ``MTKNPT``,
+  each a ``md.dynamics.Dynamics`` (the atoms-in-place run behind them);
 * ``md.cli``: ``mlpot md``.
 """
 

@@ -1,0 +1,246 @@
+"""``Dynamics``: one MD run on ASE atoms, behind the ASE-style drivers of ``md.drivers``.
+
+The potential is taken from ``atoms.calc`` when it is an ``mlpot.Calculator``
+(or given as ``potential=``; then ``atoms.calc`` must be empty, and gets a
+Calculator of it, or already be a Calculator of the same model: a driver
+refuses other calculators, whose energies callbacks would otherwise read).
+``run(steps)`` runs whole compiled chunks on the device; the atoms are updated
+in place (positions unwrapped, momenta, cell, and the calculator's cached
+energy/forces) at the end of ``run`` and before every attached callback, so
+``atoms.get_potential_energy()`` inside a callback costs nothing. Edits to the
+atoms' positions, momenta, masses or cell, between runs or inside a callback,
+are picked up as in ASE: the engine restarts from the edited atoms.
+"""
+
+from __future__ import annotations
+
+import numbers
+import os
+import sys
+from collections.abc import Callable
+
+import numpy as np
+from ase import Atoms
+from ase.stress import full_3x3_to_voigt_6_stress
+
+from md.forces import potential_forces
+from md.integrators import BAROSTATS
+from md.integrators import params as make_params
+from md.io import ThermoLog, TrajectoryWriter, frame_atoms, log_columns, model_fingerprint
+from md.simulation import Simulation
+from mlpot.calculator import Calculator
+from mlpot.potential import Potential, load
+
+
+class Dynamics:
+    """One MD run on ``atoms``; build it with ``md.drivers``' functions (``md.VelocityVerlet``, ...) rather than directly."""
+
+    def __init__(
+        self,
+        atoms: Atoms,
+        ensemble: str,
+        timestep: float,
+        potential=None,
+        trajectory=None,
+        logfile=None,
+        loginterval: int = 1,
+        skin: float = 0.5,
+        seed: int = 0,
+        settings=None,
+        max_temperature_K=None,
+        min_distance: float = 0.5,
+        chain_length: int = 3,
+        append_trajectory: bool = False,
+    ):
+        potential = _driver_potential(atoms, potential)
+        self.atoms, self.dt, self.potential = atoms, float(timestep), potential
+        self._calc = atoms.calc  # the cache we prime; a calculator swapped in later is left alone
+        self.forces = potential_forces(potential, atoms, skin, compute_stress=ensemble in BAROSTATS)
+        params = make_params(dt=timestep, **(settings or {}))
+        self.simulation = Simulation(
+            self.forces,
+            atoms,
+            ensemble,
+            params,
+            seed=seed,
+            max_temperature_K=max_temperature_K,
+            min_distance=min_distance,
+            chain_length=chain_length,
+        )
+        self.observers: list = []
+        self.nsteps = 0
+        self._writers = []  # files this driver opened, closed by close()
+        self._update_atoms()  # from here on, edits to the atoms are detected against what was written
+        if trajectory is not None:
+            self._attach_trajectory(trajectory, loginterval, append_trajectory)
+        if logfile is not None:
+            self._attach_log(logfile, loginterval)
+
+    def _attach_trajectory(self, trajectory, loginterval: int, append: bool) -> None:
+        if isinstance(trajectory, Potential) or str(trajectory).endswith(".mlpot"):
+            # The third positional argument was `potential` before it followed ASE's order: opening a
+            # model file as a trajectory would overwrite it.
+            raise TypeError(f"trajectory: {trajectory!r} is a model; pass it as potential=")
+        if isinstance(trajectory, (str, os.PathLike)):
+            writer = TrajectoryWriter(trajectory, append=append)
+            writer.last_step = -1  # this run counts from step 0 again: append all its frames, as ASE does
+            self._writers.append(writer)
+        elif hasattr(trajectory, "write"):
+            writer = trajectory  # the caller's open Trajectory: the caller closes it, as with ASE
+        else:
+            raise TypeError(f"trajectory: expected a file name or an open ase.io.Trajectory, not {trajectory!r}")
+        npt = self.simulation.ensemble in BAROSTATS
+        self.attach(lambda: writer.write(frame_atoms(self.atoms, self.simulation.state, npt)), loginterval)
+
+    def _attach_log(self, logfile, loginterval: int) -> None:
+        npt = self.simulation.ensemble in BAROSTATS
+        if isinstance(logfile, (str, os.PathLike)) and str(logfile) != "-":
+            log = ThermoLog(logfile, with_pressure=npt)
+            self._writers.append(log)
+        elif isinstance(logfile, str) or hasattr(logfile, "write"):
+            log = _StreamLog(sys.stdout if isinstance(logfile, str) else logfile, with_pressure=npt)
+        else:
+            raise TypeError(f"logfile: expected a file name, '-' or an open file, not {logfile!r}")
+        self.attach(lambda: log.write(self.simulation.thermo()), loginterval)
+
+    @property
+    def compile_count(self) -> int:
+        return self.simulation.compile_count
+
+    def get_time(self) -> float:
+        return self.nsteps * self.dt
+
+    def attach(self, function, interval: int = 1, *args, **kwargs) -> None:
+        """Call ``function(*args, **kwargs)`` as ASE's ``Dynamics.attach`` does: every ``interval``
+        steps (and at step 0) for ``interval > 0``, once at step ``-interval`` for ``interval < 0``.
+        Objects with a ``write`` method (an ASE Trajectory) are written to."""
+        if not isinstance(function, Callable):
+            function = function.write
+        interval = _check_interval(interval)
+        entry = (function, interval, args, kwargs)
+        self.observers.append(entry)
+        # Each callback stops the chunks only at its own steps (not at the gcd of all intervals).
+        if interval > 0:
+            self.simulation.attach(lambda simulation: self._call(entry), interval)
+        elif self.nsteps < -interval:  # ASE never calls it once its step has passed
+
+            def once(simulation):
+                self.simulation.detach(once)  # no more stops for it
+                self._call(entry)
+
+            self.simulation.attach(once, -interval)
+
+    def _call(self, entry) -> None:
+        """One callback, on atoms that show the current step; edits it makes are adopted."""
+        function, _, args, kwargs = entry
+        self.nsteps = int(self.simulation.state.step)
+        if self._written_step != self.nsteps:  # a callback before it at this step may have edited the atoms
+            self._update_atoms()
+        function(*args, **kwargs)
+        self._adopt_edits()
+
+    def _update_atoms(self) -> None:
+        """Copy the state into ``self.atoms`` and prime the mlpot calculator's cache."""
+        state = self.simulation.state
+        atoms = self.atoms
+        if atoms.pbc.any():
+            atoms.set_cell(np.asarray(state.cell), scale_atoms=False)
+        atoms.positions = np.asarray(state.positions)
+        atoms.set_momenta(np.asarray(state.momenta))
+        if atoms.calc is self._calc:
+            atoms.calc.atoms = atoms.copy()
+            energy = float(state.energy)
+            atoms.calc.results = {"energy": energy, "free_energy": energy, "forces": np.asarray(state.forces)}
+            if self.simulation.ensemble in BAROSTATS:  # only NPT computed the stress
+                atoms.calc.results["stress"] = full_3x3_to_voigt_6_stress(np.asarray(state.stress))
+        self._written_step = int(state.step)
+        self._written = _snapshot(atoms)
+
+    def _adopt_edits(self) -> None:
+        """Restart the engine from the atoms if the user changed them since the last write (as ASE's
+        drivers, which read the atoms every step, would continue from them)."""
+        now = _snapshot(self.atoms)
+        if all(np.array_equal(a, b) for a, b in zip(now, self._written)):
+            return
+        self.simulation.reset(self.atoms)  # refuses a changed number or kind of atoms
+        self._update_atoms()
+
+    def run(self, steps: int = 50) -> bool:
+        self._adopt_edits()
+        if self.nsteps == 0 and int(self.simulation.state.step) == 0:
+            for entry in list(self.observers):  # step 0, as ASE: every periodic observer
+                if entry[1] > 0:
+                    self._call(entry)
+        try:
+            self.simulation.run(steps)
+        finally:
+            self.nsteps = int(self.simulation.state.step)
+            self._update_atoms()
+        return True
+
+    def close(self) -> None:
+        """Close the files this driver opened (not a Trajectory or file object it was given)."""
+        for writer in self._writers:
+            writer.close()
+
+    def __enter__(self):  # -> Self (typing.Self needs Python 3.11; we support 3.10)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class _StreamLog(ThermoLog):
+    """``ThermoLog``'s CSV on a stream the caller owns (``sys.stdout``, an open file): never closed."""
+
+    def __init__(self, stream, with_pressure: bool):
+        self._file, self.with_pressure, self.last_step = stream, with_pressure, -1
+        stream.write(",".join(log_columns(with_pressure)) + "\n")
+        stream.flush()
+
+    def close(self) -> None:
+        self._file.flush()
+
+
+def _snapshot(atoms: Atoms) -> tuple:
+    """What the engine reads from the atoms (a change of numbers is refused by ``Simulation.reset``)."""
+    return (
+        atoms.numbers.copy(),
+        atoms.positions.copy(),
+        atoms.get_momenta(),
+        atoms.get_masses(),
+        atoms.cell.array.copy(),
+    )
+
+
+def _check_interval(interval) -> int:
+    whole = isinstance(interval, numbers.Real) and float(interval).is_integer()  # steps / 10 is a float
+    if isinstance(interval, bool) or not whole:
+        raise TypeError(f"interval: expected a whole number of steps, not {interval!r}")
+    if interval == 0:
+        raise ValueError("interval: 0 is not an interval; give n > 0 (every n steps) or -n (once, at step n)")
+    return int(interval)
+
+
+def _driver_potential(atoms: Atoms, potential) -> Potential:
+    """The model to run: ``potential=``, else ``atoms.calc``'s; ``atoms.calc`` must agree with it."""
+    calc = atoms.calc
+    if potential is None:
+        if not isinstance(calc, Calculator):
+            raise ValueError("potential: give potential= or attach an mlpot.Calculator to the atoms")
+        return calc.potential
+    if not isinstance(potential, Potential):
+        potential = load(potential)
+    if calc is None:
+        atoms.calc = Calculator(potential)  # callbacks read atoms.get_potential_energy(), as with ASE's drivers
+    elif not (isinstance(calc, Calculator) and _same_model(calc.potential, potential)):
+        # Callbacks would read the other calculator's energies, or we would write ours into its cache.
+        raise ValueError(
+            f"potential: atoms.calc is a {type(calc).__name__} of another model; set atoms.calc = "
+            "mlpot.Calculator(potential), or leave potential= out to run atoms.calc's model"
+        )
+    return potential
+
+
+def _same_model(a: Potential, b: Potential) -> bool:
+    return a is b or model_fingerprint(a) == model_fingerprint(b)
