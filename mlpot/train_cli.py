@@ -55,8 +55,8 @@ def _cmd_train(args) -> int:
 
 def _cmd_eval(args) -> int:
     from mlpot.training import plots
+    from mlpot.training.evaluation import evaluate_files
     from mlpot.training.metrics import format_groups, format_table, labelled_frames
-    from mlpot.training.run import evaluate_files
 
     _check_outputs(args)  # a bad output path would only fail after the whole evaluation
     keys = {q: getattr(args, f"{q}_key") or q for q in LABELS}
@@ -93,7 +93,7 @@ def _check_outputs(args) -> None:
 
 
 def _check_labels(args, keys: dict, counts: dict, n_frames: int) -> None:
-    from mlpot.training.run import label_hint
+    from mlpot.training.evaluation import label_hint
 
     """Errors average over the labelled frames only: a key that matches nothing, or only some
     frames, must be said, not silently turn into fewer quantities or fewer frames."""

@@ -501,7 +501,7 @@ def test_resume_reads_new_data_with_the_checkpoints_elements(tmp_path):
 
 def test_evaluate_files_refuses_label_names_that_label_nothing(tmp_path):
     # The Python API returned energy_mae None (a typo in energy_key), or no metrics at all, silently.
-    from mlpot.training.run import evaluate_files
+    from mlpot.training.evaluation import evaluate_files
 
     frames = _frames(n_mol=4, n_cryst=0)
     path = tmp_path / "f.xyz"

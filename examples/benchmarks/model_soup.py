@@ -19,7 +19,7 @@ import jax
 import numpy as np
 
 from mlpot.potential import Potential, load
-from mlpot.training.run import evaluate_files
+from mlpot.training.evaluation import evaluate_files
 
 
 def average(potentials: list[Potential]) -> Potential:

@@ -8,7 +8,8 @@ Python API::
 """
 
 from mlpot.training.config import TrainConfig, from_dict, load, template
-from mlpot.training.run import TrainResult, evaluate_files, fit, train
+from mlpot.training.evaluation import evaluate_files
+from mlpot.training.run import TrainResult, fit, train
 from mlpot.training.trainer import evaluate
 
 __all__ = ["TrainConfig", "TrainResult", "evaluate", "evaluate_files", "fit", "from_dict", "load", "template", "train"]
