@@ -93,10 +93,10 @@ def _check_outputs(args) -> None:
 
 
 def _check_labels(args, keys: dict, counts: dict, n_frames: int) -> None:
-    from mlpot.training.evaluation import label_hint
-
     """Errors average over the labelled frames only: a key that matches nothing, or only some
     frames, must be said, not silently turn into fewer quantities or fewer frames."""
+    from mlpot.training.evaluation import label_hint
+
     files = ", ".join(args.data)
     # (evaluate_files refuses a non-default name that labels nothing, and frames with neither energy
     # nor forces; here: a default name typed out, and partial labels)

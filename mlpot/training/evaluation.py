@@ -32,6 +32,7 @@ def evaluate_files(
     from mlpot.potential import load
 
     potential = potential if isinstance(potential, Potential) else load(potential)
+    paths = _path_list(paths)
     frames = data.read_frames(paths, energy_key, forces_key, stress_key, required=(), species=potential.config.species)
     _check_label_keys(frames, paths, {"energy": energy_key, "forces": forces_key, "stress": stress_key})
     dataset = data.prepare(frames, potential.config.cutoff, potential.config.species)
@@ -43,10 +44,15 @@ def evaluate_files(
     return metrics, collected
 
 
+def _path_list(paths) -> list:
+    """One file or many, as ``data.read_frames`` takes them."""
+    return [paths] if isinstance(paths, (str, Path)) else list(paths)
+
+
 def _check_label_keys(frames, paths, keys: dict) -> None:
     """Before any prediction: a label name that is not the default and labels no frame is a typo, and
     frames without energy or forces leave nothing to evaluate (errors would silently be missing)."""
-    names = ", ".join(str(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths))
+    names = ", ".join(map(str, paths))
     found = {q: sum(getattr(f, q) is not None for f in frames) for q in keys}
     periodic = any(all(f.atoms.pbc) for f in frames)  # only they can carry stress
     for q, key in keys.items():
@@ -68,9 +74,8 @@ def label_hint(paths, quantities) -> str:
     """How to point evaluation at labels stored under other names, naming likely ones in the first frames."""
     import ase.io
 
-    paths = [paths] if isinstance(paths, (str, Path)) else paths
     found = set()
-    for path in paths:
+    for path in _path_list(paths):
         atoms = ase.io.read(path, index=0)
         results = atoms.calc.results if atoms.calc is not None else {}
         for name in (*results, *atoms.info, *atoms.arrays):
@@ -87,7 +92,7 @@ def _evaluate_groups(potential, dataset, batch_size: int, key: str, paths) -> tu
     """(metrics per value of ``atoms.info[key]``, collected pairs of every frame)."""
     values = [frame.atoms.info.get(key) for frame in dataset.frames]
     if all(value is None for value in values):
-        names = ", ".join(str(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths))
+        names = ", ".join(map(str, paths))
         raise ValueError(f"no frame of {names} has '{key}' in its info (the comment line of an extxyz frame)")
     labels = [f"(no {key})" if value is None else str(value) for value in values]
     # One compiled predict for every group: stress on or off as for the whole set.
