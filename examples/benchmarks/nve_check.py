@@ -20,11 +20,12 @@ import time
 import ase.io
 import numpy as np
 from ase import units
-from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary, ZeroRotation
+from ase.md.velocitydistribution import ZeroRotation
 from ase.md.verlet import VelocityVerlet
 from tqdm.auto import tqdm
 
 import mlpot
+from md.simulation import maxwell_boltzmann
 from mlpot.modelfile import atomic_write
 
 
@@ -41,8 +42,7 @@ def main() -> None:
     args = parser.parse_args()
     atoms = ase.io.read(args.structure, 0)
     atoms.calc = mlpot.Calculator(args.model)
-    MaxwellBoltzmannDistribution(atoms, temperature_K=args.temperature, rng=np.random.default_rng(args.seed))
-    Stationary(atoms)
+    maxwell_boltzmann(atoms, args.temperature, args.seed)  # ASE's draw under either of its names, zero momentum
     if not any(atoms.pbc):
         ZeroRotation(atoms)
     dyn = VelocityVerlet(atoms, args.dt_fs * units.fs)
