@@ -11,7 +11,7 @@ from ase.build import molecule
 from ase.calculators.singlepoint import SinglePointCalculator
 from test_train_helpers import crystals, labelled, molecules
 
-from mlpot import InputError, data
+from mlpot import InputError, data, reading
 
 
 def _write(tmp_path, images, name="frames.xyz"):
@@ -85,7 +85,7 @@ def test_wrong_force_shape_and_empty_frame(tmp_path):
         data.read_frames(path, forces_key="short_forces")
     empty = ase.Atoms()
     with pytest.raises(InputError, match="frame 3: has no atoms"):
-        data._frame(empty, "x.xyz, frame 3", ("energy", "forces", "stress"), ("energy",), None)
+        reading._frame(empty, "x.xyz, frame 3", ("energy", "forces", "stress"), ("energy",), None)
 
 
 @pytest.mark.parametrize(
@@ -100,7 +100,7 @@ def test_degenerate_periodic_cell_is_refused_naming_the_frame(pbc, cell):
     atoms = labelled(molecule("H2O"), 0)
     atoms.pbc, atoms.cell = pbc, cell
     with pytest.raises(InputError, match=r"x.xyz, frame 2: the cell vectors along the periodic direction"):
-        data._frame(atoms, "x.xyz, frame 2", ("energy", "forces", "stress"), ("energy",), None)
+        reading._frame(atoms, "x.xyz, frame 2", ("energy", "forces", "stress"), ("energy",), None)
 
 
 def test_skip_bad_frames_warns_with_count(tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from ase import Atoms
+from ase.stress import voigt_6_to_full_3x3_stress
 
 from mlpot import InputError, data
 from mlpot.graph import pad_graph
@@ -92,7 +93,7 @@ def test_padding_changes_neither_loss_nor_gradient_through_a_real_model(monkeypa
             a,
             a.calc.results["energy"],
             a.calc.results["forces"],
-            data.voigt_6_to_full_3x3_stress(a.calc.results["stress"]) if a.pbc.all() else None,
+            voigt_6_to_full_3x3_stress(a.calc.results["stress"]) if a.pbc.all() else None,
             "x",
         )
         for a in images

@@ -10,6 +10,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+from ase.stress import voigt_6_to_full_3x3_stress
 from flax import serialization
 from test_train_helpers import crystals, molecules, register_tiny, tiny_model
 
@@ -67,9 +68,7 @@ def _config(tmp_path, name="run", **changes):
 
 def _prepared(config, frames):
     # stress labels in ASE's Voigt form -> 3x3, as read_frames does
-    frames = [
-        f._replace(stress=data.voigt_6_to_full_3x3_stress(f.stress) if f.stress is not None else None) for f in frames
-    ]
+    frames = [f._replace(stress=voigt_6_to_full_3x3_stress(f.stress) if f.stress is not None else None) for f in frames]
     return assemble(config, frames[:-4] + frames[-2:], frames[-4:-2])
 
 
@@ -539,9 +538,7 @@ def test_cross_validation_runs_every_fold_when_an_element_is_rare(tmp_path):
     # Species from the training part only would stop the study at the fold whose training part lacks
     # the rare element, after the earlier folds had trained.
     frames = _frames(n_mol=6, n_cryst=1)  # one Si crystal among CH4
-    frames = [
-        f._replace(stress=None if f.stress is None else data.voigt_6_to_full_3x3_stress(f.stress)) for f in frames
-    ]
+    frames = [f._replace(stress=None if f.stress is None else voigt_6_to_full_3x3_stress(f.stress)) for f in frames]
     from mlpot.training.selection import cross_validate
 
     config = _config(tmp_path, epochs=1, plots=False, valid_fraction=0.25)

@@ -1,0 +1,244 @@
+"""Labelled frames from files, validated: the first step of ``mlpot.data``'s pipeline.
+
+``read_frames`` reads any format ``ase.io.read`` knows and returns ``Frame``s with labels in
+eV, eV/Å and eV/Å^3 (ASE's stress sign). Every check names the file, the frame and the field:
+missing or non-numeric labels, NaN/inf, wrong shapes, an element outside the model's, an
+asymmetric stress, a stress that disagrees with a virial label, and (one warning) stress labels
+that contradict their own forces across a vacuum gap.
+"""
+
+from __future__ import annotations
+
+import reprlib
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+import ase.io
+import numpy as np
+from ase import Atoms
+from ase.io.formats import string2index
+from ase.stress import voigt_6_to_full_3x3_stress
+
+from mlpot import stress_check
+from mlpot.graph import InputError, check_atoms, species_indices
+
+
+class Frame(NamedTuple):
+    """One labelled structure. A missing label is ``None``."""
+
+    atoms: Atoms
+    energy: float | None  # eV, total
+    forces: np.ndarray | None  # (n, 3) eV/Å
+    stress: np.ndarray | None  # (3, 3) eV/Å^3, ASE sign (compression negative)
+    where: str  # "file, frame k" for error messages
+    weight: float = 1.0  # relative weight of this frame's terms in the training loss (config_type_weights)
+
+
+# Virial labels (eV) read when a periodic frame has no stress label: nequip's and MACE's names.
+VIRIAL_KEYS = ("virial", "virials")
+
+
+def virial_keys(stress_key: str) -> tuple[str, ...]:
+    """The virial names to look for: ``VIRIAL_KEYS``, and the stress key's own prefix or suffix
+    on them (stress_key REF_stress: REF_virial, REF_virials, as MACE's newer files name them)."""
+    named = tuple(stress_key.replace("stress", v) for v in VIRIAL_KEYS) if "stress" in stress_key else ()
+    return tuple(dict.fromkeys((*named, *VIRIAL_KEYS)))
+
+
+def _lookup(atoms: Atoms, key: str):
+    """A label from the attached calculator, ``atoms.info`` or ``atoms.arrays`` (in that order)."""
+    results = atoms.calc.results if atoms.calc is not None else {}
+    for source in (results, atoms.info, atoms.arrays):
+        if key in source:
+            return source[key]
+    return None
+
+
+def _check_finite(value: np.ndarray, where: str, field: str) -> None:
+    if not np.all(np.isfinite(value)):
+        raise InputError(f"{where}: field '{field}' contains NaN or inf")
+
+
+def _as_float(value, where: str, field: str) -> np.ndarray:
+    # extxyz keeps a header value it cannot parse (energy=abc) as text: say where, as for NaN
+    try:
+        return np.asarray(value, np.float64)
+    except (TypeError, ValueError):
+        raise InputError(f"{where}: field '{field}' is not a number: {reprlib.repr(value)}") from None
+
+
+def _frame(atoms, where, keys, required, species) -> Frame:
+    energy_key, forces_key, stress_key = keys
+    check_atoms(atoms, where)
+    if species is not None:
+        species_indices(atoms.numbers, species, where)
+    energy, forces, stress = (_lookup(atoms, k) for k in keys)
+    for field, key, value in (("energy", energy_key, energy), ("forces", forces_key, forces)):
+        if value is None and field in required:
+            raise InputError(f"{where}: missing label '{key}' ({field}); set {field}_key if it has another name")
+    if energy is not None:
+        energy = _as_float(energy, where, energy_key)
+        if energy.size != 1:
+            raise InputError(f"{where}: field '{energy_key}' should be one number, got shape {energy.shape}")
+        _check_finite(energy, where, energy_key)
+        energy = float(energy.reshape(()))
+    if forces is not None:
+        forces = _as_float(forces, where, forces_key)
+        if forces.shape != (len(atoms), 3):
+            raise InputError(f"{where}: field '{forces_key}' has shape {forces.shape}, expected ({len(atoms)}, 3)")
+        _check_finite(forces, where, forces_key)
+    if stress is not None:
+        stress = _tensor(stress, where, stress_key)
+    if all(atoms.pbc):
+        stress = _with_virial(atoms, stress, where, stress_key)
+    else:
+        stress = None  # stress of a non-periodic structure is undefined: ignore the label
+    return Frame(atoms, energy, forces, stress, where)
+
+
+def _unreadable_frame(path: Path) -> str:
+    """ "path, frame k" for the first frame ASE cannot read (a whole-file read does not say which),
+    or the path alone when a frame-by-frame read gets through (the whole-file read failed otherwise)."""
+    count = 0
+    try:
+        for _ in ase.io.iread(path):
+            count += 1
+    except Exception:  # noqa: BLE001 - the failure being located
+        return f"{path}, frame {count}"
+    return str(path)
+
+
+def _tensor(value, where: str, key: str) -> np.ndarray:
+    """A 3x3 label from (3, 3), (9,) or Voigt (6,) (xx yy zz yz xz xy), finite."""
+    value = _as_float(value, where, key)
+    if value.shape == (6,):
+        value = voigt_6_to_full_3x3_stress(value)
+    elif value.shape == (9,):
+        value = value.reshape(3, 3)
+    if value.shape != (3, 3):
+        raise InputError(f"{where}: field '{key}' has shape {value.shape}, expected (3, 3), (9,) or (6,)")
+    _check_finite(value, where, key)
+    # A stress (or virial) is symmetric; no potential can fit an antisymmetric part, so a large one is a
+    # broken label (rows and columns mixed up, another quantity). Round-off-sized ones are averaged away.
+    asymmetry = float(np.max(np.abs(value - value.T)))
+    if asymmetry > max(1e-4, 1e-2 * float(np.max(np.abs(value)))):
+        raise InputError(
+            f"{where}: field '{key}' is not symmetric (largest |{key}_ij - {key}_ji| = {asymmetry:.3g}); "
+            "a stress or virial tensor must be"
+        )
+    return 0.5 * (value + value.T)
+
+
+def _with_virial(atoms: Atoms, stress, where: str, stress_key: str):
+    """The stress, from a virial label W (eV) when there is no stress label: sigma = -W / V.
+
+    W = -V sigma is the convention of QUIP, nequip and MACE (W = sum r x F for pair forces).
+    A frame with both must satisfy it, which catches a virial stored under the stress's name
+    (eV, off by a factor -V: silently wrong stress in the loss).
+    """
+    labels = ((k, _lookup(atoms, k)) for k in virial_keys(stress_key))
+    key, virial = next(((k, v) for k, v in labels if v is not None), (None, None))
+    if key is None:
+        return stress
+    volume = abs(float(np.linalg.det(atoms.cell.array)))
+    from_virial = -_tensor(virial, where, key) / volume
+    if stress is None:
+        return from_virial
+    if not np.allclose(stress, from_virial, rtol=1e-3, atol=1e-6):
+        worst = float(np.max(np.abs(stress - from_virial)))
+        raise InputError(
+            f"{where}: field '{stress_key}' disagrees with field '{key}' by up to {worst:.3g} eV/Å^3: the stress "
+            f"must be -{key}/V (eV/Å^3, V = {volume:.6g} Å^3); is '{stress_key}' a virial (eV) or in other units?"
+        )
+    return stress
+
+
+def read_frames(
+    paths: str | Path | Sequence[str | Path],
+    energy_key: str = "energy",
+    forces_key: str = "forces",
+    stress_key: str = "stress",
+    required: Sequence[str] = ("energy", "forces"),
+    species: Sequence[int] | None = None,
+    skip_bad_frames: bool = False,
+    index: str = ":",
+    inconsistent_stress: str = "warn",
+) -> list[Frame]:
+    """Read and validate every frame of one or more files (any format ``ase.io.read`` knows).
+
+    Bad frames (no atoms, NaN/inf, missing labels, wrong force shape, element
+    not in ``species``) raise ``InputError`` naming file, frame and field, or,
+    with ``skip_bad_frames``, are dropped with one warning that counts them.
+    Stress labels that contradict the frame's own forces across a vacuum gap
+    (``stress_check``) get one warning; ``inconsistent_stress="drop"`` also
+    removes those labels (the frames stay, with energy and forces).
+    """
+    if inconsistent_stress not in ("warn", "drop"):
+        raise ValueError(f"inconsistent_stress must be 'warn' or 'drop', not {inconsistent_stress!r}")
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    frames, bad = [], []
+    for path in paths:
+        path = Path(path)
+        if path.is_dir():
+            raise InputError(f"{path} is a folder; give the data file(s) in it")
+        if not path.is_file():
+            raise FileNotFoundError(f"data file not found: {path}")
+        try:
+            images = ase.io.read(path, index=index)
+        except Exception as err:  # noqa: BLE001 - ASE raises many types; report file + cause
+            raise InputError(f"{_unreadable_frame(path)}: cannot read ({type(err).__name__}: {err})") from None
+        images = images if isinstance(images, list) else [images]
+        if not images:
+            raise InputError(f"{path}: contains no frames")
+        numbers = _frame_numbers(index, len(images))
+        for k, atoms in enumerate(images):
+            where = f"{path}, frame {numbers[k]}"
+            try:
+                frames.append(_frame(atoms, where, (energy_key, forces_key, stress_key), required, species))
+            except InputError as err:
+                if not skip_bad_frames:
+                    raise
+                bad.append(str(err))
+    if bad:
+        warnings.warn(f"skipped {len(bad)} bad frame(s) of {len(frames) + len(bad)}; first: {bad[0]}", stacklevel=2)
+    if not frames:
+        raise InputError(f"no usable frames in {[str(p) for p in paths]}")
+    return _check_vacuum_stress(frames, stress_key, drop=inconsistent_stress == "drop")
+
+
+def _frame_numbers(index: str, count: int) -> list:
+    """Where each read image sits in its file, for messages (``index="162:173"`` starts at frame 162)."""
+    selection = string2index(index)
+    if isinstance(selection, int) and selection >= 0:
+        return [selection]
+    if isinstance(selection, slice) and (selection.start or 0) >= 0 and (selection.step or 1) > 0:
+        return [(selection.start or 0) + k * (selection.step or 1) for k in range(count)]
+    return [f"{k} of the selection {index!r}" for k in range(count)]  # counted from the end: unknown without the length
+
+
+def _check_vacuum_stress(frames: list[Frame], stress_key: str, drop: bool) -> list[Frame]:
+    flagged = {}
+    for k, frame in enumerate(frames):
+        if frame.stress is None or frame.forces is None:
+            continue
+        mismatch = stress_check.normal_stress_mismatch(frame.atoms, frame.forces, frame.stress)
+        if mismatch is not None and abs(mismatch.difference) > stress_check.TOLERANCE:
+            flagged[k] = mismatch
+    if not flagged:
+        return frames
+    k = max(flagged, key=lambda i: abs(flagged[i].difference))
+    worst = flagged[k]
+    done = "dropped those labels" if drop else "kept them (inconsistent_stress: drop would ignore them)"
+    warnings.warn(
+        f"{len(flagged)} frame(s) carry a stress label that contradicts their own forces across a vacuum gap, "
+        f"where sigma_nn must equal -(1/V) sum (r.n)(F.n); no potential can fit such a label; {done}. "
+        f"Worst: {frames[k].where}: field '{stress_key}': sigma_nn = {worst.labelled * 1e3:.2f} meV/Å^3 across "
+        f"a {worst.gap:.1f} Å gap (cell vector {worst.axis}), the forces give {worst.from_forces * 1e3:.2f}",
+        stacklevel=3,
+    )
+    if not drop:
+        return frames
+    return [frame._replace(stress=None) if i in flagged else frame for i, frame in enumerate(frames)]
