@@ -19,7 +19,7 @@ from ase.io import read
 from ase.md.verlet import VelocityVerlet
 
 import mlpot
-from md.simulation import maxwell_boltzmann
+from md.velocities import maxwell_boltzmann
 from mlpot import Calculator, ModelConfig, Potential
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

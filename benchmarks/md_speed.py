@@ -26,7 +26,8 @@ from ase.md.verlet import VelocityVerlet as AseVelocityVerlet
 import mlpot
 from md.forces import potential_forces
 from md.integrators import params
-from md.simulation import Simulation, maxwell_boltzmann
+from md.simulation import Simulation
+from md.velocities import maxwell_boltzmann
 from mlpot import ModelConfig, Potential
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -24,7 +24,7 @@ from ase import units
 
 import md
 import mlpot
-from md.simulation import maxwell_boltzmann
+from md.velocities import maxwell_boltzmann
 from mlpot.modelfile import atomic_write
 
 

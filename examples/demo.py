@@ -24,7 +24,7 @@ from ase.md.velocitydistribution import ZeroRotation
 
 import md
 import mlpot
-from md.simulation import maxwell_boltzmann
+from md.velocities import maxwell_boltzmann
 from mlpot.training import load, train
 from mlpot.training.metrics import format_table
 

@@ -222,10 +222,12 @@ def build(args):
 
     Every user error (options, paths, files, a mismatched restart) is raised here, before MD starts.
     """
+    from md.ensembles import BAROSTATS
     from md.forces import potential_forces
-    from md.integrators import BAROSTATS, params
+    from md.integrators import params
     from md.io import load_restart, model_fingerprint
-    from md.simulation import Simulation, mobility, moving_degrees_of_freedom, thermal_start
+    from md.simulation import Simulation
+    from md.velocities import mobility, moving_degrees_of_freedom, thermal_start
     from mlpot.potential import load
 
     _check_options(args)
@@ -282,7 +284,7 @@ def build(args):
 def main(args) -> int:
     from tqdm import tqdm
 
-    from md.integrators import BAROSTATS
+    from md.ensembles import BAROSTATS
     from md.io import ThermoLog, TrajectoryWriter, frame_atoms, save_restart
     from md.simulation import MDError
 

@@ -23,8 +23,8 @@ import numpy as np
 from ase import Atoms
 from ase.stress import full_3x3_to_voigt_6_stress
 
+from md.ensembles import BAROSTATS
 from md.forces import potential_forces
-from md.integrators import BAROSTATS
 from md.integrators import params as make_params
 from md.io import ThermoLog, TrajectoryWriter, frame_atoms, log_columns, model_fingerprint
 from md.simulation import Simulation

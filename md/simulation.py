@@ -18,25 +18,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from ase import Atoms
-from ase.constraints import FixAtoms, FixCartesian
-from ase.md import velocitydistribution
-from ase.md.velocitydistribution import Stationary
 
+from md.barostats import barostat_energy, pressure
+from md.ensembles import BAROSTATS, CHAINED, MTK, integrator
 from md.forces import Forces
-from md.integrators import (
-    BAROSTATS,
-    CHAINED,
-    MTK,
-    Params,
-    barostat_energy,
-    blank_state,
-    chain_energy,
-    degrees_of_freedom,
-    integrator,
-    kinetic_energy,
-    pressure,
-)
+from md.integrators import Params, blank_state, chain_energy, degrees_of_freedom, kinetic_energy
 from md.loop import NONFINITE, OK, REBUILD, TOO_CLOSE, TOO_HOT, Limits, Reference, guarded, run_chunk
+from md.velocities import mobility
 from mlpot.graph import neighbour_search
 
 _COMPILED: dict = {}
@@ -44,111 +32,6 @@ _COMPILED: dict = {}
 
 class MDError(RuntimeError):
     """The simulation became unphysical; the message names the step."""
-
-
-def maxwell_boltzmann(atoms: Atoms, temperature_K: float, seed: int) -> None:
-    """Momenta drawn at ``temperature_K`` with zero total momentum (in place): one atom gets none."""
-    # ASE 3.29 renamed MaxwellBoltzmannDistribution to thermalize_momenta (same arguments).
-    draw = (
-        getattr(velocitydistribution, "thermalize_momenta", None) or velocitydistribution.MaxwellBoltzmannDistribution
-    )
-    draw(atoms, temperature_K=temperature_K, rng=np.random.default_rng(seed))
-    if len(atoms) == 1:
-        # Zero net momentum leaves a lone atom at rest. ASE's Stationary rescales what is left back to
-        # the drawn temperature: 0/0 gave NaN momenta, a rounding residue a random velocity and T.
-        atoms.set_momenta(np.zeros((1, 3)))
-        return
-    Stationary(atoms)
-
-
-# Their forces sum to zero and they scale all momenta alike, so the net momentum they start with they keep
-# (Langevin's noise does not). With no periodic direction the torque is zero too.
-_CONSERVING = ("nve", "nose-hoover", "npt", "npt-mtk", "npt-mtk-cell")
-
-
-def _is_zero(total, scale) -> bool:
-    return bool(np.linalg.norm(total) <= 1e-9 * scale)
-
-
-def mobility(atoms: Atoms) -> np.ndarray:
-    """(N, 3): 1 where an atom may move along x, y, z; 0 where ASE's FixAtoms or FixCartesian holds it.
-
-    Other constraints are refused: moving atoms they should hold would be a wrong trajectory, not an
-    approximation."""
-    mobile = np.ones((len(atoms), 3))
-    others = []
-    for constraint in atoms.constraints:
-        if isinstance(constraint, FixCartesian):  # mask: True where the component is held
-            mobile[constraint.get_indices()] *= ~np.asarray(constraint.mask, bool)
-        elif isinstance(constraint, FixAtoms):
-            mobile[constraint.get_indices()] = 0.0
-        else:
-            others.append(type(constraint).__name__)
-    if others:
-        raise ValueError(
-            f"the atoms carry ASE constraints {sorted(set(others))}, which mlpot's MD engine does not apply "
-            "(it applies FixAtoms and FixCartesian); run constrained dynamics with ase.md and mlpot.Calculator, "
-            "or remove them"
-        )
-    return mobile
-
-
-def moving_degrees_of_freedom(atoms: Atoms, ensemble: str) -> int:
-    """The degrees of freedom that exchange energy in a run of ``ensemble`` from ``atoms``' momenta.
-
-    3N, less 3 when the ensemble keeps a zero net momentum, less 3 more (2 for a diatomic) when,
-    with no periodic direction, it keeps a zero angular momentum too. A straight molecule of three
-    or more atoms bends at once, so it counts 3N - 6 as well. A thermostat that counts 3N for
-    these would settle the moving ones at T·3N/dof.
-    With atoms held (FixAtoms, FixCartesian) the count is the free components: held atoms push
-    back, so neither momentum is kept.
-    Returns 0 (``Params``' "3N") where nothing is held, or for a lone atom.
-    """
-    mobile = mobility(atoms)
-    if not mobile.all():
-        return int(mobile.sum())
-    n = len(atoms)
-    if ensemble not in _CONSERVING or n < 2:
-        return 0
-    p = atoms.get_momenta()
-    if not _is_zero(p.sum(axis=0), np.abs(p).sum()):
-        return 0
-    dof = 3 * n - 3
-    r = atoms.positions - atoms.get_center_of_mass()
-    if not atoms.pbc.any() and _is_zero(np.cross(r, p).sum(axis=0), np.abs(r).sum() * np.abs(p).sum()):
-        dof -= 2 if n == 2 else 3
-    return dof
-
-
-def _zero_rotation(atoms: Atoms) -> None:
-    """Subtract the rigid spin w x r with I w = L (pseudo-inverse: ASE's ZeroRotation divides 0/0 on a line)."""
-    m = atoms.get_masses()
-    r = atoms.positions - atoms.get_center_of_mass()
-    p = atoms.get_momenta()
-    inertia = np.einsum("i,ij,ij->", m, r, r) * np.eye(3) - np.einsum("i,ij,ik->jk", m, r, r)
-    omega = np.linalg.pinv(inertia, rcond=1e-8, hermitian=True) @ np.cross(r, p).sum(axis=0)
-    atoms.set_momenta(p - m[:, None] * np.cross(omega, r))
-
-
-def thermal_start(atoms: Atoms, ensemble: str, temperature_K: float, seed: int) -> int:
-    """Maxwell-Boltzmann momenta for a run of ``ensemble`` (in place); returns its moving degrees of freedom.
-
-    Zero net momentum; for a molecule in vacuum under a deterministic ensemble, zero angular
-    momentum too (a rigid spin would hold kinetic energy no thermostat can reach). The momenta are
-    then scaled so the temperature over the moving degrees of freedom is the one drawn over 3N.
-    """
-    mobile = mobility(atoms)
-    maxwell_boltzmann(atoms, temperature_K, seed)
-    drawn = atoms.get_kinetic_energy()  # 3N/2 kT' for the T' drawn
-    if not mobile.all():
-        atoms.set_momenta(atoms.get_momenta() * mobile, apply_constraint=False)
-    elif ensemble in _CONSERVING and not atoms.pbc.any() and len(atoms) > 1:
-        _zero_rotation(atoms)
-    dof = moving_degrees_of_freedom(atoms, ensemble)
-    kinetic = atoms.get_kinetic_energy()
-    if dof and kinetic > 0:
-        atoms.set_momenta(atoms.get_momenta() * np.sqrt(drawn * dof / (3 * len(atoms)) / kinetic))
-    return dof
 
 
 def _compiled(ensemble: str, forces: Forces, chain_length: int):

@@ -42,7 +42,7 @@ def argon_crystal(repeat: int = 3, lattice: float = 5.26, temperature_K: float =
     """fcc argon (4 repeat^3 atoms) with Maxwell-Boltzmann momenta and zero total momentum."""
     from ase.build import bulk
 
-    from md.simulation import maxwell_boltzmann
+    from md.velocities import maxwell_boltzmann
 
     atoms = bulk("Ar", "fcc", a=lattice, cubic=True).repeat(repeat)
     maxwell_boltzmann(atoms, temperature_K, seed)

@@ -13,7 +13,7 @@ from ase.md.verlet import VelocityVerlet
 from ase.optimize import BFGS, FIRE
 from conftest import ethanol, triclinic_si
 
-from md.simulation import maxwell_boltzmann
+from md.velocities import maxwell_boltzmann
 from mlpot import Calculator, InputError, ModelConfig, Potential
 
 

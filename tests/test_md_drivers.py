@@ -12,8 +12,8 @@ from ase.md.verlet import VelocityVerlet as AseVelocityVerlet
 
 import md
 import mlpot
-from md.simulation import maxwell_boltzmann
 from md.toy import argon_crystal, argon_potential
+from md.velocities import maxwell_boltzmann
 
 ROOT = Path(__file__).resolve().parents[1]
 ETHANOL_MODEL = ROOT / "models" / "ethanol-painn.mlpot"

@@ -10,8 +10,9 @@ from ase import Atoms, units
 import mlpot  # noqa: F401  (x64)
 from md.forces import fixed_forces
 from md.integrators import params
-from md.simulation import Simulation, moving_degrees_of_freedom, thermal_start
+from md.simulation import Simulation
 from md.toy import argon_crystal, harmonic_force_fn, smooth_argon_forces
+from md.velocities import moving_degrees_of_freedom, thermal_start
 
 
 def oscillators(n, mass=12.0, seed=0):

@@ -21,7 +21,8 @@ from ase.build import molecule
 import mlpot
 from md.forces import potential_forces
 from md.integrators import params
-from md.simulation import Simulation, maxwell_boltzmann
+from md.simulation import Simulation
+from md.velocities import maxwell_boltzmann
 from mlpot import ModelConfig, Potential
 
 ROOT = Path(__file__).resolve().parents[1]

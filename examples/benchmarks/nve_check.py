@@ -25,7 +25,7 @@ from ase.md.verlet import VelocityVerlet
 from tqdm.auto import tqdm
 
 import mlpot
-from md.simulation import maxwell_boltzmann
+from md.velocities import maxwell_boltzmann
 from mlpot.modelfile import atomic_write
 
 
