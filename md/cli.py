@@ -20,10 +20,9 @@ import ase.io
 import ase.units
 import numpy as np
 
+from md.ensembles import STEPS
 from mlpot.graph import check_atoms, species_indices
 from mlpot.modelfile import check_output_path
-
-ENSEMBLES = ("nve", "langevin", "nose-hoover", "npt", "npt-mtk", "npt-mtk-cell")
 
 
 def register(subparsers) -> None:
@@ -40,7 +39,7 @@ def register(subparsers) -> None:
     p.add_argument("--dt", type=float, default=0.5, help="timestep in fs (default 0.5)")
     p.add_argument(
         "--ensemble",
-        choices=ENSEMBLES,
+        choices=tuple(STEPS),
         default="nve",
         help="nve; langevin (BAOAB); nose-hoover (chain); npt (Berendsen: equilibrate); npt-mtk (MTK, volume); "
         "npt-mtk-cell (MTK, whole cell)",
