@@ -15,8 +15,9 @@ MLPOT=${MLPOT:-.venv/bin/mlpot}
 PYTHON=${PYTHON:-.venv/bin/python}
 # "ethanol" (the wide MACE) is for a GPU: name it to run it (22 CPU minutes would train it ~65 epochs). The shipped
 # models/ethanol.mlpot then had two float32 fine-tunes on the CPU (init_from: 95 min at learning_rate 3e-4, then
-# 140 min on one core at 1e-3), a 19-min warm restart on one H100 (init_from, learning_rate 3e-3) and a third CPU
-# fine-tune (115 min on one core at 3e-4; BENCHMARKS.md).
+# 140 min on one core at 1e-3), a 19-min warm restart on one H100 (init_from, learning_rate 3e-3), a third CPU
+# fine-tune (115 min on one core at 3e-4), a fourth at batch_size 4 and a fifth at batch_size 2 (150 min each on one
+# core at 5e-4); every command is in examples/benchmarks/HISTORY.md.
 names=("$@")
 if [ ${#names[@]} -eq 0 ]; then
   names=(ethanol-cpu mlearn-Si 3bpa mlearn-Li ethanol-painn water mlearn-Ge-painn mlearn-Mo-painn mlearn-Ge mlearn-Mo)
@@ -36,7 +37,7 @@ declare -A stage_two=([ethanol-cpu]="335 2220 1000.0" [mlearn-Si]="173 340 2000.
                       [mlearn-Li]="90 182 2000.0 0.001" [mlearn-Mo]="98 best 1000.0 0.001")
 # Last, a fine-tune ("stage three", session 10): a fresh run started from the stage-two model (init_from)
 # with a Huber loss (delta 0.01: force errors count about linearly, as in the MAE targets), kept when it
-# lowers the larger of E_MAE/E_target and F_MAE/F_target on validation (BENCHMARKS.md). Values: minutes,
+# lowers the larger of E_MAE/E_target and F_MAE/F_target on validation (examples/benchmarks/HISTORY.md, session 10). Values: minutes,
 # energy_weight, forces_weight, peak learning rate.
 declare -A fine_tune=([mlearn-Si]="35 2000.0 30.0 0.0001" [mlearn-Mo]="35 1000.0 30.0 0.0001")
 split_of() { local n="${1%-painn}"; n="${n%-cpu}"; echo "${n%-mace}"; }  # ethanol-painn, ethanol-cpu, water-mace, ... use the base splits
