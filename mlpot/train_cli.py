@@ -56,12 +56,12 @@ def _cmd_train(args) -> int:
 def _cmd_eval(args) -> int:
     from mlpot.training import plots
     from mlpot.training.evaluation import evaluate_files
-    from mlpot.training.metrics import format_groups, format_table, labelled_frames
+    from mlpot.training.metrics import format_groups, format_table, format_worst, labelled_frames
 
     _check_outputs(args)  # a bad output path would only fail after the whole evaluation
     keys = {q: getattr(args, f"{q}_key") or q for q in LABELS}
     metrics, collected = evaluate_files(
-        args.model, args.data, args.batch_size, keys["energy"], keys["forces"], keys["stress"], args.by
+        args.model, args.data, args.batch_size, keys["energy"], keys["forces"], keys["stress"], args.by, args.worst
     )
     counts = labelled_frames(collected)
     _check_labels(args, keys, counts, metrics["n_frames"])
@@ -69,6 +69,8 @@ def _cmd_eval(args) -> int:
     print(format_table(metrics))
     if args.by:
         print(format_groups(metrics[f"by_{args.by}"], args.by))
+    if args.worst:
+        print(format_worst(metrics["worst_frames"]))
     if args.json:  # before the plot: the numbers are the result, the picture a view of them
         from mlpot.modelfile import atomic_write
 
@@ -203,6 +205,13 @@ def register(subparsers) -> None:
         "--by",
         metavar="KEY",
         help="also report errors per value of this atoms.info key, e.g. --by config_type (in the JSON as by_KEY)",
+    )
+    p.add_argument(
+        "--worst",
+        type=_positive_int,
+        default=0,
+        metavar="N",
+        help="also list the N frames with the largest force RMSE (file, frame, errors; in the JSON as worst_frames)",
     )
     # None = not given: the default name may be absent (a note), a name the user gave may not (an error)
     for q in LABELS:

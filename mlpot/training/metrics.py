@@ -131,3 +131,26 @@ def format_groups(groups: dict, key: str) -> str:
         for row in rows
     ]
     return "MAE by " + key + ":\n" + "\n".join(lines)
+
+
+def format_worst(rows: list[dict]) -> str:
+    """The frames of ``evaluation.worst_frames``, worst first: errors in meV units."""
+
+    def cell(value, factor=1e3, sign="") -> str:
+        return "-" if value is None else f"{value * factor:{sign}.3f}"
+
+    header = ("frame", "atoms", "F RMSE meV/Å", "max |dF| meV/Å", "dE meV/atom")
+    table = [header] + [
+        (
+            r["where"],
+            str(r["atoms"]),
+            cell(r["forces_rmse"]),
+            cell(r["forces_max_error"]),
+            cell(r["energy_error_per_atom"], sign="+"),
+        )
+        for r in rows
+    ]
+    width = [max(len(row[c]) for row in table) for c in range(len(header))]
+    lines = ["  ".join(c.ljust(width[k]) if k == 0 else c.rjust(width[k]) for k, c in enumerate(row)) for row in table]
+    kind = "force RMSE" if any(r["forces_rmse"] is not None for r in rows) else "energy error"
+    return f"worst {len(rows)} frames by {kind}:\n" + "\n".join(lines)
