@@ -72,8 +72,9 @@ def worst_frames(frames: list[Frame], collected: list[dict], count: int) -> list
     with_forces = [k for k, f in enumerate(frames) if f.forces is not None]
     ends = np.cumsum([len(frames[k].atoms) for k in with_forces], dtype=int)
     error = pairs["forces"][0] - pairs["forces"][1]
-    if len(error) != (ends[-1] if with_forces else 0):  # frames and pairs out of step: say so, never misattribute
-        raise ValueError(f"worst_frames: {len(error)} force pairs for {ends[-1] if with_forces else 0} labelled atoms")
+    labelled_atoms = int(ends[-1]) if with_forces else 0
+    if len(error) != labelled_atoms:  # frames and pairs out of step: say so, never misattribute
+        raise ValueError(f"worst_frames: {len(error)} force pairs for {labelled_atoms} labelled atoms")
     for k, block in zip(with_forces, np.split(error, ends[:-1]) if with_forces else [], strict=True):
         rows[k]["forces_rmse"] = float(np.sqrt(np.mean(block**2)))
         rows[k]["forces_max_error"] = float(np.max(np.abs(block)))
