@@ -37,10 +37,12 @@ def _cmd_train(args) -> int:
 
     config = _config(args)
     result = run.train(config, resume=args.resume)
-    from mlpot.training.metrics import format_table
+    from mlpot.training.metrics import format_table, format_worst
 
     print(f"\nvalidation ({result.valid_metrics['n_frames']} frames, best model):")
     print(format_table(result.valid_metrics))
+    if result.valid_metrics.get("worst_frames"):
+        print(format_worst(result.valid_metrics["worst_frames"]))
     if result.test_metrics:
         print(f"\ntest ({result.test_metrics['n_frames']} frames):")
         print(format_table(result.test_metrics))

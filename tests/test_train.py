@@ -231,6 +231,12 @@ def test_time_budget_and_outputs(tmp_path):
         assert (out / name).is_file(), name
     header = (out / "metrics.csv").read_text().splitlines()[0].split(",")
     assert {"epoch", "train_loss", "valid_loss", "valid_forces_mae", "valid_stress_mae", "lr"} <= set(header)
+    # results.json names the validation frames the model gets most wrong, worst first
+    worst = json.loads((out / "results.json").read_text())["valid"]["worst_frames"]
+    valid_names = {f.where for f in _prepared(config, _frames()).valid.frames}
+    assert 0 < len(worst) <= 5 and {row["where"] for row in worst} <= valid_names
+    rmse = [row["forces_rmse"] for row in worst]
+    assert rmse == sorted(rmse, reverse=True) and worst == result.valid_metrics["worst_frames"]
     model = load(out / "model.mlpot")
     assert model.config.name == register_tiny() and model.config.reference_energies != (0.0,) * 3
     # a data-derived hyperparameter the model declares is filled in from the training frames

@@ -6,7 +6,9 @@ Writes into ``config.output_dir``:
   config.yaml            the resolved config
   checkpoints/last.ckpt  full state after the latest epoch (``resume=True`` continues from it)
   checkpoints/best.ckpt  full state at the best validation loss
-  parity_valid.png, parity_test.png, learning_curves.png, results.json
+  parity_valid.png, parity_test.png, learning_curves.png
+  results.json           validation and test metrics of the best model, and the validation frames it
+                         gets most wrong (``valid.worst_frames``)
 
 The first four are written together at most every ``CHECKPOINT_INTERVAL_S`` seconds
 and when the run ends: a killed run loses at most that much work (a resume repeats it
@@ -32,6 +34,7 @@ from mlpot.potential import ModelConfig, Potential
 from mlpot.training import config as config_mod
 from mlpot.training import plots
 from mlpot.training.checkpoint import checkpoint_model_config, load_checkpoint, save_checkpoint
+from mlpot.training.evaluation import worst_frames
 from mlpot.training.optim import PlateauState, make_optimizer, update_plateau
 from mlpot.training.prepare import Prepared, describe, prepare
 from mlpot.training.trainer import (
@@ -50,6 +53,7 @@ from mlpot.training.trainer import (
 # With 0.47-s epochs on an H100, writing both checkpoints (each holding the whole metric
 # history) and the CSV every epoch took 25-30 % of the wall time by epoch 2,000.
 CHECKPOINT_INTERVAL_S = 10.0
+WORST_FRAMES = 5  # validation frames named in results.json and by `mlpot train`: where the model is weakest
 
 
 class TrainResult(NamedTuple):
@@ -288,6 +292,7 @@ def _finish(config, prepared, out, progress, model_config, predict_fn) -> TrainR
     """Evaluate the best model on validation and test frames; write plots and results.json."""
     best = Potential(model_config, load_best_params(out))
     valid_metrics, valid_pairs = evaluate(best, prepared.valid, config.batch_size, predict_fn)
+    valid_metrics["worst_frames"] = worst_frames(prepared.valid.frames, valid_pairs, WORST_FRAMES)
     if config.plots:
         plots.parity(valid_pairs, out / "parity_valid.png", "validation")
     test_metrics = None
