@@ -87,6 +87,17 @@ def _cmd_eval(args) -> int:
     return 0
 
 
+def _cmd_committee(args) -> int:
+    from mlpot.modelfile import check_output_path, load
+    from mlpot.models.committee import assemble
+
+    check_output_path("committee output", args.output)
+    committee = assemble(load(path) for path in args.models)
+    committee.save(args.output)
+    print(f"committee of {len(args.models)} models: {args.output} (one force call per member)")
+    return 0
+
+
 def _check_outputs(args) -> None:
     """Refuse --json/--plot paths that cannot become files, before any work is done."""
     from mlpot.modelfile import check_output_path
@@ -219,6 +230,13 @@ def register(subparsers) -> None:
     for q in LABELS:
         p.add_argument(f"--{q}-key", metavar="NAME", help=f"label name of the {q} (default: {q})")
     p.set_defaults(func=_cmd_eval)
+
+    p = subparsers.add_parser(
+        "committee", help="one model file whose energy is the mean of trained models (more accurate, N x slower)"
+    )
+    p.add_argument("output", help="committee model file to write (.mlpot)")
+    p.add_argument("models", nargs="+", help="two or more trained model files with the same cutoff and species")
+    p.set_defaults(func=_cmd_committee)
 
     p = subparsers.add_parser("template", help="print a commented default training config")
     p.set_defaults(func=_cmd_template)

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from mlpot.models import MODELS
+from mlpot.models import MODELS, trainable
 
 
 @dataclass
@@ -109,8 +109,10 @@ def validate(config: TrainConfig, where: str = "config") -> TrainConfig:
             raise ValueError(f"{where}: {key} must be one of {choices}, not {getattr(config, key)!r}")
     model = dict(config.model)
     name = model.pop("name", None)
-    if not isinstance(name, str) or name not in MODELS:
-        raise ValueError(f"{where}: model.name must be one of {sorted(MODELS)}, not {name!r}")
+    if not isinstance(name, str) or name not in trainable():
+        assembled = isinstance(name, str) and name in MODELS  # the committee
+        why = " (a committee is assembled from trained models: mlpot committee OUT A B ...)" if assembled else ""
+        raise ValueError(f"{where}: model.name must be one of {trainable()}, not {name!r}{why}")
     for key in model:
         if key not in model_fields(name):
             raise _unknown(key, model_fields(name), f"{where}: model '{name}'")

@@ -1,0 +1,84 @@
+"""A committee: the mean per-atom energy of independently trained models, in the one model slot.
+
+Two models trained apart (different seeds, batch sizes, schedules) make partly independent
+errors, so their mean is more accurate than either; forces and stress are the autodiff of that
+mean energy like any model's. It costs one force call per member. Members that share a lineage
+(fine-tunes of one model) make the same errors and gain almost nothing (BENCHMARKS.md).
+
+A committee is assembled from trained model files (``mlpot committee OUT A B ...`` or
+``assemble``), never trained: each member keeps its own network, float policy, energy scale,
+reference energies and ZBL core, exactly as ``Potential.atom_energy_fn`` composes them, and the
+committee's own scale and references stay 1 and 0. ``members`` gives the single models back,
+e.g. to see how far they disagree on a structure.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import jax.numpy as jnp
+
+if TYPE_CHECKING:  # mlpot.potential imports this package
+    from mlpot.potential import Potential
+
+NAME = "committee"
+
+
+@dataclass(frozen=True, eq=False)
+class Committee:
+    """``init``/``apply`` as a flax module has; ``params`` = ``{"member_k": params of member k}``."""
+
+    num_species: int
+    cutoff: float
+    dtype: str
+    members: tuple = ()  # member ModelConfig dicts, in the order of the member_k parameters
+
+    def init(self, rng, vectors, graph):
+        raise ValueError("a committee is assembled from trained models (mlpot committee OUT A B ...), not initialised")
+
+    def apply(self, params, vectors, graph):
+        from mlpot.potential import ModelConfig, Potential
+
+        energies = [
+            Potential(ModelConfig(**member), None).atom_energy_fn()(params[f"member_{k}"], vectors, graph)
+            for k, member in enumerate(self.members)
+        ]
+        return jnp.mean(jnp.stack(energies), axis=0)
+
+
+def assemble(potentials) -> Potential:
+    """One committee ``Potential`` of two or more single models with the same cutoff and species."""
+    from mlpot.potential import ModelConfig, Potential
+
+    potentials = list(potentials)
+    if len(potentials) < 2:
+        raise ValueError(f"a committee needs at least two models, got {len(potentials)}")
+    first = potentials[0].config
+    for k, p in enumerate(potentials):
+        if p.config.name == NAME:
+            raise ValueError(f"model {k + 1} is already a committee: list its members instead")
+        if p.config.cutoff != first.cutoff:
+            raise ValueError(f"model {k + 1} has cutoff {p.config.cutoff} Å, model 1 has {first.cutoff} Å")
+        if p.config.species != first.species:
+            raise ValueError(f"model {k + 1} has species {p.config.species}, model 1 has {first.species}")
+    config = ModelConfig(
+        name=NAME,
+        cutoff=first.cutoff,
+        species=first.species,
+        hyperparameters={"members": [p.config.to_dict() for p in potentials]},
+        dtype=first.dtype,
+    )
+    return Potential(config, {f"member_{k}": p.params for k, p in enumerate(potentials)})
+
+
+def members(potential: Potential) -> list[Potential]:
+    """The single models of a committee ``Potential`` (a single model gives itself)."""
+    from mlpot.potential import ModelConfig, Potential
+
+    if potential.config.name != NAME:
+        return [potential]
+    return [
+        Potential(ModelConfig(**member), potential.params[f"member_{k}"])
+        for k, member in enumerate(potential.config.hyperparameters["members"])
+    ]

@@ -1,0 +1,139 @@
+"""A committee (mean per-atom energy of trained models) in the one model slot: physics, file, CLI, MD."""
+
+from __future__ import annotations
+
+import json
+
+import ase.io
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from ase.calculators.singlepoint import SinglePointCalculator
+from conftest import ethanol, finite_difference_stress, small_painn, triclinic_si
+
+import mlpot
+from md.forces import potential_forces
+from mlpot.cli import main
+from mlpot.models.committee import assemble, members
+from mlpot.training.config import from_dict
+
+SPECIES = (1, 6, 8, 14)
+
+
+@pytest.fixture(scope="module")
+def singles():
+    """Three independent small PaiNNs: different seeds, scales and references; one float32 network and
+    one with a ZBL core, so each member's own float policy and core are checked to survive."""
+    a = small_painn(SPECIES, seed=0)
+    b = small_painn(SPECIES, seed=1, dtype="float32")
+    c = small_painn(SPECIES, seed=2)
+    radii = [[0.0] * 4 for _ in SPECIES]
+    radii[3][3] = 2.0  # Si-Si core inside 2 Å
+    c = mlpot.Potential(c.config.replace(repulsion_radii=radii), c.params)
+    return [a, b, c]
+
+
+def squeezed_si():
+    """Triclinic Si with one pair at 1.9 Å, inside member c's core."""
+    atoms = triclinic_si()
+    atoms.positions[1] = atoms.positions[0] + [1.1, 1.1, 1.0]
+    return atoms
+
+
+@pytest.mark.parametrize("atoms", [squeezed_si(), ethanol()], ids=["periodic", "molecule"])
+def test_energy_forces_stress_are_the_members_means(singles, atoms):
+    committee = assemble(singles)
+    got = committee.predict(atoms)
+    want = [p.predict(atoms) for p in singles]
+    n = len(atoms)
+    # rtol 1e-5: member b's float32 network rounds differently inside the committee's program
+    close = {"rtol": 1e-5, "atol": 1e-8}
+    assert float(got.energy[0]) == pytest.approx(np.mean([float(w.energy[0]) for w in want]), rel=1e-6)
+    np.testing.assert_allclose(got.forces[:n], np.mean([w.forces[:n] for w in want], axis=0), **close)
+    np.testing.assert_allclose(got.energies[:n], np.mean([w.energies[:n] for w in want], axis=0), **close)
+    if atoms.pbc.all():
+        np.testing.assert_allclose(got.stress[0], np.mean([w.stress[0] for w in want], axis=0), **close)
+    spread = np.std([w.forces[:n] for w in want], axis=0)
+    assert spread.max() > 1e-2  # the members disagree, so a mean that dropped or repeated one would show
+
+
+def test_committee_stress_is_the_strain_derivative(singles):
+    committee = assemble([singles[0], singles[2]])  # float64 members: finite differences resolve 1e-7
+    atoms = squeezed_si()
+    got = np.asarray(committee.predict(atoms).stress[0])
+    want = finite_difference_stress(lambda a: float(committee.predict(a).energy[0]), atoms)
+    np.testing.assert_allclose(got, want, atol=1e-7)
+    assert np.abs(want).max() > 1e-3
+
+
+def test_file_round_trip_and_members(singles, tmp_path):
+    committee = assemble(singles)
+    path = tmp_path / "committee.mlpot"
+    committee.save(path)
+    loaded = mlpot.load(path)
+    assert loaded.config.name == "committee" and loaded.cutoff == singles[0].cutoff
+    atoms = squeezed_si()
+    np.testing.assert_array_equal(loaded.predict(atoms).forces, committee.predict(atoms).forces)
+    back = members(loaded)
+    assert len(back) == 3 and back[1].config.dtype == "float32" and back[2].config.repulsion_radii[3][3] == 2.0
+    for single, member in zip(singles, back):
+        assert member.config == single.config
+        np.testing.assert_array_equal(member.predict(atoms).forces, single.predict(atoms).forces)
+    assert members(singles[0]) == [singles[0]]
+
+
+def test_refusals(singles):
+    a = singles[0]
+    with pytest.raises(ValueError, match="at least two"):
+        assemble([a])
+    with pytest.raises(ValueError, match="model 2 has cutoff 5.0"):
+        assemble([a, small_painn(SPECIES, cutoff=5.0)])
+    with pytest.raises(ValueError, match=r"model 2 has species \(1, 6, 8\)"):
+        assemble([a, small_painn((1, 6, 8))])
+    with pytest.raises(ValueError, match="model 1 is already a committee"):
+        assemble([assemble(singles[:2]), a])
+    with pytest.raises(ValueError, match="assembled from trained models"):
+        mlpot.Potential.create(assemble(singles[:2]).config)
+    with pytest.raises(ValueError, match=r"mlpot committee OUT A B"):
+        from_dict({"train_file": "x.xyz", "model": {"name": "committee"}})
+
+
+def test_cli_builds_a_committee_that_eval_scores(singles, tmp_path, capsys):
+    paths = []
+    for k, single in enumerate(singles[::2]):  # float64 members: eval's batches match predict to 1e-9
+        paths.append(tmp_path / f"m{k}.mlpot")
+        single.save(paths[-1])
+    frames = []
+    for seed in range(3):
+        atoms = ethanol()
+        atoms.rattle(0.05, seed=seed)
+        atoms.calc = SinglePointCalculator(atoms, energy=-5.0 - seed, forces=np.zeros((len(atoms), 3)))
+        frames.append(atoms)
+    data = tmp_path / "frames.xyz"
+    ase.io.write(data, frames)
+    out = tmp_path / "committee.mlpot"
+    assert main(["committee", str(out), *map(str, paths)]) == 0
+    assert "committee of 2 models" in capsys.readouterr().out
+    json_path = tmp_path / "eval.json"
+    assert main(["eval", str(out), str(data), "--json", str(json_path), "--plot", str(tmp_path / "p.png")]) == 0
+    metrics = json.loads(json_path.read_text())
+    committee = mlpot.load(out)
+    predicted = [np.asarray(committee.predict(f).forces[: len(f)]) for f in ase.io.read(data, ":")]
+    assert metrics["forces_mae"] == pytest.approx(np.mean(np.abs(np.concatenate(predicted))), rel=1e-9)
+    assert main(["committee", str(tmp_path / "c2.mlpot"), str(paths[0])]) == 2  # one model: a clear error
+    assert "at least two" in capsys.readouterr().err
+
+
+def test_md_force_fn_and_ase_calculator_use_the_mean(singles):
+    committee = assemble(singles[::2])  # float64 members: the programs agree to 1e-10
+    atoms = squeezed_si()
+    forces = potential_forces(committee, atoms, skin=0.5, compute_stress=True)
+    args = forces.build(atoms.positions, atoms.cell.array)
+    energy, f, stress = forces.force_fn(jnp.asarray(atoms.positions), jnp.asarray(atoms.cell.array), args)
+    want = committee.predict(atoms)
+    assert float(energy) == pytest.approx(float(want.energy[0]), abs=1e-10)
+    np.testing.assert_allclose(f, want.forces[: len(atoms)], atol=1e-10)
+    np.testing.assert_allclose(stress, want.stress[0], atol=1e-10)
+    atoms.calc = mlpot.Calculator(committee)
+    assert atoms.get_potential_energy() == pytest.approx(float(want.energy[0]), abs=1e-10)
+    np.testing.assert_allclose(atoms.get_stress(voigt=False), want.stress[0], atol=1e-12)
