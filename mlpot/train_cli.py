@@ -235,7 +235,9 @@ def register(subparsers) -> None:
         "committee", help="one model file whose energy is the mean of trained models (more accurate, N x slower)"
     )
     p.add_argument("output", help="committee model file to write (.mlpot)")
-    p.add_argument("models", nargs="+", help="two or more trained model files with the same cutoff and species")
+    p.add_argument(
+        "models", nargs="+", help="two or more trained model files with the same species (cutoffs may differ)"
+    )
     p.set_defaults(func=_cmd_committee)
 
     p = subparsers.add_parser("template", help="print a commented default training config")

@@ -5,7 +5,7 @@ errors, so their mean is more accurate than either; forces and stress are the au
 mean energy like any model's. It costs one force call per member. Members that share a lineage
 (fine-tunes of one model) make the same errors and gain almost nothing (BENCHMARKS.md).
 
-A committee is assembled from trained model files (``mlpot committee OUT A B ...`` or
+A committee is assembled from trained model files (same species; cutoffs may differ) (``mlpot committee OUT A B ...`` or
 ``assemble``), never trained: each member keeps its own network, float policy, energy scale,
 reference energies and ZBL core, exactly as ``Potential.atom_energy_fn`` composes them, and the
 committee's own scale and references stay 1 and 0. ``members`` gives the single models back,
@@ -48,7 +48,11 @@ class Committee:
 
 
 def assemble(potentials) -> Potential:
-    """One committee ``Potential`` of two or more single models with the same cutoff and species."""
+    """One committee ``Potential`` of two or more single models with the same species.
+
+    Its cutoff is the largest member's: every model in the slot weighs an edge by an envelope that
+    is exactly zero from its own cutoff on (``mlpot.radial.polynomial_envelope``), so a member with a
+    shorter cutoff gets the same energy from the longer neighbour list."""
     from mlpot.potential import ModelConfig, Potential
 
     potentials = list(potentials)
@@ -58,13 +62,11 @@ def assemble(potentials) -> Potential:
     for k, p in enumerate(potentials):
         if p.config.name == NAME:
             raise ValueError(f"model {k + 1} is already a committee: list its members instead")
-        if p.config.cutoff != first.cutoff:
-            raise ValueError(f"model {k + 1} has cutoff {p.config.cutoff} Å, model 1 has {first.cutoff} Å")
         if p.config.species != first.species:
             raise ValueError(f"model {k + 1} has species {p.config.species}, model 1 has {first.species}")
     config = ModelConfig(
         name=NAME,
-        cutoff=first.cutoff,
+        cutoff=max(p.config.cutoff for p in potentials),
         species=first.species,
         hyperparameters={"members": [p.config.to_dict() for p in potentials]},
         dtype=first.dtype,
