@@ -3,6 +3,13 @@
 Padding capacities only ever grow (to the next bucket, with headroom), so an
 MD run or a relaxation compiles once per stress/no-stress variant in the
 usual case, and a handful of times at most. ``compile_count`` reports it.
+
+A committee (``mlpot committee``) is evaluated member by member, so that its
+results also say how far the members disagree: ``energy_std`` (eV) and
+``forces_std`` (N x 3, eV/Å), the population standard deviations over members.
+A large spread marks a structure unlike the training data (what active learning
+picks, and where an MD run should not be trusted). Same cost as the committee
+call: one force call per member.
 """
 
 from __future__ import annotations
@@ -15,24 +22,27 @@ from ase.calculators.calculator import PropertyNotImplementedError, all_changes
 from ase.stress import full_3x3_to_voigt_6_stress
 
 from mlpot.graph import bucket_size, check_atoms, neighbour_pairs, pad_graph, species_indices
+from mlpot.models.committee import members
 from mlpot.potential import Potential, load, shared_predict_fn
 
 
 class Calculator(ASECalculator):
-    """``mlpot.Calculator(potential_or_path)``: energy, free_energy, forces, stress, energies.
+    """``mlpot.Calculator(potential_or_path)``: energy, free_energy, forces, stress, energies;
+    for a committee also energy_std and forces_std (see the module docstring).
 
     Stress (eV/Å^3, Voigt, ASE sign) exists only for cells periodic in all
     three directions; asking for it otherwise raises ``PropertyNotImplementedError``.
     """
 
-    implemented_properties = ("energy", "free_energy", "forces", "stress", "energies")
+    implemented_properties = ("energy", "free_energy", "forces", "stress", "energies", "energy_std", "forces_std")
 
     def __init__(self, potential: Potential | str | Path, edge_headroom: float = 1.2, **kwargs):
         super().__init__(**kwargs)
         self.potential = potential if isinstance(potential, Potential) else load(potential)
         self.edge_headroom = edge_headroom
+        self._members = members(self.potential)  # [the model itself] unless it is a committee
         # shared by every Calculator of this model: a new one per structure compiles nothing new
-        self._predict = {flag: shared_predict_fn(self.potential, flag) for flag in (True, False)}
+        self._predict = [{flag: shared_predict_fn(m, flag) for flag in (True, False)} for m in self._members]
         self._capacity = (0, 0)  # (nodes, edges), only grows
         self._compiles = 0
 
@@ -63,19 +73,27 @@ class Calculator(ASECalculator):
         i, j, shifts = neighbour_pairs(atoms, config.cutoff, where)
         nodes, edges = self._capacities(len(atoms), len(i))
         graph = pad_graph([(atoms, idx, i, j, shifts)], nodes, edges, 2)
-        predict = self._predict[periodic]
-        before = predict._cache_size()
-        out = predict(self.potential.params, graph)
-        self._compiles += predict._cache_size() - before
         n = len(atoms)
-        energy = float(out.energy[0])
-        if not np.isfinite(energy):
+        outs = []
+        for member, predict in zip(self._members, self._predict):
+            before = predict[periodic]._cache_size()
+            out = predict[periodic](member.params, graph)
+            self._compiles += predict[periodic]._cache_size() - before
+            outs.append(out)
+        energies = np.array([float(out.energy[0]) for out in outs])
+        if not np.isfinite(energies).all():
             raise FloatingPointError("mlpot.Calculator: the model returned a non-finite energy")
+        forces = np.stack([np.asarray(out.forces[:n], dtype=np.float64) for out in outs])
+        energy = float(energies.mean())
         self.results = {
             "energy": energy,
             "free_energy": energy,
-            "forces": np.asarray(out.forces[:n], dtype=np.float64),
-            "energies": np.asarray(out.energies[:n], dtype=np.float64),
+            "forces": forces.mean(axis=0),
+            "energies": np.mean([np.asarray(out.energies[:n], dtype=np.float64) for out in outs], axis=0),
         }
         if periodic:
-            self.results["stress"] = full_3x3_to_voigt_6_stress(np.asarray(out.stress[0], dtype=np.float64))
+            stress = np.mean([np.asarray(out.stress[0], dtype=np.float64) for out in outs], axis=0)
+            self.results["stress"] = full_3x3_to_voigt_6_stress(stress)
+        if len(outs) > 1:
+            self.results["energy_std"] = float(energies.std())
+            self.results["forces_std"] = forces.std(axis=0)

@@ -134,4 +134,4 @@ def test_calculator_loads_model_file(painn64, tmp_path):
     a, b = ethanol(), ethanol()
     a.calc, b.calc = Calculator(painn64), Calculator(str(path))
     assert a.get_potential_energy() == b.get_potential_energy()
-    assert Calculator.implemented_properties == ("energy", "free_energy", "forces", "stress", "energies")
+    assert Calculator.implemented_properties[:5] == ("energy", "free_energy", "forces", "stress", "energies")

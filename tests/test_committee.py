@@ -8,6 +8,7 @@ import ase.io
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from ase.calculators.calculator import PropertyNotImplementedError
 from ase.calculators.singlepoint import SinglePointCalculator
 from conftest import ethanol, finite_difference_stress, small_painn, triclinic_si
 
@@ -148,4 +149,29 @@ def test_md_force_fn_and_ase_calculator_use_the_mean(singles):
     np.testing.assert_allclose(stress, want.stress[0], atol=1e-10)
     atoms.calc = mlpot.Calculator(committee)
     assert atoms.get_potential_energy() == pytest.approx(float(want.energy[0]), abs=1e-10)
+    np.testing.assert_allclose(atoms.get_forces(), want.forces[: len(atoms)], atol=1e-10)
     np.testing.assert_allclose(atoms.get_stress(voigt=False), want.stress[0], atol=1e-12)
+
+
+def test_calculator_reports_the_members_spread(singles):
+    """energy_std and forces_std are the population std over members; a single model has none."""
+    atoms = ethanol()
+    atoms.calc = mlpot.Calculator(assemble(singles))
+    single = [p.predict(atoms) for p in singles]
+    n = len(atoms)
+    assert atoms.calc.get_property("energy_std", atoms) == pytest.approx(
+        np.std([float(w.energy[0]) for w in single]), rel=1e-5
+    )
+    member_forces = np.array([w.forces[:n] for w in single])
+    np.testing.assert_allclose(atoms.calc.get_property("forces_std", atoms), member_forces.std(axis=0), rtol=1e-4)
+    np.testing.assert_allclose(atoms.get_forces(), member_forces.mean(axis=0), rtol=1e-5, atol=1e-8)
+    assert atoms.calc.get_property("energy_std", atoms) > 1e-3  # a real spread
+    compiled = atoms.calc.compile_count  # at most one program per member (others' tests may share them)
+    assert compiled <= 3
+    atoms.rattle(0.02, seed=9)
+    atoms.get_forces()
+    assert atoms.calc.compile_count == compiled  # a new geometry reuses them
+    atoms.calc = mlpot.Calculator(singles[0])
+    atoms.get_potential_energy()
+    with pytest.raises(PropertyNotImplementedError):
+        atoms.calc.get_property("forces_std", atoms)
