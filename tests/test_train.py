@@ -577,3 +577,23 @@ def test_cross_validation_spread_is_the_sample_std_over_the_folds_that_have_the_
     assert summary["forces_mae"]["std"] == pytest.approx(1.0)  # ddof=1; the population std would be 0.816
     assert summary["forces_mae"]["n_folds"] == 3
     assert summary["stress_mae"] == {"mean": 0.5, "std": None, "n_folds": 1}
+
+
+def test_progress_without_a_terminal_prints_epoch_lines(tmp_path, capsys, monkeypatch):
+    """`nohup mlpot train ... > log`: no redrawn bar, but flushed lines for the first epoch, then at most one
+    per LOG_INTERVAL_S, and the last epoch; they carry the validation errors that metrics.csv has."""
+    monkeypatch.setattr(run_mod, "LOG_INTERVAL_S", 1e9)  # only the first and the last epoch
+    config = _config(tmp_path, epochs=4, progress=True, plots=False)
+    fit(config, _prepared(config, _frames()))
+    out = capsys.readouterr()
+    lines = [line for line in out.out.splitlines() if line.startswith("epoch ")]
+    assert [line.split()[1] for line in lines] == ["1/4", "4/4"]
+    assert "\r" not in out.err + out.out  # no bar
+    last = (tmp_path / "run" / "metrics.csv").read_text().splitlines()[-1].split(",")
+    header = (tmp_path / "run" / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert f"val {float(last[header.index('valid_loss')]):.3g}" in lines[-1]
+    monkeypatch.setattr(run_mod, "LOG_INTERVAL_S", 0.0)  # every epoch, and the last one once
+    config = _config(tmp_path, "every", epochs=3, progress=True, plots=False)
+    fit(config, _prepared(config, _frames()))
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("epoch ")]
+    assert [line.split()[1] for line in lines] == ["1/3", "2/3", "3/3"]

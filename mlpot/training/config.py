@@ -66,7 +66,7 @@ class TrainConfig:
     max_time: float | None = None  # minutes of wall time
     seed: int = 0
     output_dir: str = "runs/train"
-    progress: bool = True  # progress bar and summary lines on the terminal
+    progress: bool = True  # progress bar and summary lines (no terminal: a line a minute)
     plots: bool = True  # parity and learning-curve PNGs at the end (false: faster sweeps)
 
     def replace(self, **changes) -> TrainConfig:
@@ -372,7 +372,7 @@ epochs: 100
 max_time: null              # minutes of wall time
 seed: 0
 output_dir: runs/train
-progress: true              # progress bar on the terminal
+progress: true              # progress bar on a terminal; in a log file a line a minute
 plots: true                 # parity and learning-curve PNGs next to the model
 """
 

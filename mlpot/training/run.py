@@ -13,6 +13,10 @@ Writes into ``config.output_dir``:
 The first four are written together at most every ``CHECKPOINT_INTERVAL_S`` seconds
 and when the run ends: a killed run loses at most that much work (a resume repeats it
 exactly), and sub-second epochs (a GPU) do not spend their time serialising.
+
+With ``progress`` on and no terminal (``nohup mlpot train ... > log``), a redrawn bar
+would fill the log with carriage returns; instead one flushed line per ``LOG_INTERVAL_S``
+(and for the first and last epoch) says where the run is.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import csv
 import io
 import json
 import math
+import sys
 import time
 from pathlib import Path
 from typing import NamedTuple
@@ -53,6 +58,7 @@ from mlpot.training.trainer import (
 # With 0.47-s epochs on an H100, writing both checkpoints (each holding the whole metric
 # history) and the CSV every epoch took 25-30 % of the wall time by epoch 2,000.
 CHECKPOINT_INTERVAL_S = 10.0
+LOG_INTERVAL_S = 60.0  # progress lines in a log file (no terminal)
 WORST_FRAMES = 5  # validation frames named in results.json and by `mlpot train`: where the model is weakest
 
 
@@ -234,17 +240,18 @@ def fit(config, prepared: Prepared, resume: bool = False, stop_after: int | None
     loop, state, progress, model_config = build(config, prepared, resume)
     atomic_write(out / "config.yaml", config_mod.dump(config).encode())
     steps = -(-len(prepared.train.frames) // config.batch_size)
+    log_lines = config.progress and not sys.stderr.isatty()
     bar = tqdm(
         total=config.epochs * steps,
         initial=progress["epoch"] * steps,
-        disable=not config.progress,
+        disable=not config.progress or log_lines,
         unit="batch",
         dynamic_ncols=True,
         mininterval=1.0,
     )
     epoch_seconds, run_epochs, reason = 0.0, 0, None
     best, unwritten, mark = None, False, time.perf_counter()
-    flushed = mark
+    flushed, logged, finished = mark, None, None  # finished: the last complete epoch's row
     while (reason := _stop_reason(config, progress, next_epoch_estimate(epoch_seconds, run_epochs))) is None:
         if stop_after is not None and run_epochs >= stop_after:
             reason = "stopped by caller"
@@ -276,8 +283,14 @@ def fit(config, prepared: Prepared, resume: bool = False, stop_after: int | None
             remaining = max(0.0, config.max_time * 60.0 - progress["elapsed"])
             bar.total = min(config.epochs, progress["epoch"] + int(remaining / epoch_seconds)) * steps
         bar.set_postfix(postfix(row))
+        finished = row
+        if log_lines and (logged is None or now - logged >= LOG_INTERVAL_S):
+            _log_line(config, row)
+            logged = now
         run_epochs += 1
     bar.close()
+    if log_lines and finished is not None and logged != mark:  # the last epoch, unless just logged
+        _log_line(config, finished)
     if unwritten:
         _flush(out, state, progress, best, model_config)
     if config.progress or reason.startswith("diverged"):
@@ -286,6 +299,12 @@ def fit(config, prepared: Prepared, resume: bool = False, stop_after: int | None
         save(Potential(model_config, state.ema), out / "model.mlpot", extra={"epoch": progress["epoch"]})
     result = _finish(config, prepared, out, progress, model_config, loop.predict_fn)
     return result._replace(compiles=loop.step_fn._cache_size(), stop_reason=reason)
+
+
+def _log_line(config, row: dict) -> None:
+    shown = " ".join(f"{key} {value}" for key, value in postfix(row).items())
+    minutes = row["time_s"] / 60.0
+    print(f"epoch {row['epoch']}/{config.epochs} {minutes:.1f} min lr {row['lr']:.3g} {shown}", flush=True)
 
 
 def _finish(config, prepared, out, progress, model_config, predict_fn) -> TrainResult:
