@@ -217,7 +217,7 @@ def _check_same_settings(path, saved, now) -> None:
 
 
 def build(args):
-    """(simulation, atoms, restarting, model fingerprint or None) for the parsed arguments.
+    """(simulation, atoms, restarting, model fingerprint or None, potential) for the parsed arguments.
 
     Every user error (options, paths, files, a mismatched restart) is raised here, before MD starts.
     """
@@ -277,18 +277,18 @@ def build(args):
         min_distance=args.min_distance,
         restart=restart,
     )
-    return sim, atoms, restart is not None, fingerprint
+    return sim, atoms, restart is not None, fingerprint, potential
 
 
 def main(args) -> int:
     from tqdm import tqdm
 
     from md.ensembles import BAROSTATS
-    from md.io import ThermoLog, TrajectoryWriter, frame_atoms, save_restart
+    from md.io import ThermoLog, TrajectoryWriter, committee_deviation, frame_atoms, save_restart
     from md.simulation import MDError
 
     try:
-        sim, atoms, restarting, fingerprint = build(args)
+        sim, atoms, restarting, fingerprint, potential = build(args)
     except MDError as err:  # the start structure itself is unphysical
         print(f"mlpot md: error: {err}", file=sys.stderr)
         return 1
@@ -302,9 +302,13 @@ def main(args) -> int:
         writers.append(traj)
         sim.attach(lambda s: traj.write(frame_atoms(atoms, s.state, npt)), args.interval)
     if args.log:
-        log = ThermoLog(args.log, with_pressure=npt, append=restarting)
+        deviation = committee_deviation(potential)
+        log = ThermoLog(args.log, with_pressure=npt, append=restarting, with_deviation=deviation is not None)
         writers.append(log)
-        sim.attach(lambda s: log.write(s.thermo()), args.interval)
+        if deviation:
+            sim.attach(lambda s: log.write({**s.thermo(), **deviation(s.atoms())}), args.interval)
+        else:
+            sim.attach(lambda s: log.write(s.thermo()), args.interval)
 
     def write_restart(s):
         capacity = s.neighbours.capacity

@@ -26,7 +26,7 @@ from ase.stress import full_3x3_to_voigt_6_stress
 from md.ensembles import BAROSTATS
 from md.forces import potential_forces
 from md.integrators import params as make_params
-from md.io import ThermoLog, TrajectoryWriter, frame_atoms, log_columns, model_fingerprint
+from md.io import ThermoLog, TrajectoryWriter, committee_deviation, frame_atoms, log_columns, model_fingerprint
 from md.simulation import Simulation
 from mlpot.calculator import Calculator
 from mlpot.potential import Potential, load
@@ -94,14 +94,21 @@ class Dynamics:
 
     def _attach_log(self, logfile, loginterval: int) -> None:
         npt = self.simulation.ensemble in BAROSTATS
+        deviation = committee_deviation(self.potential)
         if isinstance(logfile, (str, os.PathLike)) and str(logfile) != "-":
-            log = ThermoLog(logfile, with_pressure=npt)
+            log = ThermoLog(logfile, with_pressure=npt, with_deviation=deviation is not None)
             self._writers.append(log)
         elif isinstance(logfile, str) or hasattr(logfile, "write"):
-            log = _StreamLog(sys.stdout if isinstance(logfile, str) else logfile, with_pressure=npt)
+            stream = sys.stdout if isinstance(logfile, str) else logfile
+            log = _StreamLog(stream, with_pressure=npt, with_deviation=deviation is not None)
         else:
             raise TypeError(f"logfile: expected a file name, '-' or an open file, not {logfile!r}")
-        self.attach(lambda: log.write(self.simulation.thermo()), loginterval)
+        if deviation:
+            self.attach(
+                lambda: log.write({**self.simulation.thermo(), **deviation(self.simulation.atoms())}), loginterval
+            )
+        else:
+            self.attach(lambda: log.write(self.simulation.thermo()), loginterval)
 
     @property
     def compile_count(self) -> int:
@@ -193,9 +200,9 @@ class Dynamics:
 class _StreamLog(ThermoLog):
     """``ThermoLog``'s CSV on a stream the caller owns (``sys.stdout``, an open file): never closed."""
 
-    def __init__(self, stream, with_pressure: bool):
-        self._file, self.with_pressure, self.last_step = stream, with_pressure, -1
-        stream.write(",".join(log_columns(with_pressure)) + "\n")
+    def __init__(self, stream, with_pressure: bool, with_deviation: bool = False):
+        self._file, self.with_pressure, self.with_deviation, self.last_step = stream, with_pressure, with_deviation, -1
+        stream.write(",".join(log_columns(with_pressure, with_deviation)) + "\n")
         stream.flush()
 
     def close(self) -> None:

@@ -108,22 +108,44 @@ def _last_frame_step(path: Path) -> int:
         ) from err
 
 
-def log_columns(with_pressure: bool) -> list[str]:
+def log_columns(with_pressure: bool, with_deviation: bool = False) -> list[str]:
     """The thermo log's CSV header (``ThermoLog``, and the drivers' stream log)."""
     columns = ["step", "time_fs", "epot_eV", "ekin_eV", "etot_eV", "temperature_K"]
-    return columns + ["pressure_GPa", "volume_A3"] if with_pressure else columns
+    columns += ["pressure_GPa", "volume_A3"] if with_pressure else []
+    return columns + ["force_dev_max_eVA"] if with_deviation else columns
+
+
+def committee_deviation(potential):
+    """For a committee, ``atoms -> {"force_dev_max": eV/Å}``: the largest atomic force deviation
+    max_i sqrt(mean_k |F_ik - mean_k F_ik|^2) over members k, as DeePMD-kit's model deviation
+    defines it. It grows where the structure leaves the training data, so a log that carries it
+    shows when a run stops being trustworthy. One force call per member at each log line. None
+    for a single model."""
+    from mlpot.calculator import Calculator
+    from mlpot.models.committee import members
+
+    if len(members(potential)) < 2:
+        return None
+    calc = Calculator(potential)
+
+    def deviation(atoms: Atoms) -> dict:
+        spread = calc.get_property("forces_std", atoms)
+        return {"force_dev_max": float(np.sqrt(np.sum(spread**2, axis=1)).max())}
+
+    return deviation
 
 
 class ThermoLog:
-    """CSV: step, time_fs, epot_eV, ekin_eV, etot_eV, temperature_K[, pressure_GPa, volume_A3].
+    """CSV: step, time_fs, epot_eV, ekin_eV, etot_eV, temperature_K[, pressure_GPa, volume_A3]
+    [, force_dev_max_eVA (a committee's, ``committee_deviation``)].
 
     Appending skips rows whose step the file already holds (see ``TrajectoryWriter``).
     """
 
-    def __init__(self, path, with_pressure: bool, append: bool = False):
+    def __init__(self, path, with_pressure: bool, append: bool = False, with_deviation: bool = False):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.with_pressure = with_pressure
+        self.with_pressure, self.with_deviation = with_pressure, with_deviation
         write_header = not (append and self.path.exists() and self.path.stat().st_size > 0)
         self.last_step = -1
         if not write_header:
@@ -131,7 +153,7 @@ class ThermoLog:
             self.last_step = int(last) if last.isdigit() else -1
         self._file = open(self.path, "a" if append else "w")  # noqa: SIM115 - kept open for the run
         if write_header:
-            self._file.write(",".join(log_columns(with_pressure)) + "\n")
+            self._file.write(",".join(log_columns(with_pressure, with_deviation)) + "\n")
             self._file.flush()
 
     def write(self, row: dict) -> None:
@@ -147,6 +169,8 @@ class ThermoLog:
         ]
         if self.with_pressure:
             values += [f"{row['pressure'] / ase.units.GPa:.8f}", f"{row['volume']:.6f}"]
+        if self.with_deviation:
+            values.append(f"{row['force_dev_max']:.6f}")
         self._file.write(",".join(values) + "\n")
         self._file.flush()
 

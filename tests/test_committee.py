@@ -175,3 +175,44 @@ def test_calculator_reports_the_members_spread(singles):
     atoms.get_potential_energy()
     with pytest.raises(PropertyNotImplementedError):
         atoms.calc.get_property("forces_std", atoms)
+
+
+def _deviation(potentials, atoms) -> float:
+    """DeePMD-kit's max_devi_f from the members' own predictions."""
+    forces = np.array([p.predict(atoms).forces[: len(atoms)] for p in potentials])
+    return float(np.sqrt(((forces - forces.mean(axis=0)) ** 2).sum(axis=2).mean(axis=0)).max())
+
+
+def test_md_logs_carry_the_committee_deviation(singles, tmp_path):
+    import io
+
+    from ase import units
+
+    import md
+
+    pair = singles[::2]
+    path = tmp_path / "committee.mlpot"
+    assemble(pair).save(path)
+    start = tmp_path / "start.xyz"
+    ase.io.write(start, ethanol())
+    log, traj = tmp_path / "md.csv", tmp_path / "md.traj"
+    args = ["md", str(path), str(start), "--steps", "20", "--interval", "10", "--temperature", "100", "--dt", "0.1"]
+    assert main([*args, "--log", str(log), "--traj", str(traj)]) == 0
+    rows = log.read_text().splitlines()
+    assert rows[0].split(",")[-1] == "force_dev_max_eVA" and len(rows) == 4  # header, steps 0, 10, 20
+    frames = ase.io.read(traj, ":")
+    for row, frame in zip(rows[1:], frames):
+        assert float(row.split(",")[-1]) == pytest.approx(_deviation(pair, frame), rel=1e-6)
+    # the ASE-style drivers' log too; a single model's log has no such column
+    atoms = ethanol()
+    stream = io.StringIO()
+    md.VelocityVerlet(atoms, 0.1 * units.fs, potential=path, logfile=stream, loginterval=5).run(5)
+    lines = stream.getvalue().splitlines()
+    assert lines[0].endswith("force_dev_max_eVA") and len(lines) == 3
+    assert float(lines[-1].split(",")[-1]) == pytest.approx(_deviation(pair, atoms), rel=1e-6)
+    single = pair[0]
+    single.save(tmp_path / "single.mlpot")
+    assert (
+        main(["md", str(tmp_path / "single.mlpot"), str(start), "--steps", "0", "--log", str(tmp_path / "s.csv")]) == 0
+    )
+    assert "force_dev" not in (tmp_path / "s.csv").read_text()
