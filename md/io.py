@@ -122,6 +122,7 @@ def committee_deviation(potential):
     shows when a run stops being trustworthy. One force call per member at each log line. None
     for a single model."""
     from mlpot.calculator import Calculator
+    from mlpot.deviation import atom_force_deviation
     from mlpot.models.committee import members
 
     if len(members(potential)) < 2:
@@ -129,8 +130,7 @@ def committee_deviation(potential):
     calc = Calculator(potential)
 
     def deviation(atoms: Atoms) -> dict:
-        spread = calc.get_property("forces_std", atoms)
-        return {"force_dev_max": float(np.sqrt(np.sum(spread**2, axis=1)).max())}
+        return {"force_dev_max": float(atom_force_deviation(calc, atoms).max())}
 
     return deviation
 

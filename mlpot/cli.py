@@ -12,12 +12,13 @@ import sys
 
 def build_parser() -> argparse.ArgumentParser:
     from md import cli as md_cli
-    from mlpot import train_cli
+    from mlpot import deviation, train_cli
 
     parser = argparse.ArgumentParser(prog="mlpot", description="Machine-learned interatomic potentials in JAX")
     sub = parser.add_subparsers(dest="command", required=True)
     train_cli.register(sub)
     md_cli.register(sub)
+    deviation.register(sub)
     return parser
 
 

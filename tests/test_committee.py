@@ -8,6 +8,7 @@ import ase.io
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from ase import Atoms
 from ase.calculators.calculator import PropertyNotImplementedError
 from ase.calculators.singlepoint import SinglePointCalculator
 from conftest import ethanol, finite_difference_stress, small_painn, triclinic_si
@@ -216,3 +217,63 @@ def test_md_logs_carry_the_committee_deviation(singles, tmp_path):
         main(["md", str(tmp_path / "single.mlpot"), str(start), "--steps", "0", "--log", str(tmp_path / "s.csv")]) == 0
     )
     assert "force_dev" not in (tmp_path / "s.csv").read_text()
+
+
+def _md_like_frames(count: int) -> list:
+    """Ethanol ever more distorted: the members' deviation grows along the list."""
+    frames = []
+    for k in range(count):
+        atoms = ethanol()
+        atoms.rattle(0.02 + 0.03 * k, seed=k)
+        frames.append(atoms)
+    return frames
+
+
+def test_deviation_cli_reports_and_selects_the_band(singles, tmp_path, capsys):
+    pair = singles[::2]
+    path = tmp_path / "committee.mlpot"
+    assemble(pair).save(path)
+    frames = _md_like_frames(8)
+    data = tmp_path / "traj.xyz"
+    ase.io.write(data, frames)
+    frames = ase.io.read(data, ":")
+    want = np.array([_deviation(pair, f) for f in frames])
+    lo, hi = np.sort(want)[2], np.sort(want)[6]  # frames ranked 3rd to 6th lie in [lo, hi)
+    band = [k for k in range(8) if lo <= want[k] < hi]
+    assert len(band) == 4
+    out, report = tmp_path / "label.xyz", tmp_path / "dev.json"
+    args = ["deviation", str(path), str(data), "--lo", str(lo), "--hi", str(hi), "--select", str(out)]
+    assert main([*args, "--json", str(report)]) == 0
+    assert "8 frames: 2 below lo" in capsys.readouterr().out
+    document = json.loads(report.read_text())
+    np.testing.assert_allclose([row["force_dev_max"] for row in document["per_frame"]], want, rtol=1e-6)
+    assert (document["below_lo"], document["candidates"], document["at_or_above_hi"]) == (2, 4, 2)
+    picked = ase.io.read(out, ":")
+    assert [a.info["source"] for a in picked] == [f"{data}, frame {k}" for k in band]
+    for atoms, k in zip(picked, band):
+        np.testing.assert_allclose(atoms.positions, frames[k].positions, atol=1e-8)
+        assert atoms.info["force_dev_max"] == pytest.approx(want[k], rel=1e-6)
+    assert (tmp_path / "dev.deviation.png").stat().st_size > 0
+    # --max: a seeded subset of the band, in file order; the same seed picks the same frames
+    assert main([*args[:-1], str(tmp_path / "two.xyz"), "--max", "2", "--seed", "3"]) == 0
+    two = [a.info["source"] for a in ase.io.read(tmp_path / "two.xyz", ":")]
+    assert len(two) == 2 and set(two) <= {f"{data}, frame {k}" for k in band} and two == sorted(two)
+    assert main([*args[:-1], str(tmp_path / "again.xyz"), "--max", "2", "--seed", "3"]) == 0
+    assert [a.info["source"] for a in ase.io.read(tmp_path / "again.xyz", ":")] == two
+
+
+def test_deviation_cli_refusals(singles, tmp_path, capsys):
+    single = tmp_path / "single.mlpot"
+    singles[0].save(single)
+    data = tmp_path / "traj.xyz"
+    ase.io.write(data, _md_like_frames(2))
+    assert main(["deviation", str(single), str(data)]) == 2
+    assert "is a single model: a deviation needs a committee" in capsys.readouterr().err
+    committee = tmp_path / "committee.mlpot"
+    assemble(singles[::2]).save(committee)
+    assert main(["deviation", str(committee), str(data), "--lo", "0.2", "--hi", "0.1"]) == 2
+    assert "need 0 <= --lo < --hi" in capsys.readouterr().err
+    gold = tmp_path / "gold.xyz"
+    ase.io.write(gold, Atoms("Au2", positions=[[0, 0, 0], [0, 0, 2.5]]))
+    assert main(["deviation", str(committee), str(gold)]) == 2
+    assert f"{gold}, frame 0" in capsys.readouterr().err  # an element the model does not know: file and frame

@@ -1,0 +1,169 @@
+"""``mlpot deviation COMMITTEE FRAMES ...``: where a committee's members disagree, and which frames to label next.
+
+The members of a committee (``mlpot committee``) agree where the training data was dense and
+part where it was not, so their force deviation flags the structures of an MD run that the
+potential cannot be trusted on. Per frame, as DeePMD-kit's model deviation (DP-GEN's selection):
+
+  force_dev_max  = max_i sqrt(mean_k |F_ik - mean_k F_ik|^2)   eV/Å, atoms i, members k
+  force_dev_mean = the same, averaged over atoms
+  energy_std_per_atom = std_k E_k / N                           eV/atom
+
+Frames below ``lo`` are already described well; frames at or above ``hi`` are usually
+unphysical (a run that fell apart) and are not worth a DFT call; those in between are the
+candidates to label and add to the training set. DP-GEN's typical bounds are 0.05 and
+0.15 eV/Å; good ones depend on the system (look at the plot). ``--select`` writes the
+candidates (a seeded random subset when ``--max`` is smaller, kept in file order, as DP-GEN
+picks), each tagged with its deviation and where it came from.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import ase.io
+import numpy as np
+from tqdm.auto import tqdm
+
+from mlpot.calculator import Calculator
+from mlpot.modelfile import atomic_write, check_output_path
+from mlpot.models.committee import members
+from mlpot.potential import Potential, load
+from mlpot.reading import read_frames
+
+COLUMNS = ("force_dev_max", "force_dev_mean", "energy_std_per_atom")
+
+
+def atom_force_deviation(calc: Calculator, atoms) -> np.ndarray:
+    """(N,) eV/Å: sqrt(mean_k |F_ik - mean_k F_ik|^2) per atom, from a committee's ``mlpot.Calculator``."""
+    return np.sqrt(np.sum(calc.get_property("forces_std", atoms) ** 2, axis=1))
+
+
+def frame_deviations(potential: Potential, structures, progress: bool = False) -> np.ndarray:
+    """(F, 3) array of ``COLUMNS`` for ASE Atoms ``structures``; ``potential`` must be a committee."""
+    if len(members(potential)) < 2:
+        raise ValueError("a deviation needs a committee of models: build one with mlpot committee OUT A B ...")
+    calc = Calculator(potential)
+    rows = []
+    for atoms in tqdm(structures, desc="deviation", unit="frame", disable=not progress, mininterval=1.0):
+        per_atom = atom_force_deviation(calc, atoms)
+        rows.append((per_atom.max(), per_atom.mean(), calc.get_property("energy_std", atoms) / len(atoms)))
+    return np.array(rows, dtype=np.float64).reshape(-1, len(COLUMNS))
+
+
+def candidates(force_dev_max: np.ndarray, lo: float, hi: float, limit: int | None, seed: int) -> np.ndarray:
+    """Indices of the frames with lo <= deviation < hi; a seeded random ``limit`` of them, in order."""
+    chosen = np.flatnonzero((force_dev_max >= lo) & (force_dev_max < hi))
+    if limit is not None and len(chosen) > limit:
+        chosen = np.sort(np.random.default_rng(seed).choice(chosen, size=limit, replace=False))
+    return chosen
+
+
+def _write_frames(path, frames) -> None:
+    """extxyz via a temporary file and a rename: an interrupted write leaves no half file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".xyz")
+    os.close(fd)
+    try:
+        ase.io.write(tmp, frames, format="extxyz")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def plot(values: np.ndarray, lo: float, hi: float, path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display needed
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    ax.plot(np.arange(len(values)), values, ".", ms=3)
+    for bound, label in ((lo, "lo"), (hi, "hi")):
+        ax.axhline(bound, color="k", ls="--", lw=0.8)
+        ax.text(0, bound, f" {label} {bound:g}", va="bottom", fontsize=8)
+    ax.set_yscale("log")
+    ax.set_xlabel("frame (files in the order given)")
+    ax.set_ylabel("max atomic force deviation [eV/Å]")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _cmd_deviation(args) -> int:
+    if not 0 <= args.lo < args.hi:
+        raise ValueError(f"need 0 <= --lo < --hi, got --lo {args.lo:g} --hi {args.hi:g}")
+    if args.max is not None and args.max < 1:
+        raise ValueError(f"--max must be >= 1, got {args.max}")
+    for option, path in (("--select", args.select), ("--json", args.json), ("--plot", args.plot)):
+        if path:
+            check_output_path(option, path)
+    potential = load(args.model)
+    if len(members(potential)) < 2:
+        raise ValueError(f"{args.model} is a single model: a deviation needs a committee (mlpot committee OUT A B ...)")
+    frames = read_frames(args.frames, required=(), species=potential.config.species)
+    values = frame_deviations(potential, [f.atoms for f in frames], progress=True)
+    dev = values[:, 0]
+    chosen = candidates(dev, args.lo, args.hi, args.max, args.seed)
+    in_band = int(np.sum((dev >= args.lo) & (dev < args.hi)))
+    summary = {
+        "frames": len(frames),
+        "lo_eV_per_A": args.lo,
+        "hi_eV_per_A": args.hi,
+        "below_lo": int(np.sum(dev < args.lo)),
+        "candidates": in_band,
+        "at_or_above_hi": int(np.sum(dev >= args.hi)),
+        "selected": len(chosen),
+        "force_dev_max_percentiles_eV_per_A": dict(
+            zip(("p50", "p90", "p99", "max"), map(float, np.percentile(dev, [50, 90, 99, 100])))
+        ),
+    }
+    print(
+        f"{len(frames)} frames: {summary['below_lo']} below lo {args.lo:g} eV/Å, {in_band} candidates, "
+        f"{summary['at_or_above_hi']} at or above hi {args.hi:g} eV/Å"
+    )
+    p = summary["force_dev_max_percentiles_eV_per_A"]
+    print(f"max atomic force deviation: median {p['p50']:.4f}, 90 % {p['p90']:.4f}, max {p['max']:.4f} eV/Å")
+    if args.select:
+        picked = []
+        for k in chosen:
+            atoms = frames[k].atoms.copy()
+            atoms.info.update({name: float(v) for name, v in zip(COLUMNS, values[k])} | {"source": frames[k].where})
+            picked.append(atoms)
+        _write_frames(args.select, picked)
+        print(f"{len(picked)} frames to label: {args.select}")
+    if args.json:
+        rows = [{"where": f.where, **dict(zip(COLUMNS, map(float, v)))} for f, v in zip(frames, values)]
+        document = {**summary, "selected_frames": [frames[k].where for k in chosen], "per_frame": rows}
+        atomic_write(args.json, json.dumps(document, indent=2).encode())
+        print(f"deviation JSON: {args.json}")
+    if args.plot or args.json:
+        path = args.plot or Path(args.json).with_suffix(".deviation.png")
+        plot(dev, args.lo, args.hi, path, f"{Path(args.model).name} on {', '.join(Path(p).name for p in args.frames)}")
+        print(f"deviation plot: {path}")
+    return 0
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "deviation",
+        help="committee force deviation per frame; pick the frames to label next",
+        description="Committee force deviation per frame (DeePMD-kit's model deviation, eV/Å). Frames between "
+        "--lo and --hi are the ones to label next; below, the model is trusted; above, the structure is usually "
+        "unphysical.",
+    )
+    p.add_argument("model", help="committee model file (mlpot committee)")
+    p.add_argument("frames", nargs="+", help="structure files (e.g. an MD trajectory); no labels needed")
+    p.add_argument("--lo", type=float, default=0.05, help="eV/Å: frames below are trusted (default 0.05)")
+    p.add_argument("--hi", type=float, default=0.15, help="eV/Å: frames at or above are discarded (default 0.15)")
+    p.add_argument("--select", metavar="OUT.xyz", help="write the candidate frames (extxyz) for labelling")
+    p.add_argument("--max", type=int, default=None, help="at most this many candidates (seeded random subset)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", help="per-frame deviations and the summary")
+    p.add_argument("--plot", help="deviation vs frame (default: beside --json)")
+    p.set_defaults(func=_cmd_deviation)
