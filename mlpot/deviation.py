@@ -18,9 +18,8 @@ picks), each tagged with its deviation and where it came from.
 
 from __future__ import annotations
 
+import io
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import ase.io
@@ -62,17 +61,10 @@ def candidates(force_dev_max: np.ndarray, lo: float, hi: float, limit: int | Non
 
 
 def _write_frames(path, frames) -> None:
-    """extxyz via a temporary file and a rename: an interrupted write leaves no half file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".xyz")
-    os.close(fd)
-    try:
-        ase.io.write(tmp, frames, format="extxyz")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    """extxyz, written whole (``atomic_write``): an interrupted write leaves no half file."""
+    text = io.StringIO()
+    ase.io.write(text, frames, format="extxyz")
+    atomic_write(path, text.getvalue().encode())
 
 
 def plot(values: np.ndarray, lo: float, hi: float, path, title: str) -> None:
@@ -82,10 +74,20 @@ def plot(values: np.ndarray, lo: float, hi: float, path, title: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 3.5))
-    ax.plot(np.arange(len(values)), values, ".", ms=3)
+    frames = np.arange(len(values))
+    for mask, colour, label in (
+        (values < lo, "tab:gray", "trusted"),
+        ((values >= lo) & (values < hi), "tab:orange", "candidates"),
+        (values >= hi, "tab:red", "discarded"),
+    ):
+        ax.plot(frames[mask], values[mask], ".", ms=4, color=colour, label=f"{label} ({int(mask.sum())})")
+    ax.legend(fontsize=8, loc="best")
+    ax.xaxis.get_major_locator().set_params(integer=True)
     for bound, label in ((lo, "lo"), (hi, "hi")):
         ax.axhline(bound, color="k", ls="--", lw=0.8)
-        ax.text(0, bound, f" {label} {bound:g}", va="bottom", fontsize=8)
+        ax.text(
+            1.0, bound, f"{label} {bound:g} ", va="bottom", ha="right", fontsize=8, transform=ax.get_yaxis_transform()
+        )
     ax.set_yscale("log")
     ax.set_xlabel("frame (files in the order given)")
     ax.set_ylabel("max atomic force deviation [eV/Å]")
