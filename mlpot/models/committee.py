@@ -5,11 +5,11 @@ errors, so their mean is more accurate than either; forces and stress are the au
 mean energy like any model's. It costs one force call per member. Members that share a lineage
 (fine-tunes of one model) make the same errors and gain almost nothing (BENCHMARKS.md).
 
-A committee is assembled from trained model files (same species; cutoffs may differ) (``mlpot committee OUT A B ...`` or
-``assemble``), never trained: each member keeps its own network, float policy, energy scale,
-reference energies and ZBL core, exactly as ``Potential.atom_energy_fn`` composes them, and the
-committee's own scale and references stay 1 and 0. ``members`` gives the single models back,
-e.g. to see how far they disagree on a structure.
+A committee is assembled from trained model files with the same species (``mlpot committee OUT A
+B ...`` or ``assemble``; cutoffs may differ), never trained: each member keeps its own network,
+float policy, energy scale, reference energies and ZBL core, exactly as ``Potential.atom_energy_fn``
+composes them, and the committee's own scale and references stay 1 and 0. ``members`` gives the
+single models back, e.g. to see how far they disagree on a structure.
 """
 
 from __future__ import annotations
