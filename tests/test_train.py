@@ -131,7 +131,13 @@ def test_resume_refuses_a_new_cutoff_or_split_and_allows_a_new_budget(tmp_path):
     frames = _frames(n_mol=16, n_cryst=0)
     config = _config(tmp_path, "run", epochs=1)
     fit(config, _prepared(config, frames))
-    for changes, named in (({"cutoff": 3.5}, "cutoff 3.0 -> 3.5"), ({"valid_fraction": 0.2}, "valid_fraction")):
+    refused = (
+        ({"cutoff": 3.5}, "cutoff 3.0 -> 3.5"),
+        ({"valid_fraction": 0.2}, "valid_fraction"),
+        ({"seed": 1}, r"split seed \(split_seed, else seed\) 0 -> 1"),
+        ({"split_seed": 2}, "split seed .* 0 -> 2"),
+    )
+    for changes, named in refused:
         changed = _config(tmp_path, "run", epochs=2, **changes)
         with pytest.raises(ValueError, match=f"--resume .*run: {named}.*put these back"):
             fit(changed, _prepared(changed, frames), resume=True)
@@ -597,3 +603,19 @@ def test_progress_without_a_terminal_prints_epoch_lines(tmp_path, capsys, monkey
     fit(config, _prepared(config, _frames()))
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("epoch ")]
     assert [line.split()[1] for line in lines] == ["1/3", "2/3", "3/3"]
+
+
+def test_split_seed_holds_the_held_out_frames_when_the_seed_changes(tmp_path):
+    """Committee members get other seeds; with one split_seed they share validation and test frames."""
+    from mlpot.training.prepare import split_frames
+
+    frames = _frames(n_mol=20, n_cryst=0)
+    held_out = {}
+    for name, changes in (("a", {}), ("b", {"seed": 1, "split_seed": 0}), ("c", {"seed": 1})):
+        config = _config(tmp_path, name, test_fraction=0.2, valid_fraction=0.2, **changes)
+        _, valid, test = split_frames(config, frames)
+        held_out[name] = ([f.where for f in valid], [f.where for f in test])
+    assert held_out["b"] == held_out["a"]
+    assert held_out["c"] != held_out["a"]  # without split_seed, the seed draws another split
+    with pytest.raises(ValueError, match="split_seed must be >= 0"):
+        _config(tmp_path, "d", split_seed=-1).replace()

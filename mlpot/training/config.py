@@ -64,10 +64,18 @@ class TrainConfig:
     early_stopping_patience: int | None = None  # epochs without validation improvement
     epochs: int = 100
     max_time: float | None = None  # minutes of wall time
-    seed: int = 0
+    seed: int = 0  # initial parameters and batch order; the held-out split too unless split_seed is set
+    split_seed: int | None = None  # seed of the drawn valid/test split (and cv folds); None: seed
     output_dir: str = "runs/train"
     progress: bool = True  # progress bar and summary lines (no terminal: a line a minute)
     plots: bool = True  # parity and learning-curve PNGs at the end (false: faster sweeps)
+
+    @property
+    def held_out_seed(self) -> int:
+        """The seed that draws the validation and test frames (and cv folds): ``split_seed``, else ``seed``.
+        Committee members trained with other seeds must share it, or one member's training frames
+        are another's held-out ones."""
+        return self.seed if self.split_seed is None else self.split_seed
 
     def replace(self, **changes) -> TrainConfig:
         return validate(dataclasses.replace(self, **changes))
@@ -127,6 +135,8 @@ def validate(config: TrainConfig, where: str = "config") -> TrainConfig:
     for key in ("energy_weight", "forces_weight", "stress_weight", "warmup_epochs", "weight_decay", "seed"):
         if getattr(config, key) < 0:
             raise ValueError(f"{where}: {key} must be >= 0")
+    if config.split_seed is not None and config.split_seed < 0:
+        raise ValueError(f"{where}: split_seed must be >= 0 (or null: seed)")
     weights = config.config_type_weights
     if not isinstance(weights, dict) or not all(
         isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) and v > 0 for v in weights.values()
@@ -370,7 +380,8 @@ ema_decay: 0.99             # EMA of the parameters, used for validation and the
 early_stopping_patience: null   # epochs without a better validation loss
 epochs: 100
 max_time: null              # minutes of wall time
-seed: 0
+seed: 0                     # initial parameters, batch order and (without split_seed) the drawn split
+split_seed: null            # draws valid/test frames (null: seed); fix it when training committee members
 output_dir: runs/train
 progress: true              # progress bar on a terminal; in a log file a line a minute
 plots: true                 # parity and learning-curve PNGs next to the model

@@ -135,7 +135,9 @@ def split_frames(config: TrainConfig, frames):
     """(train, valid, test) frame lists; held-out fractions come from a seeded permutation."""
     valid_fraction = 0.0 if config.valid_file else config.valid_fraction
     test_fraction = 0.0 if config.test_file else config.test_fraction
-    train_idx, valid_idx, test_idx = data.split_indices(len(frames), valid_fraction, test_fraction, config.seed)
+    train_idx, valid_idx, test_idx = data.split_indices(
+        len(frames), valid_fraction, test_fraction, config.held_out_seed
+    )
     pick = lambda idx: [frames[k] for k in idx]
     valid = read(config, config.valid_file) if config.valid_file else pick(valid_idx)
     test = read(config, config.test_file) if config.test_file else (pick(test_idx) or None)

@@ -204,15 +204,19 @@ def _check_resume(saved_path: Path, config) -> None:
     """Refuse a resume whose config changes the model or the validation split.
 
     A resume takes the model from the checkpoint, so a new model, cutoff or dtype would be
-    ignored without a word; a new valid_fraction, test_fraction or (with no valid_file) seed
-    draws another split, and the best-so-far loss would then compare different frames. Budgets,
-    rates and weights may change: that is what a resume is for.
+    ignored without a word; a new valid_fraction, test_fraction or (where frames are drawn)
+    split seed draws another split, and the best-so-far loss would then compare different frames.
+    Budgets, rates and weights may change: that is what a resume is for.
     """
     if not saved_path.exists():
         return
     saved, now = yaml.safe_load(saved_path.read_text()) or {}, config.to_dict()
-    keys = ["model", "cutoff", "dtype", "valid_fraction", "test_fraction"] + (["seed"] if not config.valid_file else [])
+    keys = ["model", "cutoff", "dtype", "valid_fraction", "test_fraction"]
     changed = [f"{key} {saved.get(key)!r} -> {now[key]!r}" for key in keys if key in saved and saved[key] != now[key]]
+    drawn = not config.valid_file or (not config.test_file and config.test_fraction > 0)
+    saved_seed = saved.get("seed") if saved.get("split_seed") is None else saved["split_seed"]
+    if drawn and "seed" in saved and saved_seed != config.held_out_seed:
+        changed.append(f"split seed (split_seed, else seed) {saved_seed!r} -> {config.held_out_seed!r}")
     if changed:
         raise ValueError(
             f"--resume {saved_path.parent}: {'; '.join(changed)} since the run began. A resume keeps the model and "

@@ -82,14 +82,14 @@ def cross_validate(config: TrainConfig | dict | str, k: int = 5, frames=None) ->
     frames = read(config, config.train_file) if frames is None else frames
     if len(frames) < k:
         raise ValueError(f"{len(frames)} frames cannot make {k} folds")
-    folds = np.array_split(np.random.default_rng(config.seed).permutation(len(frames)), k)
+    folds = np.array_split(np.random.default_rng(config.held_out_seed).permutation(len(frames)), k)
     # every fold's model knows every element: a rare one missing from a fold's training part must not
     # stop the study after hours of earlier folds (its errors then show that fold's gap)
     species = data.species_of_frames(frames)
     runs = []
     for f, fold in enumerate(folds):
         rest = [frames[i] for i in np.setdiff1d(np.arange(len(frames)), fold)]
-        train, valid = _split_valid(rest, config.valid_fraction, config.seed + f)
+        train, valid = _split_valid(rest, config.valid_fraction, config.held_out_seed + f)
         run_config = dataclasses.replace(config, output_dir=str(Path(config.output_dir) / f"fold_{f}"))
         result = fit(run_config, assemble(run_config, train, valid, [frames[i] for i in fold], species))
         runs.append(result.test_metrics)
@@ -103,14 +103,13 @@ def learning_curve(config: TrainConfig | dict | str, sizes=None, frames=None) ->
     if sizes is not None and any(int(s) < 1 for s in sizes):
         raise ValueError(f"training-set sizes must be at least 1, got {sorted(int(s) for s in sizes)}")
     frames = read(config, config.train_file) if frames is None else frames
-    rng = np.random.default_rng(config.seed)
-    order = rng.permutation(len(frames))
+    order = np.random.default_rng(config.held_out_seed).permutation(len(frames))
     if config.test_file:
         test, pool = read(config, config.test_file), [frames[k] for k in order]
     else:
         n_test = max(1, round((config.test_fraction or 0.1) * len(frames)))
         test, pool = [frames[k] for k in order[:n_test]], [frames[k] for k in order[n_test:]]
-    pool, valid = _split_valid(pool, config.valid_fraction, config.seed)
+    pool, valid = _split_valid(pool, config.valid_fraction, config.held_out_seed)
     held_out = f"of {len(frames)} read, {len(valid)} are held out for validation"
     held_out += "" if config.test_file else f" and {len(test)} for test"
     sizes = _usable_sizes(sizes, len(pool), held_out)
