@@ -214,3 +214,40 @@ def test_training_config_takes_mace_like_painn():
     assert config.model == {"name": "mace", **hyper}
     with pytest.raises(ValueError, match="correlation"):  # a typo names the closest real hyperparameter
         from_dict({"train_file": "frames.xyz", "model": {"name": "mace", "corelation": 2}})
+
+
+def test_chunked_neighbour_sum_equals_the_one_pass_sum(mace64, monkeypatch):
+    """A large graph sums its messages over chunks of edges (memory); energies, forces, stress and the
+    training gradient (parameters of a force loss: second order through the chunks) must not change.
+    Forced here on a small graph, with an edge count that leaves the last chunk part padding."""
+    from functools import partial
+
+    from mlpot.models import mace_blocks
+    from mlpot.physics import predict as physics_predict
+
+    potential = Potential(mace64.config, jax.tree_util.tree_map(lambda x: x + 0.05 * jnp.sign(x), mace64.params))
+    graph = potential.graph(periodic_cho(), num_nodes=16, num_edges=300, num_graphs=2)
+    real_edges = int(np.sum(graph.edge_mask))
+    width = TINY["features"] * 3**2  # channels x (l_max + 1)^2, l_max 2 by default
+
+    def outputs():  # a fresh trace, so the patched constants decide the branch
+        energy_fn = potential.atom_energy_fn()
+        run = jax.jit(partial(physics_predict, energy_fn, compute_stress=True))
+
+        def force_loss(params):
+            return jnp.sum(physics_predict(energy_fn, params, graph, compute_stress=False).forces ** 2)
+
+        return run(potential.params, graph), jax.jit(jax.grad(force_loss))(potential.params)
+
+    one_pass, one_pass_grad = outputs()
+    assert mace_blocks.edge_chunk(300, TINY["features"], 2) is None
+    monkeypatch.setattr(mace_blocks, "CHUNKED_ABOVE", 0)
+    monkeypatch.setattr(mace_blocks, "CHUNK_NUMBERS", 64 * width)
+    assert mace_blocks.edge_chunk(300, TINY["features"], 2) == 64 and 300 % 64 and real_edges > 64
+    chunked, chunked_grad = outputs()
+    np.testing.assert_allclose(chunked.energy, one_pass.energy, rtol=1e-13)
+    np.testing.assert_allclose(chunked.forces, one_pass.forces, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(chunked.stress, one_pass.stress, rtol=1e-10, atol=1e-12)
+    assert np.abs(one_pass.forces).max() > 1e-2
+    for a, b in zip(jax.tree_util.tree_leaves(chunked_grad), jax.tree_util.tree_leaves(one_pass_grad)):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)

@@ -30,6 +30,8 @@ from mlpot.models.mace_blocks import (
     RadialMLP,
     SymmetricContraction,
     channelwise_messages,
+    chunked_neighbour_sums,
+    edge_chunk,
     edge_features,
     linear,
     message_paths,
@@ -61,14 +63,23 @@ class MACEInteraction(nn.Module):
         h_up = linear(h.irreps)(h).mul_to_axis(self.features)  # (N, C, irreps) with channels apart
         paths = message_paths(h_up.irreps, sh.irreps, target)
         # one learned weight per path and channel, zero beyond the cutoff
-        weights = RadialMLP((self.radial_hidden,) * 3 + (len(paths.paths) * self.features,), len(paths.paths))(
-            bessel, envelope
-        )
-        blocks = [jnp.swapaxes(h_up.array[:, :, s], 1, 2) for s in h_up.irreps.slices()]  # (N, 2l+1, C) per irrep
-        senders = [block[graph.senders] for block in blocks]
-        messages = channelwise_messages(senders, sh.array, weights, paths)
+        radial = RadialMLP((self.radial_hidden,) * 3 + (len(paths.paths) * self.features,), len(paths.paths))
+        chunk = edge_chunk(graph.senders.shape[0], self.features, self.l_max)
         num_nodes = graph.species.shape[0]
-        summed = to_e3nn([jax.ops.segment_sum(m, graph.receivers, num_segments=num_nodes) for m in messages], paths)
+        if chunk is None:
+            weights = radial(bessel, envelope)
+            blocks = [jnp.swapaxes(h_up.array[:, :, s], 1, 2) for s in h_up.irreps.slices()]  # (N, 2l+1, C) per irrep
+            senders = [block[graph.senders] for block in blocks]
+            messages = channelwise_messages(senders, sh.array, weights, paths)
+            summed = [jax.ops.segment_sum(m, graph.receivers, num_segments=num_nodes) for m in messages]
+        else:  # a large graph: edges in chunks (memory; see mace_blocks.CHUNKED_ABOVE)
+            radial(bessel[:1], envelope[:1])  # creates (init) or binds the kernels, as the one-pass sum does
+            kernels = [radial.variables["params"][f"kernel_{k}"] for k in range(len(radial.widths))]
+            blocks = [jnp.swapaxes(h_up.array[:, :, s], 1, 2) for s in h_up.irreps.slices()]
+            summed = chunked_neighbour_sums(
+                kernels, bessel, envelope, sh.array, blocks, graph.senders, graph.receivers, paths, chunk
+            )
+        summed = to_e3nn(summed, paths)
         a = linear(self.features * target)(summed / self.avg_num_neighbors)
         keep = [str(ir) for _, ir in sh_irreps(self.hidden_l)]
         b = SymmetricContraction(self.correlation, keep, self.num_species)(a.mul_to_axis(self.features), graph.species)
