@@ -222,7 +222,7 @@ def test_chunked_neighbour_sum_equals_the_one_pass_sum(mace64, monkeypatch):
     Forced here on a small graph, with an edge count that leaves the last chunk part padding."""
     from functools import partial
 
-    from mlpot.models import mace_blocks
+    from mlpot.models import edge_chunks
     from mlpot.physics import predict as physics_predict
 
     potential = Potential(mace64.config, jax.tree_util.tree_map(lambda x: x + 0.05 * jnp.sign(x), mace64.params))
@@ -240,10 +240,10 @@ def test_chunked_neighbour_sum_equals_the_one_pass_sum(mace64, monkeypatch):
         return run(potential.params, graph), jax.jit(jax.grad(force_loss))(potential.params)
 
     one_pass, one_pass_grad = outputs()
-    assert mace_blocks.edge_chunk(300, TINY["features"], 2) is None
-    monkeypatch.setattr(mace_blocks, "CHUNKED_ABOVE", 0)
-    monkeypatch.setattr(mace_blocks, "CHUNK_NUMBERS", 64 * width)
-    assert mace_blocks.edge_chunk(300, TINY["features"], 2) == 64 and 300 % 64 and real_edges > 64
+    assert edge_chunks.edge_chunk(300, width) is None
+    monkeypatch.setattr(edge_chunks, "CHUNKED_ABOVE", 0)
+    monkeypatch.setattr(edge_chunks, "CHUNK_NUMBERS", 64 * width)
+    assert edge_chunks.edge_chunk(300, width) == 64 and 300 % 64 and real_edges > 64
     chunked, chunked_grad = outputs()
     np.testing.assert_allclose(chunked.energy, one_pass.energy, rtol=1e-13)
     np.testing.assert_allclose(chunked.forces, one_pass.forces, rtol=1e-10, atol=1e-12)

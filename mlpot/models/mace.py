@@ -26,12 +26,12 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from mlpot.models.edge_chunks import edge_chunk
 from mlpot.models.mace_blocks import (
     RadialMLP,
     SymmetricContraction,
     channelwise_messages,
     chunked_neighbour_sums,
-    edge_chunk,
     edge_features,
     linear,
     message_paths,
@@ -64,7 +64,7 @@ class MACEInteraction(nn.Module):
         paths = message_paths(h_up.irreps, sh.irreps, target)
         # one learned weight per path and channel, zero beyond the cutoff
         radial = RadialMLP((self.radial_hidden,) * 3 + (len(paths.paths) * self.features,), len(paths.paths))
-        chunk = edge_chunk(graph.senders.shape[0], self.features, self.l_max)
+        chunk = edge_chunk(graph.senders.shape[0], self.features * (self.l_max + 1) ** 2)
         num_nodes = graph.species.shape[0]
         if chunk is None:
             weights = radial(bessel, envelope)
@@ -72,7 +72,7 @@ class MACEInteraction(nn.Module):
             senders = [block[graph.senders] for block in blocks]
             messages = channelwise_messages(senders, sh.array, weights, paths)
             summed = [jax.ops.segment_sum(m, graph.receivers, num_segments=num_nodes) for m in messages]
-        else:  # a large graph: edges in chunks (memory; see mace_blocks.CHUNKED_ABOVE)
+        else:  # a large graph: edges in chunks (memory; mlpot.models.edge_chunks)
             radial(bessel[:1], envelope[:1])  # creates (init) or binds the kernels, as the one-pass sum does
             kernels = [radial.variables["params"][f"kernel_{k}"] for k in range(len(radial.widths))]
             blocks = [jnp.swapaxes(h_up.array[:, :, s], 1, 2) for s in h_up.irreps.slices()]

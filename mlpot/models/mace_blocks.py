@@ -33,6 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mlpot.models.edge_chunks import chunked_segment_sums
 from mlpot.radial import bessel_basis, polynomial_envelope, safe_norm
 
 
@@ -159,55 +160,23 @@ def channelwise_messages(x_blocks, y, weights, paths: MessagePaths) -> list:
     return messages
 
 
-# Above this many message numbers in a graph (edges x channels x (l_max + 1)^2), the neighbour sum
-# runs over chunks of edges: the per-edge messages and radial-MLP activations that the force's
-# backward pass keeps then exist for one chunk at a time, recomputed in the backward pass
-# (jax.checkpoint) instead of stored for every edge. One force call, one core: peak memory 7.6 ->
-# 2.0 GiB (32-channel MACE, 12,288 water atoms) and 8.5 -> 2.9 GiB (128 channels, l <= 3, 1,536
-# atoms), at the same speed (benchmarks/force_call_memory.py). Far above the recipes' training
-# batches (the largest, the wide ethanol MACE's batch of 16, has 2.4M numbers), so training keeps
-# the one-pass sum; the chunks start at ~2,200 water atoms (32 channels, l <= 2, 5 Å) or ~300
-# (128 channels, l <= 3).
-CHUNKED_ABOVE = 2**25
-CHUNK_NUMBERS = 2**24  # message numbers per chunk: edges per chunk = this / (channels x (l_max + 1)^2)
-
-
-def edge_chunk(num_edges: int, channels: int, l_max: int) -> int | None:
-    """Edges per chunk for a graph of ``num_edges`` (static), or None for the one-pass sum."""
-    width = channels * (l_max + 1) ** 2
-    if num_edges * width <= CHUNKED_ABOVE:
-        return None
-    return max(64, 1 << int(math.log2(max(1, CHUNK_NUMBERS // width))))
-
-
 def chunked_neighbour_sums(
     kernels, bessel, envelope, sh, node_blocks, senders, receivers, paths: MessagePaths, chunk: int
 ) -> list:
     """Per path, sum_j R(r_ij) w (h_j (x) Y_ij) over the edges into each receiver, ``chunk`` edges at a
-    time: the same numbers as ``radial_mlp`` + ``channelwise_messages`` + ``segment_sum`` over all
-    edges (up to the order of the float sums), with only one chunk's edge activations alive.
+    time (``mlpot.models.edge_chunks``): the same numbers as ``radial_mlp`` + ``channelwise_messages``
+    + ``segment_sum`` over all edges, up to the order of the float sums.
 
-    ``node_blocks``: the sender-side node features, one (N, 2l + 1, C) array per irrep. Padding edges
-    added to fill the last chunk have a zero envelope, so zero weights and zero messages."""
-    num_edges, num_nodes, channels = senders.shape[0], node_blocks[0].shape[0], node_blocks[0].shape[-1]
-    count = -(-num_edges // chunk)
+    ``node_blocks``: the sender-side node features, one (N, 2l + 1, C) array per irrep. Edges that
+    fill up the last chunk have a zero envelope, so zero weights and zero messages."""
+    num_nodes, channels = node_blocks[0].shape[0], node_blocks[0].shape[-1]
 
-    def chunks(x):
-        x = jnp.pad(x, [(0, count * chunk - num_edges)] + [(0, 0)] * (x.ndim - 1))
-        return x.reshape(count, chunk, *x.shape[1:])
-
-    edges = tuple(chunks(x) for x in (bessel, envelope, sh, senders, receivers))
-
-    @jax.checkpoint
-    def add_chunk(summed, edge_chunk):
-        b, scale, y, snd, rcv = edge_chunk
+    def messages(b, scale, y, snd):
         weights = radial_mlp(kernels, b, scale, len(paths.paths))
-        messages = channelwise_messages([block[snd] for block in node_blocks], y, weights, paths)
-        return [s + jax.ops.segment_sum(m, rcv, num_segments=num_nodes) for s, m in zip(summed, messages)], None
+        return channelwise_messages([block[snd] for block in node_blocks], y, weights, paths)
 
-    dims = [cg.shape[2] for _, _, cg in paths.paths]
-    start = [jnp.zeros((num_nodes, d, channels), bessel.dtype) for d in dims]
-    return jax.lax.scan(add_chunk, start, edges)[0]
+    starts = [jnp.zeros((num_nodes, cg.shape[2], channels), bessel.dtype) for _, _, cg in paths.paths]
+    return chunked_segment_sums(messages, (bessel, envelope, sh, senders), receivers, starts, chunk)
 
 
 def to_e3nn(summed: list, paths: MessagePaths) -> e3nn.IrrepsArray:

@@ -13,6 +13,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from mlpot.models.edge_chunks import chunked_segment_sums, edge_chunk
 from mlpot.radial import bessel_basis, polynomial_envelope, safe_norm
 
 
@@ -27,14 +28,27 @@ class PaiNNMessage(nn.Module):
         phi = dense(3 * F)(nn.silu(dense(F)(s)))  # (N, 3F)
         # The envelope multiplies the filter *after* its bias: an edge at or
         # beyond the cutoff (a skin edge) must contribute exactly nothing.
-        w = dense(3 * F)(radial) * envelope[:, None]  # (E, 3F)
-        x = phi[senders] * w
-        ds, dvv, dvs = jnp.split(x, 3, axis=-1)
-        dv = v[senders] * dvv[:, None, :] + unit[:, :, None] * dvs[:, None, :]
-        n = s.shape[0]
-        s = s + jax.ops.segment_sum(ds, receivers, num_segments=n)
-        v = v + jax.ops.segment_sum(dv, receivers, num_segments=n)
-        return s, v
+        radial_filter = dense(3 * F)
+        chunk = edge_chunk(senders.shape[0], 4 * F)  # messages: F scalars + 3F vector components per edge
+        if chunk is None:
+            w = radial_filter(radial) * envelope[:, None]  # (E, 3F)
+            x = phi[senders] * w
+            ds, dvv, dvs = jnp.split(x, 3, axis=-1)
+            dv = v[senders] * dvv[:, None, :] + unit[:, :, None] * dvs[:, None, :]
+            n = s.shape[0]
+            s = s + jax.ops.segment_sum(ds, receivers, num_segments=n)
+            v = v + jax.ops.segment_sum(dv, receivers, num_segments=n)
+            return s, v
+        # a large graph: edges in chunks (memory; mlpot.models.edge_chunks), the filter's own parameters
+        radial_filter(radial[:1])  # creates (init) or binds them, as the one-pass sum does
+        kernel, bias = (radial_filter.variables["params"][k] for k in ("kernel", "bias"))
+
+        def messages(r, scale, u, snd):
+            w = (r @ kernel + bias) * scale[:, None]
+            ds, dvv, dvs = jnp.split(phi[snd] * w, 3, axis=-1)
+            return ds, v[snd] * dvv[:, None, :] + u[:, :, None] * dvs[:, None, :]
+
+        return tuple(chunked_segment_sums(messages, (radial, envelope, unit, senders), receivers, (s, v), chunk))
 
 
 class PaiNNUpdate(nn.Module):
