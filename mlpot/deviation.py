@@ -40,16 +40,42 @@ def atom_force_deviation(calc: Calculator, atoms) -> np.ndarray:
     return np.sqrt(np.sum(calc.get_property("forces_std", atoms) ** 2, axis=1))
 
 
-def frame_deviations(potential: Potential, structures, progress: bool = False) -> np.ndarray:
-    """(F, 3) array of ``COLUMNS`` for ASE Atoms ``structures``; ``potential`` must be a committee."""
+def frame_deviations(potential: Potential, structures, labels=None, progress: bool = False) -> np.ndarray:
+    """(F, 3) array of ``COLUMNS`` for ASE Atoms ``structures``; ``potential`` must be a committee.
+
+    ``labels``: reference forces (N, 3) per structure (None where there are none) adds a fourth
+    column, the committee's largest atomic force error max_i |F_i - F_i^ref| (eV/Å; NaN unlabelled):
+    how far the deviation tracks the real error on labelled frames."""
     if len(members(potential)) < 2:
         raise ValueError("a deviation needs a committee of models: build one with mlpot committee OUT A B ...")
     calc = Calculator(potential)
     rows = []
-    for atoms in tqdm(structures, desc="deviation", unit="frame", disable=not progress, mininterval=1.0):
+    for k, atoms in enumerate(tqdm(structures, desc="deviation", unit="frame", disable=not progress, mininterval=1.0)):
         per_atom = atom_force_deviation(calc, atoms)
-        rows.append((per_atom.max(), per_atom.mean(), calc.get_property("energy_std", atoms) / len(atoms)))
-    return np.array(rows, dtype=np.float64).reshape(-1, len(COLUMNS))
+        row = [per_atom.max(), per_atom.mean(), calc.get_property("energy_std", atoms) / len(atoms)]
+        if labels is not None:
+            reference = labels[k]
+            error = calc.get_property("forces", atoms) - reference if reference is not None else None
+            row.append(np.linalg.norm(error, axis=1).max() if error is not None else np.nan)
+        rows.append(row)
+    return np.array(rows, dtype=np.float64).reshape(-1, len(COLUMNS) + (labels is not None))
+
+
+def calibration(force_dev_max: np.ndarray, force_err_max: np.ndarray) -> dict | None:
+    """On the labelled frames: Spearman rank correlation of the largest atomic deviation with the
+    largest atomic error, and the median error / deviation (a two-member committee's deviation
+    is typically about half the error: scale --lo and --hi by it)."""
+    from scipy.stats import spearmanr
+
+    labelled = np.isfinite(force_err_max)
+    if labelled.sum() < 3:
+        return None
+    dev, err = force_dev_max[labelled], force_err_max[labelled]
+    return {
+        "labelled_frames": int(labelled.sum()),
+        "spearman_dev_max_err_max": float(spearmanr(dev, err).statistic),
+        "median_err_over_dev": float(np.median(err / np.maximum(dev, 1e-12))),
+    }
 
 
 def candidates(force_dev_max: np.ndarray, lo: float, hi: float, limit: int | None, seed: int) -> np.ndarray:
@@ -67,13 +93,20 @@ def _write_frames(path, frames) -> None:
     atomic_write(path, text.getvalue().encode())
 
 
-def plot(values: np.ndarray, lo: float, hi: float, path, title: str) -> None:
+def _finite_or_none(value) -> float | None:
+    return float(value) if np.isfinite(value) else None
+
+
+def plot(values: np.ndarray, lo: float, hi: float, path, title: str, errors=None) -> None:
+    """Deviation against frame, the bands coloured; with ``errors``, beside it the error against
+    the deviation of the labelled frames."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display needed
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 3.5))
+    fig, axes = plt.subplots(1, 1 if errors is None else 2, figsize=(7 if errors is None else 11, 3.5), squeeze=False)
+    ax = axes[0, 0]
     frames = np.arange(len(values))
     for mask, colour, label in (
         (values < lo, "tab:gray", "trusted"),
@@ -92,6 +125,18 @@ def plot(values: np.ndarray, lo: float, hi: float, path, title: str) -> None:
     ax.set_xlabel("frame (files in the order given)")
     ax.set_ylabel("max atomic force deviation [eV/Å]")
     ax.set_title(title, fontsize=9)
+    if errors is not None:
+        labelled = np.isfinite(errors)
+        right = axes[0, 1]
+        right.loglog(values[labelled], errors[labelled], ".", ms=4)
+        span = [
+            min(values[labelled].min(), errors[labelled].min()),
+            max(values[labelled].max(), errors[labelled].max()),
+        ]
+        right.plot(span, span, "k--", lw=0.8)
+        right.set_xlabel("max atomic force deviation [eV/Å]")
+        right.set_ylabel("max atomic force error [eV/Å]")
+        right.set_title("labelled frames: error against deviation", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -109,8 +154,14 @@ def _cmd_deviation(args) -> int:
     if len(members(potential)) < 2:
         raise ValueError(f"{args.model} is a single model: a deviation needs a committee (mlpot committee OUT A B ...)")
     frames = read_frames(args.frames, required=(), species=potential.config.species)
-    values = frame_deviations(potential, [f.atoms for f in frames], progress=True)
+    labels = None
+    if args.calibrate:  # only on request: an MD trajectory's frames carry the model's own forces
+        labels = [f.forces for f in frames]
+        if all(force is None for force in labels):
+            raise ValueError(f"--calibrate: no frame of {', '.join(args.frames)} has a forces label")
+    values = frame_deviations(potential, [f.atoms for f in frames], labels, progress=True)
     dev = values[:, 0]
+    errors = values[:, 3] if labels is not None else None
     chosen = candidates(dev, args.lo, args.hi, args.max, args.seed)
     in_band = int(np.sum((dev >= args.lo) & (dev < args.hi)))
     summary = {
@@ -131,6 +182,13 @@ def _cmd_deviation(args) -> int:
     )
     p = summary["force_dev_max_percentiles_eV_per_A"]
     print(f"max atomic force deviation: median {p['p50']:.4f}, 90 % {p['p90']:.4f}, max {p['max']:.4f} eV/Å")
+    checked = calibration(dev, errors) if errors is not None else None
+    if checked:
+        summary["calibration"] = checked
+        print(
+            f"on {checked['labelled_frames']} frames with force labels: rank correlation of deviation and error "
+            f"{checked['spearman_dev_max_err_max']:.2f}; error / deviation, median {checked['median_err_over_dev']:.2f}"
+        )
     if args.select:
         picked = []
         for k in chosen:
@@ -140,13 +198,15 @@ def _cmd_deviation(args) -> int:
         _write_frames(args.select, picked)
         print(f"{len(picked)} frames to label: {args.select}")
     if args.json:
-        rows = [{"where": f.where, **dict(zip(COLUMNS, map(float, v)))} for f, v in zip(frames, values)]
+        names = (*COLUMNS, "force_err_max") if errors is not None else COLUMNS
+        rows = [{"where": f.where, **dict(zip(names, map(_finite_or_none, v)))} for f, v in zip(frames, values)]
         document = {**summary, "selected_frames": [frames[k].where for k in chosen], "per_frame": rows}
         atomic_write(args.json, json.dumps(document, indent=2).encode())
         print(f"deviation JSON: {args.json}")
     if args.plot or args.json:
         path = args.plot or Path(args.json).with_suffix(".deviation.png")
-        plot(dev, args.lo, args.hi, path, f"{Path(args.model).name} on {', '.join(Path(p).name for p in args.frames)}")
+        title = f"{Path(args.model).name} on {', '.join(Path(p).name for p in args.frames)}"
+        plot(dev, args.lo, args.hi, path, title, errors if checked else None)
         print(f"deviation plot: {path}")
     return 0
 
@@ -166,6 +226,12 @@ def register(subparsers) -> None:
     p.add_argument("--select", metavar="OUT.xyz", help="write the candidate frames (extxyz) for labelling")
     p.add_argument("--max", type=int, default=None, help="at most this many candidates (seeded random subset)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="the frames carry reference (DFT) force labels: also report how the deviation ranks the real "
+        "errors, and the median error / deviation (not for MD output, whose forces are the model's own)",
+    )
     p.add_argument("--json", help="per-frame deviations and the summary")
     p.add_argument("--plot", help="deviation vs frame (default: beside --json)")
     p.set_defaults(func=_cmd_deviation)

@@ -277,3 +277,41 @@ def test_deviation_cli_refusals(singles, tmp_path, capsys):
     ase.io.write(gold, Atoms("Au2", positions=[[0, 0, 0], [0, 0, 2.5]]))
     assert main(["deviation", str(committee), str(gold)]) == 2
     assert f"{gold}, frame 0" in capsys.readouterr().err  # an element the model does not know: file and frame
+
+
+def test_deviation_calibrate_compares_with_reference_forces(singles, tmp_path, capsys):
+    """With --calibrate, labelled frames also get the committee's real largest atomic error, its rank
+    correlation with the deviation and the median error / deviation; only on request, and refused
+    without labels."""
+    from scipy.stats import spearmanr
+
+    pair = singles[::2]
+    path = tmp_path / "committee.mlpot"
+    assemble(pair).save(path)
+    reference = singles[1]  # "DFT": another model's forces
+    frames = _md_like_frames(6)
+    for atoms in frames:
+        atoms.calc = SinglePointCalculator(atoms, forces=np.asarray(reference.predict(atoms).forces[: len(atoms)]))
+    data = tmp_path / "labelled.xyz"
+    ase.io.write(data, frames)
+    frames = ase.io.read(data, ":")
+    report = tmp_path / "cal.json"
+    assert main(["deviation", str(path), str(data), "--calibrate", "--json", str(report)]) == 0
+    assert "rank correlation of deviation and error" in capsys.readouterr().out
+    document = json.loads(report.read_text())
+    committee = assemble(pair)
+    errors = [
+        np.linalg.norm(np.asarray(committee.predict(a).forces[: len(a)]) - a.get_forces(), axis=1).max() for a in frames
+    ]
+    got = [row["force_err_max"] for row in document["per_frame"]]
+    np.testing.assert_allclose(got, errors, rtol=1e-6)
+    deviations = [row["force_dev_max"] for row in document["per_frame"]]
+    assert document["calibration"]["spearman_dev_max_err_max"] == pytest.approx(spearmanr(deviations, errors).statistic)
+    assert document["calibration"]["median_err_over_dev"] == pytest.approx(np.median(np.divide(errors, deviations)))
+    # without the flag the labels are not read (an MD trajectory's forces are the model's own)
+    assert main(["deviation", str(path), str(data), "--json", str(report)]) == 0
+    assert "calibration" not in json.loads(report.read_text())
+    unlabelled = tmp_path / "plain.xyz"
+    ase.io.write(unlabelled, _md_like_frames(2))
+    assert main(["deviation", str(path), str(unlabelled), "--calibrate"]) == 2
+    assert "--calibrate: no frame of" in capsys.readouterr().err
