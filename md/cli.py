@@ -75,6 +75,13 @@ def register(subparsers) -> None:
     )
     p.add_argument("--max-temperature", type=float, default=None, help="K; stop above it (default max(1e4, 5 T))")
     p.add_argument("--min-distance", type=float, default=0.5, help="Å; stop when two atoms come closer")
+    p.add_argument(
+        "--max-force-dev",
+        type=float,
+        default=None,
+        help="eV/Å; a committee model only: stop when the members' largest atomic force deviation, checked "
+        "every --interval steps, exceeds it (the run has left the training data)",
+    )
     p.set_defaults(func=main)
 
 
@@ -93,6 +100,7 @@ _RULES = (
     ("--skin", "skin", lambda v: v > 0, "> 0 Å"),  # with 0 the first step after a build stops the run
     ("--max-temperature", "max_temperature", lambda v: v > 0, "> 0 K"),  # 0 meant the default
     ("--min-distance", "min_distance", lambda v: v >= 0, ">= 0 Å"),
+    ("--max-force-dev", "max_force_dev", lambda v: v > 0, "> 0 eV/Å"),
 )
 
 
@@ -227,12 +235,15 @@ def build(args):
     from md.io import load_restart, model_fingerprint
     from md.simulation import Simulation
     from md.velocities import mobility, moving_degrees_of_freedom, thermal_start
+    from mlpot.models.committee import members
     from mlpot.potential import load
 
     _check_options(args)
     continuing = bool(args.restart) and Path(args.restart).is_file()
     _check_outputs(args, continuing)
     potential = load(args.model)
+    if args.max_force_dev is not None and len(members(potential)) < 2:
+        raise ValueError(f"--max-force-dev needs a committee model (mlpot committee); {args.model} is a single model")
     atoms = _read_structure(args, potential.config.species)
     fingerprint = model_fingerprint(potential) if args.restart else None  # only restarts record it
     restart = None
@@ -280,6 +291,18 @@ def build(args):
     return sim, atoms, restart is not None, fingerprint, potential
 
 
+def _check_deviation(row: dict, limit: float | None) -> None:
+    """Stop the run (MDError) when the committee's deviation in ``row`` passed --max-force-dev."""
+    from md.simulation import MDError
+
+    if limit is not None and row["force_dev_max"] > limit:
+        raise MDError(
+            f"MD stopped at step {row['step']}: committee force deviation {row['force_dev_max']:.4g} eV/Å "
+            f"above --max-force-dev {limit:g}; the run has left what the members agree on (label frames from "
+            "here: mlpot deviation). Output written so far is intact"
+        )
+
+
 def main(args) -> int:
     from tqdm import tqdm
 
@@ -301,14 +324,23 @@ def main(args) -> int:
         traj = TrajectoryWriter(args.traj, append=restarting)
         writers.append(traj)
         sim.attach(lambda s: traj.write(frame_atoms(atoms, s.state, npt)), args.interval)
+    deviation = committee_deviation(potential)
     if args.log:
-        deviation = committee_deviation(potential)
         log = ThermoLog(args.log, with_pressure=npt, append=restarting, with_deviation=deviation is not None)
         writers.append(log)
         if deviation:
-            sim.attach(lambda s: log.write({**s.thermo(), **deviation(s.atoms())}), args.interval)
+
+            def log_and_check(s):  # the line that passes the limit is written before the run stops
+                row = {**s.thermo(), **deviation(s.atoms())}
+                log.write(row)
+                _check_deviation(row, args.max_force_dev)
+
+            sim.attach(log_and_check, args.interval)
         else:
             sim.attach(lambda s: log.write(s.thermo()), args.interval)
+    elif args.max_force_dev is not None:
+        check = lambda s: _check_deviation({"step": int(s.state.step), **deviation(s.atoms())}, args.max_force_dev)
+        sim.attach(check, args.interval)
 
     def write_restart(s):
         capacity = s.neighbours.capacity
@@ -317,9 +349,6 @@ def main(args) -> int:
 
     if args.restart:
         sim.attach(write_restart, args.interval)
-    if not restarting:
-        for function, _ in sim.observers:
-            function(sim)  # frame, log line and restart at step 0
     ns_per_step = args.dt * 1e-6
     bar = tqdm(total=steps, unit="step", desc=f"md {args.ensemble}", file=sys.stderr)
     start = time.perf_counter()
@@ -330,6 +359,9 @@ def main(args) -> int:
         bar.set_postfix_str(f"{rate * ns_per_step * 86400:.3g} ns/day", refresh=False)
 
     try:
+        if not restarting:
+            for function, _ in sim.observers:
+                function(sim)  # frame, log line and restart at step 0 (a deviation check may stop it)
         sim.run(steps, progress=progress)
         if steps and int(sim.state.step) % args.interval:
             for function, _ in sim.observers:

@@ -315,3 +315,32 @@ def test_deviation_calibrate_compares_with_reference_forces(singles, tmp_path, c
     ase.io.write(unlabelled, _md_like_frames(2))
     assert main(["deviation", str(path), str(unlabelled), "--calibrate"]) == 2
     assert "--calibrate: no frame of" in capsys.readouterr().err
+
+
+def test_md_stops_when_the_committee_deviation_passes_the_limit(singles, tmp_path, capsys):
+    """--max-force-dev: the run stops, naming the step, at the first checked frame above the limit; the
+    frames and log lines up to it are written. A single model is refused before any step."""
+    pair = singles[::2]
+    path = tmp_path / "committee.mlpot"
+    assemble(pair).save(path)
+    start = tmp_path / "start.xyz"
+    ase.io.write(start, ethanol())
+    log = tmp_path / "md.csv"
+    base = ["md", str(path), str(start), "--interval", "5", "--temperature", "100", "--dt", "0.1", "--seed", "2"]
+    assert main([*base, "--steps", "20", "--log", str(log)]) == 0
+    rows = [line.split(",") for line in log.read_text().splitlines()[1:]]
+    dev = [float(row[-1]) for row in rows]  # steps 0, 5, 10, 15, 20
+    stop = next((k for k in range(1, len(dev)) if dev[k] > max(dev[:k])), 0)  # the first new maximum
+    limit = (max(dev[:stop]) + dev[stop]) / 2 if stop else dev[0] / 2  # passed first at row `stop`
+    again = tmp_path / "again.csv"
+    assert main([*base, "--steps", "20", "--log", str(again), "--max-force-dev", str(limit)]) == 1
+    err = capsys.readouterr().err
+    assert f"MD stopped at step {5 * stop}: committee force deviation" in err and "--max-force-dev" in err
+    assert len(again.read_text().splitlines()) == 1 + stop + 1  # header, the rows up to and with the stop
+    # without a log, and already at the start frame: a one-line error, not a traceback
+    assert main([*base, "--steps", "20", "--max-force-dev", str(dev[0] / 2)]) == 1
+    assert "MD stopped at step 0: committee force deviation" in capsys.readouterr().err
+    single = tmp_path / "single.mlpot"
+    pair[0].save(single)
+    assert main(["md", str(single), str(start), "--steps", "5", "--max-force-dev", "0.1"]) == 2
+    assert "--max-force-dev needs a committee model" in capsys.readouterr().err
