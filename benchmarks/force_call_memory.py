@@ -1,4 +1,4 @@
-"""Peak host memory and time of one energy + forces call of a MACE, in a fresh process.
+"""Peak host memory and time of one energy + forces call of a MACE (or any model file), in a fresh process.
 
     taskset -c 1 .venv/bin/python benchmarks/force_call_memory.py --model mace128 --water 1536
 
@@ -6,7 +6,9 @@
 ethanol MACE's sizes: 128 channels, l <= 3) or a ``.mlpot`` file that knows H and O; random weights
 for the named sizes (memory and time do not depend on them). The structure is the liquid-water box
 of benchmarks/structures.py (192, 1536 or 12288 atoms). Peak RSS is the process's high-water mark
-(``ru_maxrss``), so run one case per process. Prints figures; asserts nothing.
+(``ru_maxrss``), so run one case per process. Prints figures; asserts nothing. Graphs above
+``mlpot.models.edge_chunks.CHUNKED_ABOVE`` message numbers take the chunked neighbour sum (the
+12,288-atom box with every model here; the 1,536-atom one with ``mace128``).
 """
 
 from __future__ import annotations
