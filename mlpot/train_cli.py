@@ -61,6 +61,7 @@ def _cmd_eval(args) -> int:
     from mlpot.training.metrics import format_groups, format_table, format_worst, labelled_frames
 
     _check_outputs(args)  # a bad output path would only fail after the whole evaluation
+    singles = _committee_members(args.model) if args.members else None
     keys = {q: getattr(args, f"{q}_key") or q for q in LABELS}
     metrics, collected = evaluate_files(
         args.model, args.data, args.batch_size, keys["energy"], keys["forces"], keys["stress"], args.by, args.worst
@@ -73,6 +74,13 @@ def _cmd_eval(args) -> int:
         print(format_groups(metrics[f"by_{args.by}"], args.by))
     if args.worst:
         print(format_worst(metrics["worst_frames"]))
+    if singles:  # what the committee gains over each of its models, on the same frames
+        metrics["members"] = []
+        for k, single in enumerate(singles, 1):
+            own = evaluate_files(single, args.data, args.batch_size, keys["energy"], keys["forces"], keys["stress"])[0]
+            metrics["members"].append({key: own[key] for key in EVAL_KEYS if key in own})
+            shown = [f"{q} MAE {own[f'{q}_mae'] * 1e3:.3f} {unit}" for q, unit in UNITS if f"{q}_mae" in own]
+            print(f"member {k}: {', '.join(shown)}")
     if args.json:  # before the plot: the numbers are the result, the picture a view of them
         from mlpot.modelfile import atomic_write
 
@@ -85,6 +93,19 @@ def _cmd_eval(args) -> int:
     plots.parity(collected, plot, ", ".join(Path(p).name for p in args.data))
     print(f"parity plot: {plot}")
     return 0
+
+
+UNITS = (("energy", "meV"), ("forces", "meV/Å"), ("stress", "meV/Å^3"))
+
+
+def _committee_members(path) -> list:
+    from mlpot.models.committee import members
+    from mlpot.potential import load
+
+    singles = members(load(path))
+    if len(singles) < 2:
+        raise ValueError(f"--members: {path} is a single model, not a committee (mlpot committee)")
+    return singles
 
 
 def _cmd_committee(args) -> int:
@@ -225,6 +246,11 @@ def register(subparsers) -> None:
         default=0,
         metavar="N",
         help="also list the N frames with the largest force RMSE (file, frame, errors; in the JSON as worst_frames)",
+    )
+    p.add_argument(
+        "--members",
+        action="store_true",
+        help="for a committee, also each member's errors on the same frames (in the JSON as members)",
     )
     # None = not given: the default name may be absent (a note), a name the user gave may not (an error)
     for q in LABELS:

@@ -136,6 +136,17 @@ def test_cli_builds_a_committee_that_eval_scores(singles, tmp_path, capsys):
     assert metrics["forces_mae"] == pytest.approx(np.mean(np.abs(np.concatenate(predicted))), rel=1e-9)
     assert main(["committee", str(tmp_path / "c2.mlpot"), str(paths[0])]) == 2  # one model: a clear error
     assert "at least two" in capsys.readouterr().err
+    # --members: each member's own errors on the same frames, beside the committee's
+    plot = str(tmp_path / "p.png")
+    assert main(["eval", str(out), str(data), "--members", "--json", str(json_path), "--plot", plot]) == 0
+    assert "member 2: energy MAE" in capsys.readouterr().out
+    rows = json.loads(json_path.read_text())["members"]
+    for row, single in zip(rows, singles[::2]):
+        own = [np.asarray(single.predict(f).forces[: len(f)]) for f in ase.io.read(data, ":")]
+        assert row["forces_mae"] == pytest.approx(np.mean(np.abs(np.concatenate(own))), rel=1e-9)
+    assert len(rows) == 2 and rows[0]["forces_mae"] != rows[1]["forces_mae"]
+    assert main(["eval", str(paths[0]), str(data), "--members", "--plot", plot]) == 2
+    assert "is a single model, not a committee" in capsys.readouterr().err
 
 
 def test_md_force_fn_and_ase_calculator_use_the_mean(singles):
