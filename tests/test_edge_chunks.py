@@ -48,3 +48,17 @@ def test_painn_chunked_equals_one_pass(monkeypatch):
     assert np.abs(one_pass.forces).max() > 1e-2
     for a, b in zip(jax.tree_util.tree_leaves(chunked_grad), jax.tree_util.tree_leaves(one_pass_grad)):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize(("value", "expected"), [("inf", "None"), ("1000", "64"), ("lots", "give a number")])
+def test_threshold_from_the_environment(value, expected):
+    import os
+    import subprocess
+    import sys
+
+    code = "from mlpot.models import edge_chunks as e; print(e.edge_chunk(10**6, 10**6))"
+    env = {**os.environ, "MLPOT_EDGE_CHUNKS_ABOVE": value}
+    done = subprocess.run(
+        [sys.executable, "-c", code], check=False, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert expected in done.stdout + done.stderr

@@ -16,12 +16,23 @@ holds 2.4M numbers) and keep the one-pass sum, so training pays no recomputation
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 
-CHUNKED_ABOVE = 2**25
+
+def _threshold(value: str) -> float:
+    try:
+        return float(value)
+    except ValueError:
+        raise ValueError(f"MLPOT_EDGE_CHUNKS_ABOVE={value!r}: give a number of message numbers, or inf") from None
+
+
+# MLPOT_EDGE_CHUNKS_ABOVE overrides the threshold (e.g. "inf": never chunk, for a GPU that holds a
+# large training batch whole and should not pay the recomputation; its speed cost is not measured)
+CHUNKED_ABOVE = _threshold(os.environ.get("MLPOT_EDGE_CHUNKS_ABOVE", str(2**25)))
 CHUNK_NUMBERS = 2**24  # message numbers per chunk: edges per chunk = this / numbers per edge
 
 
