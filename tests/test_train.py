@@ -434,12 +434,17 @@ def test_fine_tuning_starts_from_the_model_file_and_keeps_its_references(tmp_pat
         ({"cutoff": 3.5}, "cutoff 3.0 Å and dtype float32 there"),
         ({"model": {"name": "painn"}}, "the config's model.name is 'painn'"),
         ({"n_cryst": 2}, r"elements the model was not trained on \(Si\)"),
+        ({"committee": True}, "a committee is not trained; fine-tune each member"),
     ],
 )
 def test_fine_tuning_refuses_a_different_model_or_new_elements(tmp_path, changes, message):
+    from mlpot.models.committee import assemble
+
     frames = _frames(n_mol=18, n_cryst=0)
     base_config = _config(tmp_path, "base", epochs=1)
     path = fit(base_config, _prepared(base_config, frames)).output_dir / "model.mlpot"
+    if changes.pop("committee", False):
+        assemble([load(path), load(path)]).save(path := tmp_path / "committee.mlpot")
     n_cryst = changes.pop("n_cryst", 0)
     config = _config(tmp_path, "tuned", init_from=str(path), **changes)
     with pytest.raises(ValueError, match=message):

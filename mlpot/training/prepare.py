@@ -8,6 +8,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from mlpot import data, modelfile, repulsion
+from mlpot.models import COMMITTEE
 from mlpot.potential import ModelConfig, Potential
 from mlpot.training.config import TrainConfig, model_fields
 
@@ -79,6 +80,11 @@ def fine_tune_base(config: TrainConfig, frames) -> Potential:
     base = modelfile.load(config.init_from)
     where = f"init_from {config.init_from}"
     mc = base.config
+    if mc.name == COMMITTEE:
+        raise ValueError(
+            f"{where}: a committee is not trained; fine-tune each member (mlpot.models.committee.members, "
+            "saved one by one) and assemble them again with mlpot committee"
+        )
     if config.model["name"] != mc.name:
         raise ValueError(f"{where}: it is a '{mc.name}' model, the config's model.name is '{config.model['name']}'")
     for key, value in config.model.items():
