@@ -104,6 +104,8 @@ def test_refusals(singles):
         assemble([a])
     with pytest.raises(ValueError, match=r"model 2 has species \(1, 6, 8\)"):
         assemble([a, small_painn((1, 6, 8))])
+    with pytest.warns(UserWarning, match="models 1 and 2 are the same model"):
+        assemble([a, mlpot.Potential(a.config, a.params)])
     with pytest.raises(ValueError, match="model 1 is already a committee"):
         assemble([assemble(singles[:2]), a])
     with pytest.raises(ValueError, match="assembled from trained models"):

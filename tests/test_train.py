@@ -444,7 +444,8 @@ def test_fine_tuning_refuses_a_different_model_or_new_elements(tmp_path, changes
     base_config = _config(tmp_path, "base", epochs=1)
     path = fit(base_config, _prepared(base_config, frames)).output_dir / "model.mlpot"
     if changes.pop("committee", False):
-        assemble([load(path), load(path)]).save(path := tmp_path / "committee.mlpot")
+        with pytest.warns(UserWarning, match="same model"):
+            assemble([load(path), load(path)]).save(path := tmp_path / "committee.mlpot")
     n_cryst = changes.pop("n_cryst", 0)
     config = _config(tmp_path, "tuned", init_from=str(path), **changes)
     with pytest.raises(ValueError, match=message):

@@ -14,10 +14,13 @@ single models back, e.g. to see how far they disagree on a structure.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import jax
 import jax.numpy as jnp
+import numpy as np
 
 if TYPE_CHECKING:  # mlpot.potential imports this package
     from mlpot.potential import Potential
@@ -64,6 +67,13 @@ def assemble(potentials) -> Potential:
             raise ValueError(f"model {k + 1} is already a committee: list its members instead")
         if p.config.species != first.species:
             raise ValueError(f"model {k + 1} has species {p.config.species}, model 1 has {first.species}")
+    for k, p in enumerate(potentials):
+        for j in range(k):
+            if _same_model(potentials[j], p):
+                warnings.warn(
+                    f"models {j + 1} and {k + 1} are the same model: a committee gains only from members trained apart",
+                    stacklevel=2,
+                )
     config = ModelConfig(
         name=NAME,
         cutoff=max(p.config.cutoff for p in potentials),
@@ -72,6 +82,13 @@ def assemble(potentials) -> Potential:
         dtype=first.dtype,
     )
     return Potential(config, {f"member_{k}": p.params for k, p in enumerate(potentials)})
+
+
+def _same_model(a: Potential, b: Potential) -> bool:
+    if a.config != b.config:
+        return False
+    leaves_a, leaves_b = jax.tree_util.tree_leaves(a.params), jax.tree_util.tree_leaves(b.params)
+    return len(leaves_a) == len(leaves_b) and all(np.array_equal(x, y) for x, y in zip(leaves_a, leaves_b))
 
 
 def members(potential: Potential) -> list[Potential]:
