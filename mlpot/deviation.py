@@ -19,7 +19,6 @@ picks), each tagged with its deviation and where it came from.
 from __future__ import annotations
 
 import io
-import json
 from pathlib import Path
 
 import ase.io
@@ -27,7 +26,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from mlpot.calculator import Calculator
-from mlpot.modelfile import atomic_write, check_output_path
+from mlpot.modelfile import atomic_write, check_output_path, write_json
 from mlpot.models.committee import members
 from mlpot.potential import Potential, load
 from mlpot.reading import read_frames
@@ -91,10 +90,6 @@ def _write_frames(path, frames) -> None:
     text = io.StringIO()
     ase.io.write(text, frames, format="extxyz")
     atomic_write(path, text.getvalue().encode())
-
-
-def _finite_or_none(value) -> float | None:
-    return float(value) if np.isfinite(value) else None
 
 
 def plot(values: np.ndarray, lo: float, hi: float, path, title: str, errors=None) -> None:
@@ -199,9 +194,9 @@ def _cmd_deviation(args) -> int:
         print(f"{len(picked)} frames to label: {args.select}")
     if args.json:
         names = (*COLUMNS, "force_err_max") if errors is not None else COLUMNS
-        rows = [{"where": f.where, **dict(zip(names, map(_finite_or_none, v)))} for f, v in zip(frames, values)]
+        rows = [{"where": f.where, **dict(zip(names, map(float, v)))} for f, v in zip(frames, values)]
         document = {**summary, "selected_frames": [frames[k].where for k in chosen], "per_frame": rows}
-        atomic_write(args.json, json.dumps(document, indent=2).encode())
+        write_json(args.json, document)
         print(f"deviation JSON: {args.json}")
     if args.plot or args.json:
         path = args.plot or Path(args.json).with_suffix(".deviation.png")

@@ -11,6 +11,8 @@ leaves a half-written model where a good one was.
 from __future__ import annotations
 
 import hashlib
+import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -108,6 +110,23 @@ def atomic_write(path, data: bytes) -> None:
             os.fsync(folder)
         finally:
             os.close(folder)
+
+
+def finite_or_null(value):
+    """``value`` with every non-finite float (an R² of one frame, an unlabelled frame's error) as None,
+    through dicts and lists: strict JSON readers refuse NaN."""
+    if isinstance(value, dict):
+        return {k: finite_or_null(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_or_null(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def write_json(path, document) -> None:
+    """``document`` as indented, strict JSON (non-finite numbers as null), written whole (``atomic_write``)."""
+    atomic_write(path, json.dumps(finite_or_null(document), indent=2, allow_nan=False).encode())
 
 
 def to_bytes(potential: Potential, extra: dict | None = None) -> bytes:

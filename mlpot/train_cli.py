@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import sys
 from pathlib import Path
 
@@ -82,11 +80,11 @@ def _cmd_eval(args) -> int:
             shown = [f"{q} MAE {own[f'{q}_mae'] * 1e3:.3f} {unit}" for q, unit in UNITS if f"{q}_mae" in own]
             print(f"member {k}: {', '.join(shown)}")
     if args.json:  # before the plot: the numbers are the result, the picture a view of them
-        from mlpot.modelfile import atomic_write
+        from mlpot.modelfile import write_json
 
         ordered = {k: metrics[k] for k in EVAL_KEYS if k in metrics}
         ordered.update({k: v for k, v in metrics.items() if k not in ordered})
-        atomic_write(args.json, json.dumps(_finite_or_null(ordered), indent=2, allow_nan=False).encode())
+        write_json(args.json, ordered)
         print(f"metrics JSON: {args.json}")
     plot = Path(args.plot) if args.plot else _default_plot(args)
     plot.parent.mkdir(parents=True, exist_ok=True)  # as atomic_write does for --json
@@ -156,15 +154,6 @@ def _default_plot(args) -> Path:
     if args.json:
         return Path(args.json).with_suffix(".parity.png")
     return Path(f"{Path(args.model).stem}_{Path(args.data[0]).stem}.parity.png")
-
-
-def _finite_or_null(value):
-    """NaN (an R² of one frame, say) as null: strict JSON readers refuse NaN."""
-    if isinstance(value, dict):
-        return {k: _finite_or_null(v) for k, v in value.items()}
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def _cmd_template(args) -> int:
