@@ -149,6 +149,9 @@ def test_cv_and_learning_curve(tiny_setup, capsys):
     assert main(["learning-curve", str(path), "--sizes", "3", "6", "-o", "epochs=1", "-o", "plots=true"]) == 0
     curve = json.loads((tmp_path / "out" / "learning_curve.json").read_text())
     assert curve["sizes"] == [3, 6] and (tmp_path / "out" / "learning_curve.png").is_file()
+    assert [run["train_frames"] for run in curve["runs"]] == [3, 6]
+    assert all(run["n_frames"] == curve["test_frames"] > 0 and run["forces_mae"] > 0 for run in curve["runs"])
+    assert curve["test_frames"] + curve["valid_frames"] + 6 <= 12  # held-out frames never train
     assert "frames: energy MAE" in capsys.readouterr().out
 
 

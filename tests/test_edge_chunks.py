@@ -1,6 +1,9 @@
 """Neighbour sums over chunks of edges (large graphs) give the one-pass sum's numbers: PaiNN here,
 MACE in test_mace.py (its own fixtures)."""
 
+import os
+import subprocess
+import sys
 from functools import partial
 
 import jax
@@ -50,15 +53,27 @@ def test_painn_chunked_equals_one_pass(monkeypatch):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
 
 
-@pytest.mark.parametrize(("value", "expected"), [("inf", "None"), ("1000", "64"), ("lots", "give a number")])
-def test_threshold_from_the_environment(value, expected):
-    import os
-    import subprocess
-    import sys
+# Each size is one the default threshold (2^26 message numbers) treats the other way, so a knob that
+# is not read fails: 10^12 numbers chunk by default, 10^7 do not.
+@pytest.mark.parametrize(
+    ("value", "size", "expected"),
+    [("inf", "10**6, 10**6", "None"), ("1000", "10**4, 10**3", str(2**14)), ("0", "10, 10", str(2**20))],
+)
+def test_threshold_from_the_environment(value, size, expected):
+    code = f"from mlpot.models import edge_chunks as e; print(e.edge_chunk({size}))"
+    assert _python(code, None).stdout.strip() != expected  # the default decides otherwise
+    assert _python(code, value).stdout.strip() == expected
 
-    code = "from mlpot.models import edge_chunks as e; print(e.edge_chunk(10**6, 10**6))"
-    env = {**os.environ, "MLPOT_EDGE_CHUNKS_ABOVE": value}
-    done = subprocess.run(
-        [sys.executable, "-c", code], check=False, env=env, capture_output=True, text=True, timeout=120
+
+def test_threshold_from_the_environment_refuses_a_word():
+    done = _python("from mlpot.models import edge_chunks", "lots", check=False)
+    assert done.returncode != 0 and "MLPOT_EDGE_CHUNKS_ABOVE='lots': give a number" in done.stderr
+
+
+def _python(code: str, threshold: str | None, check: bool = True) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "MLPOT_EDGE_CHUNKS_ABOVE"}
+    if threshold is not None:
+        env["MLPOT_EDGE_CHUNKS_ABOVE"] = threshold
+    return subprocess.run(
+        [sys.executable, "-c", code], check=check, env=env, capture_output=True, text=True, timeout=120
     )
-    assert expected in done.stdout + done.stderr

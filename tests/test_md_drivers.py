@@ -1,5 +1,6 @@
 """The ASE-style drivers (md.VelocityVerlet, ...) behave as ase.md's do where users rely on it."""
 
+import csv
 import io
 from pathlib import Path
 
@@ -275,11 +276,13 @@ def test_positional_arguments_are_in_ases_order(argon, tmp_path):
     atoms = _argon_atoms(argon)
     with md.VelocityVerlet(atoms, DT, str(tmp_path / "t.traj"), str(tmp_path / "log.csv"), 2) as dyn:
         dyn.run(4)
-    assert [frame.info.get("step", k * 2) for k, frame in enumerate(ase.io.read(tmp_path / "t.traj", ":"))] == [
-        0,
-        2,
-        4,
-    ]
+    frames = ase.io.read(tmp_path / "t.traj", ":")
+    rows = list(csv.DictReader((tmp_path / "log.csv").read_text().splitlines()))
+    assert [int(row["step"]) for row in rows] == [0, 2, 4]  # the 4th argument is the log, the 5th its interval
+    assert len(frames) == 3  # and the 3rd the trajectory, at the same interval
+    for frame, row in zip(frames, rows):
+        assert frame.get_potential_energy() == pytest.approx(float(row["epot_eV"]), abs=1e-8)
+    assert frames[-1].get_potential_energy() != pytest.approx(frames[0].get_potential_energy(), abs=1e-8)
     with pytest.raises(TypeError):
         md.VelocityVerlet(atoms, DT, None, None, 1, argon)  # potential is keyword-only
 

@@ -11,7 +11,7 @@ from ase.md.nose_hoover_chain import MTKNPT as AseMTK
 from ase.md.nose_hoover_chain import IsotropicMTKNPT as AseIsotropicMTK
 from ase.md.nose_hoover_chain import NoseHooverChainNVT as AseNoseHoover
 from ase.md.verlet import VelocityVerlet as AseVelocityVerlet
-from conftest import pair_set, triclinic_si
+from conftest import pair_set, small_painn, triclinic_si
 
 import md
 import mlpot
@@ -85,8 +85,7 @@ def test_md_force_fn_equals_a_fresh_prediction(atoms):
     """The engine's force_fn (half skin list, active pairs compacted and mirrored on the device, the
     MD state's positions placed in) gives Potential.predict's energy, forces and stress on a full
     list, also where atoms neighbour their own images; and again after the atoms move inside the skin."""
-    config = mlpot.ModelConfig("painn", 4.0, (14,), {"features": 8, "num_interactions": 2}, dtype="float64")
-    potential = mlpot.Potential.create(config, seed=1)
+    potential = small_painn((14,), cutoff=4.0, seed=1)  # nonzero biases: a term acting past the cutoff would show
     forces = potential_forces(potential, atoms, skin=0.5, compute_stress=True)
     args = forces.build(atoms.positions, atoms.cell.array)
     for seed in range(50):  # moves < skin/2 (no rebuild) that take some pair across the cutoff

@@ -98,15 +98,19 @@ def test_supercell_energy_is_extensive(painn64):
 def test_energy_and_forces_continuous_across_cutoff(painn64):
     """A neighbour approaching the cutoff from both sides: E and F have no jump."""
     cutoff = painn64.cutoff
-    energies, forces = [], []
-    for d in np.linspace(cutoff - 1e-4, cutoff + 1e-4, 9):  # F ~ (r_c - d)^2 inside
+
+    def at(d):
         atoms = Atoms("SiOSi", positions=[[0, 0, 0], [1.6, 0, 0], [-0.3, 1.0, 0]])
         atoms.positions[1] = atoms.positions[2] + [d, 0.0, 0.0]  # Si(2)...O at distance d
         atoms.positions[0] = [-5.0, 5.0, 5.0]  # far from both
-        energies.append(energy(painn64, atoms))
-        forces.append(np.asarray(painn64.predict(atoms).forces[:3]))
+        return energy(painn64, atoms), np.asarray(painn64.predict(atoms).forces[:3])
+
+    energies, forces = zip(*(at(d) for d in np.linspace(cutoff - 1e-4, cutoff + 1e-4, 9)))  # F ~ (r_c - d)^2 inside
     assert np.ptp(energies) < 1e-9
     assert np.abs(np.diff(forces, axis=0)).max() < 1e-7
+    # ... while the pair does interact inside the cutoff (a model that dropped it would pass the above)
+    inside, beyond = at(cutoff - 0.5), at(cutoff + 0.1)
+    assert abs(inside[0] - beyond[0]) > 1e-4 and np.abs(inside[1]).max() > 1e-4
 
 
 def test_edges_beyond_cutoff_contribute_nothing(painn64):

@@ -16,6 +16,7 @@ from test_train_helpers import crystals, molecules, register_tiny, tiny_model
 
 from mlpot import data, load
 from mlpot.graph import bucket_size
+from mlpot.modelfile import from_bytes
 from mlpot.training import TrainConfig
 from mlpot.training import run as run_mod
 from mlpot.training.checkpoint import MAGIC
@@ -162,7 +163,7 @@ def test_checkpoints_are_written_together_at_most_once_per_interval_and_at_the_e
     best_epoch = 1 + int(np.argmin(losses))
     # one write of each file, at the end; best.ckpt and model.mlpot hold the best epoch, not the last
     assert sorted(writes) == sorted([("best.ckpt", best_epoch), ("last.ckpt", 4)])
-    assert load(result.output_dir / "model.mlpot").params is not None
+    assert from_bytes((result.output_dir / "model.mlpot").read_bytes())[1]["epoch"] == best_epoch
     _, progress = _saved_state(result.output_dir)
     assert [row["epoch"] for row in progress["history"]] == [1, 2, 3, 4]
     assert len((result.output_dir / "metrics.csv").read_text().splitlines()) == 1 + 4
@@ -244,9 +245,14 @@ def test_time_budget_and_outputs(tmp_path):
     rmse = [row["forces_rmse"] for row in worst]
     assert rmse == sorted(rmse, reverse=True) and worst == result.valid_metrics["worst_frames"]
     model = load(out / "model.mlpot")
-    assert model.config.name == register_tiny() and model.config.reference_energies != (0.0,) * 3
+    assert model.config.name == register_tiny()
+    # reference energies: least squares on the training frames' compositions (not the validation ones)
+    frames = _frames()
+    fitted = data.fit_reference_energies(frames[:-4] + frames[-2:], model.config.species)
+    np.testing.assert_allclose(model.config.reference_energies, fitted, rtol=0, atol=1e-8)
+    assert np.abs(fitted).max() > 0.1
     # a data-derived hyperparameter the model declares is filled in from the training frames
-    train = _prepared(config, _frames()).train
+    train = _prepared(config, frames).train
     mean = sum(len(p[2]) for p in train.parts) / sum(len(p[0]) for p in train.parts)
     assert model.config.hyperparameters["avg_num_neighbors"] == pytest.approx(mean, rel=1e-6)
 
@@ -541,7 +547,10 @@ def test_cross_validation_takes_a_dict_as_train_does(tmp_path):
     values = {**_config(tmp_path, epochs=1, plots=False).to_dict(), "valid_fraction": 0.25}
     from mlpot.training.selection import cross_validate
 
-    assert cross_validate(values, k=2, frames=frames)["k"] == 2
+    cv = cross_validate(values, k=2, frames=frames)
+    assert cv["k"] == 2 and sum(fold["n_frames"] for fold in cv["folds"]) == len(frames)  # each frame tested once
+    assert all(np.isfinite(fold["forces_mae"]) and fold["forces_mae"] > 0 for fold in cv["folds"])
+    assert cv["summary"]["forces_mae"]["mean"] == pytest.approx(np.mean([fold["forces_mae"] for fold in cv["folds"]]))
 
 
 def test_numpy_scalars_and_tuples_of_paths_are_accepted_as_the_api_did():

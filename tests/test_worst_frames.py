@@ -81,6 +81,12 @@ def test_frames_with_energies_only_rank_by_the_energy_error(tmp_path):
     errors = [abs(row["energy_error_per_atom"]) for row in worst]
     assert len(worst) == 3 and errors == sorted(errors, reverse=True)
     assert all(row["forces_rmse"] is None for row in worst)
+    for row in worst:  # each row's error is its own frame's
+        atoms = frames[int(row["where"].rsplit("frame ", 1)[1])]
+        expected = (float(model.predict(atoms).energy[0]) - atoms.get_potential_energy()) / len(atoms)
+        assert row["atoms"] == len(atoms)
+        assert row["energy_error_per_atom"] == pytest.approx(expected, rel=1e-6, abs=1e-9)
+    assert min(errors) > 1e-6  # the two models differ: a ranking of real errors
 
 
 def test_eval_cli_prints_and_writes_the_worst_frames(two_files, capsys):
