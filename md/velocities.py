@@ -104,17 +104,20 @@ def thermal_start(atoms: Atoms, ensemble: str, temperature_K: float, seed: int) 
 
     Zero net momentum; for a molecule in vacuum under a deterministic ensemble, zero angular
     momentum too (a rigid spin would hold kinetic energy no thermostat can reach). The momenta are
-    then scaled so the temperature over the moving degrees of freedom is the one drawn over 3N.
+    then scaled so the temperature over the moving degrees of freedom is the one drawn over the
+    components that may move (3N where nothing is held).
     """
     mobile = mobility(atoms)
     maxwell_boltzmann(atoms, temperature_K, seed)
-    drawn = atoms.get_kinetic_energy()  # 3N/2 kT' for the T' drawn
     if not mobile.all():
         atoms.set_momenta(atoms.get_momenta() * mobile, apply_constraint=False)
-    elif ensemble in _CONSERVING and not atoms.pbc.any() and len(atoms) > 1:
+    # measured after the held components are zeroed (ASE's draw already zeroes them; counting them as
+    # drawn started a half-held crystal at half the temperature): mobile.sum()/2 kT' for the T' drawn
+    drawn = atoms.get_kinetic_energy()
+    if mobile.all() and ensemble in _CONSERVING and not atoms.pbc.any() and len(atoms) > 1:
         _zero_rotation(atoms)
     dof = moving_degrees_of_freedom(atoms, ensemble)
     kinetic = atoms.get_kinetic_energy()
     if dof and kinetic > 0:
-        atoms.set_momenta(atoms.get_momenta() * np.sqrt(drawn * dof / (3 * len(atoms)) / kinetic))
+        atoms.set_momenta(atoms.get_momenta() * np.sqrt(drawn * dof / mobile.sum() / kinetic))
     return dof

@@ -12,7 +12,7 @@ from md.forces import fixed_forces
 from md.integrators import params
 from md.simulation import Simulation
 from md.toy import argon_crystal, harmonic_force_fn, smooth_argon_forces
-from md.velocities import moving_degrees_of_freedom, thermal_start
+from md.velocities import mobility, moving_degrees_of_freedom, thermal_start
 
 
 def oscillators(n, mass=12.0, seed=0):
@@ -169,6 +169,24 @@ def test_moving_degrees_of_freedom_subtract_what_the_ensemble_holds():
     n2 = Atoms("N2", positions=[[0, 0, 0], [0, 0, 1.1]])
     assert thermal_start(n2, "nose-hoover", 300.0, seed=0) == 1  # only the bond stretches
     np.testing.assert_allclose(n2.get_angular_momentum(), 0.0, atol=1e-12)
+
+
+@pytest.mark.parametrize("held", ["atoms", "cartesian"])
+def test_a_start_with_held_atoms_has_the_asked_temperature(held):
+    # Half the crystal held: the moving components start at the temperature asked for (mean over
+    # seeds; one draw's temperature scatters by sqrt(2/dof)); counting the held ones as drawn gave half.
+    from ase.constraints import FixAtoms, FixCartesian
+
+    temperatures = []
+    for seed in range(20):
+        atoms = argon_crystal(3, temperature_K=0.0)
+        half = np.arange(len(atoms)) % 2 == 0
+        atoms.set_constraint(FixAtoms(mask=half) if held == "atoms" else FixCartesian(half, mask=(1, 1, 0)))
+        dof = thermal_start(atoms, "nve", 300.0, seed=seed)
+        mobile = mobility(atoms)
+        assert dof == mobile.sum() and np.all(atoms.get_momenta()[mobile == 0] == 0)
+        temperatures.append(2 * atoms.get_kinetic_energy() / (dof * units.kB))
+    assert np.mean(temperatures) == pytest.approx(300.0, rel=0.05)
 
 
 def _argon13_nose_hoover(count_moving: bool) -> list[dict]:
