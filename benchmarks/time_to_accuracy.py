@@ -72,6 +72,7 @@ def train_ours(name: str, minutes: float) -> dict:
         "-o", f"max_time={minutes}",
         "-o", "epochs=100000",  # the time budget ends it
         "-o", f"output_dir={out}",
+        "--overwrite",  # a benchmark run starts over
         *[arg for item in overrides for arg in ("-o", item)],
     ]  # fmt: skip
     metrics = out / "metrics.csv"

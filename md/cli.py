@@ -160,6 +160,10 @@ def _read_structure(args, species):
     except OSError as err:  # ASE reads a directory as a BundleTrajectory, and fails on any other
         what = "is a directory, not a structure file" if path.is_dir() else "cannot be read"
         raise ValueError(f"{args.structure}: {what} ({err})") from None
+    except Exception as err:  # noqa: BLE001 - a parser's own failure (a bad number, a torn line): name the frame
+        from mlpot.reading import unreadable_frame
+
+        raise ValueError(f"{unreadable_frame(path)}: cannot be read ({type(err).__name__}: {err})") from None
     if not frames:
         raise ValueError(f"{args.structure}: has no frame {index}")
     if len(frames) > 1:

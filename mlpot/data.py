@@ -69,7 +69,20 @@ def fit_reference_energies(frames: Sequence[Frame], species: Sequence[int], isol
     every frame has the same composition, e.g. one molecule's MD).
     """
     if isolated_atoms is not None:
-        table = {int(f.atoms.numbers[0]): f.energy for f in isolated_atoms if len(f.atoms) == 1}
+        table, source = {}, {}
+        for f in isolated_atoms:
+            if len(f.atoms) != 1:
+                raise InputError(
+                    f"{f.where}: an isolated atoms file holds one-atom frames, this one has {len(f.atoms)} atoms"
+                )
+            z = int(f.atoms.numbers[0])
+            if z in table and f.energy is not None and table[z] is not None and abs(f.energy - table[z]) > 1e-6:
+                raise InputError(  # spin-polarised and not, two codes: which one is meant is the user's call
+                    f"{f.where}: a second energy for {f.atoms.get_chemical_symbols()[0]} ({float(f.energy)!r} eV) "
+                    f"that differs from the one at {source[z]} ({float(table[z])!r} eV); keep one per element"
+                )
+            if table.get(z) is None:
+                table[z], source[z] = f.energy, f.where
         missing = [z for z in species if z not in table or table[z] is None]
         if missing:
             from ase.data import chemical_symbols

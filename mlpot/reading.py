@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 import ase.io
 import numpy as np
-from ase import Atoms
+from ase import Atoms, units
 from ase.io.formats import string2index
 from ase.stress import voigt_6_to_full_3x3_stress
 
@@ -98,7 +98,7 @@ def _frame(atoms, where, keys, required, species) -> Frame:
     return Frame(atoms, energy, forces, stress, where)
 
 
-def _unreadable_frame(path: Path) -> str:
+def unreadable_frame(path: Path) -> str:
     """ "path, frame k" for the first frame ASE cannot read (a whole-file read does not say which),
     or the path alone when a frame-by-frame read gets through (the whole-file read failed otherwise)."""
     count = 0
@@ -179,7 +179,7 @@ def read_frames(
         raise ValueError(f"inconsistent_stress must be 'warn' or 'drop', not {inconsistent_stress!r}")
     if isinstance(paths, (str, Path)):
         paths = [paths]
-    frames, bad = [], []
+    frames, bad, unused = [], [], []
     for path in paths:
         path = Path(path)
         if path.is_dir():
@@ -189,7 +189,7 @@ def read_frames(
         try:
             images = ase.io.read(path, index=index)
         except Exception as err:  # noqa: BLE001 - ASE raises many types; report file + cause
-            raise InputError(f"{_unreadable_frame(path)}: cannot read ({type(err).__name__}: {err})") from None
+            raise InputError(f"{unreadable_frame(path)}: cannot read ({type(err).__name__}: {err})") from None
         images = images if isinstance(images, list) else [images]
         if not images:
             raise InputError(f"{path}: contains no frames")
@@ -202,11 +202,65 @@ def read_frames(
                 if not skip_bad_frames:
                     raise
                 bad.append(str(err))
+                continue
+            if atoms.pbc.any() and not atoms.pbc.all() and _lookup(atoms, stress_key) is not None:
+                unused.append(f"{where} (pbc {''.join('T' if p else 'F' for p in atoms.pbc)})")
     if bad:
         warnings.warn(f"skipped {len(bad)} bad frame(s) of {len(frames) + len(bad)}; first: {bad[0]}", stacklevel=2)
     if not frames:
         raise InputError(f"no usable frames in {[str(p) for p in paths]}")
+    if unused:
+        warnings.warn(
+            f"{len(unused)} frame(s) with a '{stress_key}' label are periodic in some directions only, so their stress "
+            f"is not used (first: {unused[0]}); if the DFT cell was periodic in all three (a slab in a box with "
+            "vacuum), set pbc to T T T",
+            stacklevel=2,
+        )
+    _check_stress_size(frames, stress_key)
+    _check_unread_stress(frames, stress_key)
     return _check_vacuum_stress(frames, stress_key, drop=inconsistent_stress == "drop")
+
+
+# |sigma| above this (eV/Å^3; 1 = 160 GPa) is far beyond most DFT data and what GPa, kBar or a virial (eV)
+# read as eV/Å^3 look like: warned, not refused (shock and planetary-interior data reach it)
+STRESS_PLAUSIBLE = 1.0
+
+
+def _check_stress_size(frames: list[Frame], stress_key: str) -> None:
+    sizes = [(float(np.max(np.abs(f.stress))), f.where) for f in frames if f.stress is not None]
+    if not sizes:
+        return
+    largest, where = max(sizes)
+    if largest > STRESS_PLAUSIBLE:
+        warnings.warn(
+            f"{where}: field '{stress_key}' reaches {largest:.4g} eV/Å^3 ({largest / units.GPa:.4g} GPa); stress labels "
+            "are read in eV/Å^3: if yours are GPa divide by 160.2, if kBar by 1602, and a virial (eV) goes under "
+            f"'virial' ({sum(size > STRESS_PLAUSIBLE for size, _ in sizes)} frame(s) above {STRESS_PLAUSIBLE:g} eV/Å^3)",
+            stacklevel=3,
+        )
+
+
+def _check_unread_stress(frames: list[Frame], stress_key: str) -> None:
+    """Periodic frames without a stress label that carry one under another name (MACE's REF_stress with the
+    default stress_key): trained without stress, silently, unless told."""
+    if any(f.stress is not None for f in frames):
+        return
+    looked_up = {stress_key, *virial_keys(stress_key)}
+    for frame in frames:
+        if not frame.atoms.pbc.all():
+            continue
+        names = sorted(
+            key
+            for key in (*frame.atoms.info, *frame.atoms.arrays)
+            if key not in looked_up and ("stress" in key.lower() or "virial" in key.lower())
+        )
+        if names:
+            warnings.warn(
+                f"{frame.where}: no stress label '{stress_key}', but field(s) {names}; set stress_key to train on "
+                "the stress",
+                stacklevel=3,
+            )
+            return
 
 
 def _frame_numbers(index: str, count: int) -> list:

@@ -33,7 +33,16 @@ def _config(args):
 def _cmd_train(args) -> int:
     from mlpot.training import run
 
+    if args.resume and args.overwrite:
+        raise ValueError("--resume continues the run in output_dir, --overwrite replaces it: give one")
     config = _config(args)
+    last = Path(config.output_dir) / "checkpoints" / "last.ckpt"
+    if last.is_file() and not (args.resume or args.overwrite):
+        # a rerun of a killed run's command would replace its checkpoints within seconds
+        raise ValueError(
+            f"output_dir {config.output_dir} already holds a run ({last}): --resume continues it, "
+            "--overwrite starts over and replaces it, or give another output_dir"
+        )
     result = run.train(config, resume=args.resume)
     from mlpot.training.metrics import format_table, format_worst
 
@@ -216,6 +225,9 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("train", help="fit a potential to labelled frames")
     _add_config_args(p)
     p.add_argument("--resume", action="store_true", help="continue from output_dir/checkpoints/last.ckpt")
+    p.add_argument(
+        "--overwrite", action="store_true", help="start over in an output_dir that already holds a run (replaces it)"
+    )
     p.set_defaults(func=_cmd_train)
 
     p = subparsers.add_parser("eval", help="errors of a model on labelled frames")

@@ -100,6 +100,15 @@ def test_train_then_eval_json(tiny_setup, capsys):
     assert metrics["energy_mae_per_atom"] == pytest.approx(metrics["energy_mae"] / 5)  # all CH4
     assert plot.is_file()
     assert main(["eval", str(out / "model.mlpot"), str(tmp_path / "missing.xyz")]) == 2
+    # rerunning the command without --resume would replace the run's checkpoints: refused, nothing touched
+    before = {name: (out / name).read_bytes() for name in ("metrics.csv", "model.mlpot", "checkpoints/last.ckpt")}
+    capsys.readouterr()
+    assert main(["train", str(path), "-o", "model.num_basis=3", "-o", "epochs=1"]) == 2
+    assert "already holds a run" in capsys.readouterr().err
+    assert before == {name: (out / name).read_bytes() for name in before}
+    assert main(["train", str(path), "-o", "epochs=1", "--resume", "--overwrite"]) == 2
+    assert main(["train", str(path), "-o", "model.num_basis=3", "-o", "epochs=1", "--overwrite"]) == 0
+    assert len((out / "metrics.csv").read_text().splitlines()) == 1 + 1  # a fresh one-epoch run
 
 
 def test_eval_by_config_type_splits_the_same_errors(tiny_setup, capsys):

@@ -130,6 +130,15 @@ def test_reference_energies_least_squares_and_isolated(tmp_path):
     np.testing.assert_array_equal(data.fit_reference_energies(frames, species, isolated), e0)
     with pytest.raises(InputError, match=r"isolated atoms file e0.xyz has no energy for element\(s\) \['O'\]"):
         data.fit_reference_energies(frames, species, isolated[:2])
+    again = data.Frame(ase.Atoms([1]), e0[0] + 0.5, None, None, "e0.xyz, frame 3")
+    with pytest.raises(InputError, match=r"e0.xyz, frame 3: a second energy for H \(-13.1 eV\) .* e0.xyz, frame 0"):
+        data.fit_reference_energies(frames, species, [*isolated, again])
+    np.testing.assert_array_equal(data.fit_reference_energies(frames, species, [*isolated, isolated[0]]), e0)
+    pair = data.Frame(ase.Atoms("H2", positions=[[0, 0, 0], [0, 0, 0.74]]), -31.7, None, None, "e0.xyz, frame 4")
+    with pytest.raises(
+        InputError, match="e0.xyz, frame 4: an isolated atoms file holds one-atom frames, this one has 2"
+    ):
+        data.fit_reference_energies(frames, species, [*isolated, pair])
 
 
 def test_splits_are_disjoint_seeded_and_complete():
@@ -232,7 +241,8 @@ def test_mace_style_prefixed_labels_find_their_virial(tmp_path):
     path = _write(tmp_path, [labelled])
     (frame,) = data.read_frames(path, "REF_energy", "REF_forces", "REF_stress")
     np.testing.assert_allclose(frame.stress, stress, atol=1e-6)
-    (unlabelled,) = data.read_frames(path, "REF_energy", "REF_forces")  # stress_key 'stress': no REF_ virial
+    with pytest.warns(UserWarning, match=r"no stress label 'stress', but field\(s\) \['REF_virials'\]; set stress_key"):
+        (unlabelled,) = data.read_frames(path, "REF_energy", "REF_forces")  # stress_key 'stress': no REF_ virial
     assert unlabelled.stress is None
 
 
@@ -282,3 +292,65 @@ def test_a_frame_ase_cannot_parse_is_named(tmp_path):
     path.write_text("".join(lines))
     with pytest.raises(InputError, match=rf"{path}, frame 0: cannot read"):
         data.read_frames(path)
+
+
+def _emt_copper(pbc=True, **info):
+    """A rattled periodic Cu cell labelled by EMT (energy, forces, stress in eV/Å^3)."""
+    from ase.build import bulk
+    from ase.calculators.emt import EMT
+
+    atoms = bulk("Cu", cubic=True) * (2, 1, 1)
+    atoms.set_cell(atoms.cell * 0.97, scale_atoms=True)  # compressed: ~10 GPa, as strained DFT frames are
+    atoms.rattle(0.05, seed=1)
+    atoms.calc = EMT()
+    results = {"energy": atoms.get_potential_energy(), "forces": atoms.get_forces(), "stress": atoms.get_stress()}
+    atoms.calc = SinglePointCalculator(atoms, **results)
+    atoms.pbc = pbc
+    atoms.info.update(info)
+    return atoms
+
+
+def _warnings_of(path, **keys) -> list[str]:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        reading.read_frames(path, **keys)
+    return [str(w.message) for w in caught]
+
+
+def test_stress_in_other_units_is_flagged(tmp_path):
+    # GPa read as eV/Å^3 is 160x too large: warned, naming the frame; real-sized labels are not. (Near
+    # zero stress GPa numbers look like eV/Å^3 ones: only large ones, kBar and virials can be caught.)
+    plain = _write(tmp_path, [_emt_copper(), _emt_copper()], "ok.xyz")
+    assert not any("stress" in message for message in _warnings_of(plain))
+    gpa = _emt_copper()
+    gpa.calc.results["stress"] = gpa.calc.results["stress"] / 0.00624150907  # eV/Å^3 -> GPa
+    path = _write(tmp_path, [_emt_copper(), gpa], "gpa.xyz")
+    (message,) = [m for m in _warnings_of(path) if "field 'stress' reaches" in m]
+    assert (
+        message.startswith(f"{path}, frame 1: field 'stress' reaches") and "if yours are GPa divide by 160.2" in message
+    )
+
+
+def test_a_stress_under_another_name_is_pointed_out(tmp_path):
+    # MACE's files name it REF_stress: with the default stress_key the run would train without stress
+    frames = []
+    for _ in range(2):
+        atoms = _emt_copper()
+        atoms.info["REF_stress"] = atoms.calc.results.pop("stress")
+        frames.append(atoms)
+    path = _write(tmp_path, frames, "ref.xyz")
+    (message,) = [m for m in _warnings_of(path) if "set stress_key" in m]
+    assert f"{path}, frame 0: no stress label 'stress', but field(s) ['REF_stress']" in message
+    read = reading.read_frames(path, stress_key="REF_stress")
+    assert read[0].stress is not None and not any(
+        "set stress_key" in m for m in _warnings_of(path, stress_key="REF_stress")
+    )
+
+
+def test_a_stress_label_on_a_partly_periodic_frame_is_not_used_and_says_so(tmp_path):
+    path = _write(tmp_path, [_emt_copper(), _emt_copper(pbc=(True, True, False))], "slab.xyz")
+    (message,) = [m for m in _warnings_of(path) if "periodic in some directions only" in m]
+    assert f"(first: {path}, frame 1 (pbc TTF))" in message
+    with pytest.warns(UserWarning, match="periodic in some directions only"):
+        frames = reading.read_frames(path)
+    assert frames[0].stress is not None and frames[1].stress is None

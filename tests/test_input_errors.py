@@ -171,6 +171,12 @@ def test_train_refuses_a_bad_override(config, capsys, override, message):
     assert message in _error(capsys)
 
 
+def test_train_refuses_a_loss_with_every_weight_zero(config, capsys):
+    zero = [arg for key in ("energy", "forces", "stress") for arg in ("-o", f"{key}_weight=0")]
+    assert main(["train", str(config), *zero]) == 2
+    assert "energy_weight, forces_weight and stress_weight are all 0" in _error(capsys)
+
+
 def test_train_refuses_a_null_value_in_the_config_file(config, capsys):
     config.write_text(config.read_text().replace("epochs: 1", "epochs:"))
     assert main(["train", str(config)]) == 2

@@ -119,6 +119,11 @@ def test_cli_rejects_bad_input_with_a_clear_message(files, tmp_path, capsys):
     (tmp_path / "start.unknownext").write_text("not a structure")
     code = main(["md", str(files / "argon.mlpot"), str(tmp_path / "start.unknownext"), "--steps", "5"])
     assert code == 2 and "start.unknownext" in capsys.readouterr().err
+    lines = (files / "argon.xyz").read_text().splitlines()
+    lines[3] = lines[3].replace(".", ".0.", 1)  # a broken number in frame 0's second atom
+    (tmp_path / "broken.xyz").write_text("\n".join(lines) + "\n")
+    code = main(["md", str(files / "argon.mlpot"), str(tmp_path / "broken.xyz"), "--steps", "5"])
+    assert code == 2 and f"{tmp_path / 'broken.xyz'}, frame 0: cannot be read (ValueError" in capsys.readouterr().err
     code = main(
         [
             "md",

@@ -45,7 +45,7 @@ split_of() { local n="${1%-painn}"; n="${n%-cpu}"; echo "${n%-mace}"; }  # ethan
 mkdir -p models examples/benchmarks/results
 for name in "${names[@]}"; do
   echo "=== $name: training ($(date -u +%H:%M) UTC)"
-  PYTHONUNBUFFERED=1 nice -n 10 "$MLPOT" train "examples/benchmarks/$name.yaml" 2>&1 | tee "runs/benchmarks/$name.log"
+  PYTHONUNBUFFERED=1 nice -n 10 "$MLPOT" train "examples/benchmarks/$name.yaml" --overwrite 2>&1 | tee "runs/benchmarks/$name.log"
   if [ -n "${resume_minutes[$name]:-}" ]; then
     PYTHONUNBUFFERED=1 nice -n 10 "$MLPOT" train "examples/benchmarks/$name.yaml" --resume \
       -o "max_time=${resume_minutes[$name]}" 2>&1 | tee "runs/benchmarks/$name.resume.log"
@@ -65,7 +65,7 @@ print(from_bytes(open(sys.argv[1], "rb").read())[1]["epoch"])' "runs/benchmarks/
   run="runs/benchmarks/$name"
   if [ -n "${fine_tune[$name]:-}" ]; then
     read -r minutes weight forces rate <<< "${fine_tune[$name]}"
-    PYTHONUNBUFFERED=1 nice -n 10 "$MLPOT" train "examples/benchmarks/$name.yaml" -o "init_from=$run/model.mlpot" \
+    PYTHONUNBUFFERED=1 nice -n 10 "$MLPOT" train "examples/benchmarks/$name.yaml" --overwrite -o "init_from=$run/model.mlpot" \
       -o "output_dir=$run-ft" -o "max_time=$minutes" -o epochs=6000 -o loss=huber -o "energy_weight=$weight" \
       -o "forces_weight=$forces" -o "learning_rate=$rate" 2>&1 | tee "runs/benchmarks/$name.ft.log"
     run="$run-ft"

@@ -135,6 +135,10 @@ def validate(config: TrainConfig, where: str = "config") -> TrainConfig:
     for key in ("energy_weight", "forces_weight", "stress_weight", "warmup_epochs", "weight_decay", "seed"):
         if getattr(config, key) < 0:
             raise ValueError(f"{where}: {key} must be >= 0")
+    if not (config.energy_weight or config.forces_weight or config.stress_weight or config.weight_schedule):
+        raise ValueError(
+            f"{where}: energy_weight, forces_weight and stress_weight are all 0: the loss would fit nothing"
+        )
     if config.split_seed is not None and config.split_seed < 0:
         raise ValueError(f"{where}: split_seed must be >= 0 (or null: seed)")
     weights = config.config_type_weights
