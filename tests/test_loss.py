@@ -115,15 +115,19 @@ def test_padding_changes_neither_loss_nor_gradient_through_a_real_model(monkeypa
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
 
 
-def test_frame_weights_weigh_each_mean_and_only_their_ratio_counts():
+def test_frame_weights_scale_each_entry_against_the_data_set_not_the_batch():
     pred, labels, graph = _batch(8, 3)
     weighted = loss_terms(pred, labels._replace(weight=np.r_[3.0, 1.0, 7.0]), graph)  # graph 2 is padding
-    assert float(weighted.energy) == pytest.approx((3 * 0.04 + 1 * 0.09) / 4)
+    assert float(weighted.energy) == pytest.approx((3 * 0.04 + 1 * 0.09) / 2)  # divided by the 2 entries
     plain = loss_terms(pred, labels, graph)
-    assert float(weighted.forces) == pytest.approx(float(plain.forces))  # only frame 0 has forces
-    uniform = loss_terms(pred, labels._replace(weight=np.full(3, 2.5)), graph)
-    for a, b in zip(uniform, plain):
-        assert float(a) == pytest.approx(float(b), rel=1e-12)
+    assert float(weighted.forces) == pytest.approx(3 * float(plain.forces))  # only frame 0 has forces
+    assert float(weighted.stress) == pytest.approx(3 * float(plain.stress))
+    ones = loss_terms(pred, labels._replace(weight=np.ones(3)), graph)
+    for a, b in zip(ones, plain):
+        assert float(a) == float(b)
+    # a frame alone in its batch keeps its weight (the batch's own weight sum used to cancel it)
+    alone = labels._replace(weight=np.r_[10.0, 1.0, 1.0], energy_mask=np.r_[True, False, False])
+    assert float(loss_terms(pred, alone, graph).energy) == pytest.approx(10 * 0.04)
 
 
 def test_config_type_weights_reach_the_training_frames_and_a_misspelt_type_is_refused():
@@ -137,9 +141,12 @@ def test_config_type_weights_reach_the_training_frames_and_a_misspelt_type_is_re
         atoms.info["config_type"] = kind
     frames = [data.Frame(a, a.calc.results["energy"], a.calc.results["forces"], None, "x") for a in images]
     config = TrainConfig(train_file="x.xyz", config_type_weights={"Surface": 10})
-    assert [f.weight for f in weighted(config, frames)] == [1.0, 10.0, 1.0]
+    # scaled to mean 1 over the training frames: only the ratio (10:1) counts, the loss keeps its size
+    assert [f.weight for f in weighted(config, frames)] == pytest.approx([0.25, 2.5, 0.25])
+    doubled = config.replace(config_type_weights={"Surface": 20, "bulk": 2})
+    assert [f.weight for f in weighted(doubled, frames)] == [f.weight for f in weighted(config, frames)]
     _, labels = data.collate(data.prepare(weighted(config, frames), 3.0, (1, 6, 8)), [0, 1, 2], 4)
-    assert labels.weight[:3].tolist() == [1.0, 10.0, 1.0]
+    assert labels.weight[:3].tolist() == pytest.approx([0.25, 2.5, 0.25])
     with pytest.raises(InputError, match=r"no training frame has config_type 'surface'.*\['Surface', 'bulk'\]"):
         weighted(config.replace(config_type_weights={"surface": 10}), frames)
     for bad in ({"Surface": 0}, {"Surface": "ten"}, [10]):

@@ -4,8 +4,12 @@
 
 Each mean runs only over labelled, real entries (padding and frames without
 that label are masked out); an empty mean is 0. With frame weights
-(``config_type_weights``) each mean is weighted by its frame's weight: the
-weights are relative, so weighting every frame alike changes nothing. With ``kind="huber"`` the
+(``config_type_weights``, scaled by ``prepare.weighted`` to mean 1 over the
+training frames) each entry counts its frame's weight and the mean still
+divides by the number of entries: a frame weighs against the whole data set,
+not against the frames it shares a batch with (dividing by the batch's summed
+weight made a lone Surface frame weigh what a bulk one does at batch size 1).
+Weighting every frame alike changes nothing. With ``kind="huber"`` the
 square x^2 is replaced by 2 * huber(x, delta) (= x^2 for |x| <= delta, linear
 beyond), so both kinds agree on small errors.
 """
@@ -48,8 +52,9 @@ def penalty(error, kind: str, delta: float):
 
 
 def _masked_mean(values, mask, weight):
-    weight = jnp.where(jnp.broadcast_to(mask, values.shape), jnp.broadcast_to(weight, values.shape), 0.0)
-    return jnp.sum(jnp.where(weight > 0, values, 0.0) * weight) / jnp.maximum(jnp.sum(weight), 1e-30)
+    mask = jnp.broadcast_to(mask, values.shape)
+    weighted = jnp.where(mask, values * jnp.broadcast_to(weight, values.shape), 0.0)
+    return jnp.sum(weighted) / jnp.maximum(jnp.sum(mask), 1)
 
 
 def loss_terms(pred: Predictions, labels: Labels, graph: Graph, kind: str = "mse", delta: float = 0.01) -> LossTerms:

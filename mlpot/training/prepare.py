@@ -119,7 +119,8 @@ def _refuse_unseen_elements(frames, species, name: str) -> None:
 
 
 def weighted(config: TrainConfig, train) -> list:
-    """Training frames with their ``config_type_weights`` weight (1 for any other config type).
+    """Training frames with their ``config_type_weights`` weight (1 for any other config type), scaled to
+    mean 1 over the training frames so that the loss keeps its size and only the ratios count.
 
     Validation and test frames keep weight 1: model selection and reported errors stay unweighted.
     A config type that no training frame has is refused (a misspelt name would silently weigh nothing).
@@ -134,7 +135,9 @@ def weighted(config: TrainConfig, train) -> list:
             f"the training frames' types are {sorted(present) or 'none (no atoms.info config_type)'}"
         )
     weights = {str(k): float(v) for k, v in weights.items()}
-    return [f._replace(weight=weights.get(str(f.atoms.info.get("config_type")), 1.0)) for f in train]
+    raw = [weights.get(str(f.atoms.info.get("config_type")), 1.0) for f in train]
+    mean = sum(raw) / len(raw)
+    return [f._replace(weight=w / mean) for f, w in zip(train, raw)]
 
 
 def split_frames(config: TrainConfig, frames):

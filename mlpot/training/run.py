@@ -30,6 +30,8 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
+import jax
+import jax.numpy as jnp
 import yaml
 from tqdm.auto import tqdm
 
@@ -44,6 +46,7 @@ from mlpot.training.optim import PlateauState, make_optimizer, update_plateau
 from mlpot.training.prepare import Prepared, describe, prepare
 from mlpot.training.trainer import (
     Loop,
+    TrainState,
     evaluate,
     init_state,
     jitted_predict,
@@ -224,6 +227,12 @@ def _check_resume(saved_path: Path, config) -> None:
         )
 
 
+def _finite(state: TrainState) -> bool:
+    """Every parameter and EMA parameter is finite."""
+    leaves = jax.tree_util.tree_leaves((state.params, state.ema))
+    return bool(jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in leaves])))
+
+
 def _output_folder(config, resume: bool) -> Path:
     """``output_dir``, checked before any work: a folder that can be made and written in, holding a
     checkpoint to resume."""
@@ -264,11 +273,13 @@ def fit(config, prepared: Prepared, resume: bool = False, stop_after: int | None
         bar.set_description(f"epoch {epoch + 1}/{config.epochs}")
         before = state
         state, row = run_epoch(loop, state, epoch, PlateauState(*progress["plateau"]), bar, progress["elapsed"])
-        if not math.isfinite(row["train_loss"]):
+        if not math.isfinite(row["train_loss"]) or not _finite(state):
             # Keep the last finite state: it is what last.ckpt holds and what --resume, with a lower
-            # learning_rate, starts again from (a NaN checkpoint would only diverge again).
+            # learning_rate, starts again from (a NaN checkpoint would only diverge again). The loss is
+            # the mean of losses taken before each update, so an epoch's last update can overflow unseen.
             state = before
-            reason = f"diverged (non-finite loss) in epoch {epoch + 1}: lower learning_rate or check the data"
+            what = "loss" if not math.isfinite(row["train_loss"]) else "parameters after the last step"
+            reason = f"diverged (non-finite {what}) in epoch {epoch + 1}: lower learning_rate or check the data"
             break
         row = {"epoch": epoch + 1, **row, **validate(loop, state, epoch)}
         # wall time since the last epoch ended, so the budget also counts the book-keeping after it
