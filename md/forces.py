@@ -131,6 +131,8 @@ class NeighbourList:
 
     def __init__(self, cutoff: float, species, atoms: Atoms, skin: float, headroom: float = 1.1, capacity=None):
         check_atoms(atoms, "MD start structure")
+        if not headroom >= 1:
+            raise ValueError(f"neighbour-list headroom must be >= 1 (room over the pairs found), got {headroom}")
         self.cutoff, self.skin, self.headroom = float(cutoff), float(skin), float(headroom)
         self.template = atoms.copy()
         self.template.calc = None
@@ -144,7 +146,7 @@ class NeighbourList:
         Growth is geometric (x1.5 at least), so a steady compression costs O(log) recompiles."""
         if count < capacity:
             return capacity
-        return bucket_size(int(max(count * self.headroom, 1.5 * capacity)) + 1, steps=steps)
+        return bucket_size(int(max(count * self.headroom, 1.5 * capacity, count)) + 1, steps=steps)
 
     def __call__(self, positions, cell, needed: int = 0):
         """(padded skin graph, active slots) at ``positions``; ``needed``: active pairs a step asked for."""

@@ -108,6 +108,13 @@ class Simulation:
         )
         state = state._replace(step=jnp.asarray(step, jnp.int64))
         chunk = self._chunk(state, self.params, self.force_args, self.reference, self._limits(0), True)
+        if int(chunk.status) == REBUILD and self.neighbours is not None:
+            # the device counted more active pairs than the host list made room for (pairs within a
+            # rounding step of the cutoff): the run loop's answer, a bigger list, applies at the start too
+            self._build(atoms.positions, atoms.cell.array, int(chunk.needed))
+            chunk = self._chunk(state, self.params, self.force_args, self.reference, self._limits(0), True)
+        if int(chunk.status) == REBUILD:
+            raise MDError(self._too_far_message(step, float(chunk.cell_share)))
         if int(chunk.status) != OK:
             self.state = chunk.state  # the message names the closest pair in it
             raise MDError(self._error_message(int(chunk.status), step, start=True))

@@ -38,6 +38,8 @@ class Calculator(ASECalculator):
 
     def __init__(self, potential: Potential | str | Path, edge_headroom: float = 1.2, **kwargs):
         super().__init__(**kwargs)
+        if not edge_headroom >= 1:
+            raise ValueError(f"edge_headroom must be >= 1 (room over the edges found), got {edge_headroom}")
         self.potential = potential if isinstance(potential, Potential) else load(potential)
         self.edge_headroom = edge_headroom
         self._members = members(self.potential)  # [the model itself] unless it is a committee

@@ -324,3 +324,18 @@ def test_neighbour_capacity_overflow_grows_with_bounded_recompiles():
     final.calc = SinglePointCalculator(final, energy=float(fresh.energy[0]), stress=np.asarray(fresh.stress[0]))
     ase_pressure = -np.trace(final.get_stress(voigt=False, include_ideal_gas=True)) / 3
     assert pressures[-1] == pytest.approx(ase_pressure, rel=1e-9)
+
+
+def test_list_capacities_always_leave_room_and_a_headroom_below_one_is_refused():
+    # The last skin-list edge must be padding (unused active slots point at it): a capacity equal to
+    # the pair count would send one real pair to the model many times over.
+    from md.forces import NeighbourList
+
+    atoms = argon_crystal(2)
+    neighbours = NeighbourList(5.0, (18,), atoms, skin=0.5, headroom=1.0)
+    for count in range(1, 3000):
+        assert neighbours._grow(0, count) > count and neighbours._grow(count, count) > count
+    with pytest.raises(ValueError, match="headroom must be >= 1"):
+        NeighbourList(5.0, (18,), atoms, skin=0.5, headroom=0.95)
+    with pytest.raises(ValueError, match="edge_headroom must be >= 1"):
+        mlpot.Calculator(argon_potential(), edge_headroom=0.5)
