@@ -115,19 +115,27 @@ def _search_cell(atoms: Atoms, cutoff: float) -> np.ndarray:
         return cell
     extent = np.ptp(atoms.positions, axis=0).max() if len(atoms) > 1 else 0.0
     size = extent + 2.0 * cutoff + 1.0
-    # Each non-periodic row becomes a long vector orthogonal to the periodic ones.
+    # Each non-periodic row becomes a long vector orthogonal to the periodic ones: projected out
+    # against an orthonormal basis of their span (one at a time against the vectors themselves only
+    # works when they are orthogonal; a hexagonal slab's are not).
     periodic = [cell[k] for k in range(3) if atoms.pbc[k]]
+    lengths = [np.linalg.norm(p) for p in periodic]  # each new row: longer than all rows before it
+    basis = []
+    for p in periodic:
+        w = p - sum(p.dot(b) * b for b in basis)
+        basis.append(w / np.linalg.norm(w))
     for k in range(3):
         if atoms.pbc[k]:
             continue
-        v = np.eye(3)[k]
-        for p in periodic:
-            p_hat = p / np.linalg.norm(p)
-            v = v - v.dot(p_hat) * p_hat
-        if np.linalg.norm(v) < 1e-8:
-            v = np.cross(*periodic) if len(periodic) == 2 else np.ones(3)
-        cell[k] = v / np.linalg.norm(v) * (size + sum(np.linalg.norm(p) for p in periodic))
-        periodic.append(cell[k])
+        candidates = (np.eye(3)[k], *np.eye(3))  # the axis itself, else any axis out of the span
+        for v in candidates:
+            v = v - sum(v.dot(b) * b for b in basis)
+            if np.linalg.norm(v) > 1e-6:
+                break
+        v = v / np.linalg.norm(v)
+        basis.append(v)
+        lengths.append(size + sum(lengths))
+        cell[k] = v * lengths[-1]
     return cell
 
 

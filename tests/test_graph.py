@@ -7,7 +7,12 @@ from ase.build import bulk, fcc111, molecule
 from ase.neighborlist import neighbor_list
 from conftest import pair_set, triclinic_si
 
-from mlpot.graph import bucket_size, build_graph, neighbour_pairs, neighbour_search
+from mlpot.graph import _search_cell, bucket_size, build_graph, neighbour_pairs, neighbour_search
+
+
+def _turned(atoms):
+    atoms.rotate(90, "x", rotate_cell=True)
+    return atoms
 
 
 @pytest.mark.parametrize(
@@ -16,12 +21,17 @@ from mlpot.graph import bucket_size, build_graph, neighbour_pairs, neighbour_sea
         triclinic_si(),
         Atoms("Cu", cell=[[2.0, 0, 0], [0.5, 2.1, 0], [0.2, 0.3, 1.9]], pbc=True),  # one atom, box << cutoff
         fcc111("Cu", (2, 2, 3), vacuum=5.0, periodic=False),  # slab: mixed pbc set below
+        _turned(fcc111("Cu", (2, 2, 3), vacuum=5.0, periodic=False)),  # its periodic vectors at 60°, in xz
     ],
-    ids=["triclinic", "tiny_cell", "slab"],
+    ids=["triclinic", "tiny_cell", "slab", "turned_slab"],
 )
 def test_pairs_match_ase(atoms):
     if len(atoms) == 12:
         atoms.pbc = [True, True, False]
+    if not all(atoms.pbc):  # the search cell built for it is a proper cell, its periodic rows kept
+        search = _search_cell(atoms, 5.0)
+        assert abs(np.linalg.det(search)) > 1.0
+        np.testing.assert_array_equal(search[atoms.pbc], atoms.cell.array[atoms.pbc])
     cutoff = 5.0
     ours = pair_set(*neighbour_pairs(atoms, cutoff))
     theirs = pair_set(*neighbor_list("ijS", atoms, cutoff))
