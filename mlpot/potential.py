@@ -55,6 +55,10 @@ class ModelConfig:
         radii = tuple(tuple(float(r) for r in row) for row in self.repulsion_radii)
         if radii and (len(radii) != n or any(len(row) != n for row in radii)):
             raise ValueError(f"repulsion_radii must be {n} x {n} (one per species pair) or empty")
+        if radii and max(max(row) for row in radii) > self.cutoff:
+            raise ValueError(  # the core acts on listed edges only: past the cutoff it would end in a step
+                f"repulsion_radii reach {max(max(row) for row in radii)} Å, beyond the cutoff {self.cutoff} Å"
+            )
         object.__setattr__(self, "repulsion_radii", radii)
 
     def to_dict(self) -> dict:

@@ -53,17 +53,21 @@ def atom_energies(vectors, graph, atomic_numbers, radii):
     r_off = radii[graph.species[graph.receivers], graph.species[graph.senders]]
     r = safe_norm(vectors)
     inside = graph.edge_mask & (r < r_off) & (r > 0)
-    r_safe = jnp.where(inside, r, r_off)  # where 1/r and exp are finite; the switch is 0 there
+    # where 1/r, exp and the switch are finite (r_off may be 0: no core); the values there are dropped
+    r_safe = jnp.where(inside, r, jnp.maximum(r_off, 1.0))
     switch = smooth_step_down(r_safe, jnp.maximum(r_off - WIDTH, 0.0), r_off)
     pair = jnp.where(inside, zbl(r_safe, zi, zj) * switch, 0.0)
     num_nodes = graph.species.shape[0]
     return 0.5 * jnp.zeros(num_nodes, vectors.dtype).at[graph.receivers].add(pair)
 
 
-def radii_from_frames(frames, species, margin: float = 0.1, search: float = 3.0, names=None) -> tuple:
+def radii_from_frames(
+    frames, species, margin: float = 0.1, search: float = 3.0, names=None, cutoff: float | None = None
+) -> tuple:
     """Inner radii (S x S, Å) from training frames: the closest pair of each species pair
     minus ``margin``; pairs never seen within ``search`` Å get 0.6 x (sum of covalent radii).
-    Floors at 0.3 Å.
+    Floors at 0.3 Å; capped at the model's ``cutoff``: the core acts only on listed edges, so one
+    reaching past the cutoff would drop to zero in a step when its pair leaves the list.
 
     A pair closer than half its covalent radii sum is almost surely a broken frame (an atom written
     twice, a unit slip); it would pull that core in to the floor, so it is named in a warning
@@ -94,4 +98,6 @@ def radii_from_frames(frames, species, margin: float = 0.1, search: float = 3.0,
             seen = min(closest[p, q], closest[q, p])
             guess = 0.6 * (covalent_radii[zp] + covalent_radii[zq])
             radii[p, q] = max(seen - margin if np.isfinite(seen) else guess, 0.3)
+    if cutoff is not None:
+        radii = np.minimum(radii, cutoff)
     return tuple(tuple(round(float(x), 4) for x in row) for row in radii)

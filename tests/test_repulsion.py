@@ -80,6 +80,16 @@ def test_radii_from_frames_sit_below_the_closest_pair():
     assert radii[1][1] == pytest.approx(0.6 * 2 * 0.66, abs=1e-2)  # O-O never seen: covalent guess
 
 
+def test_radii_stop_at_the_cutoff():
+    # A core acts on listed edges only: one reaching past the cutoff would end in a step there.
+    silicon = [Atoms("Si2", positions=[[0, 0, 0], [2.35, 0, 0]])]
+    assert radii_from_frames(silicon, (14,))[0][0] == pytest.approx(2.25, abs=1e-3)
+    assert radii_from_frames(silicon, (14,), cutoff=2.0)[0][0] == 2.0
+    config = small_painn((1, 8)).config  # cutoff 4 Å
+    with pytest.raises(ValueError, match="repulsion_radii reach 4.5 Å, beyond the cutoff 4.0 Å"):
+        config.replace(repulsion_radii=[[1.0, 4.5], [4.5, 1.0]])
+
+
 def test_config_rejects_wrong_shape():
     with pytest.raises(ValueError, match="repulsion_radii"):
         small_painn((1, 8)).config.replace(repulsion_radii=[[1.0]])

@@ -57,7 +57,11 @@ def model_config(config: TrainConfig, train_frames, species, isolated=None, extr
     scale = float(f"{scale:.9g}")
     hyper = {**(extra or {}), **{k: v for k, v in config.model.items() if k != "name"}}
     frames_atoms, names = [f.atoms for f in train_frames], [f.where for f in train_frames]
-    radii = repulsion.radii_from_frames(frames_atoms, species, names=names) if config.repulsion else ()
+    radii = (
+        repulsion.radii_from_frames(frames_atoms, species, names=names, cutoff=config.cutoff)
+        if config.repulsion
+        else ()
+    )
     return ModelConfig(
         name=config.model["name"],
         cutoff=config.cutoff,
