@@ -347,6 +347,8 @@ def main(args) -> int:
         sim.attach(check, args.interval)
 
     def write_restart(s):
+        for writer in writers:  # the frames and lines the restart counts on reach the disk before it does
+            writer.sync()
         capacity = s.neighbours.capacity
         model = (fingerprint, args.model)
         save_restart(args.restart, args.ensemble, s.state, s.params, s.reference, capacity, atoms.numbers, model)

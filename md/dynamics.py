@@ -74,7 +74,7 @@ class Dynamics:
         if trajectory is not None:
             self._attach_trajectory(trajectory, loginterval, append_trajectory)
         if logfile is not None:
-            self._attach_log(logfile, loginterval)
+            self._attach_log(logfile, loginterval, append_trajectory)
 
     def _attach_trajectory(self, trajectory, loginterval: int, append: bool) -> None:
         if isinstance(trajectory, Potential) or str(trajectory).endswith(".mlpot"):
@@ -92,11 +92,13 @@ class Dynamics:
         npt = self.simulation.ensemble in BAROSTATS
         self.attach(lambda: writer.write(frame_atoms(self.atoms, self.simulation.state, npt)), loginterval)
 
-    def _attach_log(self, logfile, loginterval: int) -> None:
+    def _attach_log(self, logfile, loginterval: int, append: bool) -> None:
         npt = self.simulation.ensemble in BAROSTATS
         deviation = committee_deviation(self.potential)
         if isinstance(logfile, (str, os.PathLike)) and str(logfile) != "-":
-            log = ThermoLog(logfile, with_pressure=npt, with_deviation=deviation is not None)
+            # with append_trajectory the log of a run in segments continues too (ASE's logs always append)
+            log = ThermoLog(logfile, with_pressure=npt, append=append, with_deviation=deviation is not None)
+            log.last_step = -1  # each segment counts from step 0 again, as its trajectory frames do
             self._writers.append(log)
         elif isinstance(logfile, str) or hasattr(logfile, "write"):
             stream = sys.stdout if isinstance(logfile, str) else logfile

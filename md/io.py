@@ -8,8 +8,12 @@ fingerprint of the model, so that a restart cannot silently switch potentials.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
+import os
+import signal
+import threading
 from pathlib import Path
 
 import ase.io
@@ -79,7 +83,10 @@ class TrajectoryWriter:
         if atoms.info.get("step", self.last_step + 1) <= self.last_step:
             return
         if self._traj is not None:
-            self._traj.write(atoms)  # ASE's Trajectory writes each frame completely
+            # ASE builds a .traj frame in several calls and its close() saves what it has: a Ctrl-C
+            # in between would leave a frame without its step (or energy) for a restart to append to
+            with interrupts_deferred():
+                self._traj.write(atoms)
         else:
             # Formatted in memory, then one write: Ctrl-C lands between Python calls, so it cannot
             # cut a frame in half (ASE writes an extxyz frame line by line).
@@ -88,6 +95,11 @@ class TrajectoryWriter:
             self._file.write(buffer.getvalue())
             self._file.flush()
 
+    def sync(self) -> None:
+        """On disk, not only flushed: called before a restart file that counts on these frames."""
+        handle = self._file if self._file is not None else getattr(getattr(self._traj, "backend", None), "fd", None)
+        _fsync(handle)
+
     def close(self) -> None:
         if self._traj is not None:
             self._traj.close()
@@ -95,17 +107,45 @@ class TrajectoryWriter:
             self._file.close()
 
 
+def _fsync(handle) -> None:
+    if handle is not None and hasattr(handle, "fileno"):
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+@contextlib.contextmanager
+def interrupts_deferred():
+    """Ctrl-C (SIGINT) waits until the block has run, then acts as it would have. Only the main
+    thread receives signals; elsewhere the block simply runs."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(frame))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if caught and callable(previous):
+            previous(signal.SIGINT, caught[0])
+
+
 def _last_frame_step(path: Path) -> int:
     """The step of the last frame in an existing trajectory (-1: none)."""
     if not path.exists() or path.stat().st_size == 0:
         return -1
     try:
-        return int(ase.io.read(path, index=-1).info.get("step", -1))
+        step = ase.io.read(path, index=-1).info.get("step")
     except Exception as err:  # a torn frame fails in whichever parser step it reached
         raise ValueError(
             f"{path}: its last frame cannot be read ({err}); was the run killed mid-frame? "
             "Cut the broken frame off, or write to a new trajectory"
         ) from err
+    if step is None:  # appending after it could not skip the frames the file already holds
+        raise ValueError(
+            f"{path}: its last frame has no step (not written by mlpot md, or cut short): write to a new trajectory"
+        )
+    return int(step)
 
 
 def log_columns(with_pressure: bool, with_deviation: bool = False) -> list[str]:
@@ -149,7 +189,14 @@ class ThermoLog:
         write_header = not (append and self.path.exists() and self.path.stat().st_size > 0)
         self.last_step = -1
         if not write_header:
-            last = self.path.read_text().rstrip("\n").rsplit("\n", 1)[-1].split(",")[0]
+            text = self.path.read_text()
+            header, expected = text.split("\n", 1)[0], ",".join(log_columns(with_pressure, with_deviation))
+            if header != expected:  # rows of another run's columns would not line up
+                raise ValueError(f"{self.path}: its columns are {header!r}, this run's {expected!r}: log to a new file")
+            if not text.endswith("\n"):  # a line torn by a kill: cut it, the next row starts a line
+                text = text.rsplit("\n", 1)[0] + "\n"
+                atomic_write(self.path, text.encode())
+            last = text.rstrip("\n").rsplit("\n", 1)[-1].split(",")[0]
             self.last_step = int(last) if last.isdigit() else -1
         self._file = open(self.path, "a" if append else "w")  # noqa: SIM115 - kept open for the run
         if write_header:
@@ -173,6 +220,9 @@ class ThermoLog:
             values.append(f"{row['force_dev_max']:.6f}")
         self._file.write(",".join(values) + "\n")
         self._file.flush()
+
+    def sync(self) -> None:
+        _fsync(self._file)
 
     def close(self) -> None:
         self._file.close()

@@ -145,6 +145,8 @@ def _cmd_deviation(args) -> int:
     for option, path in (("--select", args.select), ("--json", args.json), ("--plot", args.plot)):
         if path:
             check_output_path(option, path)
+            if Path(path).exists() and any(Path(f).exists() and Path(path).samefile(f) for f in args.frames):
+                raise ValueError(f"{option} {path} is one of the input files: it would be replaced")
     potential = load(args.model)
     if len(members(potential)) < 2:
         raise ValueError(f"{args.model} is a single model: a deviation needs a committee (mlpot committee OUT A B ...)")

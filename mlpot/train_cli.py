@@ -36,13 +36,17 @@ def _cmd_train(args) -> int:
     if args.resume and args.overwrite:
         raise ValueError("--resume continues the run in output_dir, --overwrite replaces it: give one")
     config = _config(args)
-    last = Path(config.output_dir) / "checkpoints" / "last.ckpt"
-    if last.is_file() and not (args.resume or args.overwrite):
+    out = Path(config.output_dir)
+    held = [path for path in (out / "checkpoints" / "last.ckpt", out / "model.mlpot") if path.is_file()]
+    if held and not (args.resume or args.overwrite):
         # a rerun of a killed run's command would replace its checkpoints within seconds
         raise ValueError(
-            f"output_dir {config.output_dir} already holds a run ({last}): --resume continues it, "
+            f"output_dir {config.output_dir} already holds a run ({held[0]}): --resume continues it, "
             "--overwrite starts over and replaces it, or give another output_dir"
         )
+    if args.overwrite:  # gone now, not at the new run's first write: a kill before it must not resume the old
+        for path in (out / "checkpoints" / "last.ckpt", out / "checkpoints" / "best.ckpt", out / "model.mlpot"):
+            path.unlink(missing_ok=True)
     result = run.train(config, resume=args.resume)
     from mlpot.training.metrics import format_table, format_worst
 
@@ -120,6 +124,12 @@ def _cmd_committee(args) -> int:
     from mlpot.models.committee import assemble
 
     check_output_path("committee output", args.output)
+    output = Path(args.output)
+    if output.exists():
+        if any(Path(path).exists() and output.samefile(path) for path in args.models):
+            raise ValueError(f"committee output {args.output} is one of its models: the first name is the output")
+        if not args.overwrite:
+            raise ValueError(f"committee output {args.output} exists: --overwrite replaces it")
     committee = assemble(load(path) for path in args.models)
     committee.save(args.output)
     print(f"committee of {len(args.models)} models: {args.output} (one force call per member)")
@@ -265,6 +275,7 @@ def register(subparsers) -> None:
     p.add_argument(
         "models", nargs="+", help="two or more trained model files with the same species (cutoffs may differ)"
     )
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.set_defaults(func=_cmd_committee)
 
     p = subparsers.add_parser("template", help="print a commented default training config")

@@ -138,6 +138,14 @@ def test_cli_builds_a_committee_that_eval_scores(singles, tmp_path, capsys):
     assert metrics["forces_mae"] == pytest.approx(np.mean(np.abs(np.concatenate(predicted))), rel=1e-9)
     assert main(["committee", str(tmp_path / "c2.mlpot"), str(paths[0])]) == 2  # one model: a clear error
     assert "at least two" in capsys.readouterr().err
+    # the output comes first: with it forgotten, the first model would be replaced. Refused, kept.
+    before = paths[0].read_bytes()
+    assert main(["committee", *map(str, paths), str(paths[1])]) == 2
+    assert f"committee output {paths[0]} exists: --overwrite replaces it" in capsys.readouterr().err
+    assert main(["committee", "--overwrite", str(paths[0]), *map(str, paths)]) == 2  # never an input
+    assert "is one of its models: the first name is the output" in capsys.readouterr().err
+    assert paths[0].read_bytes() == before
+    assert main(["committee", "--overwrite", str(out), *map(str, paths)]) == 0
     # --members: each member's own errors on the same frames, beside the committee's
     plot = str(tmp_path / "p.png")
     assert main(["eval", str(out), str(data), "--members", "--json", str(json_path), "--plot", plot]) == 0
@@ -290,6 +298,9 @@ def test_deviation_cli_refusals(singles, tmp_path, capsys):
     ase.io.write(gold, Atoms("Au2", positions=[[0, 0, 0], [0, 0, 2.5]]))
     assert main(["deviation", str(committee), str(gold)]) == 2
     assert f"{gold}, frame 0" in capsys.readouterr().err  # an element the model does not know: file and frame
+    before = data.read_bytes()
+    assert main(["deviation", str(committee), str(data), "--select", str(data)]) == 2
+    assert "--select" in capsys.readouterr().err and data.read_bytes() == before
 
 
 def test_deviation_calibrate_compares_with_reference_forces(singles, tmp_path, capsys):

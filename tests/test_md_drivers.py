@@ -314,3 +314,31 @@ def test_an_edit_to_the_atoms_keeps_the_barostat_and_the_chains(argon):
     assert np.abs(a.cell_momentum).max() > 0
     for field in ("cell_momentum", "cell_chain_momenta", "chain_momenta", "momenta", "cell"):
         np.testing.assert_allclose(getattr(b, field), getattr(a, field), rtol=1e-9, atol=1e-12)
+
+
+def test_a_run_in_segments_appends_its_log_with_its_trajectory(argon, tmp_path):
+    atoms = _argon_atoms(argon)
+    log, traj = tmp_path / "log.csv", tmp_path / "t.traj"
+    for append in (False, True):
+        with md.VelocityVerlet(atoms, DT, str(traj), str(log), 2, append_trajectory=append) as dyn:
+            dyn.run(4)
+    rows = list(csv.DictReader(log.read_text().splitlines()))  # one header, both segments' rows
+    assert [int(row["step"]) for row in rows] == [0, 2, 4, 0, 2, 4]
+    assert len(ase.io.read(traj, ":")) == 6
+    assert float(rows[3]["epot_eV"]) == pytest.approx(float(rows[2]["epot_eV"]), abs=1e-10)  # went on from there
+    with md.VelocityVerlet(atoms, DT, logfile=str(log), loginterval=2) as dyn:  # a new run starts it over
+        dyn.run(2)
+    assert len(log.read_text().splitlines()) == 1 + 2
+
+
+def test_appending_to_a_log_cuts_a_torn_line_and_refuses_other_columns(tmp_path):
+    from md.io import ThermoLog, log_columns
+
+    path = tmp_path / "log.csv"
+    path.write_text(",".join(log_columns(False)) + "\n0,0,1,1,2,300\n5,2.5,1,1,2,30")  # killed mid-row
+    log = ThermoLog(path, with_pressure=False, append=True)
+    log.write({"step": 5, "time_fs": 2.5, "epot": 1.0, "ekin": 1.0, "etot": 2.0, "temperature": 300.0})
+    log.close()
+    assert [line.split(",")[0] for line in path.read_text().splitlines()[1:]] == ["0", "5"]
+    with pytest.raises(ValueError, match="its columns are .*log to a new file"):
+        ThermoLog(path, with_pressure=True, append=True)

@@ -339,3 +339,38 @@ def test_list_capacities_always_leave_room_and_a_headroom_below_one_is_refused()
         NeighbourList(5.0, (18,), atoms, skin=0.5, headroom=0.95)
     with pytest.raises(ValueError, match="edge_headroom must be >= 1"):
         mlpot.Calculator(argon_potential(), edge_headroom=0.5)
+
+
+def test_ctrl_c_during_a_traj_frame_finishes_the_frame_first(tmp_path, monkeypatch):
+    # ASE writes a .traj frame in several calls (info, with the step, last) and saves a half frame on
+    # close: the interrupt waits for the frame, then stops the run as Ctrl-C does.
+    import os
+    import signal
+
+    from ase.io.trajectory import TrajectoryWriter as AseWriter
+
+    atoms = argon_crystal(1)
+    state = Simulation(smooth_argon_forces(atoms), atoms, "nve", params(dt=2 * units.fs)).state
+    writer = TrajectoryWriter(tmp_path / "t.traj")
+    writer.write(frame_atoms(atoms, state, False))
+    writer.sync()  # on disk (what mlpot md does before each restart file)
+    real_write = AseWriter.write
+
+    def interrupted_write(self, atoms=None, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)  # arrives inside the frame's write
+        return real_write(self, atoms, **kwargs)
+
+    monkeypatch.setattr(AseWriter, "write", interrupted_write)
+    with pytest.raises(KeyboardInterrupt):
+        writer.write(frame_atoms(atoms, state._replace(step=state.step + 1), False))
+    writer.close()
+    frames = ase.io.read(tmp_path / "t.traj", ":")
+    assert [f.info["step"] for f in frames] == [0, 1]
+    assert all(f.get_potential_energy() == pytest.approx(float(state.energy)) for f in frames)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_appending_to_a_trajectory_whose_last_frame_has_no_step_is_refused(tmp_path):
+    ase.io.write(tmp_path / "foreign.xyz", argon_crystal(1))
+    with pytest.raises(ValueError, match="its last frame has no step"):
+        TrajectoryWriter(tmp_path / "foreign.xyz", append=True)

@@ -36,7 +36,7 @@ import yaml
 from tqdm.auto import tqdm
 
 from mlpot import data
-from mlpot.modelfile import atomic_write, check_output_folder, save
+from mlpot.modelfile import atomic_write, check_output_folder, save, write_json
 from mlpot.potential import ModelConfig, Potential
 from mlpot.training import config as config_mod
 from mlpot.training import plots
@@ -343,7 +343,7 @@ def _finish(config, prepared, out, progress, model_config, predict_fn) -> TrainR
         "epochs": progress["epoch"],
         "elapsed_s": progress["elapsed"],
     }
-    atomic_write(out / "results.json", json.dumps(results, indent=2).encode())
+    write_json(out / "results.json", results)
     return TrainResult(best, progress["history"], valid_metrics, test_metrics, out)
 
 

@@ -17,14 +17,13 @@ Both reuse ``fit``; each run gets its own sub-folder of ``output_dir``.
 from __future__ import annotations
 
 import dataclasses
-import json
 import warnings
 from pathlib import Path
 
 import numpy as np
 
 from mlpot import data
-from mlpot.modelfile import atomic_write
+from mlpot.modelfile import write_json
 from mlpot.training import plots
 from mlpot.training.config import TrainConfig
 from mlpot.training.prepare import assemble, read
@@ -94,7 +93,7 @@ def cross_validate(config: TrainConfig | dict | str, k: int = 5, frames=None) ->
         result = fit(run_config, assemble(run_config, train, valid, [frames[i] for i in fold], species))
         runs.append(result.test_metrics)
     summary = {"k": k, "folds": runs, "summary": _mean_std(runs)}
-    atomic_write(Path(config.output_dir) / "cv.json", json.dumps(summary, indent=2).encode())
+    write_json(Path(config.output_dir) / "cv.json", summary)
     return summary
 
 
@@ -126,5 +125,5 @@ def learning_curve(config: TrainConfig | dict | str, sizes=None, frames=None) ->
     out = Path(config.output_dir)
     plots.learning_curve_study(sizes, curves, out / "learning_curve.png")
     summary = {"sizes": sizes, "runs": runs, "test_frames": len(test), "valid_frames": len(valid)}
-    atomic_write(out / "learning_curve.json", json.dumps(summary, indent=2).encode())
+    write_json(out / "learning_curve.json", summary)
     return summary
