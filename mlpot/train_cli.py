@@ -186,7 +186,7 @@ def _cmd_cv(args) -> int:
     from mlpot.training.selection import cross_validate
 
     config = _config(args)
-    summary = cross_validate(config, args.folds)
+    summary = cross_validate(config, args.folds, overwrite=args.overwrite)
     for key, value in summary["summary"].items():
         spread = "(one fold)" if value["std"] is None else f"± {value['std'] * 1e3:.3f}"
         print(f"{key:24s} {value['mean'] * 1e3:10.3f} {spread} (meV units, std over {value['n_folds']} folds)")
@@ -198,7 +198,7 @@ def _cmd_learning_curve(args) -> int:
     from mlpot.training.selection import learning_curve
 
     config = _config(args)
-    summary = learning_curve(config, args.sizes)
+    summary = learning_curve(config, args.sizes, overwrite=args.overwrite)
     for run in summary["runs"]:
         print(
             f"{run['train_frames']:6d} frames: energy MAE {run['energy_mae_per_atom'] * 1e3:8.3f} meV/atom, "
@@ -284,6 +284,7 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("cv", help="k-fold cross-validation of a training config")
     _add_config_args(p)
     p.add_argument("-k", "--folds", type=int, default=5)
+    p.add_argument("--overwrite", action="store_true", help="replace runs of another config in output_dir")
     p.set_defaults(func=_cmd_cv)
 
     p = subparsers.add_parser("learning-curve", help="test error vs training-set size (log-log plot)")
@@ -295,4 +296,5 @@ def register(subparsers) -> None:
         help="training-set sizes, each at most the frames left for training "
         "(default: 25 50 100 200 400 800, those the data has)",
     )
+    p.add_argument("--overwrite", action="store_true", help="replace runs of another config in output_dir")
     p.set_defaults(func=_cmd_learning_curve)

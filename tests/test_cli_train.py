@@ -162,6 +162,21 @@ def test_cv_and_learning_curve(tiny_setup, capsys):
     assert all(run["n_frames"] == curve["test_frames"] > 0 and run["forces_mae"] > 0 for run in curve["runs"])
     assert curve["test_frames"] + curve["valid_frames"] + 6 <= 12  # held-out frames never train
     assert "frames: energy MAE" in capsys.readouterr().out
+    # the same study again: finished runs are reused; a killed one (no results.json) resumes
+    (tmp_path / "out" / "fold_1" / "results.json").unlink()
+    assert main(["cv", str(path), "-k", "2", "-o", "epochs=1"]) == 0
+    assert f"{tmp_path / 'out' / 'fold_0'}: finished with this config, reused" in capsys.readouterr().out
+    again = json.loads((tmp_path / "out" / "cv.json").read_text())
+    assert [fold["forces_mae"] for fold in again["folds"]] == pytest.approx(
+        [fold["forces_mae"] for fold in cv["folds"]]
+    )
+    metrics = (tmp_path / "out" / "fold_1" / "metrics.csv").read_text().splitlines()
+    assert len(metrics) == 1 + 1  # resumed, not retrained: still its one epoch
+    # another config over the same folders: refused, unless --overwrite
+    assert main(["cv", str(path), "-k", "2", "-o", "epochs=2"]) == 2
+    assert "holds a run of another config" in capsys.readouterr().err
+    assert main(["cv", str(path), "-k", "2", "-o", "epochs=2", "--overwrite"]) == 0
+    assert len((tmp_path / "out" / "fold_0" / "metrics.csv").read_text().splitlines()) == 1 + 2
 
 
 @pytest.fixture()

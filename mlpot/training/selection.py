@@ -1,6 +1,8 @@
 """Model selection: k-fold cross-validation and learning-curve studies.
 
-Both reuse ``fit``; each run gets its own sub-folder of ``output_dir``.
+Both reuse ``fit``; each run gets its own sub-folder of ``output_dir``. A study run again with
+the same config reuses its finished runs and resumes a killed one (hours of folds are not
+redone); a sub-folder holding a run of another config is refused unless ``overwrite``.
 
 * ``cross_validate(config, k)``: the frames are split into k seeded folds;
   fold f is the test set of run f, and the run's validation set (for early
@@ -17,13 +19,16 @@ Both reuse ``fit``; each run gets its own sub-folder of ``output_dir``.
 from __future__ import annotations
 
 import dataclasses
+import json
 import warnings
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
 from mlpot import data
 from mlpot.modelfile import write_json
+from mlpot.training import config as config_mod
 from mlpot.training import plots
 from mlpot.training.config import TrainConfig
 from mlpot.training.prepare import assemble, read
@@ -74,7 +79,24 @@ def _usable_sizes(sizes, available: int, held_out: str) -> list[int]:
     return sorted({int(s) for s in sizes})
 
 
-def cross_validate(config: TrainConfig | dict | str, k: int = 5, frames=None) -> dict:
+def _run(run_config: TrainConfig, prepared, overwrite: bool) -> dict:
+    """The test metrics of ``run_config``'s run: read back if it finished, resumed if it was killed,
+    else trained. ``prepared``: () -> the run's ``Prepared`` data (only built when needed)."""
+    out = Path(run_config.output_dir)
+    saved, results = out / "config.yaml", out / "results.json"
+    if saved.is_file():
+        if saved.read_text() == config_mod.dump(run_config):
+            if results.is_file():
+                print(f"{out}: finished with this config, reused", flush=True)
+                return json.loads(results.read_text())["test"]
+            if (out / "checkpoints" / "last.ckpt").is_file():
+                return fit(run_config, prepared(), resume=True).test_metrics
+        elif not overwrite:
+            raise ValueError(f"{out} holds a run of another config: give another output_dir, or overwrite it")
+    return fit(run_config, prepared()).test_metrics
+
+
+def cross_validate(config: TrainConfig | dict | str, k: int = 5, frames=None, overwrite: bool = False) -> dict:
     config = as_config(config)
     if k < 2:
         raise ValueError(f"cross-validation needs k >= 2 folds, got {k}")
@@ -90,14 +112,14 @@ def cross_validate(config: TrainConfig | dict | str, k: int = 5, frames=None) ->
         rest = [frames[i] for i in np.setdiff1d(np.arange(len(frames)), fold)]
         train, valid = _split_valid(rest, config.valid_fraction, config.held_out_seed + f)
         run_config = dataclasses.replace(config, output_dir=str(Path(config.output_dir) / f"fold_{f}"))
-        result = fit(run_config, assemble(run_config, train, valid, [frames[i] for i in fold], species))
-        runs.append(result.test_metrics)
+        test = [frames[i] for i in fold]
+        runs.append(_run(run_config, partial(assemble, run_config, train, valid, test, species), overwrite))
     summary = {"k": k, "folds": runs, "summary": _mean_std(runs)}
     write_json(Path(config.output_dir) / "cv.json", summary)
     return summary
 
 
-def learning_curve(config: TrainConfig | dict | str, sizes=None, frames=None) -> dict:
+def learning_curve(config: TrainConfig | dict | str, sizes=None, frames=None, overwrite: bool = False) -> dict:
     config = as_config(config)
     if sizes is not None and any(int(s) < 1 for s in sizes):
         raise ValueError(f"training-set sizes must be at least 1, got {sorted(int(s) for s in sizes)}")
@@ -116,8 +138,8 @@ def learning_curve(config: TrainConfig | dict | str, sizes=None, frames=None) ->
     runs = []
     for size in sizes:  # nested subsets: pool is already a random order
         run_config = dataclasses.replace(config, output_dir=str(Path(config.output_dir) / f"n_{size}"))
-        result = fit(run_config, assemble(run_config, pool[:size], valid, test, species))
-        runs.append({"train_frames": size, **result.test_metrics})
+        metrics = _run(run_config, partial(assemble, run_config, pool[:size], valid, test, species), overwrite)
+        runs.append({"train_frames": size, **metrics})
     curves = {
         "energy MAE [meV/atom]": [r["energy_mae_per_atom"] for r in runs],
         "force MAE [meV/Å]": [r["forces_mae"] for r in runs],
