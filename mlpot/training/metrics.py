@@ -139,7 +139,7 @@ def format_worst(rows: list[dict]) -> str:
     def cell(value, factor=1e3, sign="") -> str:
         return "-" if value is None else f"{value * factor:{sign}.3f}"
 
-    header = ("frame", "atoms", "F RMSE meV/Å", "max |dF| meV/Å", "dE meV/atom")
+    header = ("frame", "atoms", "F RMSE meV/Å", "max comp. |dF| meV/Å", "dE meV/atom")
     table = [header] + [
         (
             r["where"],
