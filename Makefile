@@ -5,10 +5,11 @@ STAMP := $(VENV)/.mlpot-installed
 
 .PHONY: demo test lint install clean
 
-$(STAMP): pyproject.toml
-	@test -x $(PY) || python3 -m venv $(VENV)
+$(STAMP): pyproject.toml constraints.txt
+	@# a venv whose creation failed half-way (no python3-venv) has a python but no pip: made again
+	@$(PY) -m pip --version >/dev/null 2>&1 || (rm -rf $(VENV) && python3 -m venv $(VENV))
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q -c constraints.txt -e ".[dev]"
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -23,5 +24,5 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-clean:
-	rm -rf $(VENV) runs build *.egg-info
+clean:  # the environment and the demo's run; runs/ also holds users' training runs, kept
+	rm -rf $(VENV) runs/demo-ethanol build *.egg-info

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import tempfile
 import time
 
 import numpy as np
@@ -42,7 +43,7 @@ def main() -> None:
         progress=False,
         model={"name": args.model, "features": args.features, "num_interactions": args.interactions},
         valid_fraction=0.05,
-        output_dir="/tmp/mlpot_train_speed",
+        output_dir=tempfile.mkdtemp(prefix="mlpot_train_speed_"),  # nothing of it is kept
     )
     start = time.perf_counter()
     frames = data.read_frames(args.data)[: args.frames]

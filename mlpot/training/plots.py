@@ -58,7 +58,9 @@ def learning_curves(history: list, path) -> Path:
         (axes[2], "forces_mae", "force error [meV/Å]"),
     ):
         train_term = "train_energy_term" if "energy" in key else "train_forces_term"
-        ax.semilogy(epochs, np.sqrt([row[train_term] for row in history]) * 1e3, label="train: √(mean batch loss term), running")
+        ax.semilogy(
+            epochs, np.sqrt([row[train_term] for row in history]) * 1e3, label="train: √(mean batch loss term), running"
+        )
         values = [row.get(f"valid_{key}") for row in history]
         if all(v is not None for v in values):
             ax.semilogy(epochs, np.array(values) * 1e3, label="validation (MAE)")
