@@ -259,6 +259,11 @@ def build(args):
             raise ValueError(f"{args.restart}: its atoms do not match {args.structure}")
         settings = params(**_settings(args), dof=restart["params"].dof)  # the count the run started with
         _check_same_settings(args.restart, restart["params"], settings)
+        if restart["skin"] is not None and not np.isclose(restart["skin"], args.skin, rtol=1e-9, atol=0):
+            raise ValueError(  # the physics would hold, but the list would rebuild at other steps
+                f"{args.restart}: the run it continues had --skin {restart['skin']:g} Å, not {args.skin:g}: use "
+                "that run's options, or start a new run (another --restart file) from the trajectory's last frame"
+            )
         _check_model(args.restart, restart, fingerprint, args.model)
     else:
         if args.temperature > 0:
@@ -351,7 +356,9 @@ def main(args) -> int:
             writer.sync()
         capacity = s.neighbours.capacity
         model = (fingerprint, args.model)
-        save_restart(args.restart, args.ensemble, s.state, s.params, s.reference, capacity, atoms.numbers, model)
+        save_restart(
+            args.restart, args.ensemble, s.state, s.params, s.reference, capacity, atoms.numbers, model, args.skin
+        )
 
     if args.restart:
         sim.attach(write_restart, args.interval)

@@ -228,10 +228,13 @@ class ThermoLog:
         self._file.close()
 
 
-def save_restart(path, ensemble: str, state: MDState, params: Params, reference, capacity, numbers, model=None) -> None:
+def save_restart(
+    path, ensemble: str, state: MDState, params: Params, reference, capacity, numbers, model=None, skin=None
+) -> None:
     """Everything a bit-identical continuation needs, including where the neighbour
-    list was built (the resumed run rebuilds the same list) and its capacities (pairs: skin list, active).
-    ``model``: (fingerprint, file name) of the model the run uses, checked on restart."""
+    list was built (the resumed run rebuilds the same list), its capacities (pairs: skin list, active)
+    and its ``skin`` (Å; another one rebuilds at other steps). ``model``: (fingerprint, file name) of the
+    model the run uses, checked on restart."""
     arrays = {f"state_{k}": np.asarray(v) for k, v in state._asdict().items()}
     arrays.update({f"params_{k}": np.asarray(v) for k, v in params._asdict().items()})
     arrays.update(
@@ -244,6 +247,8 @@ def save_restart(path, ensemble: str, state: MDState, params: Params, reference,
     )
     if model is not None:
         arrays.update(model_sha256=np.asarray(model[0]), model_name=np.asarray(str(model[1])))
+    if skin is not None:
+        arrays.update(skin=np.asarray(float(skin)))
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     atomic_write(path, buffer.getvalue())
@@ -261,7 +266,7 @@ def _pair_capacity(saved, version: int):
 
 
 def load_restart(path) -> dict:
-    """``{"ensemble", "state", "params", "reference": (positions, cell), "capacity", "numbers", "model"}``.
+    """``{"ensemble", "state", "params", "reference": (positions, cell), "capacity", "numbers", "model", "skin"}``.
 
     ``model`` is (fingerprint, file name), or None for a file written without one (older mlpot).
     """
@@ -291,4 +296,5 @@ def load_restart(path) -> dict:
         "capacity": _pair_capacity(data["capacity"], version),
         "numbers": data["numbers"],
         "model": (str(data["model_sha256"]), str(data["model_name"])) if "model_sha256" in data else None,
+        "skin": float(data["skin"]) if "skin" in data else None,  # None: a file from before it was kept
     }

@@ -151,6 +151,8 @@ def test_cli_restart_refuses_other_settings(files, tmp_path, capsys):
     assert _md(files, tmp_path, "--steps", "5", *common) == 0
     code = main(["md", str(files / "argon.mlpot"), str(files / "argon.xyz"), "--steps", "10", "--dt", "2", *common])
     assert code == 2 and "--dt 5 -> 2 fs" in capsys.readouterr().err  # time_fs would be wrong from here on
+    code = _md(files, tmp_path, "--steps", "10", "--skin", "0.3", *common)
+    assert code == 2 and "had --skin 0.5 Å, not 0.3" in capsys.readouterr().err
 
 
 def test_cli_restart_refuses_another_model(files, tmp_path, capsys):
