@@ -150,7 +150,7 @@ def _cmd_deviation(args) -> int:
     potential = load(args.model)
     if len(members(potential)) < 2:
         raise ValueError(f"{args.model} is a single model: a deviation needs a committee (mlpot committee OUT A B ...)")
-    frames = read_frames(args.frames, required=(), species=potential.config.species)
+    frames = read_frames(args.frames, forces_key=args.forces_key, required=(), species=potential.config.species)
     labels = None
     if args.calibrate:  # only on request: an MD trajectory's frames carry the model's own forces
         labels = [f.forces for f in frames]
@@ -229,6 +229,7 @@ def register(subparsers) -> None:
         help="the frames carry reference (DFT) force labels: also report how the deviation ranks the real "
         "errors, and the median error / deviation (not for MD output, whose forces are the model's own)",
     )
+    p.add_argument("--forces-key", default="forces", metavar="NAME", help="label name of the reference forces")
     p.add_argument("--json", help="per-frame deviations and the summary")
     p.add_argument("--plot", help="deviation vs frame (default: beside --json)")
     p.set_defaults(func=_cmd_deviation)

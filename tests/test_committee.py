@@ -339,6 +339,16 @@ def test_deviation_calibrate_compares_with_reference_forces(singles, tmp_path, c
     ase.io.write(unlabelled, _md_like_frames(2))
     assert main(["deviation", str(path), str(unlabelled), "--calibrate"]) == 2
     assert "--calibrate: no frame of" in capsys.readouterr().err
+    # the reference forces under another name (MACE's REF_forces): the same errors with --forces-key
+    renamed = ase.io.read(data, ":")
+    for atoms in renamed:
+        atoms.arrays["REF_forces"] = atoms.get_forces()
+        atoms.calc = None
+    ase.io.write(tmp_path / "ref.xyz", renamed)
+    named = tmp_path / "named.json"
+    assert main(["deviation", str(path), str(tmp_path / "ref.xyz"), "--calibrate", "--forces-key", "REF_forces",
+                 "--json", str(named)]) == 0  # fmt: skip
+    np.testing.assert_allclose([row["force_err_max"] for row in json.loads(named.read_text())["per_frame"]], errors)
 
 
 def test_md_stops_when_the_committee_deviation_passes_the_limit(singles, tmp_path, capsys):

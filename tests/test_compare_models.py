@@ -73,3 +73,22 @@ def test_a_stress_weight_needs_a_stress_label_on_every_frame(tmp_path):
     with pytest.raises(ValueError, match="si.xyz.*stress"):
         compare_models.FrameErrors(small_painn((14,), seed=1), path, need_stress=True)
     compare_models.FrameErrors(small_painn((14,), seed=1), path, need_stress=False)  # energy and forces suffice
+
+
+def test_labels_under_other_names(tmp_path):
+    # MACE-style REF_ names: the same errors once the keys are given
+    path = _labelled_si(tmp_path / "si.xyz", with_stress=False)
+    import ase.io
+
+    renamed = []
+    for atoms in ase.io.read(path, ":"):
+        atoms.info["REF_energy"] = atoms.get_potential_energy()
+        atoms.arrays["REF_forces"] = atoms.get_forces()
+        atoms.calc = None
+        renamed.append(atoms)
+    write(tmp_path / "ref.xyz", renamed, format="extxyz")
+    model = small_painn((14,), seed=1)
+    plain = compare_models.FrameErrors(model, path, need_stress=False)
+    named = compare_models.FrameErrors(model, tmp_path / "ref.xyz", False, ("REF_energy", "REF_forces", "stress"))
+    np.testing.assert_allclose(named.forces, plain.forces, rtol=1e-9)
+    np.testing.assert_allclose(named.energy, plain.energy, rtol=1e-9)

@@ -30,8 +30,9 @@ class FrameErrors:
     """Per-frame sums of squared errors: energy per atom (1 value), forces (3N), stress (9 or 0);
     and of absolute force errors (3N)."""
 
-    def __init__(self, model, path, need_stress: bool):
-        _, collected = evaluate_files(model, path)
+    def __init__(self, model, path, need_stress: bool, keys=("energy", "forces", "stress")):
+        energy_key, forces_key, stress_key = keys
+        _, collected = evaluate_files(model, path, energy_key=energy_key, forces_key=forces_key, stress_key=stress_key)
         pairs = concatenate(collected)
         n_atoms = pairs["n_atoms"]
         n_frames = pairs["n_frames"]
@@ -79,10 +80,13 @@ def main(argv=None) -> None:
     parser.add_argument("--weights", nargs=3, type=float, default=(100.0, 10.0, 0.0), metavar=("E", "F", "S"))
     parser.add_argument("--metric", choices=("loss", "forces_mae"), default="loss")
     parser.add_argument("--draws", type=int, default=20000)
+    for label in ("energy", "forces", "stress"):
+        parser.add_argument(f"--{label}-key", default=label, metavar="NAME", help=f"label name of the {label}")
     args = parser.parse_args(argv)
     need_stress = args.metric == "loss" and args.weights[2] > 0
-    a = FrameErrors(args.model_a, args.frames, need_stress)
-    b = FrameErrors(args.model_b, args.frames, need_stress)
+    keys = (args.energy_key, args.forces_key, args.stress_key)
+    a = FrameErrors(args.model_a, args.frames, need_stress, keys)
+    b = FrameErrors(args.model_b, args.frames, need_stress, keys)
 
     def score(errors: FrameErrors, frames: np.ndarray) -> float:
         return errors.loss(frames, args.weights) if args.metric == "loss" else errors.forces_mae(frames)
