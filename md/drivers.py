@@ -21,6 +21,7 @@ from __future__ import annotations
 import numbers
 
 import ase.units
+import numpy as np
 
 from md.dynamics import Dynamics
 
@@ -36,8 +37,10 @@ _UNSUPPORTED = {
 
 
 def _ase_options(driver: str, options: dict) -> dict:
-    """The ASE keywords every driver maps (``append_trajectory``); any other is refused by name."""
-    mapped = {key: options.pop(key) for key in ("append_trajectory",) if key in options}
+    """The keywords every driver passes on (ASE's ``append_trajectory``; mlpot's safety stops
+    ``max_temperature_K`` and ``min_distance``, e.g. for a collision cascade); any other is refused by name."""
+    passed = ("append_trajectory", "max_temperature_K", "min_distance")
+    mapped = {key: options.pop(key) for key in passed if key in options}
     for key in options:
         hint = _UNSUPPORTED.get(key, "it has no equivalent in mlpot's MD engine")
         raise TypeError(f"md.{driver}: unsupported keyword argument {key!r}: {hint}")
@@ -60,8 +63,8 @@ def _check_chain(name: str, length, loop_name: str, loop) -> None:
 def _seed(seed, rng) -> int:
     """``seed``, or one drawn from an ASE-style ``rng`` (its stream is not the device's: the noise
     differs from ASE's for the same rng, but the same rng state gives the same run)."""
-    if rng is None:
-        return 0 if seed is None else int(seed)
+    if rng is None:  # neither: a fresh draw, as ASE's rng=None draws from np.random (seed= repeats a run)
+        return int(np.random.randint(0, 2**31 - 1)) if seed is None else int(seed)
     if seed is not None:
         raise TypeError("seed: give seed= or rng=, not both")
     draw = getattr(rng, "integers", None) or getattr(rng, "randint", None)
@@ -97,8 +100,9 @@ def Langevin(
 ) -> Dynamics:
     """Langevin BAOAB; ``friction`` in 1/ASE-time like ``ase.md.Langevin`` (0.01/fs = ``0.01 / units.fs``).
 
-    ``rng`` (ASE's argument) only draws the ``seed`` of the device's noise; ``seed`` defaults to 0.
-    The centre of mass is not held fixed: ASE's default ``fixcm=True`` is refused, ``fixcm=False`` accepted.
+    ``rng`` (ASE's argument) only draws the ``seed`` of the device's noise; without either, the seed is
+    drawn from ``np.random`` (as ASE's ``rng=None``), so two drivers do not repeat one noise.
+    The centre of mass is not held fixed: ``fixcm`` defaults to False here (ASE: True) and True is refused.
     The target is ``temperature_K=``. ASE's third positional argument is its deprecated ``temperature``
     in eV: a value there is refused, since read as kelvin it would be a silently wrong target.
     """
@@ -244,7 +248,9 @@ def NPTBerendsen(
 ) -> Dynamics:
     """Isotropic Berendsen NPT, arguments as ``ase.md.nptberendsen.NPTBerendsen``.
 
-    The centre of mass is not held fixed: ASE's default ``fixcm=True`` is refused, ``fixcm=False`` accepted.
+    The centre of mass is not held fixed: ``fixcm`` defaults to False here (ASE: True) and True is refused.
+    The forces sum to zero, so momenta with no net part (``ase.md.velocitydistribution.Stationary``) keep none,
+    as ASE's fixcm would.
     """
     _no_fixcm("NPTBerendsen", fixcm)
     options = _ase_options("NPTBerendsen", ase_options)

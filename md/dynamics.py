@@ -28,6 +28,7 @@ from md.forces import potential_forces
 from md.integrators import params as make_params
 from md.io import ThermoLog, TrajectoryWriter, committee_deviation, frame_atoms, log_columns, model_fingerprint
 from md.simulation import Simulation
+from md.velocities import mobility
 from mlpot.calculator import Calculator
 from mlpot.potential import Potential, load
 
@@ -53,7 +54,7 @@ class Dynamics:
         append_trajectory: bool = False,
     ):
         potential = _driver_potential(atoms, potential)
-        self.atoms, self.dt, self.potential = atoms, float(timestep), potential
+        self.atoms, self._dt, self.potential = atoms, float(timestep), potential
         self._calc = atoms.calc  # the cache we prime; a calculator swapped in later is left alone
         self.forces = potential_forces(potential, atoms, skin, compute_stress=ensemble in BAROSTATS)
         params = make_params(dt=timestep, **(settings or {}))
@@ -90,7 +91,12 @@ class Dynamics:
         else:
             raise TypeError(f"trajectory: expected a file name or an open ase.io.Trajectory, not {trajectory!r}")
         npt = self.simulation.ensemble in BAROSTATS
-        self.attach(lambda: writer.write(frame_atoms(self.atoms, self.simulation.state, npt)), loginterval)
+        # as ASE's drivers write them: positions unwrapped (an MSD or diffusion coefficient needs them)
+        # and the atoms' own info, plus the step
+        self.attach(
+            lambda: writer.write(frame_atoms(self.atoms, self.simulation.state, npt, wrap=False, info=self.atoms.info)),
+            loginterval,
+        )
 
     def _attach_log(self, logfile, loginterval: int, append: bool) -> None:
         npt = self.simulation.ensemble in BAROSTATS
@@ -115,6 +121,17 @@ class Dynamics:
     @property
     def compile_count(self) -> int:
         return self.simulation.compile_count
+
+    @property
+    def dt(self) -> float:
+        return self._dt
+
+    @dt.setter
+    def dt(self, value: float) -> None:
+        """A new timestep from the next step on, as ASE's drivers read ``dyn.dt`` each step (a setting is
+        an argument of the compiled step: no recompile)."""
+        self._dt = float(value)
+        self.simulation.params = self.simulation.params._replace(dt=np.float64(self._dt))
 
     def get_time(self) -> float:
         return self.nsteps * self.dt
@@ -167,7 +184,19 @@ class Dynamics:
 
     def _adopt_edits(self) -> None:
         """Restart the engine from the atoms if the user changed them since the last write (as ASE's
-        drivers, which read the atoms every step, would continue from them)."""
+        drivers, which read the atoms every step, would continue from them): positions, momenta,
+        masses, cell and constraints (a FixAtoms set between runs holds its atoms from then on)."""
+        if not np.array_equal(self.atoms.pbc, self._written[-1]):
+            raise ValueError("atoms.pbc changed since the driver was made: the neighbour list is built for the old; "
+                             "make a new driver")  # fmt: skip
+        calc = self.atoms.calc
+        if calc is not self._calc and calc is not None:
+            if not (isinstance(calc, Calculator) and _same_model(calc.potential, self.potential)):
+                raise ValueError(
+                    f"atoms.calc was replaced by a {type(calc).__name__} of another model since the driver was made; "
+                    "the driver runs its own model: make a new driver for the other"
+                )
+            self._calc = calc  # the same model: its cache is the one to keep current
         now = _snapshot(self.atoms)
         if all(np.array_equal(a, b) for a, b in zip(now, self._written)):
             return
@@ -212,13 +241,16 @@ class _StreamLog(ThermoLog):
 
 
 def _snapshot(atoms: Atoms) -> tuple:
-    """What the engine reads from the atoms (a change of numbers is refused by ``Simulation.reset``)."""
+    """What the engine reads from the atoms (a change of numbers is refused by ``Simulation.reset``,
+    a constraint it cannot apply by ``mobility``); pbc last (a change is refused, see ``_adopt_edits``)."""
     return (
         atoms.numbers.copy(),
         atoms.positions.copy(),
         atoms.get_momenta(),
         atoms.get_masses(),
         atoms.cell.array.copy(),
+        mobility(atoms),
+        atoms.pbc.copy(),
     )
 
 

@@ -44,16 +44,21 @@ def model_fingerprint(potential) -> str:
     return hashlib.sha256(to_bytes(potential)).hexdigest()
 
 
-def frame_atoms(template: Atoms, state: MDState, with_stress: bool) -> Atoms:
-    """An Atoms copy of ``state``: positions wrapped into the cell, energy and forces attached."""
+def frame_atoms(template: Atoms, state: MDState, with_stress: bool, wrap: bool = True, info=None) -> Atoms:
+    """An Atoms copy of ``state`` with energy and forces attached: positions wrapped into the cell
+    (``wrap=False``: as integrated, which an MSD needs), ``info`` = ``{"step"}`` (``info``: these
+    entries and the step)."""
     atoms = template.copy()
     atoms.calc = None
     atoms.positions = np.asarray(state.positions)
     if atoms.pbc.any():
         atoms.set_cell(np.asarray(state.cell), scale_atoms=False)
-        atoms.wrap()
+        if wrap:
+            atoms.wrap()
     atoms.set_momenta(np.asarray(state.momenta))
-    atoms.info = {"step": int(state.step)}  # not the start file's labels (config_type, DFT energy, ...)
+    # by default not the start file's labels (config_type, DFT energy, ...): they do not hold along a run
+    kept = {k: v for k, v in (info or {}).items() if k not in ("energy", "free_energy", "forces", "stress")}
+    atoms.info = {**kept, "step": int(state.step)}  # results live in the calculator, not twice
     results = {"energy": float(state.energy), "forces": np.asarray(state.forces)}
     if with_stress:
         results["stress"] = full_3x3_to_voigt_6_stress(np.asarray(state.stress))

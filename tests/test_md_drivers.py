@@ -342,3 +342,65 @@ def test_appending_to_a_log_cuts_a_torn_line_and_refuses_other_columns(tmp_path)
     assert [line.split(",")[0] for line in path.read_text().splitlines()[1:]] == ["0", "5"]
     with pytest.raises(ValueError, match="its columns are .*log to a new file"):
         ThermoLog(path, with_pressure=True, append=True)
+
+
+def test_langevin_without_a_seed_draws_fresh_noise_as_ase_does(argon):
+    # ASE's rng=None draws from np.random: two drivers (a temperature ramp's segments, replicas) differ
+    runs = []
+    for _ in range(2):
+        atoms = _argon_atoms(argon)
+        md.Langevin(atoms, DT, temperature_K=60.0, friction=0.05 / units.fs).run(5)
+        runs.append(atoms.positions.copy())
+    assert np.abs(runs[0] - runs[1]).max() > 1e-8
+
+
+def test_edits_between_runs_a_constraint_the_timestep_and_a_calculator(argon):
+    from ase.calculators.emt import EMT
+    from ase.constraints import FixAtoms
+
+    atoms = _argon_atoms(argon)
+    dyn = md.VelocityVerlet(atoms, DT)
+    dyn.run(3)
+    atoms.set_constraint(FixAtoms([0]))  # held from now on, as with ASE's drivers
+    held = atoms.positions[0].copy()
+    dyn.run(5)
+    np.testing.assert_array_equal(atoms.positions[0], held)
+    assert np.abs(atoms.positions[1:] - dyn.simulation.atoms().positions[1:]).max() == 0
+    # a new timestep from the next step on: the same point as a fresh driver at that timestep
+    fresh = atoms.copy()
+    fresh.calc = mlpot.Calculator(argon)
+    dyn.dt = 2 * DT
+    dyn.run(4)
+    md.VelocityVerlet(fresh, 2 * DT).run(4)
+    _assert_same_point(atoms, fresh, atol=1e-12)
+    # the same model under a new Calculator is fine; another model, or new pbc, is refused
+    atoms.calc = mlpot.Calculator(argon)
+    dyn.run(1)
+    atoms.calc = EMT()
+    with pytest.raises(ValueError, match="atoms.calc was replaced by a EMT of another model"):
+        dyn.run(1)
+    atoms.calc = mlpot.Calculator(argon)
+    atoms.pbc = (True, True, False)
+    with pytest.raises(ValueError, match="atoms.pbc changed"):
+        dyn.run(1)
+
+
+def test_driver_frames_are_unwrapped_and_keep_the_atoms_info(argon, tmp_path):
+    # ASE writes the positions it integrates (an MSD needs them) and the atoms' info
+    atoms = _argon_atoms(argon)
+    atoms.positions[0] += atoms.cell[0]  # one atom an image away: wrapped, it would jump by a lattice vector
+    atoms.info["run"] = "segment-1"
+    with md.VelocityVerlet(atoms, DT, str(tmp_path / "t.traj"), loginterval=2) as dyn:
+        dyn.run(4)
+    last = ase.io.read(tmp_path / "t.traj", -1)
+    np.testing.assert_allclose(last.positions, atoms.positions, rtol=0, atol=1e-12)
+    assert last.positions[0, 0] > atoms.cell[0, 0] - 1.0 and last.info == {"run": "segment-1", "step": 4}
+
+
+def test_the_safety_stops_are_driver_keywords(argon):
+    from md.simulation import MDError
+
+    with pytest.raises(MDError, match="closer than 3.8"):  # argon's neighbours sit at 3.72 Å
+        md.VelocityVerlet(_argon_atoms(argon), DT, min_distance=3.8)
+    with pytest.raises(MDError, match="temperature exceeded 30 K"):  # the crystal starts at ~60 K
+        md.Langevin(_argon_atoms(argon), DT, temperature_K=60.0, friction=0.05 / units.fs, max_temperature_K=30.0)
