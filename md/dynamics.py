@@ -19,6 +19,8 @@ import os
 import sys
 from collections.abc import Callable
 
+import ase.units
+import jax.numpy as jnp
 import numpy as np
 from ase import Atoms
 from ase.stress import full_3x3_to_voigt_6_stress
@@ -68,6 +70,7 @@ class Dynamics:
             min_distance=min_distance,
             chain_length=chain_length,
         )
+        self._auto_max_temperature = max_temperature_K is None  # follows the target (set_temperature)
         self.observers: list = []
         self.nsteps = 0
         self._writers = []  # files this driver opened, closed by close()
@@ -122,6 +125,52 @@ class Dynamics:
     def compile_count(self) -> int:
         return self.simulation.compile_count
 
+    # -- settings changed between runs, as ASE's setters (an annealing ramp); each is an argument of the
+    # compiled step, so none recompiles
+    def _set(self, **settings) -> None:
+        values = {k: jnp.asarray(v, jnp.float64) for k, v in settings.items()}  # as make_params: no new signature
+        self.simulation.params = self.simulation.params._replace(**values)
+
+    def _has(self, what: str, ensembles) -> None:
+        if self.simulation.ensemble not in ensembles:
+            raise AttributeError(f"a {self.simulation.ensemble} run has no {what}")
+
+    def set_temperature(self, temperature=None, *, temperature_K=None) -> None:
+        """The thermostat's target from the next step on (ASE's ``set_temperature``; ``temperature_K=``)."""
+        if temperature is not None or temperature_K is None:
+            raise TypeError("set_temperature: give temperature_K= (ASE's temperature= is in eV: refused)")
+        self._has("thermostat", ("langevin", "nose-hoover", "npt", "npt-mtk", "npt-mtk-cell"))
+        self._set(kT=ase.units.kB * temperature_K)
+        if self._auto_max_temperature:
+            self.simulation.max_kT = ase.units.kB * max(10_000.0, 5 * temperature_K)
+
+    def set_friction(self, friction: float) -> None:
+        """Langevin's friction (1/ASE time) from the next step on."""
+        self._has("friction", ("langevin",))
+        self._set(friction=friction)
+
+    def set_timestep(self, timestep: float) -> None:
+        self.dt = timestep
+
+    def set_taut(self, taut: float) -> None:
+        self._has("thermostat time constant", ("nose-hoover", "npt", "npt-mtk", "npt-mtk-cell"))
+        self._set(tdamp=taut)
+
+    def set_pressure(self, pressure=None, *, pressure_au=None) -> None:
+        """The barostat's target (eV/Å^3) from the next step on (ASE's ``pressure_au=``)."""
+        if pressure is not None or pressure_au is None:
+            raise TypeError("set_pressure: give pressure_au= (in eV/Å^3)")
+        self._has("barostat", ("npt", "npt-mtk", "npt-mtk-cell"))
+        self._set(pressure=pressure_au)
+
+    def set_taup(self, taup: float) -> None:
+        self._has("barostat", ("npt", "npt-mtk", "npt-mtk-cell"))
+        self._set(taup=taup)
+
+    def set_compressibility(self, *, compressibility_au: float) -> None:
+        self._has("Berendsen barostat", ("npt",))
+        self._set(compressibility=compressibility_au)
+
     @property
     def dt(self) -> float:
         return self._dt
@@ -131,7 +180,7 @@ class Dynamics:
         """A new timestep from the next step on, as ASE's drivers read ``dyn.dt`` each step (a setting is
         an argument of the compiled step: no recompile)."""
         self._dt = float(value)
-        self.simulation.params = self.simulation.params._replace(dt=np.float64(self._dt))
+        self._set(dt=self._dt)
 
     def get_time(self) -> float:
         return self.nsteps * self.dt

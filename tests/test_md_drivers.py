@@ -404,3 +404,28 @@ def test_the_safety_stops_are_driver_keywords(argon):
         md.VelocityVerlet(_argon_atoms(argon), DT, min_distance=3.8)
     with pytest.raises(MDError, match="temperature exceeded 30 K"):  # the crystal starts at ~60 K
         md.Langevin(_argon_atoms(argon), DT, temperature_K=60.0, friction=0.05 / units.fs, max_temperature_K=30.0)
+
+
+def test_setters_change_the_run_from_the_next_step_as_ases_do(argon):
+    # an annealing ramp: set_temperature between runs moves the thermostat's target, no recompile
+    atoms = _argon_atoms(argon)
+    dyn = md.Langevin(atoms, DT, temperature_K=20.0, friction=0.2 / units.fs, seed=2)
+    dyn.run(100)
+    cold = atoms.get_temperature()
+    dyn.set_temperature(temperature_K=200.0)
+    temperatures = []
+    dyn.attach(lambda: temperatures.append(atoms.get_temperature()), 5)
+    dyn.run(200)
+    assert cold < 60.0 and np.mean(temperatures[-20:]) == pytest.approx(200.0, rel=0.35)
+    assert dyn.compile_count <= 1
+    dyn.set_friction(0.01 / units.fs)
+    assert float(dyn.simulation.params.friction) == pytest.approx(0.01 / units.fs)
+    with pytest.raises(TypeError, match="temperature_K="):
+        dyn.set_temperature(200 * units.kB)
+    with pytest.raises(AttributeError, match="a langevin run has no barostat"):
+        dyn.set_pressure(pressure_au=0.0)
+    nve = md.VelocityVerlet(_argon_atoms(argon), DT)
+    with pytest.raises(AttributeError, match="a nve run has no thermostat"):
+        nve.set_temperature(temperature_K=300.0)
+    nve.set_timestep(2 * DT)
+    assert nve.dt == 2 * DT and float(nve.simulation.params.dt) == 2 * DT
