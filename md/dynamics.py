@@ -72,6 +72,7 @@ class Dynamics:
         )
         self._auto_max_temperature = max_temperature_K is None  # follows the target (set_temperature)
         self.observers: list = []
+        self._engine_calls: list = []  # (observer entry, the engine's callback for it)
         self.nsteps = 0
         self._writers = []  # files this driver opened, closed by close()
         self._update_atoms()  # from here on, edits to the atoms are detected against what was written
@@ -196,7 +197,12 @@ class Dynamics:
         self.observers.append(entry)
         # Each callback stops the chunks only at its own steps (not at the gcd of all intervals).
         if interval > 0:
-            self.simulation.attach(lambda simulation: self._call(entry), interval)
+
+            def call(simulation):
+                self._call(entry)
+
+            self.simulation.attach(call, interval)
+            self._engine_calls.append((entry, call))
         elif self.nsteps < -interval:  # ASE never calls it once its step has passed
 
             def once(simulation):
@@ -204,6 +210,15 @@ class Dynamics:
                 self._call(entry)
 
             self.simulation.attach(once, -interval)
+            self._engine_calls.append((entry, once))
+
+    def _detach_removed(self) -> None:
+        """Observers taken out of ``dyn.observers`` (ASE's way: ``dyn.observers.pop()``) stop being called."""
+        kept = [id(entry) for entry in self.observers]
+        for entry, call in list(self._engine_calls):
+            if id(entry) not in kept:
+                self.simulation.detach(call)
+                self._engine_calls.remove((entry, call))
 
     def _call(self, entry) -> None:
         """One callback, on atoms that show the current step; edits it makes are adopted."""
@@ -254,6 +269,7 @@ class Dynamics:
 
     def run(self, steps: int = 50) -> bool:
         self._adopt_edits()
+        self._detach_removed()
         if self.nsteps == 0 and int(self.simulation.state.step) == 0:
             for entry in list(self.observers):  # step 0, as ASE: every periodic observer
                 if entry[1] > 0:

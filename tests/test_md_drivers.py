@@ -429,3 +429,17 @@ def test_setters_change_the_run_from_the_next_step_as_ases_do(argon):
         nve.set_temperature(temperature_K=300.0)
     nve.set_timestep(2 * DT)
     assert nve.dt == 2 * DT and float(nve.simulation.params.dt) == 2 * DT
+
+
+def test_an_observer_removed_from_dyn_observers_is_not_called(argon):
+    atoms = _argon_atoms(argon)
+    calls = []
+    dyn = md.VelocityVerlet(atoms, DT)
+    dyn.attach(lambda: calls.append("kept"), 2)
+    dyn.attach(lambda: calls.append("removed"), 2)
+    dyn.run(2)
+    assert calls == ["kept", "removed"] * 2  # steps 0 and 2
+    dyn.observers.pop()  # ASE's way to detach
+    calls.clear()
+    dyn.run(4)
+    assert calls == ["kept", "kept"]
