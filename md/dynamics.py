@@ -186,6 +186,23 @@ class Dynamics:
     def get_time(self) -> float:
         return self.nsteps * self.dt
 
+    def get_number_of_steps(self) -> int:
+        return self.nsteps
+
+    def get_conserved_energy(self) -> float:
+        """Total energy plus the thermostat's (and barostat's) energy, eV: constant for a good
+        timestep (ASE's, for its Nosé-Hoover and MTK classes; for NVE the total energy)."""
+        row = self.simulation.thermo()
+        if "conserved" in row:
+            return row["conserved"]
+        self._has("conserved energy", ("nve",))  # Langevin and Berendsen exchange energy with a bath
+        return row["etot"]
+
+    def todict(self) -> dict:
+        names = {"nve": "VelocityVerlet", "langevin": "Langevin", "nose-hoover": "NoseHooverChainNVT",
+                 "npt": "NPTBerendsen", "npt-mtk": "IsotropicMTKNPT", "npt-mtk-cell": "MTKNPT"}  # fmt: skip
+        return {"type": "molecular-dynamics", "md-type": names[self.simulation.ensemble], "timestep": self.dt}
+
     def attach(self, function, interval: int = 1, *args, **kwargs) -> None:
         """Call ``function(*args, **kwargs)`` as ASE's ``Dynamics.attach`` does: every ``interval``
         steps (and at step 0) for ``interval > 0``, once at step ``-interval`` for ``interval < 0``.
