@@ -85,9 +85,10 @@ def train_ours(name: str, minutes: float) -> dict:
     if process.returncode != 0 or not rows:
         return {"engine": f"mlpot {name}", "status": "failed", "error": stderr.strip()[-500:]}
     # Rows reach the CSV in batches (it is flushed at most every 10 s), so each epoch is stamped with
-    # its own time_s (seconds since training began) plus the start-up time (data, model) before it,
-    # read off the first row: flushed as soon as the first epoch ended, compile included.
-    startup = stamps[0] - float(rows[0]["time_s"])
+    # its own time_s (seconds since training began) plus the start-up time (data, model) before it.
+    # A row is seen at or after its epoch ended, so the smallest stamp - time_s is the closest bound
+    # (the first flush may come up to 10 s after the first epoch).
+    startup = min(stamp - float(row["time_s"]) for stamp, row in zip(stamps, rows))
     curve = [
         {
             "time_s": startup + float(row["time_s"]),
