@@ -166,7 +166,7 @@ def markdown(results: dict, png: Path) -> str:
     return "\n".join(parts) + "\n"
 
 
-def plot(records: list[dict], path: Path) -> None:
+def plot(records: list[dict], path: Path, device: str = "CPU") -> None:
     """atom-steps/s (left) and µs per atom-step (right) against N, log-log; water circles, Cu squares."""
     import matplotlib
 
@@ -196,7 +196,7 @@ def plot(records: list[dict], path: Path) -> None:
         ax.set_ylabel(ylabel)
         ax.grid(True, which="both", alpha=0.3)
     handles, labels = axes[0].get_legend_handles_labels()
-    fig.suptitle("MD throughput, CPU, random-weight models, dt = 1 fs (shared machine: noisy)")
+    fig.suptitle(f"MD throughput, {device}, random-weight models, dt = 1 fs (shared machine: noisy)")
     fig.tight_layout(rect=(0, 0.2, 1, 1))
     if handles:  # below the panels, so it hides no data
         fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, frameon=False)

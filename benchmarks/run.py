@@ -215,8 +215,16 @@ def machine() -> dict:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "load_average_at_start": os.getloadavg(),
-        "gpu": "not measured (no GPU on this machine)",
+        "gpu": _jax_device(),
     }
+
+
+def _jax_device() -> str:
+    """What the JAX engines ran on (they run in their own processes, with this environment)."""
+    code = "import jax; d = jax.devices()[0]; print(d.platform, getattr(d, 'device_kind', ''))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False)
+    device = done.stdout.strip() if done.returncode == 0 else "unknown (jax did not start)"
+    return device if not device.startswith("cpu") else "none (JAX ran on the CPU)"
 
 
 def main(argv=None) -> int:
@@ -267,7 +275,8 @@ def main(argv=None) -> int:
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(results, indent=1))
     png = args.png or args.json.with_suffix(".png")
-    report.plot(results["md"], png)
+    gpu = results["machine"]["gpu"]
+    report.plot(results["md"], png, "CPU" if gpu.startswith(("none", "unknown")) else f"{gpu} (JAX engines)")
     text = report.markdown(results, png)
     if args.markdown:
         args.markdown.write_text(text)
