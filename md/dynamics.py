@@ -73,6 +73,8 @@ class Dynamics:
         self._auto_max_temperature = max_temperature_K is None  # follows the target (set_temperature)
         self.observers: list = []
         self._engine_calls: list = []  # (observer entry, the engine's callback for it)
+        self._started = False  # the step-0 observers have been called
+        self.max_steps = 0
         self.nsteps = 0
         self._writers = []  # files this driver opened, closed by close()
         self._update_atoms()  # from here on, edits to the atoms are detected against what was written
@@ -285,18 +287,32 @@ class Dynamics:
         self._update_atoms()
 
     def run(self, steps: int = 50) -> bool:
+        self.max_steps = self.nsteps + steps
         self._adopt_edits()
         self._detach_removed()
-        if self.nsteps == 0 and int(self.simulation.state.step) == 0:
-            for entry in list(self.observers):  # step 0, as ASE: every periodic observer
+        if not self._started and int(self.simulation.state.step) == 0:
+            for entry in list(self.observers):  # step 0, as ASE: every periodic observer, once
                 if entry[1] > 0:
                     self._call(entry)
+        self._started = True
         try:
             self.simulation.run(steps)
         finally:
             self.nsteps = int(self.simulation.state.step)
             self._update_atoms()
         return True
+
+    def irun(self, steps: int = 50):
+        """ASE's generator form of ``run``: yields whether ``steps`` are done, before the first step
+        and after each. One compiled call per step, so slower than ``run``: for loops that must see
+        every step."""
+        target = self.nsteps + steps
+        self.run(0)  # edits adopted, the step-0 observers, the atoms current
+        yield self.nsteps == target
+        while self.nsteps < target:
+            self.run(1)
+            yield self.nsteps == target
+        self.max_steps = target
 
     def close(self) -> None:
         """Close the files this driver opened (not a Trajectory or file object it was given)."""

@@ -443,3 +443,15 @@ def test_an_observer_removed_from_dyn_observers_is_not_called(argon):
     calls.clear()
     dyn.run(4)
     assert calls == ["kept", "kept"]
+
+
+def test_irun_yields_every_step_and_lands_where_run_does(argon):
+    a, b = _argon_atoms(argon), _argon_atoms(argon)
+    seen = []
+    dyn = md.VelocityVerlet(a, DT)
+    dyn.attach(lambda: seen.append(dyn.get_number_of_steps()), 1)
+    done = list(dyn.irun(4))
+    assert done == [False, False, False, False, True] and seen == [0, 1, 2, 3, 4]  # step 0 once
+    md.VelocityVerlet(b, DT).run(4)
+    _assert_same_point(a, b, atol=1e-12)
+    assert dyn.max_steps == 4
