@@ -6,7 +6,7 @@ NaN, or saved without its species, cutoff or energy references, would pass
 `mlpot eval` on nothing and fail a user later.
 """
 
-import os
+import sys
 from pathlib import Path
 
 import jax
@@ -85,9 +85,11 @@ def test_a_shipped_model_reproduces_its_benchmark_numbers(name, make_splits, tmp
     if split == "ethanol":
         data.mkdir()
         (data / "ethanol_pbe").symlink_to(ROOT / "datasets" / "ethanol")  # the bundled copy of shared's file
-    else:  # where benchmarks/structures.py looks too
-        places = (os.environ.get("MLPOT_DATA"), ROOT.parent / "shared" / "data", "/work/shared/data")
-        data = next((Path(p) for p in places if p and (Path(p) / source).is_file()), None)
+    else:  # where the benchmarks look for it
+        sys.path.insert(0, str(ROOT / "benchmarks"))
+        from structures import data_folders
+
+        data = next((folder for folder in data_folders() if (folder / source).is_file()), None)
         if data is None:
             pytest.skip(f"{source} is not here ($MLPOT_DATA, or the shared data beside the repository)")
     make_splits.split(split, data, tmp_path)
