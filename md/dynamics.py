@@ -20,7 +20,6 @@ import sys
 from collections.abc import Callable
 
 import ase.units
-import jax.numpy as jnp
 import numpy as np
 from ase import Atoms
 from ase.stress import full_3x3_to_voigt_6_stress
@@ -56,7 +55,7 @@ class Dynamics:
         append_trajectory: bool = False,
     ):
         potential = _driver_potential(atoms, potential)
-        self.atoms, self._dt, self.potential = atoms, float(timestep), potential
+        self.atoms, self.potential = atoms, potential
         self._calc = atoms.calc  # the cache we prime; a calculator swapped in later is left alone
         self.forces = potential_forces(potential, atoms, skin, compute_stress=ensemble in BAROSTATS)
         params = make_params(dt=timestep, **(settings or {}))
@@ -131,8 +130,7 @@ class Dynamics:
     # -- settings changed between runs, as ASE's setters (an annealing ramp); each is an argument of the
     # compiled step, so none recompiles
     def _set(self, **settings) -> None:
-        values = {k: jnp.asarray(v, jnp.float64) for k, v in settings.items()}  # as make_params: no new signature
-        self.simulation.params = self.simulation.params._replace(**values)
+        self.simulation.params = make_params(**{**self.simulation.params._asdict(), **settings})
 
     def _has(self, what: str, ensembles) -> None:
         if self.simulation.ensemble not in ensembles:
@@ -142,7 +140,7 @@ class Dynamics:
         """The thermostat's target from the next step on (ASE's ``set_temperature``; ``temperature_K=``)."""
         if temperature is not None or temperature_K is None:
             raise TypeError("set_temperature: give temperature_K= (ASE's temperature= is in eV: refused)")
-        self._has("thermostat", ("langevin", "nose-hoover", "npt", "npt-mtk", "npt-mtk-cell"))
+        self._has("thermostat", ("langevin", "nose-hoover", *BAROSTATS))
         self._set(kT=ase.units.kB * temperature_K)
         if self._auto_max_temperature:
             self.simulation.max_kT = ase.units.kB * max(10_000.0, 5 * temperature_K)
@@ -156,18 +154,18 @@ class Dynamics:
         self.dt = timestep
 
     def set_taut(self, taut: float) -> None:
-        self._has("thermostat time constant", ("nose-hoover", "npt", "npt-mtk", "npt-mtk-cell"))
+        self._has("thermostat time constant", ("nose-hoover", *BAROSTATS))
         self._set(tdamp=taut)
 
     def set_pressure(self, pressure=None, *, pressure_au=None) -> None:
         """The barostat's target (eV/Å^3) from the next step on (ASE's ``pressure_au=``)."""
         if pressure is not None or pressure_au is None:
             raise TypeError("set_pressure: give pressure_au= (in eV/Å^3)")
-        self._has("barostat", ("npt", "npt-mtk", "npt-mtk-cell"))
+        self._has("barostat", BAROSTATS)
         self._set(pressure=pressure_au)
 
     def set_taup(self, taup: float) -> None:
-        self._has("barostat", ("npt", "npt-mtk", "npt-mtk-cell"))
+        self._has("barostat", BAROSTATS)
         self._set(taup=taup)
 
     def set_compressibility(self, *, compressibility_au: float) -> None:
@@ -176,14 +174,13 @@ class Dynamics:
 
     @property
     def dt(self) -> float:
-        return self._dt
+        return float(self.simulation.params.dt)
 
     @dt.setter
     def dt(self, value: float) -> None:
         """A new timestep from the next step on, as ASE's drivers read ``dyn.dt`` each step (a setting is
         an argument of the compiled step: no recompile)."""
-        self._dt = float(value)
-        self._set(dt=self._dt)
+        self._set(dt=value)
 
     def get_time(self) -> float:
         return self.nsteps * self.dt
