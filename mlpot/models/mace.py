@@ -66,16 +66,15 @@ class MACEInteraction(nn.Module):
         radial = RadialMLP((self.radial_hidden,) * 3 + (len(paths.paths) * self.features,), len(paths.paths))
         chunk = edge_chunk(graph.senders.shape[0], self.features * (self.l_max + 1) ** 2)
         num_nodes = graph.species.shape[0]
+        blocks = [jnp.swapaxes(h_up.array[:, :, s], 1, 2) for s in h_up.irreps.slices()]  # (N, 2l+1, C) per irrep
         if chunk is None:
             weights = radial(bessel, envelope)
-            blocks = [jnp.swapaxes(h_up.array[:, :, s], 1, 2) for s in h_up.irreps.slices()]  # (N, 2l+1, C) per irrep
             senders = [block[graph.senders] for block in blocks]
             messages = channelwise_messages(senders, sh.array, weights, paths)
             summed = [jax.ops.segment_sum(m, graph.receivers, num_segments=num_nodes) for m in messages]
         else:  # a large graph: edges in chunks (memory; mlpot.models.edge_chunks)
             radial(bessel[:1], envelope[:1])  # creates (init) or binds the kernels, as the one-pass sum does
             kernels = [radial.variables["params"][f"kernel_{k}"] for k in range(len(radial.widths))]
-            blocks = [jnp.swapaxes(h_up.array[:, :, s], 1, 2) for s in h_up.irreps.slices()]
             summed = chunked_neighbour_sums(
                 kernels, bessel, envelope, sh.array, blocks, graph.senders, graph.receivers, paths, chunk
             )
