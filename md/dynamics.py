@@ -228,6 +228,18 @@ class Dynamics:
             self.simulation.attach(once, -interval)
             self._engine_calls.append((entry, once))
 
+    def insert_observer(self, function, position: int = 0, interval: int = 1, *args, **kwargs) -> None:
+        """ASE's ``insert_observer``: as ``attach``, but called at ``position`` among a step's observers."""
+        self.attach(function, interval, *args, **kwargs)
+        self.observers.insert(position, self.observers.pop())
+
+    def _order_engine_calls(self) -> None:
+        """The engine calls a step's observers in the order of ``dyn.observers``, as ASE does, also
+        after an ``insert_observer`` or a reordering of that list."""
+        rank = {id(entry): i for i, entry in enumerate(self.observers)}
+        call_rank = {id(call): rank[id(entry)] for entry, call in self._engine_calls}
+        self.simulation.observers.sort(key=lambda observer: call_rank.get(id(observer[0]), len(rank)))
+
     def _detach_removed(self) -> None:
         """Observers taken out of ``dyn.observers`` (ASE's way: ``dyn.observers.pop()``) stop being called."""
         kept = [id(entry) for entry in self.observers]
@@ -287,6 +299,7 @@ class Dynamics:
         self.max_steps = self.nsteps + steps
         self._adopt_edits()
         self._detach_removed()
+        self._order_engine_calls()
         if not self._started and int(self.simulation.state.step) == 0:
             for entry in list(self.observers):  # step 0, as ASE: every periodic observer, once
                 if entry[1] > 0:

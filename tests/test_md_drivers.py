@@ -445,6 +445,20 @@ def test_an_observer_removed_from_dyn_observers_is_not_called(argon):
     assert calls == ["kept", "kept"]
 
 
+def test_insert_observer_calls_in_list_order_as_ase(argon):
+    atoms = _argon_atoms(argon)
+    calls = []
+    dyn = md.VelocityVerlet(atoms, DT)
+    dyn.attach(lambda: calls.append(("a", dyn.nsteps)), 1)
+    dyn.insert_observer(lambda tag: calls.append((tag, dyn.nsteps)), 0, 2, "b")  # ASE's signature
+    dyn.run(3)
+    assert calls == [("b", 0), ("a", 0), ("a", 1), ("b", 2), ("a", 2), ("a", 3)]
+    dyn.observers.reverse()  # a reordered list is followed
+    calls.clear()
+    dyn.run(1)
+    assert calls == [("a", 4), ("b", 4)]
+
+
 def test_irun_yields_every_step_and_lands_where_run_does(argon):
     a, b = _argon_atoms(argon), _argon_atoms(argon)
     seen = []
