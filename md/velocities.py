@@ -69,13 +69,13 @@ def moving_degrees_of_freedom(atoms: Atoms, ensemble: str) -> int:
     with no periodic direction, it keeps a zero angular momentum too. A straight molecule of three
     or more atoms bends at once, so it counts 3N - 6 as well. A thermostat that counts 3N for
     these would settle the moving ones at T·3N/dof.
-    With atoms held (FixAtoms, FixCartesian) the count is the free components: held atoms push
-    back, so neither momentum is kept.
+    With atoms held (FixAtoms, FixCartesian) the count is the free components, less what the held
+    ones cannot push back on (``_held_degrees_of_freedom``).
     Returns 0 (``Params``' "3N") where nothing is held, or for a lone atom.
     """
     mobile = mobility(atoms)
     if not mobile.all():
-        return int(mobile.sum())
+        return _held_degrees_of_freedom(atoms, mobile, ensemble)
     n = len(atoms)
     if ensemble not in _CONSERVING or n < 2:
         return 0
@@ -87,6 +87,39 @@ def moving_degrees_of_freedom(atoms: Atoms, ensemble: str) -> int:
     if not atoms.pbc.any() and _is_zero(np.cross(r, p).sum(axis=0), np.abs(r).sum() * np.abs(p).sum()):
         dof -= 2 if n == 2 else 3
     return dof
+
+
+def _held_degrees_of_freedom(atoms: Atoms, mobile: np.ndarray, ensemble: str) -> int:
+    """The free components, less one per axis no atom is held along (the held components push back
+    along their own axes only, so the net momentum along such an axis is kept) when that momentum is
+    zero; for a molecule in vacuum free in two axes for every atom, less one more for the spin about
+    the third when it is zero (the push-back, along that axis, has no torque about it)."""
+    dof = int(mobile.sum())
+    if ensemble not in _CONSERVING:
+        return dof
+    free = mobile.all(axis=0)
+    p = atoms.get_momenta()
+    scale = np.abs(p).sum()
+    dof -= sum(1 for axis in np.flatnonzero(free) if _is_zero(p[:, axis].sum(), scale))
+    if free.sum() == 2 and not atoms.pbc.any():
+        r = atoms.positions - atoms.get_center_of_mass()
+        if _is_zero(np.cross(r, p).sum(axis=0)[np.argmin(free)], np.abs(r).sum() * scale):
+            dof -= 1
+    return dof
+
+
+def _zero_spin_about(atoms: Atoms, axis: int) -> None:
+    """Subtract the rigid spin about the centre of mass around one Cartesian axis (moves only the
+    two components perpendicular to it)."""
+    m = atoms.get_masses()
+    r = atoms.positions - atoms.get_center_of_mass()
+    p = atoms.get_momenta()
+    unit = np.eye(3)[axis]
+    spin_arm = np.cross(unit, r)  # the velocity of a unit spin about the axis
+    moment = np.sum(m * np.sum(spin_arm**2, axis=1))
+    if moment > 0:
+        omega = np.cross(r, p).sum(axis=0)[axis] / moment
+        atoms.set_momenta(p - omega * m[:, None] * spin_arm, apply_constraint=False)
 
 
 def _zero_rotation(atoms: Atoms) -> None:
@@ -103,7 +136,8 @@ def thermal_start(atoms: Atoms, ensemble: str, temperature_K: float, seed: int) 
     """Maxwell-Boltzmann momenta for a run of ``ensemble`` (in place); returns its moving degrees of freedom.
 
     Zero net momentum; for a molecule in vacuum under a deterministic ensemble, zero angular
-    momentum too (a rigid spin would hold kinetic energy no thermostat can reach). The momenta are
+    momentum too (a rigid spin would hold kinetic energy no thermostat can reach), or, held along
+    one axis, zero spin about that axis. The momenta are
     then scaled so the temperature over the moving degrees of freedom is the one drawn over the
     components that may move (3N where nothing is held).
     """
@@ -114,8 +148,12 @@ def thermal_start(atoms: Atoms, ensemble: str, temperature_K: float, seed: int) 
     # measured after the held components are zeroed (ASE's draw already zeroes them; counting them as
     # drawn started a half-held crystal at half the temperature): mobile.sum()/2 kT' for the T' drawn
     drawn = atoms.get_kinetic_energy()
-    if mobile.all() and ensemble in _CONSERVING and not atoms.pbc.any() and len(atoms) > 1:
-        _zero_rotation(atoms)
+    if ensemble in _CONSERVING and not atoms.pbc.any() and len(atoms) > 1:
+        free = mobile.all(axis=0)
+        if free.all():
+            _zero_rotation(atoms)
+        elif free.sum() == 2:  # held along one axis only: the spin about it is kept
+            _zero_spin_about(atoms, int(np.argmin(free)))
     dof = moving_degrees_of_freedom(atoms, ensemble)
     kinetic = atoms.get_kinetic_energy()
     if dof and kinetic > 0:

@@ -184,9 +184,35 @@ def test_a_start_with_held_atoms_has_the_asked_temperature(held):
         atoms.set_constraint(FixAtoms(mask=half) if held == "atoms" else FixCartesian(half, mask=(1, 1, 0)))
         dof = thermal_start(atoms, "nve", 300.0, seed=seed)
         mobile = mobility(atoms)
-        assert dof == mobile.sum() and np.all(atoms.get_momenta()[mobile == 0] == 0)
+        kept = 1 if held == "cartesian" else 0  # z is free for every atom: its net momentum is kept
+        assert dof == mobile.sum() - kept and np.all(atoms.get_momenta()[mobile == 0] == 0)
         temperatures.append(2 * atoms.get_kinetic_energy() / (dof * units.kB))
     assert np.mean(temperatures) == pytest.approx(300.0, rel=0.05)
+
+
+def test_held_along_one_axis_the_net_momentum_and_spin_in_the_plane_do_not_count():
+    # Every atom held in z: the push-back is along z, so the x and y net momenta and the spin about z
+    # are kept (at zero, as the start leaves them) and exchange no energy: 2N - 3 move, not 2N.
+    from ase.constraints import FixCartesian
+
+    cluster = _argon13()
+    cluster.set_constraint(FixCartesian(range(13), mask=(0, 0, 1)))
+    dof = thermal_start(cluster, "nve", 20.0, seed=3)
+    assert dof == 2 * 13 - 3
+    assert moving_degrees_of_freedom(cluster, "langevin") == 2 * 13  # the bath moves them all
+    sim = Simulation(smooth_argon_forces(cluster), cluster, "nve", params(dt=5 * units.fs, dof=dof))
+    sim.run(400)
+    moved = sim.atoms()
+    scale = np.abs(moved.get_momenta()).sum()
+    assert scale > 0 and np.all(moved.get_momenta()[:, 2] == 0)
+    np.testing.assert_allclose(moved.get_momenta()[:, :2].sum(axis=0), 0.0, atol=1e-10 * scale)
+    assert abs(moved.get_angular_momentum()[2]) < 1e-9 * scale * np.abs(moved.positions).sum()
+    crystal = argon_crystal(2, temperature_K=60.0, seed=0)  # periodic: no spin is kept
+    crystal.set_constraint(FixCartesian(range(len(crystal)), mask=(0, 0, 1)))
+    assert moving_degrees_of_freedom(crystal, "nose-hoover") == 2 * 32 - 2
+    half = argon_crystal(2, temperature_K=60.0, seed=0)
+    half.set_constraint(FixCartesian(range(0, 32, 2), mask=(0, 0, 1)))  # x and y free for all, z for half
+    assert moving_degrees_of_freedom(half, "nve") == 3 * 32 - 16 - 2
 
 
 def _argon13_nose_hoover(count_moving: bool) -> list[dict]:
