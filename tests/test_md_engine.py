@@ -292,6 +292,30 @@ def test_overflow_on_the_first_step_after_a_rebuild_grows_the_list():
     np.testing.assert_allclose(np.asarray(sim.state.positions), np.asarray(reference.state.positions), atol=1e-10)
 
 
+def test_a_start_whose_device_finds_more_pairs_than_the_host_grows_the_list(monkeypatch):
+    # The host counts active pairs in float64 from the search's distances, the device from the
+    # positions: a pair within rounding of the cutoff can be in one count and not the other. Here the
+    # host is made to see no active pair at all, so the start's forces ask for more slots than the
+    # list has. The start must grow the list and give the forces a roomy one gives, not stop.
+    import md.forces
+
+    atoms = argon_crystal(2, temperature_K=30.0, seed=2)
+    roomy = smooth_argon_forces(atoms, cutoff=6.0)
+    reference = Simulation(roomy, atoms, "nve", params(dt=5 * units.fs))
+    real_search = md.forces.neighbour_search
+
+    def host_sees_no_active_pair(*args, **kwargs):
+        i, j, shifts, d = real_search(*args, **kwargs)
+        return i, j, shifts, d + 10.0
+
+    monkeypatch.setattr(md.forces, "neighbour_search", host_sees_no_active_pair)
+    blind = smooth_argon_forces(atoms, cutoff=6.0, capacity=(roomy.neighbours.capacity[0], 0))
+    sim = Simulation(blind, atoms, "nve", params(dt=5 * units.fs))
+    assert blind.neighbours.builds == 2 and blind.neighbours.capacity[1] > reference.neighbours.num_active
+    np.testing.assert_allclose(np.asarray(sim.state.forces), np.asarray(reference.state.forces), rtol=0, atol=1e-12)
+    assert float(sim.state.energy) == pytest.approx(float(reference.state.energy), abs=1e-12)
+
+
 def test_neighbour_capacity_overflow_grows_with_bounded_recompiles():
     # Berendsen NPT squeezes expanded argon (a = 6.0 Å) at 2 GPa to about half its volume: the
     # pairs within cutoff + skin (skin list, checked at host rebuilds; ~1.3x) and within the
