@@ -26,9 +26,13 @@ import md
 import mlpot
 from md.velocities import maxwell_boltzmann
 from mlpot.modelfile import atomic_write
+from mlpot.models.committee import assemble, members
 
 
 def with_dtype(potential: mlpot.Potential, dtype: str) -> mlpot.Potential:
+    """The network in ``dtype``; a committee's members each (their own dtype is what they run in)."""
+    if potential.config.name == "committee":
+        return assemble([with_dtype(member, dtype) for member in members(potential)])
     params = jax.tree_util.tree_map(lambda p: np.asarray(p, dtype), potential.params)
     return mlpot.Potential(dataclasses.replace(potential.config, dtype=dtype), params)
 

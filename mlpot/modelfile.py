@@ -32,9 +32,13 @@ class ModelFileError(ValueError):
 
 
 def _encode_params(params) -> dict:
-    flat = traverse_util.flatten_dict(params, sep="/")
+    # Empty nodes kept: a committee of parameter-free members (Lennard-Jones) is {"member_0": {}, ...},
+    # and without them it would load as {} with its members gone.
+    flat = traverse_util.flatten_dict(params, sep="/", keep_empty_nodes=True)
     return {
-        key: {"dtype": str(np.asarray(v).dtype), "shape": list(np.shape(v)), "data": np.asarray(v).tobytes()}
+        key: {"empty": True}
+        if v is traverse_util.empty_node
+        else {"dtype": str(np.asarray(v).dtype), "shape": list(np.shape(v)), "data": np.asarray(v).tobytes()}
         for key, v in flat.items()
     }
 
@@ -43,7 +47,9 @@ def _decode_params(encoded: dict) -> dict:
     # Device arrays, as a freshly created model has: jit keys its compiled programs on the
     # argument types too, so numpy parameters would recompile what the model already compiled.
     flat = {
-        key: jnp.asarray(np.frombuffer(v["data"], dtype=np.dtype(v["dtype"])).reshape(v["shape"]))
+        key: traverse_util.empty_node
+        if v.get("empty")
+        else jnp.asarray(np.frombuffer(v["data"], dtype=np.dtype(v["dtype"])).reshape(v["shape"]))
         for key, v in encoded.items()
     }
     return traverse_util.unflatten_dict(flat, sep="/")

@@ -98,6 +98,17 @@ def test_file_round_trip_and_members(singles, tmp_path):
     assert members(singles[0]) == [singles[0]]
 
 
+def test_a_committee_of_parameter_free_members_keeps_them_in_its_file(tmp_path):
+    from md.toy import argon_crystal, argon_potential
+
+    committee = assemble([argon_potential(8.5), argon_potential(6.0)])  # Lennard-Jones: params {}
+    committee.save(tmp_path / "lj.mlpot")
+    loaded = mlpot.load(tmp_path / "lj.mlpot")
+    assert len(members(loaded)) == 2
+    atoms = argon_crystal(2, temperature_K=30.0, seed=1)
+    np.testing.assert_allclose(loaded.predict(atoms).forces, committee.predict(atoms).forces, rtol=0, atol=1e-12)
+
+
 def test_refusals(singles):
     a = singles[0]
     with pytest.raises(ValueError, match="at least two"):
