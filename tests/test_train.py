@@ -147,6 +147,57 @@ def test_resume_refuses_a_new_cutoff_or_split_and_allows_a_new_budget(tmp_path):
     assert [row["epoch"] for row in fit(longer, _prepared(longer, frames), resume=True).history] == [1, 2]
 
 
+def test_a_resume_of_a_run_that_spent_its_time_trains_no_more_and_mends_a_short_csv(tmp_path):
+    frames = _frames(n_mol=16, n_cryst=0)
+    config = _config(tmp_path, "run", epochs=2)
+    fit(config, _prepared(config, frames))
+    _, progress = _saved_state(tmp_path / "run")
+    last = progress["history"][-1]["time_s"] - progress["history"][-2]["time_s"]
+    csv_path = tmp_path / "run" / "metrics.csv"
+    csv_path.write_text("\n".join(csv_path.read_text().splitlines()[:2]) + "\n")  # killed before the CSV write
+    # a budget that the next epoch (as long as the last) would overrun: no epoch at the floor rate
+    spent = _config(tmp_path, "run", epochs=10, max_time=(progress["elapsed"] + 0.5 * last) / 60.0)
+    result = fit(spent, _prepared(spent, frames), resume=True)
+    assert result.stop_reason.startswith("time budget") and len(result.history) == 2
+    assert len(csv_path.read_text().splitlines()) == 1 + 2
+
+
+def _assert_best_is_a_resumed_epoch(result, out):
+    """Epochs 1-2 ran under another loss, whose values are all below the new ones: model.mlpot must
+    still be the best of the resumed epochs 3-4."""
+    losses = [row["valid_loss"] for row in result.history]
+    assert min(losses[2:]) > max(losses[:2])
+    _, extra = from_bytes((out / "model.mlpot").read_bytes())
+    assert extra["epoch"] == 3 + int(np.argmin(losses[2:]))
+
+
+def test_a_resume_under_another_loss_shape_chooses_the_best_model_afresh(tmp_path):
+    # Huber (0.5 e^2 inside delta, linear beyond) is below the MSE at every error, so without a fresh
+    # choice no MSE epoch could replace a Huber one, and model.mlpot would stay stage one's.
+    frames = _frames()
+    first = _config(tmp_path, epochs=2, loss="huber", huber_delta=0.01)
+    fit(first, _prepared(first, frames))
+    second = _config(tmp_path, epochs=4, loss="mse")
+    result = fit(second, _prepared(second, frames), resume=True)
+    _assert_best_is_a_resumed_epoch(result, tmp_path / "run")
+
+
+def test_a_best_model_written_after_the_last_checkpoint_must_be_beaten(tmp_path):
+    # A kill inside the flush, after model.mlpot and best.ckpt but before last.ckpt: the resumed run
+    # repeats the epochs since last.ckpt and may only replace that model by beating its loss.
+    frames = _frames(n_mol=16, n_cryst=0)
+    config = _config(tmp_path, "run", epochs=1)
+    fit(config, _prepared(config, frames))
+    out = tmp_path / "run"
+    _, progress = _saved_state(out)
+    earlier = {**progress, "epoch": 0, "best_valid": float("inf")}  # last.ckpt as it was one flush before
+    run_mod._adopt_a_newer_best(out, earlier)
+    assert earlier["best_valid"] == progress["best_valid"]
+    same_epoch = {**progress, "best_valid": 7.0}  # best.ckpt no newer than last.ckpt: nothing to adopt
+    run_mod._adopt_a_newer_best(out, same_epoch)
+    assert same_epoch["best_valid"] == 7.0
+
+
 def test_checkpoints_are_written_together_at_most_once_per_interval_and_at_the_end(tmp_path, monkeypatch):
     writes = []
     real_save = run_mod.save_checkpoint
@@ -285,7 +336,6 @@ def test_best_model_is_chosen_again_after_a_weight_change(tmp_path):
 def test_best_model_is_chosen_again_when_a_resume_changes_the_weights(tmp_path, legacy):
     # Stage two started by a resume: the first resumed epoch already has the new weights. A checkpoint
     # written before the weights were recorded in it must not keep stage one's best either.
-    from mlpot.modelfile import from_bytes
 
     frames = _frames()
     first = _config(tmp_path, epochs=2)
@@ -299,10 +349,7 @@ def test_best_model_is_chosen_again_when_a_resume_changes_the_weights(tmp_path, 
         path.write_bytes(MAGIC + serialization.msgpack_serialize(payload))
     second = _config(tmp_path, epochs=4, weight_schedule=[{"epoch": 2, "energy_weight": 1e7}])
     result = fit(second, _prepared(second, frames), resume=True)
-    losses = [row["valid_loss"] for row in result.history]
-    assert min(losses[2:]) > max(losses[:2])
-    _, extra = from_bytes((tmp_path / "run" / "model.mlpot").read_bytes())
-    assert extra["epoch"] == 3 + int(np.argmin(losses[2:]))
+    _assert_best_is_a_resumed_epoch(result, tmp_path / "run")
 
 
 def test_early_stopping(tmp_path):

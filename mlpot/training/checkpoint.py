@@ -1,6 +1,6 @@
 """Training checkpoints: msgpack (flax.serialization, no pickle), written atomically.
 
-A checkpoint holds everything a killed run needs to continue exactly:
+A checkpoint holds everything a killed run needs to continue (exactly, unless ``max_time`` sets the rate):
 parameters, optimiser state, EMA parameters and step (``TrainState``), and
 the host-side progress (next epoch, learning-rate plateau state, early
 stopping counters, metric history, wall time used). The data order needs no
@@ -55,3 +55,8 @@ def load_checkpoint(path, template_state):
 def checkpoint_model_config(path) -> dict:
     """The model config a checkpoint was written with (its species decide how a resume reads data)."""
     return json.loads(_payload(path)["model_config"])
+
+
+def checkpoint_progress(path) -> dict:
+    """The host-side progress a checkpoint was written with (epoch, best validation loss, history)."""
+    return json.loads(_payload(path)["progress"])

@@ -10,9 +10,11 @@ Writes into ``config.output_dir``:
   results.json           validation and test metrics of the best model, and the validation frames it
                          gets most wrong (``valid.worst_frames``)
 
-The first four are written together at most every ``CHECKPOINT_INTERVAL_S`` seconds
-and when the run ends: a killed run loses at most that much work (a resume repeats it
-exactly), and sub-second epochs (a GPU) do not spend their time serialising.
+The first four are written one after another (each atomically) at the end of the first
+epoch that ends ``CHECKPOINT_INTERVAL_S`` seconds after the last write, and when the run
+ends: a killed run loses that much work and the epoch it was in (a resume repeats them, bit
+for bit without ``max_time``; a timed cosine follows the clock), and sub-second epochs (a
+GPU) do not spend their time serialising.
 
 With ``progress`` on and no terminal (``nohup mlpot train ... > log``), a redrawn bar
 would fill the log with carriage returns; instead one flushed line per ``LOG_INTERVAL_S``
@@ -40,7 +42,7 @@ from mlpot.modelfile import atomic_write, check_output_folder, save, write_json
 from mlpot.potential import ModelConfig, Potential
 from mlpot.training import config as config_mod
 from mlpot.training import plots
-from mlpot.training.checkpoint import checkpoint_model_config, load_checkpoint, save_checkpoint
+from mlpot.training.checkpoint import checkpoint_model_config, checkpoint_progress, load_checkpoint, save_checkpoint
 from mlpot.training.evaluation import worst_frames
 from mlpot.training.optim import PlateauState, make_optimizer, update_plateau
 from mlpot.training.prepare import Prepared, describe, prepare
@@ -100,9 +102,16 @@ def next_epoch_estimate(last_epoch_seconds: float, epochs_run: int) -> float:
 
     The first epoch of a process includes XLA compilation (minutes for MACE on
     a CPU), so it says nothing about the next one: estimate 0 after it, and the
-    last epoch's time after later ones.
+    last epoch's time otherwise (before the first, a resumed run's last epoch in
+    its checkpoint, so a resume of a run that spent its budget trains no more).
     """
-    return last_epoch_seconds if epochs_run > 1 else 0.0
+    return 0.0 if epochs_run == 1 else last_epoch_seconds
+
+
+def _last_epoch_seconds(history: list) -> float:
+    """The last recorded epoch's length (0 for a new run)."""
+    times = [0.0, 0.0] + [row.get("time_s", 0.0) for row in history[-2:]]
+    return times[-1] - times[-2]
 
 
 def _stop_reason(config, progress: dict, epoch_seconds: float) -> str | None:
@@ -123,10 +132,7 @@ def _epoch_end(loop, progress, row) -> bool:
     # config's schedule as far as can be known.
     previous = progress.get("loss_weights") or [float(w) for w in weights_at(config, max(row["epoch"] - 2, 0))]
     if previous != weights:
-        # Validation losses under other weights are not comparable: the best model, early
-        # stopping and the plateau scheduler start afresh from the first epoch of a new stage.
-        progress["best_valid"], progress["bad_epochs"] = float("inf"), 0
-        progress["plateau"] = [progress["plateau"][0], float("inf"), 0]
+        _restart_selection(progress)  # a new stage: its validation losses are not comparable
     progress["loss_weights"] = weights
     plateau = update_plateau(config, PlateauState(*progress["plateau"]), row["valid_loss"])
     progress["plateau"] = list(plateau)
@@ -138,6 +144,25 @@ def _epoch_end(loop, progress, row) -> bool:
     if improved:
         progress["best_valid"] = row["valid_loss"]
     return improved
+
+
+def _restart_selection(progress: dict) -> None:
+    """Validation losses from here on measure something else: the best model, early stopping and the
+    plateau scheduler start afresh."""
+    progress["best_valid"], progress["bad_epochs"] = float("inf"), 0
+    progress["plateau"] = [progress["plateau"][0], float("inf"), 0]
+
+
+def _adopt_a_newer_best(out: Path, progress: dict) -> None:
+    """A kill inside ``_flush``, after the best model but before last.ckpt, leaves model.mlpot and
+    best.ckpt from a later epoch than last.ckpt. The resumed run repeats those epochs, not bit for bit
+    (a timed cosine follows the clock), so to replace that model it must beat that model's loss."""
+    path = out / "checkpoints" / "best.ckpt"
+    if not path.is_file():
+        return
+    best = checkpoint_progress(path)
+    if best["epoch"] > progress["epoch"] and best.get("loss_weights") == progress.get("loss_weights"):
+        progress["best_valid"] = min(progress["best_valid"], best["best_valid"])
 
 
 def _snapshot(progress: dict) -> dict:
@@ -203,16 +228,19 @@ def build(config, prepared: Prepared, resume: bool = False):
     return loop, state, progress, model_config
 
 
-def _check_resume(saved_path: Path, config) -> None:
-    """Refuse a resume whose config changes the model or the validation split.
+def _check_resume(saved_path: Path, config) -> list[str]:
+    """Refuse a resume whose config changes the model or the validation split; return the settings
+    it changes that change what the validation loss measures.
 
     A resume takes the model from the checkpoint, so a new model, cutoff or dtype would be
     ignored without a word; a new valid_fraction, test_fraction or (where frames are drawn)
     split seed draws another split, and the best-so-far loss would then compare different frames.
-    Budgets, rates and weights may change: that is what a resume is for.
+    Budgets, rates and weights may change: that is what a resume is for. So may the loss shape
+    (``loss``, ``huber_delta``) and the validation frames (``valid_file``, or ``train_file`` where
+    they are drawn from it), but the best model is then chosen afresh.
     """
     if not saved_path.exists():
-        return
+        return []
     saved, now = yaml.safe_load(saved_path.read_text()) or {}, config.to_dict()
     keys = ["model", "cutoff", "dtype", "valid_fraction", "test_fraction"]
     changed = [f"{key} {saved.get(key)!r} -> {now[key]!r}" for key in keys if key in saved and saved[key] != now[key]]
@@ -225,6 +253,10 @@ def _check_resume(saved_path: Path, config) -> None:
             f"--resume {saved_path.parent}: {'; '.join(changed)} since the run began. A resume keeps the model and "
             "the validation split: put these back, or start a new output_dir (init_from=<model> to fine-tune)"
         )
+    measures = ["loss", "valid_file"] + (["train_file"] if not config.valid_file else [])
+    if "huber" in (saved.get("loss"), now["loss"]):
+        measures.append("huber_delta")
+    return [key for key in measures if key in saved and saved[key] != now[key]]
 
 
 def _finite(state: TrainState) -> bool:
@@ -248,9 +280,16 @@ def fit(config, prepared: Prepared, resume: bool = False, stop_after: int | None
     config = config_mod.validate(config)
     out = _output_folder(config, resume)
     out.mkdir(parents=True, exist_ok=True)
-    if resume:
-        _check_resume(out / "config.yaml", config)
+    remeasured = _check_resume(out / "config.yaml", config) if resume else []
     loop, state, progress, model_config = build(config, prepared, resume)
+    if resume:
+        _adopt_a_newer_best(out, progress)
+        if remeasured:
+            _restart_selection(progress)
+            if config.progress:
+                print(f"resume: {', '.join(remeasured)} changed, so the best model is chosen afresh from here on")
+        if progress["history"]:  # a kill between last.ckpt and the CSV left it short
+            _write_csv(out / "metrics.csv", progress["history"])
     atomic_write(out / "config.yaml", config_mod.dump(config).encode())
     steps = -(-len(prepared.train.frames) // config.batch_size)
     log_lines = config.progress and not sys.stderr.isatty()
@@ -262,7 +301,7 @@ def fit(config, prepared: Prepared, resume: bool = False, stop_after: int | None
         dynamic_ncols=True,
         mininterval=1.0,
     )
-    epoch_seconds, run_epochs, reason = 0.0, 0, None
+    epoch_seconds, run_epochs, reason = _last_epoch_seconds(progress["history"]), 0, None
     best, unwritten, mark = None, False, time.perf_counter()
     flushed, logged, finished = mark, None, None  # finished: the last complete epoch's row
     while (reason := _stop_reason(config, progress, next_epoch_estimate(epoch_seconds, run_epochs))) is None:
