@@ -1,4 +1,4 @@
-"""Training throughput of a recipe: compile time and milliseconds per optimiser step.
+r"""Training throughput of a recipe: compile time and milliseconds per optimiser step.
 
     python examples/benchmarks/train_speed.py examples/benchmarks/ethanol-cpu.yaml \
         --variant base --variant wide:model.features=128 --steps 50
