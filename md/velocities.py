@@ -108,27 +108,21 @@ def _held_degrees_of_freedom(atoms: Atoms, mobile: np.ndarray, ensemble: str) ->
     return dof
 
 
-def _zero_spin_about(atoms: Atoms, axis: int) -> None:
-    """Subtract the rigid spin about the centre of mass around one Cartesian axis (moves only the
-    two components perpendicular to it)."""
-    m = atoms.get_masses()
-    r = atoms.positions - atoms.get_center_of_mass()
-    p = atoms.get_momenta()
-    unit = np.eye(3)[axis]
-    spin_arm = np.cross(unit, r)  # the velocity of a unit spin about the axis
-    moment = np.sum(m * np.sum(spin_arm**2, axis=1))
-    if moment > 0:
-        omega = np.cross(r, p).sum(axis=0)[axis] / moment
-        atoms.set_momenta(p - omega * m[:, None] * spin_arm, apply_constraint=False)
-
-
-def _zero_rotation(atoms: Atoms) -> None:
-    """Subtract the rigid spin w x r with I w = L (pseudo-inverse: ASE's ZeroRotation divides 0/0 on a line)."""
+def _zero_rotation(atoms: Atoms, axis: int | None = None) -> None:
+    """Subtract the rigid spin w x r with I w = L (pseudo-inverse: ASE's ZeroRotation divides 0/0 on a line);
+    about one Cartesian ``axis`` only, w along it with I_kk w_k = L_k (moves only the two components
+    perpendicular to it)."""
     m = atoms.get_masses()
     r = atoms.positions - atoms.get_center_of_mass()
     p = atoms.get_momenta()
     inertia = np.einsum("i,ij,ij->", m, r, r) * np.eye(3) - np.einsum("i,ij,ik->jk", m, r, r)
-    omega = np.linalg.pinv(inertia, rcond=1e-8, hermitian=True) @ np.cross(r, p).sum(axis=0)
+    spin = np.cross(r, p).sum(axis=0)
+    if axis is None:
+        omega = np.linalg.pinv(inertia, rcond=1e-8, hermitian=True) @ spin
+    else:
+        omega = np.zeros(3)
+        if inertia[axis, axis] > 0:
+            omega[axis] = spin[axis] / inertia[axis, axis]
     atoms.set_momenta(p - m[:, None] * np.cross(omega, r))
 
 
@@ -153,7 +147,7 @@ def thermal_start(atoms: Atoms, ensemble: str, temperature_K: float, seed: int) 
         if free.all():
             _zero_rotation(atoms)
         elif free.sum() == 2:  # held along one axis only: the spin about it is kept
-            _zero_spin_about(atoms, int(np.argmin(free)))
+            _zero_rotation(atoms, axis=int(np.argmin(free)))
     dof = moving_degrees_of_freedom(atoms, ensemble)
     kinetic = atoms.get_kinetic_energy()
     if dof and kinetic > 0:

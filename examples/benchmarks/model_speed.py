@@ -56,10 +56,10 @@ def systems():
     }
 
 
-def make_potential(name: str) -> Potential:
+def make_potential(name: str, seed: int = 0) -> Potential:
     if name == "mace-committee":
-        return assemble([make_potential("mace"), Potential.create(make_potential("mace").config, seed=1)])
-    return Potential.create(ModelConfig(name, 5.0, (1, 6, 8), MODELS[name]))
+        return assemble([make_potential("mace", seed) for seed in (0, 1)])
+    return Potential.create(ModelConfig(name, 5.0, (1, 6, 8), MODELS[name]), seed)
 
 
 def time_calls(fn, params, graph, repeats: int) -> tuple[float, float]:
