@@ -136,13 +136,23 @@ def split_indices(n: int, valid_fraction: float, test_fraction: float = 0.0, see
 
 
 def _fingerprint(frame: Frame) -> bytes:
-    return frame.atoms.numbers.tobytes() + np.round(frame.atoms.positions, 6).tobytes()
+    """Elements and positions; in a periodic direction, the fractional coordinate modulo 1 and the cell,
+    so a copy whose atoms were wrapped back into the cell (``atoms.wrap()``) is the same frame."""
+    atoms = frame.atoms
+    if not atoms.pbc.any():
+        return atoms.numbers.tobytes() + np.round(atoms.positions, 6).tobytes()
+    # wraps the periodic directions only; the second modulo sends a coordinate rounded up to 1 back to 0
+    fractional = np.round(atoms.get_scaled_positions(wrap=True), 6) % 1.0
+    return atoms.numbers.tobytes() + np.round(fractional, 6).tobytes() + np.round(atoms.cell.array, 6).tobytes()
 
 
-def shared_frames(a: Sequence[Frame], b: Sequence[Frame]) -> int:
-    """How many frames of ``b`` also occur in ``a`` (same elements and positions to 1e-6 Å)."""
-    seen = {_fingerprint(f) for f in a}
-    return sum(_fingerprint(f) in seen for f in b)
+def shared_frames(a: Sequence[Frame], b: Sequence[Frame]) -> list[tuple[str, str]]:
+    """(where in ``a``, where in ``b``) for each frame of ``b`` that also occurs in ``a``: same elements,
+    positions to 1e-6 Å (periodic frames: same cell, fractional coordinates to 1e-6 modulo 1)."""
+    seen = {}
+    for frame in a:
+        seen.setdefault(_fingerprint(frame), frame.where)
+    return [(seen[key], frame.where) for frame in b if (key := _fingerprint(frame)) in seen]
 
 
 def prepare(frames: Sequence[Frame], cutoff: float, species: Sequence[int]) -> Dataset:

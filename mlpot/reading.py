@@ -9,6 +9,7 @@ that contradict their own forces across a vacuum gap.
 
 from __future__ import annotations
 
+import re
 import reprlib
 import warnings
 from collections.abc import Sequence
@@ -18,6 +19,7 @@ from typing import NamedTuple
 import ase.io
 import numpy as np
 from ase import Atoms, units
+from ase.constraints import FixAtoms
 from ase.io.formats import string2index
 from ase.stress import voigt_6_to_full_3x3_stress
 
@@ -45,6 +47,27 @@ def virial_keys(stress_key: str) -> tuple[str, ...]:
     on them (stress_key REF_stress: REF_virial, REF_virials, as MACE's newer files name them)."""
     named = tuple(stress_key.replace("stress", v) for v in VIRIAL_KEYS) if "stress" in stress_key else ()
     return tuple(dict.fromkeys((*named, *VIRIAL_KEYS)))
+
+
+def stress_key_reading(field: str) -> str | None:
+    """The ``stress_key`` under which ``field`` is read: itself for a stress, and for a virial the
+    stress name whose ``virial_keys`` include it (REF_virials: REF_stress), or None if there is none."""
+    if "virial" not in field.lower():
+        return field
+    candidate = re.sub("virials?", "stress", field)
+    return candidate if field in virial_keys(candidate) else None
+
+
+def _refuse_a_virial_as_stress_key(stress_key: str) -> None:
+    # a virial (eV) read as a stress (eV/Å^3) is off by a factor -V: a silently wrong label, often
+    # small enough to pass the size check
+    if "virial" in stress_key.lower():
+        reading = stress_key_reading(stress_key)
+        fix = f"set stress_key: {reading}" if reading else "name the field 'virial'"
+        raise InputError(
+            f"stress_key '{stress_key}' names a virial (eV), but stress_key is read as a stress (eV/Å^3). A virial "
+            f"is read as sigma = -W/V from the stress key's name with 'virial(s)' for 'stress': {fix}"
+        )
 
 
 def _lookup(atoms: Atoms, key: str):
@@ -177,9 +200,10 @@ def read_frames(
     """
     if inconsistent_stress not in ("warn", "drop"):
         raise ValueError(f"inconsistent_stress must be 'warn' or 'drop', not {inconsistent_stress!r}")
+    _refuse_a_virial_as_stress_key(stress_key)
     if isinstance(paths, (str, Path)):
         paths = [paths]
-    frames, bad, unused = [], [], []
+    frames, bad, unused, zeroed = [], [], [], []
     for path in paths:
         path = Path(path)
         if path.is_dir():
@@ -203,17 +227,28 @@ def read_frames(
                     raise
                 bad.append(str(err))
                 continue
-            if atoms.pbc.any() and not atoms.pbc.all() and _lookup(atoms, stress_key) is not None:
+            cell_labels = (stress_key, *virial_keys(stress_key))
+            if not atoms.pbc.all() and any(_lookup(atoms, key) is not None for key in cell_labels):
                 unused.append(f"{where} (pbc {''.join('T' if p else 'F' for p in atoms.pbc)})")
+            held = _held_atoms_without_force(frames[-1])
+            if held:
+                zeroed.append(f"{where} ({held} atoms)")
     if bad:
         warnings.warn(f"skipped {len(bad)} bad frame(s) of {len(frames) + len(bad)}; first: {bad[0]}", stacklevel=2)
     if not frames:
         raise InputError(f"no usable frames in {[str(p) for p in paths]}")
     if unused:
         warnings.warn(
-            f"{len(unused)} frame(s) with a '{stress_key}' label are periodic in some directions only, so their stress "
-            f"is not used (first: {unused[0]}); if the DFT cell was periodic in all three (a slab in a box with "
-            "vacuum), set pbc to T T T",
+            f"{len(unused)} frame(s) with a '{stress_key}' (or virial) label are not periodic in all three directions, "
+            f"so their stress is not used (first: {unused[0]}); if the DFT cell was periodic in all three (a bulk "
+            "cell, or a slab in a box with vacuum), set pbc to T T T: without it, atoms lose their periodic neighbours",
+            stacklevel=2,
+        )
+    if zeroed:
+        warnings.warn(
+            f"{len(zeroed)} frame(s) have atoms held by a constraint whose '{forces_key}' rows are exactly zero (first: "
+            f"{zeroed[0]}): forces written with the constraint applied, which the model would learn as zero forces; "
+            "write them with atoms.get_forces(apply_constraint=False), or drop the constraint before reading",
             stacklevel=2,
         )
     _check_stress_size(frames, stress_key)
@@ -255,12 +290,27 @@ def _check_unread_stress(frames: list[Frame], stress_key: str) -> None:
             if key not in looked_up and ("stress" in key.lower() or "virial" in key.lower())
         )
         if names:
+            reading = next((key for key in map(stress_key_reading, names) if key), None)
+            fix = f"set stress_key: {reading}" if reading else "set stress_key to the stress's name"
             warnings.warn(
-                f"{frame.where}: no stress label '{stress_key}', but field(s) {names}; set stress_key to train on "
-                "the stress",
+                f"{frame.where}: no stress label '{stress_key}', but field(s) {names}; {fix} to train on the stress "
+                "(a virial is then read as -W/V)",
                 stacklevel=3,
             )
             return
+
+
+def _held_atoms_without_force(frame: Frame) -> int:
+    """How many atoms a FixAtoms constraint (extxyz: move_mask) holds whose force label is exactly zero,
+    when some other atom's is not: ASE's get_forces() zeroes held atoms' rows, DFT forces never are."""
+    if frame.forces is None:
+        return 0
+    held = np.zeros(len(frame.atoms), bool)
+    for constraint in frame.atoms.constraints:
+        if isinstance(constraint, FixAtoms):
+            held[constraint.get_indices()] = True
+    zero = np.all(frame.forces == 0.0, axis=1)
+    return int(np.sum(held & zero)) if held.any() and np.all(zero[held]) and not np.all(zero) else 0
 
 
 def _frame_numbers(index: str, count: int) -> list:

@@ -44,10 +44,7 @@ def _cmd_train(args) -> int:
             f"output_dir {config.output_dir} already holds a run ({held[0]}): --resume continues it, "
             "--overwrite starts over and replaces it, or give another output_dir"
         )
-    if args.overwrite:  # gone now, not at the new run's first write: a kill before it must not resume the old
-        for path in (out / "checkpoints" / "last.ckpt", out / "checkpoints" / "best.ckpt", out / "model.mlpot"):
-            path.unlink(missing_ok=True)
-    result = run.train(config, resume=args.resume)
+    result = run.train(config, resume=args.resume, overwrite=args.overwrite)
     from mlpot.training.metrics import format_table, format_worst
 
     print(f"\nvalidation ({result.valid_metrics['n_frames']} frames, best model):")

@@ -107,6 +107,11 @@ def test_train_then_eval_json(tiny_setup, capsys):
     assert "already holds a run" in capsys.readouterr().err
     assert before == {name: (out / name).read_bytes() for name in before}
     assert main(["train", str(path), "-o", "epochs=1", "--resume", "--overwrite"]) == 2
+    # --overwrite removes the old run only once the new data have been read: a misspelt file costs nothing
+    missing = str(tmp_path / "misspelt.xyz")
+    assert main(["train", str(path), "-o", f"train_file={missing}", "-o", "epochs=1", "--overwrite"]) == 2
+    assert "misspelt.xyz" in capsys.readouterr().err
+    assert before == {name: (out / name).read_bytes() for name in before}
     assert main(["train", str(path), "-o", "model.num_basis=3", "-o", "epochs=1", "--overwrite"]) == 0
     assert len((out / "metrics.csv").read_text().splitlines()) == 1 + 1  # a fresh one-epoch run
 

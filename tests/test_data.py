@@ -152,10 +152,27 @@ def test_splits_are_disjoint_seeded_and_complete():
     assert not np.array_equal(valid, other[1])
 
 
-def test_frames_shared_between_files_are_counted(tmp_path):
+def test_frames_shared_between_files_are_found_also_when_wrapped(tmp_path):
     frames = data.read_frames(_write(tmp_path, molecules(6)))
-    assert data.shared_frames(frames[:4], frames[4:]) == 0
-    assert data.shared_frames(frames[:4], frames[2:]) == 2
+    assert data.shared_frames(frames[:4], frames[4:]) == []
+    assert data.shared_frames(frames[:4], frames[2:]) == [(frames[2].where, frames[2].where), (frames[3].where,) * 2]
+    # a periodic copy with its atoms wrapped back into the cell is the same structure; a shifted one is not
+    original = _emt_copper()
+
+    def moved(shift):
+        atoms = original.copy()
+        atoms.positions += shift
+        atoms.wrap()
+        atoms.calc = SinglePointCalculator(atoms, **original.calc.results)
+        return atoms
+
+    wrapped = moved(original.cell[0] + 0.5 * original.cell[2])  # a lattice vector, then half-way out and back
+    wrapped.positions += 0.5 * original.cell[2]  # two half-steps along c: positions outside the cell again
+    wrapped.wrap()
+    assert not np.allclose(wrapped.positions, original.positions)
+    a = data.read_frames(_write(tmp_path, [original], "a.xyz"))
+    b = data.read_frames(_write(tmp_path, [moved([0.0, 0.0, 0.4]), wrapped], "b.xyz"))
+    assert data.shared_frames(a, b) == [(a[0].where, b[1].where)]
 
 
 def test_batches_labels_and_bounded_shapes(tmp_path):
@@ -241,9 +258,24 @@ def test_mace_style_prefixed_labels_find_their_virial(tmp_path):
     path = _write(tmp_path, [labelled])
     (frame,) = data.read_frames(path, "REF_energy", "REF_forces", "REF_stress")
     np.testing.assert_allclose(frame.stress, stress, atol=1e-6)
-    with pytest.warns(UserWarning, match=r"no stress label 'stress', but field\(s\) \['REF_virials'\]; set stress_key"):
+    # the hint names the stress_key that reads the virial, not the virial's own name
+    hint = r"no stress label 'stress', but field\(s\) \['REF_virials'\]; set stress_key: REF_stress to train"
+    with pytest.warns(UserWarning, match=hint):
         (unlabelled,) = data.read_frames(path, "REF_energy", "REF_forces")  # stress_key 'stress': no REF_ virial
     assert unlabelled.stress is None
+
+
+def test_a_virial_named_as_stress_key_is_refused_with_the_key_that_reads_it(tmp_path):
+    # W (eV) read as sigma (eV/Å^3) would be off by -V and small enough to pass the size check
+    atoms = _strained_copper()
+    labelled = atoms.copy()
+    labelled.info.update(REF_energy=atoms.get_potential_energy(), REF_virials=_virial_by_strain(atoms))
+    labelled.arrays["REF_forces"] = atoms.get_forces()
+    path = _write(tmp_path, [labelled])
+    with pytest.raises(InputError, match=r"stress_key 'REF_virials' names a virial.*set stress_key: REF_stress"):
+        data.read_frames(path, "REF_energy", "REF_forces", "REF_virials")
+    with pytest.raises(InputError, match=r"stress_key 'virial' names a virial.*set stress_key: stress"):
+        data.read_frames(path, "REF_energy", "REF_forces", "virial")
 
 
 def test_a_virial_stored_as_stress_is_refused_naming_frame_and_fields(tmp_path):
@@ -349,8 +381,31 @@ def test_a_stress_under_another_name_is_pointed_out(tmp_path):
 
 def test_a_stress_label_on_a_partly_periodic_frame_is_not_used_and_says_so(tmp_path):
     path = _write(tmp_path, [_emt_copper(), _emt_copper(pbc=(True, True, False))], "slab.xyz")
-    (message,) = [m for m in _warnings_of(path) if "periodic in some directions only" in m]
+    (message,) = [m for m in _warnings_of(path) if "not periodic in all three directions" in m]
     assert f"(first: {path}, frame 1 (pbc TTF))" in message
-    with pytest.warns(UserWarning, match="periodic in some directions only"):
+    with pytest.warns(UserWarning, match="not periodic in all three directions"):
         frames = reading.read_frames(path)
     assert frames[0].stress is not None and frames[1].stress is None
+
+
+def test_a_crystal_written_without_pbc_but_with_a_stress_label_says_so(tmp_path):
+    # Atoms(..., cell=c) without pbc=True: a bulk cell trained as a cluster, its stress dropped
+    path = _write(tmp_path, [_emt_copper(), _emt_copper(pbc=False)], "bulk.xyz")
+    (message,) = [m for m in _warnings_of(path) if "not periodic in all three directions" in m]
+    assert f"(first: {path}, frame 1 (pbc FFF))" in message and "set pbc to T T T" in message
+    molecule_path = _write(tmp_path, molecules(2), "molecules.xyz")  # no stress label: nothing to say
+    assert not any("periodic" in m for m in _warnings_of(molecule_path))
+
+
+def test_forces_zeroed_by_a_constraint_are_flagged_naming_the_frame(tmp_path):
+    from ase.constraints import FixAtoms
+
+    applied, raw = _emt_copper(), _emt_copper()
+    for atoms in (applied, raw):
+        atoms.set_constraint(FixAtoms(indices=[0, 1]))
+    applied.calc.results["forces"][[0, 1]] = 0.0  # what atoms.get_forces() returns under the constraint
+    path = _write(tmp_path, [raw, applied], "slab.xyz")
+    assert ase.io.read(path, 1).constraints, "extxyz keeps the constraint (move_mask)"
+    (message,) = [m for m in _warnings_of(path) if "held by a constraint" in m]
+    assert "1 frame(s)" in message and f"(first: {path}, frame 1 (2 atoms))" in message
+    assert "apply_constraint=False" in message

@@ -381,6 +381,9 @@ def test_early_stopping(tmp_path):
         ({"model": {"name": "painn", "features": 0}}, "model.features must be > 0, got 0"),
         ({"model": {"name": "mace", "hidden_l": 0, "l_max": -1}}, "model.l_max must be >= 0"),
         ({"model": {"name": "mace", "num_basis": 2.5}}, "model.num_basis must be an int"),
+        # cross-field checks that failed only after all the data had been read
+        ({"model": {"name": "mace", "hidden_l": 3, "l_max": 2}}, r"model: MACE: l_max \(2\) must be >= hidden_l"),
+        ({"valid_fraction": 0.6, "test_fraction": 0.5}, "valid_fraction \\+ test_fraction must be < 1"),
         ({"model": "painn"}, "model must be a mapping.*-o model.name=mace"),
         ({"train_file": 5}, "train_file must be a path or a list of paths, got 5"),
         ({"valid_file": ["a.xyz", None]}, "valid_file must be a path or a list of paths"),
@@ -415,6 +418,33 @@ def test_output_dir_that_is_a_file_or_a_resume_without_checkpoint_fails_before_a
     with pytest.raises(FileNotFoundError, match="--resume: no checkpoint"):
         run_mod.train(_config(tmp_path, "missing", valid_fraction=0.25), resume=True, frames=frames)
     assert not (tmp_path / "missing").exists()  # no empty folder left behind
+
+
+def test_held_out_frames_that_are_also_training_or_validation_frames_are_named(tmp_path):
+    import ase.io
+
+    from mlpot.training.prepare import prepare
+
+    images = [f.atoms for f in _frames(n_mol=8, n_cryst=0)]
+    paths = {name: tmp_path / f"{name}.xyz" for name in ("train", "valid", "test")}
+    ase.io.write(paths["train"], images[:6])
+    ase.io.write(paths["valid"], [images[6], images[2]])  # its frame 1 is a training frame
+    ase.io.write(paths["test"], [images[7], images[6]])  # its frame 1 is a validation frame
+    files = {f"{name}_file": str(path) for name, path in paths.items()}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        prepare(_config(tmp_path, **files))
+    messages = [str(w.message) for w in caught if "are also" in str(w.message)]
+    assert messages == [
+        (
+            f"1 of 2 validation frames are also training frames, so their errors are not hold-out errors "
+            f"(first: {paths['valid']}, frame 1 = {paths['train']}, frame 2)"
+        ),
+        (
+            f"1 of 2 test frames are also validation frames, so their errors are not hold-out errors "
+            f"(first: {paths['test']}, frame 1 = {paths['valid']}, frame 0)"
+        ),
+    ]
 
 
 def test_a_stress_key_that_labels_no_frame_is_an_error(tmp_path):
@@ -487,7 +517,7 @@ def test_fine_tuning_starts_from_the_model_file_and_keeps_its_references(tmp_pat
     [
         ({"cutoff": 3.5}, "cutoff 3.0 Å and dtype float32 there"),
         ({"model": {"name": "painn"}}, "the config's model.name is 'painn'"),
-        ({"n_cryst": 2}, r"elements the model was not trained on \(Si\)"),
+        ({"n_cryst": 2}, r"elements the model was not trained on \(Si; first: synthetic 1[89]\)"),
         ({"committee": True}, "a committee is not trained; fine-tune each member"),
     ],
 )

@@ -161,9 +161,13 @@ class MACE(nn.Module):
     avg_num_neighbors: float = 10.0
     dtype: str = "float32"
 
-    def setup(self):
+    def __post_init__(self):
+        # at construction, so a config check (training.config.validate) sees it before any data is read
         if self.l_max < self.hidden_l:
             raise ValueError(f"MACE: l_max ({self.l_max}) must be >= hidden_l ({self.hidden_l})")
+        super().__post_init__()
+
+    def setup(self):
         self.body = MACEBody(
             self.num_species,
             self.cutoff,

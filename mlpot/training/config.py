@@ -128,10 +128,19 @@ def validate(config: TrainConfig, where: str = "config") -> TrainConfig:
         raise ValueError(f"{where}: give valid_file or a valid_fraction between 0 and 1")
     if not 0 <= config.test_fraction < 1:
         raise ValueError(f"{where}: test_fraction must be in [0, 1)")
+    if config.valid_file is None and config.test_file is None and config.valid_fraction + config.test_fraction >= 1:
+        raise ValueError(
+            f"{where}: valid_fraction + test_fraction must be < 1 (they are drawn from train_file), got "
+            f"{config.valid_fraction} + {config.test_fraction}"
+        )
     positive = ("cutoff", "batch_size", "learning_rate", "epochs")
     for key in positive:
         if not getattr(config, key) > 0:
             raise ValueError(f"{where}: {key} must be positive, got {getattr(config, key)}")
+    try:  # a model's own checks on its hyperparameters (MACE: l_max >= hidden_l), before any data is read
+        MODELS[name](num_species=1, cutoff=config.cutoff, **model)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{where}: model: {err}") from None
     for key in ("energy_weight", "forces_weight", "stress_weight", "warmup_epochs", "weight_decay", "seed"):
         if getattr(config, key) < 0:
             raise ValueError(f"{where}: {key} must be >= 0")

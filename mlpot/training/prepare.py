@@ -102,7 +102,8 @@ def fine_tune_base(config: TrainConfig, frames) -> Potential:
         from ase.data import chemical_symbols
 
         names = ", ".join(chemical_symbols[z] for z in missing)
-        raise ValueError(f"{where}: the data have elements the model was not trained on ({names})")
+        first = next(f.where for f in frames if set(f.atoms.numbers) & set(missing))
+        raise ValueError(f"{where}: the data have elements the model was not trained on ({names}; first: {first})")
     return base
 
 
@@ -175,9 +176,18 @@ def assemble(config: TrainConfig, train, valid, test=None, species=None) -> Prep
     if not valid:
         raise ValueError("no validation frames: set valid_file or a larger valid_fraction")
     train = weighted(config, train)
-    for name, other in (("validation", valid), ("test", test or [])):
-        if (shared := data.shared_frames(train, other)) > 0:  # e.g. a valid_file cut from the train_file
-            warnings.warn(f"{shared} of {len(other)} {name} frames are also training frames", stacklevel=2)
+    pairs = (
+        ("validation", "training", train, valid),
+        ("test", "training", train, test),
+        ("test", "validation", valid, test),
+    )
+    for name, source_name, source, other in pairs:
+        if shared := data.shared_frames(source, other or []):  # e.g. a valid_file cut from the train_file
+            warnings.warn(
+                f"{len(shared)} of {len(other)} {name} frames are also {source_name} frames, so their errors are "
+                f"not hold-out errors (first: {shared[0][1]} = {shared[0][0]})",
+                stacklevel=2,
+            )
     everything = train + valid + (test or [])
     base = fine_tune_base(config, everything) if config.init_from else None
     species = base.config.species if base else tuple(species) if species else data.species_of_frames(train)

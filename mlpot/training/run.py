@@ -401,13 +401,25 @@ def as_config(config) -> config_mod.TrainConfig:
     return config_mod.validate(config)
 
 
-def train(config, resume: bool = False, frames=None, stop_after: int | None = None) -> TrainResult:
-    """Python API: ``train(TrainConfig | dict | path)``. See the module docstring for outputs."""
+def train(
+    config, resume: bool = False, frames=None, stop_after: int | None = None, overwrite: bool = False
+) -> TrainResult:
+    """Python API: ``train(TrainConfig | dict | path)``. See the module docstring for outputs.
+
+    ``overwrite``: remove a previous run's model and checkpoints in ``output_dir`` once the data have
+    been read and checked (a typo in a file name must not cost the old model), before the first epoch
+    (a kill after that must not resume the old run).
+    """
+    if resume and overwrite:
+        raise ValueError("resume continues the run in output_dir, overwrite replaces it: give one")
     config = as_config(config)
     out = _output_folder(config, resume)  # before reading data, which can take minutes
     # a resume reads the data as the checkpoint's model does: same species, same indices
     species = tuple(checkpoint_model_config(out / "checkpoints" / "last.ckpt")["species"]) if resume else None
     prepared = prepare(config, frames, species)
+    if overwrite:
+        for path in (out / "checkpoints" / "last.ckpt", out / "checkpoints" / "best.ckpt", out / "model.mlpot"):
+            path.unlink(missing_ok=True)
     if config.progress:
         print(describe(prepared))
     return fit(config, prepared, resume=resume, stop_after=stop_after)
