@@ -510,6 +510,10 @@ def test_fine_tuning_starts_from_the_model_file_and_keeps_its_references(tmp_pat
     assert delta @ [4, 1] == pytest.approx(1.5, abs=1e-6)
     # forces do not see the shift: the fine-tuned model's validation forces are the base model's
     assert tuned.valid_metrics["forces_mae"] == pytest.approx(base.valid_metrics["forces_mae"], rel=1e-6)
+    # so an isolated-atoms file, which would set the references of a new model, does nothing here: said
+    isolated = _config(tmp_path, "tuned", init_from=str(path), isolated_atoms_file=str(tmp_path / "free.xyz"))
+    with pytest.warns(UserWarning, match=r"free.xyz is not used: fine-tuning \(init_from\) keeps the reference"):
+        assert _prepared(isolated, frames).model_config == load(path).config
 
 
 @pytest.mark.parametrize(

@@ -194,7 +194,13 @@ def assemble(config: TrainConfig, train, valid, test=None, species=None) -> Prep
     for name, part in (("validation", valid), ("test", test or [])):
         _refuse_unseen_elements(part, species, name)
     isolated = None
-    if config.isolated_atoms_file:
+    if config.isolated_atoms_file and base:
+        warnings.warn(
+            f"isolated_atoms_file {config.isolated_atoms_file} is not used: fine-tuning (init_from) keeps the "
+            "reference energies of the model it starts from",
+            stacklevel=2,
+        )
+    elif config.isolated_atoms_file:
         isolated = data.read_frames(config.isolated_atoms_file, config.energy_key, required=("energy",))
     sets = [data.prepare(part, config.cutoff, species) if part else None for part in (train, valid, test)]
     _warn_if_atoms_see_no_neighbours(sets[0], config.cutoff)
