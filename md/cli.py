@@ -14,13 +14,14 @@ from __future__ import annotations
 import itertools
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import ase.io
 import ase.units
 import numpy as np
 
-from md.ensembles import STEPS
+from md.ensembles import BAROSTATS, CHAINED, STEPS
 from mlpot.graph import check_atoms, species_indices
 from mlpot.modelfile import check_output_path
 
@@ -63,7 +64,11 @@ def register(subparsers) -> None:
         help="Berendsen compressibility in 1/GPa (sets the barostat speed; default 0.01)",
     )
     p.add_argument("--skin", type=float, default=0.5, help="neighbour-list skin in Å (default 0.5)")
-    p.add_argument("--traj", default=None, help="trajectory file (.traj, else extxyz), every --interval steps")
+    p.add_argument(
+        "--traj",
+        default=None,
+        help="trajectory file (.traj: ASE binary; .xyz, .extxyz: extxyz), every --interval steps",
+    )
     p.add_argument("--log", default=None, help="thermo CSV log, every --interval steps")
     p.add_argument("--interval", type=int, default=10, help="steps between frames/log lines/restart writes")
     p.add_argument("--seed", type=int, default=0, help="seed for velocities and Langevin noise")
@@ -84,6 +89,9 @@ def register(subparsers) -> None:
     )
     p.set_defaults(func=main)
 
+
+# what TrajectoryWriter writes: ASE's .traj, else extxyz, which only these names announce
+TRAJECTORY_SUFFIXES = (".traj", ".xyz", ".extxyz")
 
 # option, attribute, whether a value is allowed, the rule in words. NaN fails every comparison; inf
 # passes them, so every float must also be finite (``_check_options``).
@@ -113,6 +121,34 @@ def _check_options(args) -> None:
     ]
     if broken:
         raise ValueError(f"invalid {'; '.join(broken)}")
+    _check_time_constants(args)
+
+
+def _check_time_constants(args) -> None:
+    """Refuse a thermostat or barostat faster than ten timesteps: it cannot be integrated, and the run
+    would stop at a NaN blamed on the timestep. The usual slip is ps typed where fs are read."""
+    slow = 10 * args.dt
+    fast = [
+        f"--{name} {value:g} fs"
+        for name, value, used in (
+            ("tdamp", args.tdamp, args.ensemble in CHAINED),
+            ("taup", args.taup, args.ensemble in BAROSTATS),
+        )
+        if used and value is not None and value < slow
+    ]
+    if fast:
+        raise ValueError(
+            f"{' and '.join(fast)} under ten timesteps ({slow:g} fs at --dt {args.dt:g}): too fast to integrate; "
+            "time constants are in fs (0.1 ps = 100 fs; about 100 timesteps is usual)"
+        )
+    if args.ensemble == "npt" and args.compressibility == 0:
+        raise ValueError("--compressibility 0 with --ensemble npt: the Berendsen barostat would never move the cell")
+    if args.ensemble == "langevin" and args.friction * args.dt > 0.5:
+        print(
+            f"note: --friction {args.friction:g} 1/fs damps the velocities within {1 / args.friction:.3g} fs, about a "
+            f"timestep (--dt {args.dt:g}): an over-damped run; friction is in 1/fs (0.01 = 1/(100 fs))",
+            file=sys.stderr,
+        )
 
 
 def _check_outputs(args, continuing: bool) -> None:
@@ -124,6 +160,15 @@ def _check_outputs(args, continuing: bool) -> None:
         for other, other_path in outputs[i + 1 :]:
             if Path(path).resolve() == Path(other_path).resolve():
                 raise ValueError(f"{option} and {other} are the same file {path}; give each its own")
+        for name, given in (("MODEL", args.model), ("STRUCTURE", args.structure)):
+            if Path(path).resolve() == Path(given).resolve():  # even with --overwrite: the input would be gone
+                raise ValueError(f"{option} {path} is the {name} file; give the output another name")
+    if args.traj and Path(args.traj).suffix not in TRAJECTORY_SUFFIXES:
+        # anything else would get extxyz text under a name other readers parse as their own format
+        raise ValueError(
+            f"--traj {args.traj}: the trajectory is written as ASE's .traj or as extxyz (.xyz, .extxyz); "
+            "convert afterwards for other formats (ase convert)"
+        )
     if continuing or args.overwrite:
         return  # a continuation appends; --overwrite asked for the replacement
     # An empty file holds nothing to lose (e.g. made by mktemp).
@@ -191,6 +236,22 @@ def _check_model(path, restart: dict, fingerprint: str, model: str) -> None:
         )
 
 
+def _check_structure(path, restart: dict, atoms, structure: str) -> None:
+    """The restart holds the state, but the run takes pbc, masses and constraints from the structure file:
+    a changed file would change them mid-run without a word (pbc off: a crystal turned into a cluster)."""
+    from md.io import structure_fingerprint
+
+    if restart["structure"] is None:  # written before restarts recorded it: only the elements were compared
+        return
+    saved, name = restart["structure"]
+    if saved != structure_fingerprint(atoms):
+        raise ValueError(
+            f"{path}: the run it continues started from {name}, and {structure} is not that structure now (its "
+            "positions, cell, pbc, masses or constraints differ). Continue with the original start file, or start "
+            "a new run (another --restart file)"
+        )
+
+
 def _settings(args) -> dict:
     fs = ase.units.fs
     return {
@@ -233,7 +294,6 @@ def build(args):
 
     Every user error (options, paths, files, a mismatched restart) is raised here, before MD starts.
     """
-    from md.ensembles import BAROSTATS
     from md.forces import potential_forces
     from md.integrators import params
     from md.io import load_restart, model_fingerprint
@@ -265,19 +325,22 @@ def build(args):
                 "that run's options, or start a new run (another --restart file) from the trajectory's last frame"
             )
         _check_model(args.restart, restart, fingerprint, args.model)
-    else:
-        if args.temperature > 0:
-            dof = thermal_start(atoms, args.ensemble, args.temperature, args.seed)
-        else:
-            dof = moving_degrees_of_freedom(atoms, args.ensemble)
-        settings = params(**_settings(args), dof=dof)
-    forces = potential_forces(  # refuses NPT without a periodic cell
-        potential,
-        atoms,
-        args.skin,
-        compute_stress=args.ensemble in BAROSTATS,
-        capacity=restart["capacity"] if restart else None,
-    )
+        _check_structure(args.restart, restart, atoms, args.structure)
+    where = f"{args.structure}, frame {args.index or 0}"
+    with _naming(where):  # constraints mlpot cannot apply, NPT without a periodic cell, duplicated atoms
+        if not continuing:
+            if args.temperature > 0:
+                dof = thermal_start(atoms, args.ensemble, args.temperature, args.seed)
+            else:
+                dof = moving_degrees_of_freedom(atoms, args.ensemble)
+            settings = params(**_settings(args), dof=dof)
+        forces = potential_forces(
+            potential,
+            atoms,
+            args.skin,
+            compute_stress=args.ensemble in BAROSTATS,
+            capacity=restart["capacity"] if restart else None,
+        )
     if not continuing and settings.dof:
         dof = int(settings.dof)
         fixed = int(np.sum(mobility(atoms) == 0))
@@ -287,17 +350,31 @@ def build(args):
             held = ("net momentum" if dof == 3 * len(atoms) - 3 else "net and angular momentum") + " held at zero"
         plural = "s" if dof != 1 else ""
         print(f"temperatures count {dof} degree{plural} of freedom ({held})", file=sys.stderr)
-    sim = Simulation(
-        forces,
-        atoms,
-        args.ensemble,
-        settings,
-        seed=args.seed,
-        max_temperature_K=args.max_temperature,
-        min_distance=args.min_distance,
-        restart=restart,
-    )
+    with _naming(where):
+        sim = Simulation(
+            forces,
+            atoms,
+            args.ensemble,
+            settings,
+            seed=args.seed,
+            max_temperature_K=args.max_temperature,
+            min_distance=args.min_distance,
+            restart=restart,
+        )
     return sim, atoms, restart is not None, fingerprint, potential
+
+
+@contextmanager
+def _naming(where: str):
+    """Refusals about the structure raised below the CLI say which file and frame they are about."""
+    from md.simulation import MDError
+
+    try:
+        yield
+    except MDError as err:  # the start structure itself is unphysical: main reports it with exit code 1
+        raise MDError(f"{where}: {err}") from None
+    except ValueError as err:
+        raise ValueError(f"{where}: {err}") from None
 
 
 def _check_deviation(row: dict, limit: float | None) -> None:
@@ -312,15 +389,32 @@ def _check_deviation(row: dict, limit: float | None) -> None:
         )
 
 
+def _record_last_good_frame(sim, writers, atoms, npt: bool, deviation) -> None:
+    """Append the state before a failure to the trajectory and log (not the restart: it is no place to
+    continue from), off the interval if need be: the frame that shows what went wrong."""
+    from md.io import ThermoLog, frame_atoms
+
+    state = sim.state
+    if not (np.isfinite(float(state.energy)) and np.all(np.isfinite(np.asarray(state.positions)))):
+        return
+    for writer in writers:
+        if isinstance(writer, ThermoLog):
+            writer.write({**sim.thermo(), **(deviation(sim.atoms()) if deviation else {})})
+        else:
+            writer.write(frame_atoms(atoms, state, npt))
+    if writers:
+        print(f"mlpot md: the last good frame, step {int(state.step)}, ends the trajectory and log", file=sys.stderr)
+
+
 def main(args) -> int:
     from tqdm import tqdm
 
-    from md.ensembles import BAROSTATS
-    from md.io import ThermoLog, TrajectoryWriter, committee_deviation, frame_atoms, save_restart
+    from md.io import ThermoLog, TrajectoryWriter, committee_deviation, frame_atoms, save_restart, structure_fingerprint
     from md.simulation import MDError
 
     try:
         sim, atoms, restarting, fingerprint, potential = build(args)
+        started_from = (structure_fingerprint(atoms), args.structure)
     except MDError as err:  # the start structure itself is unphysical
         print(f"mlpot md: error: {err}", file=sys.stderr)
         return 1
@@ -357,7 +451,16 @@ def main(args) -> int:
         capacity = s.neighbours.capacity
         model = (fingerprint, args.model)
         save_restart(
-            args.restart, args.ensemble, s.state, s.params, s.reference, capacity, atoms.numbers, model, args.skin
+            args.restart,
+            args.ensemble,
+            s.state,
+            s.params,
+            s.reference,
+            capacity,
+            atoms.numbers,
+            model,
+            args.skin,
+            started_from,
         )
 
     if args.restart:
@@ -381,6 +484,7 @@ def main(args) -> int:
                 function(sim)  # the last frame, log line and restart fall off the interval
     except MDError as err:
         print(f"mlpot md: error: {err}", file=sys.stderr)
+        _record_last_good_frame(sim, writers, atoms, npt, deviation)
         return 1
     finally:
         bar.close()

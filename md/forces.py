@@ -28,7 +28,7 @@ import numpy as np
 from ase import Atoms
 
 from mlpot import physics
-from mlpot.graph import bucket_size, check_atoms, neighbour_search, pad_graph, species_indices
+from mlpot.graph import bucket_size, check_atoms, neighbour_search, pad_graph, refuse_coincident, species_indices
 from mlpot.potential import Potential
 
 
@@ -156,6 +156,8 @@ class NeighbourList:
         if atoms.pbc.any():
             atoms.set_cell(np.asarray(cell, np.float64), scale_atoms=False)
         i, j, shifts, d = neighbour_search(atoms, self.cutoff + self.skin, half=True)
+        # such a pair is a padding edge to the model (no wall, absurd energies); --min-distance 0 lets it through
+        refuse_coincident(i, j, shifts, d, f"MD neighbour list (build {self.builds + 1})")
         active = int(np.sum(d < self.cutoff))
         # The model runs on every active slot (twice), padding included: a fine ladder (<= 6 % waste).
         grown = (self._grow(self.capacity[0], len(i)), self._grow(self.capacity[1], max(active, int(needed)), 16))
@@ -187,7 +189,11 @@ def graph_forces(
     """
     n = len(atoms)
     if compute_stress and not (all(atoms.pbc) and atoms.cell.rank == 3):
-        raise ValueError("stress (NPT) needs a cell periodic in all three directions")
+        pbc = "".join("T" if p else "F" for p in atoms.pbc)
+        raise ValueError(
+            f"stress (NPT) needs a cell periodic in all three directions; the structure has pbc {pbc} and a "
+            f"cell of rank {atoms.cell.rank}"
+        )
     neighbours = NeighbourList(cutoff, species, atoms, skin, headroom, capacity)
 
     def build(positions, cell, needed=0):

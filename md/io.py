@@ -14,6 +14,7 @@ import io
 import os
 import signal
 import threading
+import warnings
 from pathlib import Path
 
 import ase.io
@@ -42,6 +43,17 @@ def model_fingerprint(potential) -> str:
     model with other metadata must not break a restart.
     """
     return hashlib.sha256(to_bytes(potential)).hexdigest()
+
+
+def structure_fingerprint(atoms: Atoms) -> str:
+    """sha256 of what a run takes from its start structure besides the restart's state: elements,
+    positions, cell, pbc, masses and which components constraints hold."""
+    from md.velocities import mobility
+
+    digest = hashlib.sha256()
+    for array in (atoms.numbers, atoms.positions, atoms.cell.array, atoms.pbc, atoms.get_masses(), mobility(atoms)):
+        digest.update(np.ascontiguousarray(array, np.float64).tobytes())
+    return digest.hexdigest()
 
 
 def frame_atoms(template: Atoms, state: MDState, with_stress: bool, wrap: bool = True, info=None) -> Atoms:
@@ -76,6 +88,8 @@ class TrajectoryWriter:
     def __init__(self, path, append: bool = False):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        if append and self.path.suffix != ".traj":
+            _cut_a_torn_last_frame(self.path)
         self.last_step = _last_frame_step(self.path) if append else -1
         if self.path.suffix == ".traj":
             self._traj = ase.io.Trajectory(str(self.path), "a" if append else "w")
@@ -133,6 +147,29 @@ def interrupts_deferred():
         signal.signal(signal.SIGINT, previous)
         if caught and callable(previous):
             previous(signal.SIGINT, caught[0])
+
+
+def _cut_a_torn_last_frame(path: Path) -> None:
+    """Cut an extxyz file after its last whole frame (atom count, comment, that many atom lines, each
+    ended by a newline): a kill or a full disk mid-frame leaves a torn one, which the continuation
+    rewrites. Nothing is cut when the file ends on a whole frame, or does not parse as frames at all."""
+    if not path.is_file():
+        return
+    text = path.read_bytes()
+    lines = text.split(b"\n")[:-1]  # newline-terminated lines only: the rest is a torn line
+    k = end = 0
+    while k < len(lines):
+        try:
+            count = int(lines[k])
+        except ValueError:
+            return  # not a frame boundary: not a layout this reader knows, so leave it to ASE's error
+        if k + count + 2 > len(lines):
+            break
+        end += sum(len(line) + 1 for line in lines[k : k + count + 2])
+        k += count + 2
+    if end < len(text) and end > 0:
+        atomic_write(path, text[:end])
+        warnings.warn(f"{path}: cut a torn last frame ({len(text) - end} bytes) left by a killed run", stacklevel=3)
 
 
 def _last_frame_step(path: Path) -> int:
@@ -234,12 +271,22 @@ class ThermoLog:
 
 
 def save_restart(
-    path, ensemble: str, state: MDState, params: Params, reference, capacity, numbers, model=None, skin=None
+    path,
+    ensemble: str,
+    state: MDState,
+    params: Params,
+    reference,
+    capacity,
+    numbers,
+    model=None,
+    skin=None,
+    structure=None,
 ) -> None:
     """Everything a bit-identical continuation needs, including where the neighbour
     list was built (the resumed run rebuilds the same list), its capacities (pairs: skin list, active)
     and its ``skin`` (Å; another one rebuilds at other steps). ``model``: (fingerprint, file name) of the
-    model the run uses, checked on restart."""
+    model the run uses, checked on restart; ``structure``: (``structure_fingerprint``, file name) of
+    the start structure, likewise."""
     arrays = {f"state_{k}": np.asarray(v) for k, v in state._asdict().items()}
     arrays.update({f"params_{k}": np.asarray(v) for k, v in params._asdict().items()})
     arrays.update(
@@ -254,6 +301,8 @@ def save_restart(
         arrays.update(model_sha256=np.asarray(model[0]), model_name=np.asarray(str(model[1])))
     if skin is not None:
         arrays.update(skin=np.asarray(float(skin)))
+    if structure is not None:
+        arrays.update(structure_sha256=np.asarray(structure[0]), structure_name=np.asarray(str(structure[1])))
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     atomic_write(path, buffer.getvalue())
@@ -271,9 +320,11 @@ def _pair_capacity(saved, version: int):
 
 
 def load_restart(path) -> dict:
-    """``{"ensemble", "state", "params", "reference": (positions, cell), "capacity", "numbers", "model", "skin"}``.
+    """``{"ensemble", "state", "params", "reference": (positions, cell), "capacity", "numbers", "model", "skin",
+    "structure"}``.
 
-    ``model`` is (fingerprint, file name), or None for a file written without one (older mlpot).
+    ``model`` and ``structure`` are (fingerprint, file name), or None for a file written without one
+    (older mlpot).
     """
     path = Path(path)
     if not path.exists():
@@ -302,4 +353,7 @@ def load_restart(path) -> dict:
         "numbers": data["numbers"],
         "model": (str(data["model_sha256"]), str(data["model_name"])) if "model_sha256" in data else None,
         "skin": float(data["skin"]) if "skin" in data else None,  # None: a file from before it was kept
+        "structure": (str(data["structure_sha256"]), str(data["structure_name"]))
+        if "structure_sha256" in data
+        else None,
     }

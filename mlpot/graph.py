@@ -106,6 +106,11 @@ def species_indices(numbers: np.ndarray, species: Sequence[int], where: str = "s
     return indices
 
 
+# The search box of a non-periodic structure spans its atoms; vesin's cell list dies with SIGFPE (no
+# message, the process gone) near 1e6 Å. Nothing atomistic is 10 µm across.
+MAX_EXTENT = 1e5  # Å
+
+
 def _search_cell(atoms: Atoms, cutoff: float) -> np.ndarray:
     """A non-singular cell for the search. Non-periodic directions get a box that
     encloses all atoms with room to spare (no singular cells reach the search:
@@ -114,6 +119,14 @@ def _search_cell(atoms: Atoms, cutoff: float) -> np.ndarray:
     if all(atoms.pbc):
         return cell
     extent = np.ptp(atoms.positions, axis=0).max() if len(atoms) > 1 else 0.0
+    if extent > MAX_EXTENT:
+        centre = np.median(atoms.positions, axis=0)
+        far = int(np.argmax(np.linalg.norm(atoms.positions - centre, axis=1)))
+        raise InputError(
+            f"the atoms span {extent:.3g} Å in a non-periodic direction (atom {far} is "
+            f"{np.linalg.norm(atoms.positions[far] - centre):.3g} Å from the others' median): an atom has flown "
+            f"off, or the positions are not in Å; the neighbour search takes up to {MAX_EXTENT:g} Å"
+        )
     size = extent + 2.0 * cutoff + 1.0
     # Each non-periodic row becomes a long vector orthogonal to the periodic ones: projected out
     # against an orthonormal basis of their span (one at a time against the vectors themselves only
@@ -172,6 +185,12 @@ COINCIDENT = 1e-6  # Å
 def neighbour_pairs(atoms: Atoms, cutoff: float, where: str = "structure") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(i, j, S) of ``neighbour_search``; atoms on top of each other (or of an image) raise ``InputError``."""
     i, j, shifts, d = neighbour_search(atoms, cutoff)
+    refuse_coincident(i, j, shifts, d, where)
+    return i, j, shifts
+
+
+def refuse_coincident(i, j, shifts, d, where: str) -> None:
+    """``InputError`` naming the closest pair of a search if it is closer than ``COINCIDENT``."""
     if d.size and d.min() < COINCIDENT:
         k = int(np.argmin(d))
         image = " (through a periodic image)" if np.any(shifts[k]) else ""
@@ -179,7 +198,6 @@ def neighbour_pairs(atoms: Atoms, cutoff: float, where: str = "structure") -> tu
             f"{where}: atoms {int(i[k])} and {int(j[k])} are on top of each other{image}, {d[k]:.1e} Å apart; "
             "remove the duplicate atom"
         )
-    return i, j, shifts
 
 
 def build_graph(

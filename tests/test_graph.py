@@ -89,6 +89,17 @@ def test_molecules_without_cell(atoms):
     assert np.all(shifts == 0)
 
 
+def test_an_atom_flown_far_off_is_an_error_naming_it_not_a_crash():
+    # vesin's cell list killed the process (SIGFPE, no message) for a box near 1e6 Å across
+    from mlpot.graph import MAX_EXTENT, InputError
+
+    near = Atoms("Ar3", positions=[[0, 0, 0], [3.8, 0, 0], [0.9 * MAX_EXTENT, 0, 0]])
+    assert len(neighbour_search(near, 5.0)[0]) == 2  # still searched: the pair 0-1, both ways
+    far = Atoms("Ar3", positions=[[0, 0, 0], [3.8, 0, 0], [10 * MAX_EXTENT, 0, 0]])
+    with pytest.raises(InputError, match=r"atoms span 1e\+06 Å .*\(atom 2 is 1e\+06 Å from the others' median\)"):
+        neighbour_search(far, 5.0)
+
+
 def test_padding_and_buckets():
     atoms = [bulk("Si", "diamond", 5.43), triclinic_si()]
     graph = build_graph(atoms, 4.0, [14])

@@ -1,6 +1,7 @@
 """``mlpot md`` end to end and the ASE-style drivers' in-place updates."""
 
 import csv
+import re
 
 import ase.io
 import numpy as np
@@ -104,11 +105,18 @@ def _assert_logged_pressure(row: dict, frame) -> None:
 
 
 def test_cli_reports_a_blow_up_as_one_line_and_exit_code(files, tmp_path, capsys):
-    code = _md(files, tmp_path, "--steps", "50", "--temperature", "60", "--min-distance", "3.6")
+    code = _md(files, tmp_path, "--steps", "50", "--temperature", "60", "--min-distance", "3.6", "--interval", "10")
     assert code == 1
     err = capsys.readouterr().err
     assert "MD stopped at step" in err and "closer than 3.6" in err
-    assert len(ase.io.read(tmp_path / "t.xyz", ":")) >= 1  # what was written reads back
+    # the frame before the failure ends trajectory and log, off the 10-step interval: the one to look at
+    failed = int(re.search(r"MD stopped at step (\d+)", err).group(1))
+    assert failed % 10 != 1, "pick a case that fails between two written frames"
+    frames = ase.io.read(tmp_path / "t.xyz", ":")
+    assert frames[-1].info["step"] == failed - 1 and f"step {failed - 1}, ends the trajectory and log" in err
+    rows = list(csv.DictReader((tmp_path / "log.csv").read_text().splitlines()))
+    assert int(rows[-1]["step"]) == failed - 1
+    assert float(rows[-1]["epot_eV"]) == pytest.approx(frames[-1].get_potential_energy(), abs=1e-8)
 
 
 def test_cli_rejects_bad_input_with_a_clear_message(files, tmp_path, capsys):
@@ -143,7 +151,15 @@ def test_cli_rejects_bad_input_with_a_clear_message(files, tmp_path, capsys):
     code = main(
         ["md", str(files / "argon.mlpot"), str(tmp_path / "squeezed.xyz"), "--steps", "5", "--min-distance", "2"]
     )
-    assert code == 1 and "MD cannot start" in capsys.readouterr().err
+    assert code == 1 and f"{tmp_path / 'squeezed.xyz'}, frame 0: MD cannot start" in capsys.readouterr().err
+    # refusals from below the CLI name the file and frame too
+    slab = argon_crystal(2, temperature_K=0.0)
+    slab.pbc = (True, True, False)
+    ase.io.write(tmp_path / "slab.xyz", slab)
+    code = main(["md", str(files / "argon.mlpot"), str(tmp_path / "slab.xyz"), "--steps", "5", "--ensemble", "npt"])
+    err = capsys.readouterr().err
+    assert code == 2 and f"{tmp_path / 'slab.xyz'}, frame 0: stress (NPT) needs a cell periodic" in err
+    assert "pbc TTF" in err
 
 
 def test_cli_restart_refuses_other_settings(files, tmp_path, capsys):
@@ -164,6 +180,36 @@ def test_cli_restart_refuses_another_model(files, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "argon.mlpot" in err and "other.mlpot" in err
     assert int(load_restart(tmp_path / "r.npz")["state"].step) == 5  # nothing was run with the other model
+
+
+def test_cli_restart_refuses_a_changed_start_structure(files, tmp_path, capsys):
+    # the state comes from the restart, but pbc, masses and constraints from the file: pbc off mid-run
+    # turned the crystal into a cluster without a word
+    start = tmp_path / "start.xyz"
+    atoms = ase.io.read(files / "argon.xyz")
+    ase.io.write(start, atoms)
+    common = ["--ensemble", "langevin", "--temperature", "60", "--restart", str(tmp_path / "r.npz")]
+    run = ["md", str(files / "argon.mlpot"), str(start), "--dt", "5", "--interval", "5", *common]
+    assert main([*run, "--steps", "5"]) == 0
+    assert main([*run, "--steps", "10"]) == 0  # the same file: continues
+    atoms.pbc = False
+    ase.io.write(start, atoms)
+    assert main([*run, "--steps", "15"]) == 2
+    assert f"started from {start}, and {start} is not that structure now" in capsys.readouterr().err
+    assert int(load_restart(tmp_path / "r.npz")["state"].step) == 10  # nothing was run from it
+
+
+def test_cli_refuses_a_duplicated_atom_even_without_a_distance_check(files, tmp_path, capsys):
+    # to the model a zero-length pair is padding: no wall, and a first log line of -5e6 eV
+    atoms = ase.io.read(files / "argon.xyz")
+    atoms += atoms[:1]
+    ase.io.write(tmp_path / "dup.xyz", atoms)
+    argv = ["md", str(files / "argon.mlpot"), str(tmp_path / "dup.xyz"), "--steps", "5", "--min-distance", "0"]
+    assert main([*argv, "--log", str(tmp_path / "log.csv")]) == 2
+    assert f"dup.xyz, frame 0: MD neighbour list (build 1): atoms 0 and {len(atoms) - 1} are on top of each other" in (
+        capsys.readouterr().err
+    )
+    assert not (tmp_path / "log.csv").exists()
 
 
 def test_cli_continues_a_restart_file_written_before_model_fingerprints(files, tmp_path, capsys):
@@ -199,6 +245,11 @@ def test_cli_rejects_directories_and_unusable_output_paths_before_running(files,
         ([start, "--restart", str(tmp_path), "--traj", ok], str(tmp_path)),
         ([start, "--log", str(tmp_path / "afile" / "x.csv"), "--traj", ok], str(tmp_path / "afile")),
         ([start, "--log", ok, "--traj", ok], ok),
+        # an output over an input would destroy it, --overwrite or not
+        ([start, "--log", start, "--overwrite"], f"--log {start} is the STRUCTURE file"),
+        ([start, "--traj", model, "--overwrite"], f"--traj {model} is the MODEL file"),
+        # extxyz text under a name other programs read as their own format
+        ([start, "--traj", str(tmp_path / "out.pdb")], "out.pdb: the trajectory is written as ASE's .traj or"),
     ]
     for argv, named in cases:
         assert main(["md", model, *argv, "--steps", "5"]) == 2
@@ -228,6 +279,20 @@ def test_cli_rejects_unphysical_settings(files, capsys):
         argv = ["md", str(files / "argon.mlpot"), str(files / "argon.xyz"), "--steps", "5", option, value]
         assert main(argv) == 2, option
         assert f"{option} {value}" in capsys.readouterr().err
+
+
+def test_cli_refuses_time_constants_typed_in_ps_and_a_barostat_that_cannot_move(files, capsys):
+    start = ["md", str(files / "argon.mlpot"), str(files / "argon.xyz"), "--steps", "5", "--dt", "5"]
+    for extra, message in [
+        (["--ensemble", "nose-hoover", "--tdamp", "0.1"], "--tdamp 0.1 fs under ten timesteps (50 fs at --dt 5)"),
+        (["--ensemble", "npt-mtk", "--taup", "1"], "--taup 1 fs under ten timesteps"),
+        (["--ensemble", "npt", "--compressibility", "0"], "the Berendsen barostat would never move the cell"),
+    ]:
+        assert main(start + extra) == 2, extra
+        assert message in capsys.readouterr().err
+    # Langevin's friction over-damps but runs: a note, not a refusal; tdamp is not a Langevin setting
+    assert main(start + ["--ensemble", "langevin", "--friction", "10", "--tdamp", "0.1", "--steps", "2"]) == 0
+    assert "an over-damped run; friction is in 1/fs" in capsys.readouterr().err
 
 
 def test_a_single_atom_starts_at_rest(files, tmp_path):

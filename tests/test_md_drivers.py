@@ -7,7 +7,7 @@ from pathlib import Path
 import ase.io
 import numpy as np
 import pytest
-from ase import units
+from ase import Atoms, units
 from ase.calculators.emt import EMT
 from ase.md.verlet import VelocityVerlet as AseVelocityVerlet
 
@@ -342,6 +342,26 @@ def test_appending_to_a_log_cuts_a_torn_line_and_refuses_other_columns(tmp_path)
     assert [line.split(",")[0] for line in path.read_text().splitlines()[1:]] == ["0", "5"]
     with pytest.raises(ValueError, match="its columns are .*log to a new file"):
         ThermoLog(path, with_pressure=True, append=True)
+
+
+def test_appending_to_an_extxyz_trajectory_cuts_a_frame_torn_by_a_kill(tmp_path):
+    from md.io import TrajectoryWriter
+
+    path = tmp_path / "t.xyz"
+    frames = [Atoms("Ar2", positions=[[0, 0, 0], [0, 0, 3.8 + 0.1 * k]], info={"step": 5 * k}) for k in range(3)]
+    writer = TrajectoryWriter(path)
+    for atoms in frames[:2]:
+        writer.write(atoms)
+    writer.close()
+    whole = path.read_bytes()
+    ase.io.write(tmp_path / "next.xyz", frames[2])
+    path.write_bytes(whole + (tmp_path / "next.xyz").read_bytes()[:-20])  # killed mid-way through frame 2
+    with pytest.warns(UserWarning, match=r"t.xyz: cut a torn last frame \(\d+ bytes\)"):
+        writer = TrajectoryWriter(path, append=True)
+    assert writer.last_step == 5 and path.read_bytes() == whole
+    writer.write(frames[2])
+    writer.close()
+    assert [atoms.info["step"] for atoms in ase.io.read(path, ":")] == [0, 5, 10]
 
 
 def test_langevin_without_a_seed_draws_fresh_noise_as_ase_does(argon):
