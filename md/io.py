@@ -113,6 +113,8 @@ class TrajectoryWriter:
             ase.io.write(buffer, atoms, format="extxyz")
             self._file.write(buffer.getvalue())
             self._file.flush()
+        if "step" in atoms.info:  # a frame written twice (the last good one after a stop) is kept once
+            self.last_step = int(atoms.info["step"])
 
     def sync(self) -> None:
         """On disk, not only flushed: called before a restart file that counts on these frames."""
@@ -262,6 +264,7 @@ class ThermoLog:
             values.append(f"{row['force_dev_max']:.6f}")
         self._file.write(",".join(values) + "\n")
         self._file.flush()
+        self.last_step = row["step"]
 
     def sync(self) -> None:
         _fsync(self._file)

@@ -26,6 +26,7 @@ from md.integrators import Params, blank_state, chain_energy, degrees_of_freedom
 from md.loop import NONFINITE, OK, REBUILD, TOO_CLOSE, TOO_HOT, Limits, Reference, guarded, run_chunk
 from md.velocities import mobility
 from mlpot.graph import neighbour_search
+from mlpot.potential import require_x64
 
 _COMPILED: dict = {}
 
@@ -57,6 +58,7 @@ class Simulation:
         rebuild_every_step: bool = False,
         restart: dict | None = None,
     ):
+        require_x64("md.Simulation")  # MD state is float64: silently float32 otherwise
         if ensemble in BAROSTATS and not forces.with_stress:
             # An energy-only force_fn returns zero stress: the barostat would see only the ideal-gas
             # pressure and silently collapse the box.

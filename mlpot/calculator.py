@@ -23,7 +23,7 @@ from ase.stress import full_3x3_to_voigt_6_stress
 
 from mlpot.graph import bucket_size, check_atoms, neighbour_pairs, pad_graph, species_indices
 from mlpot.models.committee import members
-from mlpot.potential import Potential, load, shared_predict_fn
+from mlpot.potential import Potential, load, require_x64, shared_predict_fn
 
 
 class Calculator(ASECalculator):
@@ -43,10 +43,33 @@ class Calculator(ASECalculator):
         self.potential = potential if isinstance(potential, Potential) else load(potential)
         self.edge_headroom = edge_headroom
         self._members = members(self.potential)  # [the model itself] unless it is a committee
-        # shared by every Calculator of this model: a new one per structure compiles nothing new
-        self._predict = [{flag: shared_predict_fn(m, flag) for flag in (True, False)} for m in self._members]
+        self._predict = self._predict_fns()
         self._capacity = (0, 0)  # (nodes, edges), only grows
         self._compiles = 0
+
+    def _predict_fns(self) -> list[dict]:
+        # shared by every Calculator of this model: a new one per structure compiles nothing new
+        return [{flag: shared_predict_fn(m, flag) for flag in (True, False)} for m in self._members]
+
+    def set(self, **kwargs):
+        """ASE's parameter setter: an mlpot model has none (its file fixes cutoff, species and dtype), so
+        a keyword such as ``cutoff=`` or ``dtype=`` is refused instead of being stored and ignored."""
+        if kwargs:
+            raise TypeError(
+                f"mlpot.Calculator takes no parameters ({', '.join(sorted(kwargs))}): the model file sets the "
+                "cutoff, species and dtype; for float64, load the model and pass "
+                "Potential(potential.config.replace(dtype='float64'), potential.params)"
+            )
+        return {}
+
+    # The compiled functions are not picklable (closures), and need not be: they are rebuilt from the
+    # model on the other side (multiprocessing over Atoms that carry this calculator).
+    def __getstate__(self):
+        return {key: value for key, value in self.__dict__.items() if key != "_predict"}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._predict = self._predict_fns()
 
     @property
     def compile_count(self) -> int:
@@ -64,6 +87,7 @@ class Calculator(ASECalculator):
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
+        require_x64("mlpot.Calculator")
         atoms = self.atoms
         check_atoms(atoms, "atoms given to mlpot.Calculator")
         periodic = bool(all(atoms.pbc)) and atoms.cell.rank == 3

@@ -26,6 +26,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from mlpot.calculator import Calculator
+from mlpot.graph import InputError
 from mlpot.modelfile import atomic_write, check_output_path, write_json
 from mlpot.models.committee import members
 from mlpot.potential import Potential, load
@@ -39,18 +40,23 @@ def atom_force_deviation(calc: Calculator, atoms) -> np.ndarray:
     return np.sqrt(np.sum(calc.get_property("forces_std", atoms) ** 2, axis=1))
 
 
-def frame_deviations(potential: Potential, structures, labels=None, progress: bool = False) -> np.ndarray:
+def frame_deviations(potential: Potential, structures, labels=None, progress: bool = False, names=None) -> np.ndarray:
     """(F, 3) array of ``COLUMNS`` for ASE Atoms ``structures``; ``potential`` must be a committee.
 
     ``labels``: reference forces (N, 3) per structure (None where there are none) adds a fourth
     column, the committee's largest atomic force error max_i |F_i - F_i^ref| (eV/Å; NaN unlabelled):
-    how far the deviation tracks the real error on labelled frames."""
+    how far the deviation tracks the real error on labelled frames. ``names``: where each structure
+    comes from ("file, frame k"), for the error a broken one raises (default "structure k")."""
     if len(members(potential)) < 2:
         raise ValueError("a deviation needs a committee of models: build one with mlpot committee OUT A B ...")
     calc = Calculator(potential)
     rows = []
     for k, atoms in enumerate(tqdm(structures, desc="deviation", unit="frame", disable=not progress, mininterval=1.0)):
-        per_atom = atom_force_deviation(calc, atoms)
+        try:
+            per_atom = atom_force_deviation(calc, atoms)
+        except InputError as err:  # the calculator's message says "atoms given to mlpot.Calculator"
+            where = names[k] if names is not None else f"structure {k}"
+            raise InputError(f"{where}: {err}") from None
         row = [per_atom.max(), per_atom.mean(), calc.get_property("energy_std", atoms) / len(atoms)]
         if labels is not None:
             reference = labels[k]
@@ -156,7 +162,9 @@ def _cmd_deviation(args) -> int:
         labels = [f.forces for f in frames]
         if all(force is None for force in labels):
             raise ValueError(f"--calibrate: no frame of {', '.join(args.frames)} has a forces label")
-    values = frame_deviations(potential, [f.atoms for f in frames], labels, progress=True)
+    values = frame_deviations(
+        potential, [f.atoms for f in frames], labels, progress=True, names=[f.where for f in frames]
+    )
     dev = values[:, 0]
     errors = values[:, 3] if labels is not None else None
     chosen = candidates(dev, args.lo, args.hi, args.max, args.seed)

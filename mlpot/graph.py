@@ -111,7 +111,7 @@ def species_indices(numbers: np.ndarray, species: Sequence[int], where: str = "s
 MAX_EXTENT = 1e5  # Å
 
 
-def _search_cell(atoms: Atoms, cutoff: float) -> np.ndarray:
+def _search_cell(atoms: Atoms, cutoff: float, where: str = "structure") -> np.ndarray:
     """A non-singular cell for the search. Non-periodic directions get a box that
     encloses all atoms with room to spare (no singular cells reach the search:
     single atoms, molecules given without a cell, flat or linear molecules)."""
@@ -123,7 +123,7 @@ def _search_cell(atoms: Atoms, cutoff: float) -> np.ndarray:
         centre = np.median(atoms.positions, axis=0)
         far = int(np.argmax(np.linalg.norm(atoms.positions - centre, axis=1)))
         raise InputError(
-            f"the atoms span {extent:.3g} Å in a non-periodic direction (atom {far} is "
+            f"{where}: the atoms span {extent:.3g} Å in a non-periodic direction (atom {far} is "
             f"{np.linalg.norm(atoms.positions[far] - centre):.3g} Å from the others' median): an atom has flown "
             f"off, or the positions are not in Å; the neighbour search takes up to {MAX_EXTENT:g} Å"
         )
@@ -153,7 +153,7 @@ def _search_cell(atoms: Atoms, cutoff: float) -> np.ndarray:
 
 
 def neighbour_search(
-    atoms: Atoms, cutoff: float, half: bool = False
+    atoms: Atoms, cutoff: float, half: bool = False, where: str = "structure"
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """All ordered pairs (i, j, S, d) with d = |r_j - r_i + S @ cell| < cutoff, i != j or S != 0.
 
@@ -167,7 +167,7 @@ def neighbour_search(
     is what an MD neighbour rebuild costs. One thread: a fixed pair order, so
     runs are reproducible bit for bit.
     """
-    cell = _search_cell(atoms, cutoff)
+    cell = _search_cell(atoms, cutoff, where)
     search = NeighborList(cutoff=float(cutoff), full_list=not half, n_threads=1)
     # copy=False: i, j and S are views into vesin's buffers, which die with ``search``; the conversions
     # below copy them anyway, so vesin's own copies only cost time (a 12,288-atom water search with
@@ -184,7 +184,7 @@ COINCIDENT = 1e-6  # Å
 
 def neighbour_pairs(atoms: Atoms, cutoff: float, where: str = "structure") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(i, j, S) of ``neighbour_search``; atoms on top of each other (or of an image) raise ``InputError``."""
-    i, j, shifts, d = neighbour_search(atoms, cutoff)
+    i, j, shifts, d = neighbour_search(atoms, cutoff, where=where)
     refuse_coincident(i, j, shifts, d, where)
     return i, j, shifts
 

@@ -135,3 +135,41 @@ def test_calculator_loads_model_file(painn64, tmp_path):
     a.calc, b.calc = Calculator(painn64), Calculator(str(path))
     assert a.get_potential_energy() == b.get_potential_energy()
     assert Calculator.implemented_properties[:5] == ("energy", "free_energy", "forces", "stress", "energies")
+
+
+def test_a_keyword_the_calculator_would_ignore_is_refused(painn64):
+    # stored in calc.parameters and ignored, the model would run at its own cutoff and dtype
+    with pytest.raises(TypeError, match=r"takes no parameters \(cutoff, dtype\)"):
+        Calculator(painn64, dtype="float64", cutoff=3.0)
+    calc = Calculator(painn64, label="run", directory=".")  # ASE's own keywords still work
+    with pytest.raises(TypeError, match=r"takes no parameters \(cutoff\)"):
+        calc.set(cutoff=3.0)
+
+
+def test_atoms_with_the_calculator_pickle_and_compute_the_same(painn64):
+    # multiprocessing over Atoms that carry it: the compiled functions are rebuilt, not pickled
+    import pickle
+
+    atoms = ethanol()
+    atoms.calc = Calculator(painn64)
+    energy = atoms.get_potential_energy()
+    copy = pickle.loads(pickle.dumps(atoms))
+    copy.positions[0] += 0.01
+    moved = atoms.copy()
+    moved.positions[0] += 0.01
+    moved.calc = Calculator(painn64)
+    assert copy.get_potential_energy() == moved.get_potential_energy() != energy
+
+
+def test_float32_positions_and_sums_are_refused_not_returned(painn64):
+    import jax
+
+    atoms = ethanol()
+    atoms.calc = Calculator(painn64)
+    jax.config.update("jax_enable_x64", False)  # another library's doing, after import mlpot
+    try:
+        with pytest.raises(RuntimeError, match="jax_enable_x64 was switched off after importing mlpot"):
+            atoms.get_potential_energy()
+    finally:
+        jax.config.update("jax_enable_x64", True)
+    assert np.isfinite(atoms.get_potential_energy())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import ase.io
 import pytest
@@ -273,6 +274,12 @@ def test_eval_output_paths(model_file, tmp_path, capsys):
         assert main(["eval", model_file, data, option, str(tmp_path / "new")]) == 2
         captured = capsys.readouterr()
         assert f"{option} {tmp_path / 'new'} is a folder" in captured.err and "frames" not in captured.out
+    # an output over an input: the data (or model) would be replaced by the report
+    before = Path(data).read_bytes()
+    for option, target in (("--json", data), ("--plot", model_file)):
+        assert main(["eval", model_file, data, option, target]) == 2
+        assert f"{option} {target} is one of the input files" in capsys.readouterr().err
+    assert Path(data).read_bytes() == before
 
 
 def test_learning_curve_refuses_unusable_sizes(tiny_setup, capsys):

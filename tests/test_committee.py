@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import ase.io
 import jax.numpy as jnp
@@ -117,6 +118,14 @@ def test_refusals(singles):
         assemble([a, small_painn((1, 6, 8))])
     with pytest.warns(UserWarning, match="models 1 and 2 are the same model"):
         assemble([a, mlpot.Potential(a.config, a.params)])
+    # a member fitted to labels with another energy zero: forces may agree, the mean energy is far from both
+    shifted = np.add(singles[1].config.reference_energies, [0.0, 0.0, 2.0, 0.0])
+    other_zero = mlpot.Potential(singles[1].config.replace(reference_energies=tuple(shifted)), singles[1].params)
+    with pytest.warns(UserWarning, match="reference energies for O differ by 2 eV"):
+        assemble([a, other_zero])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assemble(singles)  # trained apart on the same labels: silent
     with pytest.raises(ValueError, match="model 1 is already a committee"):
         assemble([assemble(singles[:2]), a])
     with pytest.raises(ValueError, match="assembled from trained models"):
@@ -312,6 +321,11 @@ def test_deviation_cli_refusals(singles, tmp_path, capsys):
     before = data.read_bytes()
     assert main(["deviation", str(committee), str(data), "--select", str(data)]) == 2
     assert "--select" in capsys.readouterr().err and data.read_bytes() == before
+    frames = _md_like_frames(2)
+    frames[1].positions[1] = frames[1].positions[0]  # a collapsed frame: named, not "atoms given to ..."
+    ase.io.write(broken := tmp_path / "broken.xyz", frames)
+    assert main(["deviation", str(committee), str(broken)]) == 2
+    assert f"{broken}, frame 1: atoms given to mlpot.Calculator: atoms 0 and 1 are on top" in capsys.readouterr().err
 
 
 def test_deviation_calibrate_compares_with_reference_forces(singles, tmp_path, capsys):

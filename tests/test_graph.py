@@ -98,6 +98,8 @@ def test_an_atom_flown_far_off_is_an_error_naming_it_not_a_crash():
     far = Atoms("Ar3", positions=[[0, 0, 0], [3.8, 0, 0], [10 * MAX_EXTENT, 0, 0]])
     with pytest.raises(InputError, match=r"atoms span 1e\+06 Å .*\(atom 2 is 1e\+06 Å from the others' median\)"):
         neighbour_search(far, 5.0)
+    with pytest.raises(InputError, match=r"^run.xyz, frame 7: the atoms span"):  # where it came from, when known
+        neighbour_pairs(far, 5.0, "run.xyz, frame 7")
 
 
 def test_padding_and_buckets():

@@ -74,6 +74,7 @@ def assemble(potentials) -> Potential:
                     f"models {j + 1} and {k + 1} are the same model: a committee gains only from members trained apart",
                     stacklevel=2,
                 )
+    _warn_about_another_energy_zero(potentials)
     config = ModelConfig(
         name=NAME,
         cutoff=max(p.config.cutoff for p in potentials),
@@ -82,6 +83,30 @@ def assemble(potentials) -> Potential:
         dtype=first.dtype,
     )
     return Potential(config, {f"member_{k}": p.params for k, p in enumerate(potentials)})
+
+
+# Members fitted to the same kind of labels get reference energies within meV of each other (the same
+# least-squares fit, or the same isolated atoms); beyond this they were trained on another energy zero.
+REFERENCE_TOLERANCE = 0.1  # eV per atom of one element
+
+
+def _warn_about_another_energy_zero(potentials) -> None:
+    """Members fitted to labels with another energy zero (another DFT code, functional or pseudopotentials)
+    average to an energy far from both, and their forces can still agree: the force deviation would not
+    show it. Their per-element reference energies do."""
+    from ase.data import chemical_symbols
+
+    references = np.array([p.config.reference_energies for p in potentials], np.float64)
+    spread = references.max(axis=0) - references.min(axis=0)
+    if spread.size and spread.max() > REFERENCE_TOLERANCE:
+        worst = int(np.argmax(spread))
+        element = chemical_symbols[potentials[0].config.species[worst]]
+        warnings.warn(
+            f"the members' reference energies for {element} differ by {spread[worst]:.3g} eV: members trained on "
+            "labels with another energy zero (another DFT code or settings) average to an energy far from each; "
+            "compare their predictions (mlpot eval COMMITTEE FILE --members)",
+            stacklevel=3,
+        )
 
 
 def _same_model(a: Potential, b: Potential) -> bool:

@@ -39,7 +39,7 @@ from tqdm.auto import tqdm
 
 from mlpot import data
 from mlpot.modelfile import atomic_write, check_output_folder, save, write_json
-from mlpot.potential import ModelConfig, Potential
+from mlpot.potential import ModelConfig, Potential, require_x64
 from mlpot.training import config as config_mod
 from mlpot.training import plots
 from mlpot.training.checkpoint import checkpoint_model_config, checkpoint_progress, load_checkpoint, save_checkpoint
@@ -278,6 +278,7 @@ def _output_folder(config, resume: bool) -> Path:
 def fit(config, prepared: Prepared, resume: bool = False, stop_after: int | None = None) -> TrainResult:
     """Train on prepared data. ``stop_after``: end this call after that many epochs (as if killed)."""
     config = config_mod.validate(config)
+    require_x64("mlpot training")
     out = _output_folder(config, resume)
     out.mkdir(parents=True, exist_ok=True)
     remeasured = _check_resume(out / "config.yaml", config) if resume else []
