@@ -171,7 +171,9 @@ def test_cv_and_learning_curve(tiny_setup, capsys):
     # the same study again: finished runs are reused; a killed one (no results.json) resumes
     (tmp_path / "out" / "fold_1" / "results.json").unlink()
     assert main(["cv", str(path), "-k", "2", "-o", "epochs=1"]) == 0
-    assert f"{tmp_path / 'out' / 'fold_0'}: finished with this config, reused" in capsys.readouterr().out
+    assert f"{tmp_path / 'out' / 'fold_0'}: finished with this config and these frames, reused" in (
+        capsys.readouterr().out
+    )
     again = json.loads((tmp_path / "out" / "cv.json").read_text())
     assert [fold["forces_mae"] for fold in again["folds"]] == pytest.approx(
         [fold["forces_mae"] for fold in cv["folds"]]
@@ -183,6 +185,34 @@ def test_cv_and_learning_curve(tiny_setup, capsys):
     assert "holds a run of another config" in capsys.readouterr().err
     assert main(["cv", str(path), "-k", "2", "-o", "epochs=2", "--overwrite"]) == 0
     assert len((tmp_path / "out" / "fold_0" / "metrics.csv").read_text().splitlines()) == 1 + 2
+    # the same config with another k: fold_0 and fold_1 hold other frames now, so they are not reused
+    assert main(["cv", str(path), "-k", "3", "-o", "epochs=2"]) == 2
+    assert "holds a run of other frames (another k, fold, data file or split)" in capsys.readouterr().err
+    # an --overwrite study killed in a fold's first epoch leaves that fold's config.yaml: the old run's
+    # results and checkpoint beside it were removed first, so the rerun trains the fold, not reads them
+    fold = tmp_path / "out" / "fold_0"
+    old_results = (fold / "results.json").read_text()
+    from mlpot.training import selection
+
+    real_fit, calls = selection.fit, []
+
+    def killed_fit(config, prepared, resume=False):
+        calls.append(config.output_dir)
+        (Path(config.output_dir) / "config.yaml").write_text(selection.config_mod.dump(config))
+        raise KeyboardInterrupt
+
+    selection.fit = killed_fit
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            selection.cross_validate(str(path), 3, overwrite=True)
+    finally:
+        selection.fit = real_fit
+    assert calls == [str(fold)] and not (fold / "results.json").exists()
+    assert not (fold / "checkpoints" / "last.ckpt").exists()
+    assert main(["cv", str(path), "-k", "3", "-o", "epochs=2", "--overwrite"]) == 0  # the killed command again
+    cv = json.loads((tmp_path / "out" / "cv.json").read_text())
+    assert cv["k"] == 3 and sum(run["n_frames"] for run in cv["folds"]) == 12
+    assert (fold / "results.json").read_text() != old_results
 
 
 @pytest.fixture()

@@ -45,3 +45,19 @@ def test_greedy_keeps_an_ingredient_only_when_the_average_scores_lower():
     chosen, best, own = model_soup.greedy(models, score)
     assert own == pytest.approx([1.0, 1.0, 4.0])
     assert chosen == [0, 1] and best == pytest.approx(0.0)  # 5 would pull the mean to 7/3: refused
+
+
+def test_the_loss_refuses_a_weighted_term_that_no_frame_labels(tmp_path):
+    # read as 0, the stress term made --weights 100 10 1000 and 100 10 0 score the same on molecules
+    import ase.io
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    model = small_painn((1, 6, 8))
+    atoms = ethanol()
+    atoms.calc = SinglePointCalculator(atoms, energy=-1.0, forces=np.zeros((len(atoms), 3)))
+    ase.io.write(path := tmp_path / "valid.xyz", [atoms])
+    loss, metrics = model_soup.validation_loss(model, path, (100.0, 10.0, 0.0))
+    expected = 100 * metrics["energy_rmse_per_atom"] ** 2 + 10 * metrics["forces_rmse"] ** 2
+    assert loss == pytest.approx(expected)
+    with pytest.raises(ValueError, match="valid.xyz: no frame has a stress label, but its loss weight is above 0"):
+        model_soup.validation_loss(model, path, (100.0, 10.0, 1000.0))

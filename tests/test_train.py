@@ -19,7 +19,7 @@ from mlpot.graph import bucket_size
 from mlpot.modelfile import from_bytes
 from mlpot.training import TrainConfig
 from mlpot.training import run as run_mod
-from mlpot.training.checkpoint import MAGIC
+from mlpot.training.checkpoint import read_payload, write_payload
 from mlpot.training.optim import PlateauState
 from mlpot.training.prepare import assemble
 from mlpot.training.run import build, fit
@@ -74,8 +74,7 @@ def _prepared(config, frames):
 
 
 def _saved_state(out, name="last.ckpt"):
-    raw = (out / "checkpoints" / name).read_bytes()
-    payload = serialization.msgpack_restore(raw[len(MAGIC) :])
+    payload = read_payload(out / "checkpoints" / name)
     return payload["state"], json.loads(payload["progress"])
 
 
@@ -342,11 +341,11 @@ def test_best_model_is_chosen_again_when_a_resume_changes_the_weights(tmp_path, 
     fit(first, _prepared(first, frames))
     if legacy:
         path = tmp_path / "run" / "checkpoints" / "last.ckpt"
-        payload = serialization.msgpack_restore(path.read_bytes()[len(MAGIC) :])
+        payload = read_payload(path)
         progress = json.loads(payload["progress"])
         del progress["loss_weights"]
         payload["progress"] = json.dumps(progress)
-        path.write_bytes(MAGIC + serialization.msgpack_serialize(payload))
+        write_payload(path, payload)
     second = _config(tmp_path, epochs=4, weight_schedule=[{"epoch": 2, "energy_weight": 1e7}])
     result = fit(second, _prepared(second, frames), resume=True)
     _assert_best_is_a_resumed_epoch(result, tmp_path / "run")
@@ -716,3 +715,23 @@ def test_split_seed_holds_the_held_out_frames_when_the_seed_changes(tmp_path):
     assert held_out["c"] != held_out["a"]  # without split_seed, the seed draws another split
     with pytest.raises(ValueError, match="split_seed must be >= 0"):
         _config(tmp_path, "d", split_seed=-1).replace()
+
+
+def test_a_corrupt_checkpoint_is_refused_and_an_older_one_without_a_checksum_still_read(tmp_path):
+    from mlpot.training.checkpoint import LEGACY_MAGIC, load_checkpoint, save_checkpoint
+
+    path = tmp_path / "last.ckpt"
+    state = {"w": np.arange(20.0)}
+    save_checkpoint(path, state, {"epoch": 3}, {"name": "x"})
+    loaded, progress, _ = load_checkpoint(path, state)
+    assert progress["epoch"] == 3 and np.array_equal(loaded["w"], state["w"])
+    raw = bytearray(path.read_bytes())
+    at = raw.rindex(np.float64(10.0).tobytes()) + 7  # the exponent byte of w[10]: 10.0 -> 160.0, silently
+    raw[at] ^= 0x04
+    path.write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match="last.ckpt: corrupt or truncated checkpoint"):
+        load_checkpoint(path, state)
+    legacy = tmp_path / "old.ckpt"  # format 1, from before the checksum
+    save_checkpoint(legacy, state, {"epoch": 4}, {"name": "x"})
+    legacy.write_bytes(LEGACY_MAGIC + serialization.msgpack_serialize(read_payload(legacy)))
+    assert load_checkpoint(legacy, state)[1]["epoch"] == 4

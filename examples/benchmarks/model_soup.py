@@ -39,9 +39,14 @@ def average(potentials: list[Potential]) -> Potential:
 
 
 def validation_loss(potential: Potential, path, weights) -> tuple[float, dict]:
+    """The weighted loss (E per atom, F, stress) on ``path``; a weighted term with no labelled frame is
+    refused (read as 0 it made two weightings look equal, and compare_models refuses it too)."""
     metrics, _ = evaluate_files(potential, path)
-    terms = (metrics.get("energy_rmse_per_atom", 0.0), metrics.get("forces_rmse", 0.0), metrics.get("stress_rmse", 0.0))
-    return float(sum(w * t**2 for w, t in zip(weights, terms))), metrics
+    keys = ("energy_rmse_per_atom", "forces_rmse", "stress_rmse")
+    missing = [key.split("_")[0] for key, w in zip(keys, weights) if w > 0 and key not in metrics]
+    if missing:
+        raise ValueError(f"{path}: no frame has a {' or '.join(missing)} label, but its loss weight is above 0")
+    return float(sum(w * metrics.get(key, 0.0) ** 2 for w, key in zip(weights, keys))), metrics
 
 
 def greedy(potentials: list[Potential], score) -> tuple[list[int], float, list[float]]:

@@ -419,8 +419,8 @@ def train(
     species = tuple(checkpoint_model_config(out / "checkpoints" / "last.ckpt")["species"]) if resume else None
     prepared = prepare(config, frames, species)
     if overwrite:
-        for path in (out / "checkpoints" / "last.ckpt", out / "checkpoints" / "best.ckpt", out / "model.mlpot"):
-            path.unlink(missing_ok=True)
+        for name in ("checkpoints/last.ckpt", "checkpoints/best.ckpt", "model.mlpot", "results.json"):
+            (out / name).unlink(missing_ok=True)
     if config.progress:
         print(describe(prepared))
     return fit(config, prepared, resume=resume, stop_after=stop_after)

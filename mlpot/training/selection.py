@@ -19,6 +19,7 @@ redone); a sub-folder holding a run of another config is refused unless ``overwr
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import warnings
 from functools import partial
@@ -27,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from mlpot import data
-from mlpot.modelfile import write_json
+from mlpot.modelfile import atomic_write, write_json
 from mlpot.training import config as config_mod
 from mlpot.training import plots
 from mlpot.training.config import TrainConfig
@@ -35,6 +36,7 @@ from mlpot.training.prepare import assemble, read
 from mlpot.training.run import as_config, fit
 
 DEFAULT_SIZES = (25, 50, 100, 200, 400, 800)
+SPLIT_FILE = "split.sha256"
 KEYS = ("energy_mae_per_atom", "energy_rmse_per_atom", "energy_mae", "forces_mae", "forces_rmse", "stress_mae")
 
 
@@ -79,20 +81,49 @@ def _usable_sizes(sizes, available: int, held_out: str) -> list[int]:
     return sorted({int(s) for s in sizes})
 
 
-def _run(run_config: TrainConfig, prepared, overwrite: bool) -> dict:
+def split_identity(train, valid, test, label: str) -> str:
+    """sha256 of a run's frames (elements, positions, cell, energy), part by part, and of ``label`` (k and
+    the fold): a run folder is reused only for the same frames in the same roles, since its config alone
+    does not say which frames it was given (another k, or a changed data file)."""
+    digest = hashlib.sha256(label.encode())
+    for part in (train, valid, test or []):
+        digest.update(b"|part|")
+        for frame in part:
+            digest.update(
+                data._fingerprint(frame) + np.float64(np.nan if frame.energy is None else frame.energy).tobytes()
+            )
+    return digest.hexdigest()
+
+
+# what a run folder holds of a finished or killed run: all of it goes before another run starts there
+RUN_OUTPUTS = ("results.json", "model.mlpot", "checkpoints/last.ckpt", "checkpoints/best.ckpt", SPLIT_FILE)
+
+
+def _run(run_config: TrainConfig, prepared, overwrite: bool, split: str) -> dict:
     """The test metrics of ``run_config``'s run: read back if it finished, resumed if it was killed,
-    else trained. ``prepared``: () -> the run's ``Prepared`` data (only built when needed)."""
+    else trained. ``prepared``: () -> the run's ``Prepared`` data (only built when needed); ``split``:
+    its ``split_identity``."""
     out = Path(run_config.output_dir)
-    saved, results = out / "config.yaml", out / "results.json"
+    saved, results, split_file = out / "config.yaml", out / "results.json", out / SPLIT_FILE
     if saved.is_file():
-        if saved.read_text() == config_mod.dump(run_config):
+        same_split = split_file.is_file() and split_file.read_text().strip() == split
+        if saved.read_text() == config_mod.dump(run_config) and same_split:
             if results.is_file():
-                print(f"{out}: finished with this config, reused", flush=True)
+                print(f"{out}: finished with this config and these frames, reused", flush=True)
                 return json.loads(results.read_text())["test"]
             if (out / "checkpoints" / "last.ckpt").is_file():
                 return fit(run_config, prepared(), resume=True).test_metrics
         elif not overwrite:
-            raise ValueError(f"{out} holds a run of another config: give another output_dir, or overwrite it")
+            what = "another config" if saved.read_text() != config_mod.dump(run_config) else "other frames"
+            raise ValueError(
+                f"{out} holds a run of {what} (another k, fold, data file or split): give another output_dir, "
+                "or overwrite it"
+            )
+    if saved.is_file():  # a killed run of another study left here must not be resumed, nor its results read
+        for name in RUN_OUTPUTS:
+            (out / name).unlink(missing_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write(split_file, split.encode())
     return fit(run_config, prepared()).test_metrics
 
 
@@ -113,7 +144,8 @@ def cross_validate(config: TrainConfig | dict | str, k: int = 5, frames=None, ov
         train, valid = _split_valid(rest, config.valid_fraction, config.held_out_seed + f)
         run_config = dataclasses.replace(config, output_dir=str(Path(config.output_dir) / f"fold_{f}"))
         test = [frames[i] for i in fold]
-        runs.append(_run(run_config, partial(assemble, run_config, train, valid, test, species), overwrite))
+        split = split_identity(train, valid, test, f"cv k={k} fold={f}")
+        runs.append(_run(run_config, partial(assemble, run_config, train, valid, test, species), overwrite, split))
     summary = {"k": k, "folds": runs, "summary": _mean_std(runs)}
     write_json(Path(config.output_dir) / "cv.json", summary)
     return summary
@@ -138,7 +170,9 @@ def learning_curve(config: TrainConfig | dict | str, sizes=None, frames=None, ov
     runs = []
     for size in sizes:  # nested subsets: pool is already a random order
         run_config = dataclasses.replace(config, output_dir=str(Path(config.output_dir) / f"n_{size}"))
-        metrics = _run(run_config, partial(assemble, run_config, pool[:size], valid, test, species), overwrite)
+        split = split_identity(pool[:size], valid, test, f"learning curve n={size}")
+        prepared = partial(assemble, run_config, pool[:size], valid, test, species)
+        metrics = _run(run_config, prepared, overwrite, split)
         runs.append({"train_frames": size, **metrics})
     curves = {
         "energy MAE [meV/atom]": [r["energy_mae_per_atom"] for r in runs],
