@@ -5,7 +5,7 @@ beat each of them, at no cost at prediction time. Greedy: rank the models by val
 from the best, and keep each next one only if averaging it in lowers the validation loss.
 
     python examples/benchmarks/model_soup.py runs/benchmarks/splits/ethanol_valid.xyz \\
-        models/ethanol.mlpot runs/benchmarks/ethanol-*/model.mlpot --weights 100 10 0 -o soup.mlpot
+        models/ethanol-single.mlpot runs/benchmarks/ethanol-*/model.mlpot --weights 100 10 0 -o soup.mlpot
 
 The loss is w_E RMSE(E/atom)^2 + w_F RMSE(F)^2 + w_S RMSE(stress)^2 in eV and Å (the ``mse``
 training loss). Session 19 (examples/benchmarks/HISTORY.md) found no soup 1 % better than the shipped models.

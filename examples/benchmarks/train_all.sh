@@ -14,10 +14,12 @@ cd "$(dirname "$0")/../.."
 MLPOT=${MLPOT:-.venv/bin/mlpot}
 PYTHON=${PYTHON:-.venv/bin/python}
 # "ethanol" (the wide MACE) is for a GPU: name it to run it (22 CPU minutes would train it ~65 epochs). The shipped
-# models/ethanol.mlpot then had two float32 fine-tunes on the CPU (init_from: 95 min at learning_rate 3e-4, then
+# models/ethanol-single.mlpot then had two float32 fine-tunes on the CPU (init_from: 95 min at learning_rate 3e-4, then
 # 140 min on one core at 1e-3), a 19-min warm restart on one H100 (init_from, learning_rate 3e-3), a third CPU
 # fine-tune (115 min on one core at 3e-4), a fourth at batch_size 4 and a fifth at batch_size 2 (150 min each on one
-# core at 5e-4); every command is in examples/benchmarks/HISTORY.md.
+# core at 5e-4); models/ethanol.mlpot is the committee (mlpot committee) of it and a second lineage trained from
+# scratch at batch_size 4 (110 + 115 min on both cores, sessions 27-28); every command is in
+# examples/benchmarks/HISTORY.md.
 names=("$@")
 if [ ${#names[@]} -eq 0 ]; then
   names=(ethanol-cpu mlearn-Si 3bpa mlearn-Li ethanol-painn water mlearn-Ge-painn mlearn-Mo-painn mlearn-Ge mlearn-Mo)
