@@ -155,14 +155,11 @@ def _check_outputs(args, continuing: bool) -> None:
     """Usable, distinct output paths; a fresh run must not truncate another run's trajectory or log."""
     outputs = [(o, p) for o, p in (("--traj", args.traj), ("--log", args.log), ("--restart", args.restart)) if p]
     for option, path in outputs:
-        check_output_path(option, path)
+        check_output_path(option, path, {"the MODEL file": args.model, "the STRUCTURE file": args.structure})
     for i, (option, path) in enumerate(outputs):
         for other, other_path in outputs[i + 1 :]:
             if Path(path).resolve() == Path(other_path).resolve():
                 raise ValueError(f"{option} and {other} are the same file {path}; give each its own")
-        for name, given in (("MODEL", args.model), ("STRUCTURE", args.structure)):
-            if Path(path).resolve() == Path(given).resolve():  # even with --overwrite: the input would be gone
-                raise ValueError(f"{option} {path} is the {name} file; give the output another name")
     if args.traj and Path(args.traj).suffix not in TRAJECTORY_SUFFIXES:
         # anything else would get extxyz text under a name other readers parse as their own format
         raise ValueError(

@@ -148,11 +148,10 @@ def _cmd_deviation(args) -> int:
         raise ValueError(f"need 0 <= --lo < --hi, got --lo {args.lo:g} --hi {args.hi:g}")
     if args.max is not None and args.max < 1:
         raise ValueError(f"--max must be >= 1, got {args.max}")
+    inputs = {f"the input file {f}": f for f in args.frames}
     for option, path in (("--select", args.select), ("--json", args.json), ("--plot", args.plot)):
         if path:
-            check_output_path(option, path)
-            if Path(path).exists() and any(Path(f).exists() and Path(path).samefile(f) for f in args.frames):
-                raise ValueError(f"{option} {path} is one of the input files: it would be replaced")
+            check_output_path(option, path, inputs)
     potential = load(args.model)
     if len(members(potential)) < 2:
         raise ValueError(f"{args.model} is a single model: a deviation needs a committee (mlpot committee OUT A B ...)")

@@ -55,16 +55,24 @@ def _decode_params(encoded: dict) -> dict:
     return traverse_util.unflatten_dict(flat, sep="/")
 
 
-def check_output_path(option: str, path) -> None:
+def check_output_path(option: str, path, inputs=None) -> None:
     """Refuse, before any work, an output that cannot become a file: a folder (or a name ending in
     a slash), a path through an existing file, or one in a folder that cannot be written. ``option``
-    names it in the message."""
+    names it in the message. ``inputs``: {what: path} of the command's input files, which the output
+    may not be (it would replace one, ``--overwrite`` or not)."""
     target = Path(path)
     if target.is_dir() or str(path).endswith(("/", os.sep)):
         raise ValueError(f"{option} {path} is a folder; give a file name")
     problem = _unwritable(target.parent)
     if problem:
         raise ValueError(f"{option} {path}: {problem}")
+    for what, given in (inputs or {}).items():
+        if _same_file(target, Path(given)):
+            raise ValueError(f"{option} {path} is {what}: it would be replaced; give the output another name")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    return a.resolve() == b.resolve() or (a.exists() and b.exists() and a.samefile(b))
 
 
 def check_output_folder(option: str, path) -> None:

@@ -137,12 +137,10 @@ def _check_outputs(args) -> None:
     """Refuse --json/--plot paths that cannot become files, before any work is done."""
     from mlpot.modelfile import check_output_path
 
-    inputs = [args.model, *args.data]
+    inputs = {f"the input file {given}": given for given in (args.model, *args.data)}
     for option, value in (("--json", args.json), ("--plot", args.plot)):
         if value:
-            check_output_path(option, value)
-            if any(Path(value).resolve() == Path(given).resolve() for given in inputs):
-                raise ValueError(f"{option} {value} is one of the input files; give the output another name")
+            check_output_path(option, value, inputs)
 
 
 def _check_labels(args, keys: dict, counts: dict, n_frames: int) -> None:

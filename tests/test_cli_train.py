@@ -308,7 +308,7 @@ def test_eval_output_paths(model_file, tmp_path, capsys):
     before = Path(data).read_bytes()
     for option, target in (("--json", data), ("--plot", model_file)):
         assert main(["eval", model_file, data, option, target]) == 2
-        assert f"{option} {target} is one of the input files" in capsys.readouterr().err
+        assert f"{option} {target} is the input file {target}: it would be replaced" in capsys.readouterr().err
     assert Path(data).read_bytes() == before
 
 
