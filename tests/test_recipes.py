@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+import mlpot
+from mlpot.models.committee import members
 from mlpot.training import config as config_mod
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -17,8 +19,14 @@ RECIPES = sorted((ROOT / "examples" / "benchmarks").glob("*.yaml"))
 
 
 def test_every_shipped_benchmark_model_has_a_recipe():
-    models = {path.stem for path in (ROOT / "models").glob("*.mlpot")}
+    # <name>-single.mlpot is one member of the committee <name>.mlpot: both come from <name>.yaml
+    models = {path.stem.removesuffix("-single") for path in (ROOT / "models").glob("*.mlpot")}
     assert models <= {path.stem for path in RECIPES}
+    for path in (ROOT / "models").glob("*-single.mlpot"):
+        committee = mlpot.load(path.with_name(path.name.replace("-single", "")))
+        assert committee.config.name == "committee" and mlpot.load(path).config in (
+            member.config for member in members(committee)
+        )
 
 
 @pytest.mark.parametrize("path", RECIPES, ids=[path.stem for path in RECIPES])
