@@ -204,6 +204,7 @@ def read_frames(
     if isinstance(paths, (str, Path)):
         paths = [paths]
     frames, bad, unused, zeroed = [], [], [], []
+    cell_labels = (stress_key, *virial_keys(stress_key))  # a stress or virial: the DFT cell was periodic
     for path in paths:
         path = Path(path)
         if path.is_dir():
@@ -227,7 +228,6 @@ def read_frames(
                     raise
                 bad.append(str(err))
                 continue
-            cell_labels = (stress_key, *virial_keys(stress_key))
             if not atoms.pbc.all() and any(_lookup(atoms, key) is not None for key in cell_labels):
                 unused.append(f"{where} (pbc {''.join('T' if p else 'F' for p in atoms.pbc)})")
             held = _held_atoms_without_force(frames[-1])

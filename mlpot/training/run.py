@@ -402,6 +402,16 @@ def as_config(config) -> config_mod.TrainConfig:
     return config_mod.validate(config)
 
 
+# what an output_dir holds of a finished or killed run: a new run there removes all of it first, so that
+# nothing of the old one is resumed or read back as the new one's
+RUN_OUTPUTS = ("checkpoints/last.ckpt", "checkpoints/best.ckpt", "model.mlpot", "results.json")
+
+
+def remove_run_outputs(out: Path, extra: tuple[str, ...] = ()) -> None:
+    for name in (*RUN_OUTPUTS, *extra):
+        (out / name).unlink(missing_ok=True)
+
+
 def train(
     config, resume: bool = False, frames=None, stop_after: int | None = None, overwrite: bool = False
 ) -> TrainResult:
@@ -419,8 +429,7 @@ def train(
     species = tuple(checkpoint_model_config(out / "checkpoints" / "last.ckpt")["species"]) if resume else None
     prepared = prepare(config, frames, species)
     if overwrite:
-        for name in ("checkpoints/last.ckpt", "checkpoints/best.ckpt", "model.mlpot", "results.json"):
-            (out / name).unlink(missing_ok=True)
+        remove_run_outputs(out)
     if config.progress:
         print(describe(prepared))
     return fit(config, prepared, resume=resume, stop_after=stop_after)

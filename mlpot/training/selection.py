@@ -33,7 +33,7 @@ from mlpot.training import config as config_mod
 from mlpot.training import plots
 from mlpot.training.config import TrainConfig
 from mlpot.training.prepare import assemble, read
-from mlpot.training.run import as_config, fit
+from mlpot.training.run import as_config, fit, remove_run_outputs
 
 DEFAULT_SIZES = (25, 50, 100, 200, 400, 800)
 SPLIT_FILE = "split.sha256"
@@ -95,10 +95,6 @@ def split_identity(train, valid, test, label: str) -> str:
     return digest.hexdigest()
 
 
-# what a run folder holds of a finished or killed run: all of it goes before another run starts there
-RUN_OUTPUTS = ("results.json", "model.mlpot", "checkpoints/last.ckpt", "checkpoints/best.ckpt", SPLIT_FILE)
-
-
 def _run(run_config: TrainConfig, prepared, overwrite: bool, split: str) -> dict:
     """The test metrics of ``run_config``'s run: read back if it finished, resumed if it was killed,
     else trained. ``prepared``: () -> the run's ``Prepared`` data (only built when needed); ``split``:
@@ -106,22 +102,22 @@ def _run(run_config: TrainConfig, prepared, overwrite: bool, split: str) -> dict
     out = Path(run_config.output_dir)
     saved, results, split_file = out / "config.yaml", out / "results.json", out / SPLIT_FILE
     if saved.is_file():
+        same_config = saved.read_text() == config_mod.dump(run_config)
         same_split = split_file.is_file() and split_file.read_text().strip() == split
-        if saved.read_text() == config_mod.dump(run_config) and same_split:
+        if same_config and same_split:
             if results.is_file():
                 print(f"{out}: finished with this config and these frames, reused", flush=True)
                 return json.loads(results.read_text())["test"]
             if (out / "checkpoints" / "last.ckpt").is_file():
                 return fit(run_config, prepared(), resume=True).test_metrics
         elif not overwrite:
-            what = "another config" if saved.read_text() != config_mod.dump(run_config) else "other frames"
+            what = "other frames" if same_config else "another config"
             raise ValueError(
                 f"{out} holds a run of {what} (another k, fold, data file or split): give another output_dir, "
                 "or overwrite it"
             )
     if saved.is_file():  # a killed run of another study left here must not be resumed, nor its results read
-        for name in RUN_OUTPUTS:
-            (out / name).unlink(missing_ok=True)
+        remove_run_outputs(out, (SPLIT_FILE,))
     out.mkdir(parents=True, exist_ok=True)
     atomic_write(split_file, split.encode())
     return fit(run_config, prepared()).test_metrics
