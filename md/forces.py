@@ -157,7 +157,9 @@ class NeighbourList:
             atoms.set_cell(np.asarray(cell, np.float64), scale_atoms=False)
         i, j, shifts, d = neighbour_search(atoms, self.cutoff + self.skin, half=True)
         # such a pair is a padding edge to the model (no wall, absurd energies); --min-distance 0 lets it through
-        refuse_coincident(i, j, shifts, d, f"MD neighbour list (build {self.builds + 1})")
+        # after the first build the run itself put them there (min_distance 0): the simulation says so
+        hint = "remove the duplicate atom" if self.builds == 0 else "the run brought them together"
+        refuse_coincident(i, j, shifts, d, f"MD neighbour list (build {self.builds + 1})", hint)
         active = int(np.sum(d < self.cutoff))
         # The model runs on every active slot (twice), padding included: a fine ladder (<= 6 % waste).
         grown = (self._grow(self.capacity[0], len(i)), self._grow(self.capacity[1], max(active, int(needed)), 16))

@@ -25,7 +25,7 @@ from md.forces import Forces
 from md.integrators import Params, blank_state, chain_energy, degrees_of_freedom, kinetic_energy
 from md.loop import NONFINITE, OK, REBUILD, TOO_CLOSE, TOO_HOT, Limits, Reference, guarded, run_chunk
 from md.velocities import mobility
-from mlpot.graph import neighbour_search
+from mlpot.graph import InputError, neighbour_search
 from mlpot.potential import require_x64
 
 _COMPILED: dict = {}
@@ -147,6 +147,18 @@ class Simulation:
         self.reference = Reference(jnp.asarray(positions), jnp.asarray(cell))
         self._fresh = True  # a REBUILD before any step means one step moves atoms > skin/2
 
+    def _rebuild_mid_run(self, step: int, needed: int = 0) -> None:
+        """A pair the host search refuses (two atoms on one spot, possible with min_distance 0) came
+        from the run, not from the input: it stops the run like any other collapse."""
+        try:
+            self._build(self.state.positions, self.state.cell, needed)
+        except InputError as err:
+            raise MDError(
+                f"MD stopped at step {step}: {err}. Output written so far is intact. A distance check "
+                "(min_distance, --min-distance) stops a run before atoms merge; try a smaller timestep, or "
+                "check the model/structure."
+            ) from None
+
     @property
     def neighbours(self):
         return self.forces.neighbours
@@ -192,7 +204,7 @@ class Simulation:
         last = step + int(steps)
         while step < last:
             if self.rebuild_every_step:
-                self._build(self.state.positions, self.state.cell)
+                self._rebuild_mid_run(step)
             start = time.perf_counter()
             chunk = self._chunk(
                 self.state,
@@ -217,7 +229,7 @@ class Simulation:
                 overflowed = self.neighbours is not None and int(chunk.needed) > self.neighbours.capacity[1]
                 if done == 0 and self._fresh and not overflowed:
                     raise MDError(self._too_far_message(step + 1, float(chunk.cell_share)))
-                self._build(self.state.positions, self.state.cell, int(chunk.needed))
+                self._rebuild_mid_run(step, int(chunk.needed))
             if done:
                 self._notify(step)  # observers only act on multiples of their interval
             if status >= NONFINITE:

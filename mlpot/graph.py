@@ -189,14 +189,13 @@ def neighbour_pairs(atoms: Atoms, cutoff: float, where: str = "structure") -> tu
     return i, j, shifts
 
 
-def refuse_coincident(i, j, shifts, d, where: str) -> None:
+def refuse_coincident(i, j, shifts, d, where: str, hint: str = "remove the duplicate atom") -> None:
     """``InputError`` naming the closest pair of a search if it is closer than ``COINCIDENT``."""
     if d.size and d.min() < COINCIDENT:
         k = int(np.argmin(d))
         image = " (through a periodic image)" if np.any(shifts[k]) else ""
         raise InputError(
-            f"{where}: atoms {int(i[k])} and {int(j[k])} are on top of each other{image}, {d[k]:.1e} Å apart; "
-            "remove the duplicate atom"
+            f"{where}: atoms {int(i[k])} and {int(j[k])} are on top of each other{image}, {d[k]:.1e} Å apart; {hint}"
         )
 
 

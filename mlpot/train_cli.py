@@ -127,7 +127,7 @@ def _cmd_committee(args) -> int:
             raise ValueError(f"committee output {args.output} is one of its models: the first name is the output")
         if not args.overwrite:
             raise ValueError(f"committee output {args.output} exists: --overwrite replaces it")
-    committee = assemble(load(path) for path in args.models)
+    committee = assemble([load(path) for path in args.models], names=args.models)
     committee.save(args.output)
     print(f"committee of {len(args.models)} models: {args.output} (one force call per member)")
     return 0

@@ -114,9 +114,9 @@ def test_refusals(singles):
     a = singles[0]
     with pytest.raises(ValueError, match="at least two"):
         assemble([a])
-    with pytest.raises(ValueError, match=r"model 2 has species \(1, 6, 8\)"):
+    with pytest.raises(ValueError, match=r"model 2 has species H C O, model 1 has H C O Si:"):
         assemble([a, small_painn((1, 6, 8))])
-    with pytest.warns(UserWarning, match="models 1 and 2 are the same model"):
+    with pytest.warns(UserWarning, match="model 1 and model 2 are the same model"):
         assemble([a, mlpot.Potential(a.config, a.params)])
     # a member fitted to labels with another energy zero: forces may agree, the mean energy is far from both
     shifted = np.add(singles[1].config.reference_energies, [0.0, 0.0, 2.0, 0.0])
@@ -165,6 +165,11 @@ def test_cli_builds_a_committee_that_eval_scores(singles, tmp_path, capsys):
     assert main(["committee", "--overwrite", str(paths[0]), *map(str, paths)]) == 2  # never an input
     assert "is one of its models: the first name is the output" in capsys.readouterr().err
     assert paths[0].read_bytes() == before
+    # errors name the members' files, not their positions
+    other = tmp_path / "other-species.mlpot"
+    small_painn((1, 6, 8)).save(other)
+    assert main(["committee", "--overwrite", str(out), str(paths[0]), str(other)]) == 2
+    assert f"{other} has species H C O, {paths[0]} has" in capsys.readouterr().err
     assert main(["committee", "--overwrite", str(out), *map(str, paths)]) == 0
     # --members: each member's own errors on the same frames, beside the committee's
     plot = str(tmp_path / "p.png")

@@ -236,6 +236,28 @@ def test_atoms_closer_than_the_minimum_distance_stop_the_run():
     assert f"atoms {pair[0]} (Ar) and {pair[1]} (Ar)" in str(error.value)  # names the colliding pair
 
 
+def test_atoms_that_the_run_merges_stop_it_as_a_failed_run_not_a_bad_input():
+    # with the distance check off, two atoms with no forces between them fly onto one point at step 10;
+    # the rebuild refuses the pair: an MDError of the run (exit 1, last frame kept), not an InputError
+    from md.forces import graph_forces
+
+    def no_energy(params, vectors, graph):
+        return jnp.zeros(graph.species.shape[0], vectors.dtype)
+
+    atoms = Atoms("Ar2", positions=[[-0.1, 0.0, 0.0], [0.1, 0.0, 0.0]])
+    speed = 0.01 / units.fs  # Å per ASE time unit: 0.01 Å per 1-fs step (~1,600 K)
+    atoms.set_momenta(np.array([[1.0, 0.0, 0.0], [-1.0, 0.0, 0.0]]) * speed * atoms.get_masses()[:, None])
+    forces = graph_forces(no_energy, {}, 3.0, (18,), atoms, cache_key=("no_energy",))
+    sim = Simulation(forces, atoms, "nve", params(dt=1.0 * units.fs), min_distance=0.0, rebuild_every_step=True)
+    with pytest.raises(
+        MDError,
+        match=r"MD stopped at step 10: MD neighbour list \(build \d+\): atoms 0 and 1 are on "
+        r"top of each other.*the run brought them together",
+    ) as error:
+        sim.run(20)
+    assert not isinstance(error.value, ValueError) and int(sim.state.step) == 10
+
+
 def test_an_initial_structure_with_atoms_too_close_is_refused_at_the_start():
     # The first force evaluation is checked like a step: the error names the pair, not a later step.
     atoms = argon_crystal(2, temperature_K=1.0)

@@ -50,8 +50,10 @@ class Committee:
         return jnp.mean(jnp.stack(energies), axis=0)
 
 
-def assemble(potentials) -> Potential:
+def assemble(potentials, names=None) -> Potential:
     """One committee ``Potential`` of two or more single models with the same species.
+
+    ``names`` (the members' files, say) label them in errors and warnings; default "model k".
 
     Its cutoff is the largest member's: every model in the slot weighs an edge by an envelope that
     is exactly zero from its own cutoff on (``mlpot.radial.polynomial_envelope``), so a member with a
@@ -61,17 +63,24 @@ def assemble(potentials) -> Potential:
     potentials = list(potentials)
     if len(potentials) < 2:
         raise ValueError(f"a committee needs at least two models, got {len(potentials)}")
+    from ase.data import chemical_symbols
+
+    names = list(names) if names is not None else [f"model {k + 1}" for k in range(len(potentials))]
     first = potentials[0].config
-    for k, p in enumerate(potentials):
+    for name, p in zip(names, potentials):
         if p.config.name == NAME:
-            raise ValueError(f"model {k + 1} is already a committee: list its members instead")
+            raise ValueError(f"{name} is already a committee: list its members instead")
         if p.config.species != first.species:
-            raise ValueError(f"model {k + 1} has species {p.config.species}, model 1 has {first.species}")
+            symbols = [" ".join(chemical_symbols[z] for z in c.species) for c in (p.config, first)]
+            raise ValueError(
+                f"{name} has species {symbols[0]}, {names[0]} has {symbols[1]}: a committee's members "
+                "share one species list"
+            )
     for k, p in enumerate(potentials):
         for j in range(k):
             if _same_model(potentials[j], p):
                 warnings.warn(
-                    f"models {j + 1} and {k + 1} are the same model: a committee gains only from members trained apart",
+                    f"{names[j]} and {names[k]} are the same model: a committee gains only from members trained apart",
                     stacklevel=2,
                 )
     _warn_about_another_energy_zero(potentials)
