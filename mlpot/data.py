@@ -127,8 +127,11 @@ def split_indices(n: int, valid_fraction: float, test_fraction: float = 0.0, see
     order = np.random.default_rng(seed).permutation(n)
     n_valid = round(valid_fraction * n)
     n_test = round(test_fraction * n)
+    # a fraction asked for is never rounded away: a small set still gets one frame (if one is left to train on)
     if valid_fraction > 0 and n_valid == 0 and n > 1:
         n_valid = 1
+    if test_fraction > 0 and n_test == 0 and n > n_valid + 1:
+        n_test = 1
     test, valid, train = order[:n_test], order[n_test : n_test + n_valid], order[n_test + n_valid :]
     if len(train) == 0:
         raise ValueError(f"no training frames left after the split of {n} frames")

@@ -1,4 +1,4 @@
-"""CLI for fitting: ``mlpot train | eval | template | cv | learning-curve``."""
+"""CLI for fitting: ``mlpot train | eval | committee | template | cv | learning-curve``."""
 
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ def _cmd_train(args) -> int:
     if result.test_metrics:
         print(f"\ntest ({result.test_metrics['n_frames']} frames):")
         print(format_table(result.test_metrics))
-    print(f"\nmodel, metrics.csv and plots in {result.output_dir}/")
+    print(f"\nmodel, metrics.csv{' and plots' if config.plots else ''} in {result.output_dir}/")
     if result.stop_reason.startswith("diverged"):
         # a script's `mlpot train ... && mlpot md ...` must not go on with a model that stopped short
         kept = "the best epoch before it" if result.history else "the initial parameters (no epoch finished)"

@@ -113,8 +113,14 @@ def test_train_then_eval_json(tiny_setup, capsys):
     assert main(["train", str(path), "-o", f"train_file={missing}", "-o", "epochs=1", "--overwrite"]) == 2
     assert "misspelt.xyz" in capsys.readouterr().err
     assert before == {name: (out / name).read_bytes() for name in before}
-    assert main(["train", str(path), "-o", "model.num_basis=3", "-o", "epochs=1", "--overwrite"]) == 0
+    for name in ("learning_curves.png", "parity_valid.png", "parity_test.png"):  # as a run with plots leaves
+        (out / name).write_bytes(b"old")
+    capsys.readouterr()
+    assert main(["train", str(path), "-o", "model.num_basis=3", "-o", "epochs=1", "--overwrite"]) == 0  # plots off
     assert len((out / "metrics.csv").read_text().splitlines()) == 1 + 1  # a fresh one-epoch run
+    # no plots of the old run beside the new model, and none promised
+    assert not any((out / name).exists() for name in ("learning_curves.png", "parity_valid.png", "parity_test.png"))
+    assert f"model, metrics.csv in {out}" in capsys.readouterr().out
 
 
 def test_eval_by_config_type_splits_the_same_errors(tiny_setup, capsys):

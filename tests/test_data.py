@@ -150,6 +150,9 @@ def test_splits_are_disjoint_seeded_and_complete():
     assert all(np.array_equal(x, y) for x, y in zip((train, valid, test), again))
     other = data.split_indices(101, 0.1, 0.2, seed=4)
     assert not np.array_equal(valid, other[1])
+    # fractions that round to no frame still get one (the user asked for a test score), not silently none
+    assert [len(part) for part in data.split_indices(10, 0.01, 0.04)] == [8, 1, 1]
+    assert [len(part) for part in data.split_indices(2, 0.01, 0.04)] == [1, 1, 0]  # one frame must train
 
 
 def test_frames_shared_between_files_are_found_also_when_wrapped(tmp_path):

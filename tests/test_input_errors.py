@@ -164,6 +164,7 @@ def test_md_refuses_a_frame_without_atoms_before_drawing_velocities(argon, capsy
         ("cutoff=.inf", "cutoff must be a finite number, got inf"),
         ("weight_schedule=[{epoch: 1, energy_weight: .nan}]", "weight_schedule[0].energy_weight must be a number >= 0"),
         ("seed=-1", "seed must be >= 0"),
+        ("weight_decay=0.01", "weight_decay 0.01 is applied by optimizer adamw only"),  # adam would ignore it
     ],
 )
 def test_train_refuses_a_bad_override(config, capsys, override, message):

@@ -21,7 +21,7 @@ from mlpot.training import TrainConfig
 from mlpot.training import run as run_mod
 from mlpot.training.checkpoint import read_payload, write_payload
 from mlpot.training.optim import PlateauState
-from mlpot.training.prepare import assemble
+from mlpot.training.prepare import assemble, describe
 from mlpot.training.run import build, fit
 from mlpot.training.trainer import run_epoch, weights_at
 
@@ -179,6 +179,30 @@ def test_a_resume_under_another_loss_shape_chooses_the_best_model_afresh(tmp_pat
     second = _config(tmp_path, epochs=4, loss="mse")
     result = fit(second, _prepared(second, frames), resume=True)
     _assert_best_is_a_resumed_epoch(result, tmp_path / "run")
+
+
+def test_the_plateau_factor_moves_only_under_the_plateau_schedule(tmp_path):
+    from types import SimpleNamespace
+
+    for schedule, factor in (("cosine", 1.0), ("plateau", 0.25)):
+        config = _config(tmp_path, lr_schedule=schedule, plateau_patience=1, plateau_factor=0.5, min_lr_ratio=0.01)
+        progress = run_mod._new_progress()
+        for epoch, loss in enumerate((1.0, 2.0, 3.0), start=1):  # two epochs without improvement
+            run_mod._epoch_end(SimpleNamespace(config=config), progress, {"epoch": epoch, "valid_loss": loss})
+        assert progress["plateau"][0] == factor  # a resume that switches to plateau starts at the full rate
+
+
+def test_a_resume_that_restarts_the_choice_but_runs_no_epoch_keeps_the_best_model(tmp_path):
+    # the budget is spent: no epoch measures the new loss, so the old best stays (not the last EMA)
+    frames = _frames()
+    first = _config(tmp_path, epochs=2, loss="huber", huber_delta=0.01)
+    fit(first, _prepared(first, frames))
+    model = tmp_path / "run" / "model.mlpot"
+    run_mod.save(load(model), model, extra={"epoch": 1, "marked": True})  # whichever epoch won: this one
+    spent = _config(tmp_path, epochs=2, loss="mse")
+    fit(spent, _prepared(spent, frames), resume=True)
+    _, extra = from_bytes(model.read_bytes())
+    assert extra.get("marked") is True
 
 
 def test_a_best_model_written_after_the_last_checkpoint_must_be_beaten(tmp_path):
@@ -512,7 +536,13 @@ def test_fine_tuning_starts_from_the_model_file_and_keeps_its_references(tmp_pat
     # so an isolated-atoms file, which would set the references of a new model, does nothing here: said
     isolated = _config(tmp_path, "tuned", init_from=str(path), isolated_atoms_file=str(tmp_path / "free.xyz"))
     with pytest.warns(UserWarning, match=r"free.xyz is not used: fine-tuning \(init_from\) keeps the reference"):
-        assert _prepared(isolated, frames).model_config == load(path).config
+        prepared = _prepared(isolated, frames)
+    assert prepared.model_config == load(path).config
+    # the printed references say whose they are; one composition's least-squares note is not theirs
+    said = describe(prepared, isolated)
+    assert f"(init_from {path}'s)" in said and "few distinct compositions" not in said
+    fresh_config = _config(tmp_path, "fresh")
+    assert "few distinct compositions" in describe(_prepared(fresh_config, shifted), fresh_config)
 
 
 @pytest.mark.parametrize(
@@ -522,6 +552,7 @@ def test_fine_tuning_starts_from_the_model_file_and_keeps_its_references(tmp_pat
         ({"model": {"name": "painn"}}, "the config's model.name is 'painn'"),
         ({"n_cryst": 2}, r"elements the model was not trained on \(Si; first: synthetic 1[89]\)"),
         ({"committee": True}, "a committee is not trained; fine-tune each member"),
+        ({"repulsion": False}, r"trained with repulsion True \(a ZBL core\), the config has repulsion False"),
     ],
 )
 def test_fine_tuning_refuses_a_different_model_or_new_elements(tmp_path, changes, message):
@@ -651,6 +682,9 @@ def test_cross_validation_runs_every_fold_when_an_element_is_rare(tmp_path):
 
     config = _config(tmp_path, epochs=1, plots=False, valid_fraction=0.25)
     assert len(cross_validate(config, k=2, frames=frames)["folds"]) == 2
+    for n, k in ((3, 2), (2, 2), (1, 3)):  # a fold's remainder of 1 frame cannot both train and validate
+        with pytest.raises(ValueError, match=rf"{n} frames in {k} folds leave [01] beside a fold"):
+            cross_validate(config, k=k, frames=frames[:n])
 
 
 def test_a_stress_key_on_molecules_only_is_not_an_error(tmp_path):

@@ -144,6 +144,11 @@ def validate(config: TrainConfig, where: str = "config") -> TrainConfig:
     for key in ("energy_weight", "forces_weight", "stress_weight", "warmup_epochs", "weight_decay", "seed"):
         if getattr(config, key) < 0:
             raise ValueError(f"{where}: {key} must be >= 0")
+    if config.weight_decay > 0 and config.optimizer != "adamw":
+        raise ValueError(
+            f"{where}: weight_decay {config.weight_decay} is applied by optimizer adamw only; "
+            f"set optimizer: adamw (or weight_decay: 0), the config has optimizer: {config.optimizer}"
+        )
     if not (config.energy_weight or config.forces_weight or config.stress_weight or config.weight_schedule):
         raise ValueError(
             f"{where}: energy_weight, forces_weight and stress_weight are all 0: the loss would fit nothing"

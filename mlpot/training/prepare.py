@@ -98,6 +98,11 @@ def fine_tune_base(config: TrainConfig, frames) -> Potential:
         raise ValueError(
             f"{where}: cutoff {mc.cutoff} Å and dtype {mc.dtype} there; the config has {config.cutoff} and {config.dtype}"
         )
+    if config.repulsion != bool(mc.repulsion_radii):
+        raise ValueError(
+            f"{where}: it was trained with repulsion {bool(mc.repulsion_radii)} (a ZBL core), the config has "
+            f"repulsion {config.repulsion}; set repulsion: {str(bool(mc.repulsion_radii)).lower()}"
+        )
     if missing := sorted(set(data.species_of_frames(frames)) - set(mc.species)):
         from ase.data import chemical_symbols
 
@@ -225,14 +230,24 @@ def _warn_if_atoms_see_no_neighbours(train: data.Dataset, cutoff: float) -> None
         )
 
 
-def describe(prepared: Prepared) -> str:
+def describe(prepared: Prepared, config: TrainConfig, resumed: ModelConfig | None = None) -> str:
+    """Split sizes, reference energies (and where they come from) and the energy scale of the run's model.
+
+    ``resumed``: the checkpoint's model config, whose constants a resume keeps (the data may have
+    changed since, and a fit on them would print other numbers than the model uses).
+    """
     sizes = [len(s.frames) if s is not None else 0 for s in (prepared.train, prepared.valid, prepared.test)]
-    mc = prepared.model_config
+    mc = resumed or prepared.model_config
     from ase.data import chemical_symbols
 
     refs = ", ".join(f"{chemical_symbols[z]} {e:.4f}" for z, e in zip(mc.species, mc.reference_energies))
-    counts = data.composition(prepared.train.frames, mc.species)
-    if np.linalg.matrix_rank(counts) < len(mc.species):
+    if resumed is not None:
+        refs += " (the checkpoint's)"
+    elif config.init_from:
+        refs += f" (init_from {config.init_from}'s)"
+    elif config.isolated_atoms_file:
+        refs += f" (from {config.isolated_atoms_file})"
+    elif np.linalg.matrix_rank(data.composition(prepared.train.frames, mc.species)) < len(mc.species):
         refs += " (few distinct compositions: only their combination is determined, minimum-norm values shown)"
     return (
         f"frames: train {sizes[0]}, valid {sizes[1]}, test {sizes[2]}; reference energies (eV): {refs}; "

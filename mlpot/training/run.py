@@ -134,8 +134,8 @@ def _epoch_end(loop, progress, row) -> bool:
     if previous != weights:
         _restart_selection(progress)  # a new stage: its validation losses are not comparable
     progress["loss_weights"] = weights
-    plateau = update_plateau(config, PlateauState(*progress["plateau"]), row["valid_loss"])
-    progress["plateau"] = list(plateau)
+    if config.lr_schedule == "plateau":  # else its factor decays unused, and a resume that switches to it starts low
+        progress["plateau"] = list(update_plateau(config, PlateauState(*progress["plateau"]), row["valid_loss"]))
     progress["history"].append(row)
     improved = row["valid_loss"] < progress["best_valid"]
     # early stopping counts epochs without a meaningful (0.01 % relative) improvement
@@ -350,7 +350,9 @@ def fit(config, prepared: Prepared, resume: bool = False, stop_after: int | None
         _flush(out, state, progress, best, model_config)
     if config.progress or reason.startswith("diverged"):
         print(f"training stopped: {reason}")
-    if not math.isfinite(progress["best_valid"]):  # no finite validation loss: keep the latest EMA
+    if not math.isfinite(progress["best_valid"]) and not (out / "model.mlpot").is_file():
+        # no finite validation loss and no model: keep the latest EMA. (A resume that restarted the choice
+        # and ran no epoch keeps the best model it found, not the last epoch's EMA.)
         save(Potential(model_config, state.ema), out / "model.mlpot", extra={"epoch": progress["epoch"]})
     result = _finish(config, prepared, out, progress, model_config, loop.predict_fn)
     return result._replace(compiles=loop.step_fn._cache_size(), stop_reason=reason)
@@ -404,7 +406,16 @@ def as_config(config) -> config_mod.TrainConfig:
 
 # what an output_dir holds of a finished or killed run: a new run there removes all of it first, so that
 # nothing of the old one is resumed or read back as the new one's
-RUN_OUTPUTS = ("checkpoints/last.ckpt", "checkpoints/best.ckpt", "model.mlpot", "results.json")
+RUN_OUTPUTS = (
+    "checkpoints/last.ckpt",
+    "checkpoints/best.ckpt",
+    "model.mlpot",
+    "results.json",
+    "metrics.csv",
+    "parity_valid.png",
+    "parity_test.png",  # a new run without test frames (or plots: false) writes none to replace it
+    "learning_curves.png",
+)
 
 
 def remove_run_outputs(out: Path, extra: tuple[str, ...] = ()) -> None:
@@ -426,10 +437,11 @@ def train(
     config = as_config(config)
     out = _output_folder(config, resume)  # before reading data, which can take minutes
     # a resume reads the data as the checkpoint's model does: same species, same indices
-    species = tuple(checkpoint_model_config(out / "checkpoints" / "last.ckpt")["species"]) if resume else None
-    prepared = prepare(config, frames, species)
+    saved = checkpoint_model_config(out / "checkpoints" / "last.ckpt") if resume else None
+    prepared = prepare(config, frames, tuple(saved["species"]) if saved else None)
     if overwrite:
         remove_run_outputs(out)
     if config.progress:
-        print(describe(prepared))
+        resumed = ModelConfig(**{**saved, "species": tuple(saved["species"])}) if saved else None
+        print(describe(prepared, config, resumed))
     return fit(config, prepared, resume=resume, stop_after=stop_after)

@@ -128,8 +128,12 @@ def cross_validate(config: TrainConfig | dict | str, k: int = 5, frames=None, ov
     if k < 2:
         raise ValueError(f"cross-validation needs k >= 2 folds, got {k}")
     frames = read(config, config.train_file) if frames is None else frames
-    if len(frames) < k:
-        raise ValueError(f"{len(frames)} frames cannot make {k} folds")
+    left = len(frames) - -(-len(frames) // k)  # beside the largest fold
+    if left < 2:  # each fold trains on one frame at least and validates on another
+        raise ValueError(
+            f"{len(frames)} frames in {k} folds leave {left} beside a fold, and a fold's model needs 2 "
+            "(one to train on, one to validate): use fewer folds or more frames"
+        )
     folds = np.array_split(np.random.default_rng(config.held_out_seed).permutation(len(frames)), k)
     # every fold's model knows every element: a rare one missing from a fold's training part must not
     # stop the study after hours of earlier folds (its errors then show that fold's gap)
