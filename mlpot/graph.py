@@ -70,6 +70,9 @@ def bucket_size(n: int, minimum: int = 8, steps: int = 4) -> int:
     return int(math.ceil(n / power) * power)
 
 
+MIN_PERIOD = 0.5  # Å, shortest periodic cell vector taken
+
+
 def check_atoms(atoms: Atoms, where: str = "structure") -> None:
     """Raise ``InputError`` for inputs that would give silently wrong numbers."""
     if len(atoms) == 0:
@@ -90,6 +93,15 @@ def check_atoms(atoms: Atoms, where: str = "structure") -> None:
             f"dependent (cell {np.round(atoms.cell.array, 6).tolist()}, pbc {atoms.pbc.tolist()}); give each periodic "
             "direction a non-zero, independent cell vector, or set pbc False there"
         )
+    lengths = np.linalg.norm(rows, axis=1)
+    if len(periodic) and lengths.min() < MIN_PERIOD:
+        # each atom meets its own image that close: energies of -1e21 eV, or (thousands of images within
+        # the cutoff) an out-of-memory error that names nothing
+        k = int(periodic[np.argmin(lengths)])
+        raise InputError(
+            f"{where}: periodic cell vector {k} is {lengths.min():.3g} Å long, so every atom has an image of "
+            f"itself that close; no material has a period under {MIN_PERIOD} Å: is the cell in Å?"
+        )
 
 
 def species_indices(numbers: np.ndarray, species: Sequence[int], where: str = "structure") -> np.ndarray:
@@ -106,15 +118,23 @@ def species_indices(numbers: np.ndarray, species: Sequence[int], where: str = "s
     return indices
 
 
-# The search box of a non-periodic structure spans its atoms; vesin's cell list dies with SIGFPE (no
-# message, the process gone) near 1e6 Å. Nothing atomistic is 10 µm across.
+# Nothing atomistic is 10 µm across: an atom that far off has flown away, or the positions are not in Å.
 MAX_EXTENT = 1e5  # Å
+
+# vesin's cell list caps its bins at 1e5 and rescales them per direction without keeping one bin at
+# least: a cell far longer in some directions than in another gets 0 bins there, and the process dies
+# (SIGFPE, no message). _rescaled_bins repeats its count so that such a cell is refused in words instead.
+VESIN_MAX_BINS = 1e5
 
 
 def _search_cell(atoms: Atoms, cutoff: float, where: str = "structure") -> np.ndarray:
-    """A non-singular cell for the search. Non-periodic directions get a box that
-    encloses all atoms with room to spare (no singular cells reach the search:
-    single atoms, molecules given without a cell, flat or linear molecules)."""
+    """The cell the search runs in, periodic in all three directions (see ``neighbour_search``).
+
+    A non-periodic direction gets a row orthogonal to the periodic rows (and to the other added rows),
+    longer than the atoms' spread along it plus the cutoff: no pair can reach an image through it, so
+    its shifts are all 0. Singular cells never reach the search: single atoms, molecules given without
+    a cell, flat or linear molecules.
+    """
     cell = atoms.cell.array.copy()
     if all(atoms.pbc):
         return cell
@@ -127,35 +147,63 @@ def _search_cell(atoms: Atoms, cutoff: float, where: str = "structure") -> np.nd
             f"{np.linalg.norm(atoms.positions[far] - centre):.3g} Å from the others' median): an atom has flown "
             f"off, or the positions are not in Å; the neighbour search takes up to {MAX_EXTENT:g} Å"
         )
-    size = extent + 2.0 * cutoff + 1.0
-    # Each non-periodic row becomes a long vector orthogonal to the periodic ones: projected out
-    # against an orthonormal basis of their span (one at a time against the vectors themselves only
-    # works when they are orthogonal; a hexagonal slab's are not).
-    periodic = [cell[k] for k in range(3) if atoms.pbc[k]]
-    lengths = [np.linalg.norm(p) for p in periodic]  # each new row: longer than all rows before it
+    # Each added row is projected out against an orthonormal basis of the rows before it (one at a
+    # time against the vectors themselves only works when they are orthogonal; a hexagonal slab's are not).
     basis = []
-    for p in periodic:
+    for p in cell[atoms.pbc]:
         w = p - sum(p.dot(b) * b for b in basis)
         basis.append(w / np.linalg.norm(w))
+    longest = max(np.linalg.norm(cell[atoms.pbc], axis=1), default=0.0)
     for k in range(3):
         if atoms.pbc[k]:
             continue
-        candidates = (np.eye(3)[k], *np.eye(3))  # the axis itself, else any axis out of the span
-        for v in candidates:
+        for v in (np.eye(3)[k], *np.eye(3)):  # the axis itself, else any axis out of the span
             v = v - sum(v.dot(b) * b for b in basis)
             if np.linalg.norm(v) > 1e-6:
                 break
         v = v / np.linalg.norm(v)
         basis.append(v)
-        lengths.append(size + sum(lengths))
-        cell[k] = v * lengths[-1]
+        # as long as the longest row before it too: a box of similar sides bins well (see VESIN_MAX_BINS)
+        longest = max(np.ptp(atoms.positions @ v) + 2.0 * cutoff + 1.0, longest)
+        cell[k] = v * longest
     return cell
+
+
+def _heights(cell: np.ndarray) -> np.ndarray:
+    """Distances between the cell's opposite faces."""
+    return abs(np.linalg.det(cell)) / np.linalg.norm(np.cross(cell[[1, 2, 0]], cell[[2, 0, 1]]), axis=1)
+
+
+def _rescaled_bins(cell: np.ndarray, cutoff: float) -> np.ndarray | None:
+    """Bins per direction of vesin's cell list for ``cell`` (all periodic) where it rescales them, each
+    before its truncation to a whole number (below 1 it becomes 0: the crash); None: no rescale, and every
+    direction keeps a bin at least."""
+    n = np.maximum(np.trunc(_heights(cell) / cutoff), 1.0)
+    if n.prod() <= VESIN_MAX_BINS:
+        return None
+    xy, yz = n[0] / n[1], n[1] / n[2]
+    z = np.cbrt(VESIN_MAX_BINS / (xy * yz * yz))
+    y = yz * np.trunc(z)
+    return np.array([xy * np.trunc(y), y, z])
+
+
+def _refuse_unbinnable(atoms: Atoms, cell: np.ndarray, cutoff: float, where: str) -> None:
+    bins = _rescaled_bins(cell, cutoff)
+    if bins is None or (bins >= 1.01).all():  # 1 % of headroom: this copy need not round exactly as vesin
+        return
+    heights = _heights(cell)
+    made = "the cell makes" if all(atoms.pbc) else "the periodic cell vectors and the atoms' spread make"
+    raise InputError(
+        f"{where}: {made} a search box {' x '.join(f'{h:.4g}' for h in heights)} Å, too elongated for "
+        f"the neighbour search at a {cutoff:g} Å cutoff: an atom has flown off, or a vacuum or cell vector "
+        "is far too long (or not in Å)"
+    )
 
 
 def neighbour_search(
     atoms: Atoms, cutoff: float, half: bool = False, where: str = "structure"
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """All ordered pairs (i, j, S, d) with d = |r_j - r_i + S @ cell| < cutoff, i != j or S != 0.
+    """All ordered pairs (i, j, S) with d = |r_j - r_i + S @ cell| < cutoff, i != j or S != 0.
 
     ``half``: each pair once, (i, j, S) without its mirror (j, i, -S): half the work and memory,
     for callers that mirror on the device (MD's skin list).
@@ -166,14 +214,19 @@ def neighbour_search(
     a third of matscipy's time (water, 1,536 atoms, 5.5 Å: 11 vs 34 ms), which
     is what an MD neighbour rebuild costs. One thread: a fixed pair order, so
     runs are reproducible bit for bit.
+
+    The search is always periodic, in ``_search_cell``'s cell: with a non-periodic direction, vesin
+    bins the atoms' bounding box, which for an atom a few hundred Å off a 1-D chain took seconds (the
+    fourth power of the distance) and for a flat molecule 5,000 Å wide crashed it.
     """
     cell = _search_cell(atoms, cutoff, where)
+    _refuse_unbinnable(atoms, cell, cutoff, where)
     search = NeighborList(cutoff=float(cutoff), full_list=not half, n_threads=1)
     # copy=False: i, j and S are views into vesin's buffers, which die with ``search``; the conversions
     # below copy them anyway, so vesin's own copies only cost time (a 12,288-atom water search with
     # conversions, one core beside other work: 147 -> 96 ms). d is copied in case vesin stops
     # converting it.
-    i, j, shifts, d = search.compute(atoms.positions, cell, atoms.pbc, "ijSd", copy=False)
+    i, j, shifts, d = search.compute(atoms.positions, cell, True, "ijSd", copy=False)
     return i.astype(np.int32), j.astype(np.int32), shifts.astype(np.float64), d.copy()
 
 

@@ -103,6 +103,16 @@ def test_degenerate_periodic_cell_is_refused_naming_the_frame(pbc, cell):
         reading._frame(atoms, "x.xyz, frame 2", ("energy", "forces", "stress"), ("energy",), None)
 
 
+@pytest.mark.parametrize("side", [0.3, 0.05])  # -4.8e21 eV; an out-of-memory error naming nothing
+def test_a_periodic_cell_far_below_any_bond_length_is_refused(side):
+    atoms = labelled(molecule("H2O"), 0)
+    atoms.pbc, atoms.cell = True, [side, 2.0, 2.0]
+    with pytest.raises(InputError, match=rf"x.xyz, frame 2: periodic cell vector 0 is {side:g} Å long.*in Å\?"):
+        reading._frame(atoms, "x.xyz, frame 2", ("energy", "forces", "stress"), ("energy",), None)
+    atoms.pbc = [False, True, True]  # a non-periodic direction may have any cell vector
+    reading._frame(atoms, "x.xyz, frame 2", ("energy", "forces", "stress"), ("energy",), None)
+
+
 def test_skip_bad_frames_warns_with_count(tmp_path):
     path = _write(tmp_path, list(_bad_frames()))
     with warnings.catch_warnings(record=True) as caught:

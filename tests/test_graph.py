@@ -90,7 +90,7 @@ def test_molecules_without_cell(atoms):
 
 
 def test_an_atom_flown_far_off_is_an_error_naming_it_not_a_crash():
-    # vesin's cell list killed the process (SIGFPE, no message) for a box near 1e6 Å across
+    # 10 µm: not atomistic (and, before the search box was bounded, a vesin crash: SIGFPE, no message)
     from mlpot.graph import MAX_EXTENT, InputError
 
     near = Atoms("Ar3", positions=[[0, 0, 0], [3.8, 0, 0], [0.9 * MAX_EXTENT, 0, 0]])
@@ -100,6 +100,50 @@ def test_an_atom_flown_far_off_is_an_error_naming_it_not_a_crash():
         neighbour_search(far, 5.0)
     with pytest.raises(InputError, match=r"^run.xyz, frame 7: the atoms span"):  # where it came from, when known
         neighbour_pairs(far, 5.0, "run.xyz, frame 7")
+
+
+def _brute_force_pairs(atoms, cutoff, reach=2):
+    """Every (i, j, S) within the cutoff, S over -reach..reach along the periodic directions."""
+    ranges = [range(-reach, reach + 1) if periodic else [0] for periodic in atoms.pbc]
+    shifts = np.array(np.meshgrid(*ranges, indexing="ij")).reshape(3, -1).T
+    found = []
+    for shift in shifts:
+        vectors = atoms.positions[None] - atoms.positions[:, None] + shift @ atoms.cell.array
+        for i, j in zip(*np.nonzero(np.linalg.norm(vectors, axis=-1) < cutoff), strict=True):
+            if i != j or shift.any():
+                found.append((int(i), int(j), tuple(int(k) for k in shift)))
+    return sorted(found)
+
+
+@pytest.mark.parametrize(
+    "atoms",
+    [  # each crashed vesin (SIGFPE: the process gone) or took seconds where the search had a non-periodic direction
+        Atoms("H2O", [[0, 0, 0], [0.9, 0, 0], [0, 2000, 2000]], cell=[10, 10, 10], pbc=[1, 0, 0]),  # chain, atom off
+        Atoms("H2O", [[0, 0, 0], [0.9, 0, 0], [0, 0.5, 3]], cell=[1500, 1500, 10], pbc=[1, 1, 0]),  # wide slab
+        Atoms("H3", [[0, 0, 0], [1, 0, 0], [5000, 5000, 0]]),  # a flat molecule 7,000 Å across
+    ],
+    ids=["chain_with_a_far_atom", "wide_slab", "flat_and_wide"],
+)
+def test_elongated_structures_are_searched(atoms):
+    i, j, shifts, d = neighbour_search(atoms, 4.0)
+    assert pair_set(i, j, shifts) == _brute_force_pairs(atoms, 4.0) and len(i) > 0
+    vectors = atoms.positions[j] - atoms.positions[i] + shifts @ atoms.cell.array  # the real cell's shifts
+    np.testing.assert_allclose(d, np.linalg.norm(vectors, axis=1), rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize(
+    "atoms, box",
+    [
+        (Atoms("H2O", [[0, 0, 0], [0.9, 0, 0], [0, 1e4, 1e4]], cell=[10, 10, 10], pbc=[1, 0, 0]), "10 x 1.001e"),
+        (Atoms("H2", [[0, 0, 0], [0.9, 0, 0]], cell=[[3, 0, 0], [0.5, 3, 0], [0, 0, 5e5]], pbc=True), "2.959 x 3 x 5e"),
+    ],
+    ids=["short_chain_with_an_atom_far_off", "thin_cell_far_too_long"],
+)
+def test_a_box_too_elongated_for_the_search_is_an_error_not_a_crash(atoms, box):
+    from mlpot.graph import InputError
+
+    with pytest.raises(InputError, match=rf"run.xyz, frame 3: .* a search box {box}.*too elongated"):
+        neighbour_search(atoms, 4.0, where="run.xyz, frame 3")
 
 
 def test_padding_and_buckets():
