@@ -203,7 +203,7 @@ def _refuse_unbinnable(atoms: Atoms, cell: np.ndarray, cutoff: float, where: str
 def neighbour_search(
     atoms: Atoms, cutoff: float, half: bool = False, where: str = "structure"
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """All ordered pairs (i, j, S) with d = |r_j - r_i + S @ cell| < cutoff, i != j or S != 0.
+    """All ordered pairs (i, j, S, d) with d = |r_j - r_i + S @ cell| < cutoff, i != j or S != 0.
 
     ``half``: each pair once, (i, j, S) without its mirror (j, i, -S): half the work and memory,
     for callers that mirror on the device (MD's skin list).

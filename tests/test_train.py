@@ -541,6 +541,7 @@ def test_fine_tuning_starts_from_the_model_file_and_keeps_its_references(tmp_pat
     # the printed references say whose they are; one composition's least-squares note is not theirs
     said = describe(prepared, isolated)
     assert f"(init_from {path}'s)" in said and "few distinct compositions" not in said
+    assert "(the checkpoint's)" in describe(prepared, isolated, load(path).config)  # a resume keeps its model's
     fresh_config = _config(tmp_path, "fresh")
     assert "few distinct compositions" in describe(_prepared(fresh_config, shifted), fresh_config)
 

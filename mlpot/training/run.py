@@ -185,6 +185,11 @@ def _flush(out: Path, state, progress: dict, best, model_config: ModelConfig) ->
 _INIT_CACHE: dict = {}
 
 
+def _saved_model_config(saved: dict) -> ModelConfig:
+    """The ``ModelConfig`` of a checkpoint's ``model_config`` dict (JSON lists back to a species tuple)."""
+    return ModelConfig(**{**saved, "species": tuple(saved["species"])})
+
+
 def _create(model_config: ModelConfig, seed: int) -> Potential:
     """``Potential.create``, reusing initial parameters across runs (CV folds, learning curves): they
     depend on the architecture, species count and seed, not on reference energies or scale."""
@@ -208,7 +213,7 @@ def build(config, prepared: Prepared, resume: bool = False):
     state, progress = init_state(potential, optimizer), _new_progress()
     if resume:
         state, progress, saved = load_checkpoint(out / "checkpoints" / "last.ckpt", state)
-        model_config = ModelConfig(**{**saved, "species": tuple(saved["species"])})
+        model_config = _saved_model_config(saved)
         if model_config.species != prepared.model_config.species:
             # the data were indexed by other species: every atom would train as another element
             raise ValueError(
@@ -442,6 +447,6 @@ def train(
     if overwrite:
         remove_run_outputs(out)
     if config.progress:
-        resumed = ModelConfig(**{**saved, "species": tuple(saved["species"])}) if saved else None
+        resumed = _saved_model_config(saved) if saved else None
         print(describe(prepared, config, resumed))
     return fit(config, prepared, resume=resume, stop_after=stop_after)
