@@ -30,8 +30,12 @@ class Calculator(ASECalculator):
     """``mlpot.Calculator(potential_or_path)``: energy, free_energy, forces, stress, energies;
     for a committee also energy_std and forces_std (see the module docstring).
 
-    Stress (eV/Å^3, Voigt, ASE sign) exists only for cells periodic in all
-    three directions; asking for it otherwise raises ``PropertyNotImplementedError``.
+    Stress (eV/Å^3, Voigt, ASE sign) is (1/V) dE/dε for a cell of rank 3 that is periodic in at
+    least one direction. For a slab or a wire in a box with vacuum it is what a plane-wave DFT code
+    gives for that box: V is the box's volume, and along a vacuum direction the stress is the atoms'
+    own virial (zero once they are relaxed). So a 2-D material's lattice relaxes in plane with
+    ``FrechetCellFilter(atoms, mask=[1, 1, 0, 0, 0, 1])``. A molecule (no periodic direction) or a
+    cell of rank < 3 has none: asking for it raises ``PropertyNotImplementedError``.
     """
 
     implemented_properties = ("energy", "free_energy", "forces", "stress", "energies", "energy_std", "forces_std")
@@ -90,9 +94,13 @@ class Calculator(ASECalculator):
         require_x64("mlpot.Calculator")
         atoms = self.atoms
         check_atoms(atoms, "atoms given to mlpot.Calculator")
-        periodic = bool(all(atoms.pbc)) and atoms.cell.rank == 3
+        periodic = bool(any(atoms.pbc)) and atoms.cell.rank == 3  # the stress is defined
         if "stress" in properties and not periodic:
-            raise PropertyNotImplementedError("stress needs a cell periodic in all three directions")
+            pbc = "".join("T" if p else "F" for p in atoms.pbc)
+            raise PropertyNotImplementedError(
+                f"stress needs a cell of rank 3 periodic in at least one direction (a slab needs its box "
+                f"with vacuum as the cell); these atoms have pbc {pbc} and a cell of rank {atoms.cell.rank}"
+            )
         config = self.potential.config
         where = "atoms given to mlpot.Calculator"
         idx = species_indices(atoms.numbers, config.species, where)

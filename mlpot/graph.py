@@ -39,7 +39,7 @@ class Graph(NamedTuple):
     edge_mask: np.ndarray  # (E,) bool, real edge
     graph_mask: np.ndarray  # (G,) bool, real structure
     n_node: np.ndarray  # (G,) int32, real atoms per graph
-    volume: np.ndarray  # (G,) float, Å^3, 0 unless periodic in all 3 directions
+    volume: np.ndarray  # (G,) float, Å^3, |det cell|; 0 when no direction is periodic
 
     @property
     def num_nodes(self) -> int:
@@ -312,11 +312,10 @@ def pad_graph(parts, num_nodes=None, num_edges=None, num_graphs=None, dtype=np.f
         receivers[n_ed : n_ed + m] = i + n_at
         senders[n_ed : n_ed + m] = j + n_at
         shifts[n_ed : n_ed + m] = s
-        if all(atoms.pbc):
-            cell[g] = atoms.cell.array
-            volume[g] = abs(np.linalg.det(atoms.cell.array))
-        elif any(atoms.pbc):
+        if any(atoms.pbc):
             cell[g] = atoms.cell.array  # shifts are zero along non-periodic axes
+            # a slab or wire in a full box has the stress a plane-wave code gives for that box
+            volume[g] = abs(np.linalg.det(atoms.cell.array))
         n_node[g] = n
         n_at += n
         n_ed += m

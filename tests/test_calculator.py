@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 from ase import Atoms, units
-from ase.build import bulk
+from ase.build import bulk, fcc100
 from ase.calculators.calculator import PropertyNotImplementedError
+from ase.calculators.fd import calculate_numerical_stress
 from ase.calculators.lj import LennardJones
 from ase.constraints import FixAtoms
 from ase.filters import FrechetCellFilter
@@ -93,12 +94,58 @@ def test_a_new_calculator_of_the_same_model_compiles_nothing_new(painn64, tmp_pa
     np.testing.assert_allclose(second.get_forces(), Calculator(painn64).get_forces(second), atol=1e-12)
 
 
-def test_stress_only_for_3d_periodic(painn64):
+def test_no_stress_for_a_molecule_or_a_cell_of_rank_two(painn64):
     molecule = ethanol()
     molecule.calc = Calculator(painn64)
     molecule.get_potential_energy()
-    with pytest.raises(PropertyNotImplementedError):
+    with pytest.raises(PropertyNotImplementedError, match="pbc FFF"):
         molecule.get_stress()
+    sheet = triclinic_si()
+    sheet.cell[2] = 0.0  # periodic in plane, no box: no volume to divide by
+    sheet.pbc = (True, True, False)
+    sheet.calc = Calculator(painn64)
+    with pytest.raises(PropertyNotImplementedError, match="rank 2"):
+        sheet.get_stress()
+
+
+def _slab(pbc) -> Atoms:
+    slab = triclinic_si((2, 2, 2), seed=7)
+    slab.center(vacuum=3.0, axis=2)  # a 6 Å gap, over the 4 Å cutoff: images across it do not meet
+    slab.pbc = pbc
+    return slab
+
+
+def test_a_slab_has_the_stress_of_its_box(painn64):
+    """Periodic in plane only, the stress is (1/V) dE/dε of the box (ASE's finite differences), and the
+    same as with the box made periodic across the gap, which is what a plane-wave code computes."""
+    slab = _slab((True, True, False))
+    slab.calc = Calculator(painn64)
+    stress = slab.get_stress()
+    np.testing.assert_allclose(stress, calculate_numerical_stress(slab, eps=1e-5), atol=1e-8)
+    assert np.abs(stress).max() > 1e-3  # a real stress, not zeros
+    boxed = _slab((True, True, True))
+    boxed.calc = Calculator(painn64)
+    np.testing.assert_allclose(stress, boxed.get_stress(), atol=1e-12)
+    wire = _slab((True, False, False))  # along one axis: the same box, other neighbours
+    wire.calc = Calculator(painn64)
+    np.testing.assert_allclose(wire.get_stress(), calculate_numerical_stress(wire, eps=1e-5), atol=1e-8)
+
+
+def test_a_slab_relaxes_its_lattice_in_plane_only(lj_argon):
+    """A 2-D material's routine: FrechetCellFilter with the out-of-plane strains masked. The in-plane
+    stress goes to zero, the box height stays, and the normal stress, the relaxed atoms' own virial, is zero."""
+    atoms = fcc100("Ar", size=(2, 2, 3), a=5.4, vacuum=6.0)  # pbc T T F
+    atoms.rattle(0.05, seed=2)
+    height = atoms.cell[2].copy()
+    area = np.linalg.norm(np.cross(atoms.cell[0], atoms.cell[1]))
+    atoms.calc = Calculator(lj_argon)
+    cell_filter = FrechetCellFilter(atoms, mask=[1, 1, 0, 0, 0, 1])
+    assert BFGS(cell_filter, logfile=None).run(fmax=1e-4, steps=500)
+    stress = atoms.get_stress()  # xx yy zz yz xz xy
+    assert np.abs(stress[[0, 1, 5]]).max() < 1e-5
+    assert abs(stress[2]) < 1e-5 and np.abs(stress[[3, 4]]).max() < 1e-5
+    np.testing.assert_allclose(atoms.cell[2], height, atol=1e-12)
+    assert np.linalg.norm(np.cross(atoms.cell[0], atoms.cell[1])) < 0.99 * area  # 5.4 Å is stretched: it shrank
 
 
 def test_unknown_element_named(painn64):
