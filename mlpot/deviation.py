@@ -19,6 +19,7 @@ picks), each tagged with its deviation and where it came from.
 from __future__ import annotations
 
 import io
+import warnings
 from pathlib import Path
 
 import ase.io
@@ -26,7 +27,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from mlpot.calculator import Calculator
-from mlpot.graph import InputError
+from mlpot.graph import InputError, species_indices
 from mlpot.modelfile import atomic_write, check_output_path, write_json
 from mlpot.models.committee import members
 from mlpot.potential import Potential, load
@@ -46,23 +47,37 @@ def frame_deviations(potential: Potential, structures, labels=None, progress: bo
     ``labels``: reference forces (N, 3) per structure (None where there are none) adds a fourth
     column, the committee's largest atomic force error max_i |F_i - F_i^ref| (eV/Å; NaN unlabelled):
     how far the deviation tracks the real error on labelled frames. ``names``: where each structure
-    comes from ("file, frame k"), for the error a broken one raises (default "structure k")."""
+    comes from ("file, frame k", default "structure k"), for the warning about frames that cannot be
+    evaluated (atoms on one point, a non-finite energy): their row is inf (error NaN). An element the
+    committee lacks raises ``InputError``."""
     if len(members(potential)) < 2:
         raise ValueError("a deviation needs a committee of models: build one with mlpot committee OUT A B ...")
     calc = Calculator(potential)
-    rows = []
+    rows, broken = [], []
     for k, atoms in enumerate(tqdm(structures, desc="deviation", unit="frame", disable=not progress, mininterval=1.0)):
+        where = names[k] if names is not None else f"structure {k}"
+        species_indices(atoms.numbers, potential.config.species, where)  # an element it lacks is the user's error
         try:
             per_atom = atom_force_deviation(calc, atoms)
-        except InputError as err:  # the calculator's message says "atoms given to mlpot.Calculator"
-            where = names[k] if names is not None else f"structure {k}"
-            raise InputError(f"{where}: {err}") from None
+        except (InputError, FloatingPointError) as err:
+            # Atoms on top of each other, or flown so far apart that no cell holds them: the frame of a
+            # run that fell apart. It counts as above any --hi, as DP-GEN would discard it, and the others
+            # still get scored. (The calculator's message says "atoms given to mlpot.Calculator".)
+            broken.append(f"{where}: {err}")
+            rows.append([np.inf, np.inf, np.inf] + ([np.nan] if labels is not None else []))
+            continue
         row = [per_atom.max(), per_atom.mean(), calc.get_property("energy_std", atoms) / len(atoms)]
         if labels is not None:
             reference = labels[k]
             error = calc.get_property("forces", atoms) - reference if reference is not None else None
             row.append(np.linalg.norm(error, axis=1).max() if error is not None else np.nan)
         rows.append(row)
+    if broken:
+        warnings.warn(
+            f"{len(broken)} of {len(rows)} frame(s) could not be evaluated and count as at or above --hi "
+            f"(deviation inf); first: {broken[0]}",
+            stacklevel=2,
+        )
     return np.array(rows, dtype=np.float64).reshape(-1, len(COLUMNS) + (labels is not None))
 
 
@@ -114,10 +129,15 @@ def plot(values: np.ndarray, lo: float, hi: float, path, title: str, errors=None
         ((values >= lo) & (values < hi), "tab:orange", "candidates"),
         (values >= hi, "tab:red", "discarded"),
     ):
-        ax.plot(frames[mask], values[mask], ".", ms=4, color=colour, label=f"{label} ({int(mask.sum())})")
+        count = f"{int(mask.sum())}"
+        if label == "discarded" and not np.isfinite(values).all():  # not drawn: no height on a log axis
+            count += f", {int((~np.isfinite(values)).sum())} not evaluable"
+        ax.plot(frames[mask], values[mask], ".", ms=4, color=colour, label=f"{label} ({count})")
     ax.legend(fontsize=8, loc="best")
     ax.xaxis.get_major_locator().set_params(integer=True)
     for bound, label in ((lo, "lo"), (hi, "hi")):
+        if bound <= 0:  # --lo 0: no line at zero on a log axis
+            continue
         ax.axhline(bound, color="k", ls="--", lw=0.8)
         ax.text(
             1.0, bound, f"{label} {bound:g} ", va="bottom", ha="right", fontsize=8, transform=ax.get_yaxis_transform()
@@ -168,6 +188,7 @@ def _cmd_deviation(args) -> int:
     errors = values[:, 3] if labels is not None else None
     chosen = candidates(dev, args.lo, args.hi, args.max, args.seed)
     in_band = int(np.sum((dev >= args.lo) & (dev < args.hi)))
+    evaluated = dev[np.isfinite(dev)]
     summary = {
         "frames": len(frames),
         "lo_eV_per_A": args.lo,
@@ -175,17 +196,22 @@ def _cmd_deviation(args) -> int:
         "below_lo": int(np.sum(dev < args.lo)),
         "candidates": in_band,
         "at_or_above_hi": int(np.sum(dev >= args.hi)),
+        "not_evaluable": len(dev) - len(evaluated),  # counted in at_or_above_hi
         "selected": len(chosen),
-        "force_dev_max_percentiles_eV_per_A": dict(
-            zip(("p50", "p90", "p99", "max"), map(float, np.percentile(dev, [50, 90, 99, 100])))
-        ),
+        "force_dev_max_percentiles_eV_per_A": dict(  # of the evaluated frames
+            zip(("p50", "p90", "p99", "max"), map(float, np.percentile(evaluated, [50, 90, 99, 100])))
+        )
+        if len(evaluated)
+        else None,
     }
+    unevaluated = f" ({summary['not_evaluable']} not evaluable)" if summary["not_evaluable"] else ""
     print(
         f"{len(frames)} frames: {summary['below_lo']} below lo {args.lo:g} eV/Å, {in_band} candidates, "
-        f"{summary['at_or_above_hi']} at or above hi {args.hi:g} eV/Å"
+        f"{summary['at_or_above_hi']} at or above hi {args.hi:g} eV/Å{unevaluated}"
     )
     p = summary["force_dev_max_percentiles_eV_per_A"]
-    print(f"max atomic force deviation: median {p['p50']:.4f}, 90 % {p['p90']:.4f}, max {p['max']:.4f} eV/Å")
+    if p:
+        print(f"max atomic force deviation: median {p['p50']:.4f}, 90 % {p['p90']:.4f}, max {p['max']:.4f} eV/Å")
     checked = calibration(dev, errors) if errors is not None else None
     if checked:
         summary["calibration"] = checked

@@ -326,11 +326,31 @@ def test_deviation_cli_refusals(singles, tmp_path, capsys):
     before = data.read_bytes()
     assert main(["deviation", str(committee), str(data), "--select", str(data)]) == 2
     assert "--select" in capsys.readouterr().err and data.read_bytes() == before
-    frames = _md_like_frames(2)
-    frames[1].positions[1] = frames[1].positions[0]  # a collapsed frame: named, not "atoms given to ..."
+
+
+def test_deviation_counts_a_collapsed_frame_as_discarded_and_scores_the_rest(singles, tmp_path, capsys):
+    """A run that fell apart (two atoms on one point) must not stop the scoring of its other frames:
+    the broken frame counts at or above --hi (DP-GEN discards it), named in a warning."""
+    committee = tmp_path / "committee.mlpot"
+    assemble(singles[::2]).save(committee)
+    frames = _md_like_frames(3)
+    frames[1].positions[1] = frames[1].positions[0]
     ase.io.write(broken := tmp_path / "broken.xyz", frames)
-    assert main(["deviation", str(committee), str(broken)]) == 2
-    assert f"{broken}, frame 1: atoms given to mlpot.Calculator: atoms 0 and 1 are on top" in capsys.readouterr().err
+    report = tmp_path / "dev.json"
+    with pytest.warns(UserWarning, match=rf"1 of 3 frame\(s\) could not be evaluated .*first: {broken}, frame 1: "):
+        assert main(["deviation", str(committee), str(broken), "--lo", "0", "--hi", "10", "--json", str(report)]) == 0
+    assert "3 frames: 0 below lo 0 eV/Å, 2 candidates, 1 at or above hi 10 eV/Å (1 not evaluable)" in (
+        capsys.readouterr().out
+    )
+    document = json.loads(report.read_text())
+    assert (document["candidates"], document["at_or_above_hi"], document["not_evaluable"]) == (2, 1, 1)
+    rows = document["per_frame"]
+    assert rows[1]["force_dev_max"] is None  # inf, as strict JSON
+    for k in (0, 2):
+        assert rows[k]["force_dev_max"] == pytest.approx(_deviation(singles[::2], frames[k]), rel=1e-6)
+    assert document["force_dev_max_percentiles_eV_per_A"]["max"] == pytest.approx(
+        max(rows[0]["force_dev_max"], rows[2]["force_dev_max"])
+    )
 
 
 def test_deviation_calibrate_compares_with_reference_forces(singles, tmp_path, capsys):
