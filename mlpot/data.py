@@ -101,6 +101,26 @@ def fit_reference_energies(frames: Sequence[Frame], species: Sequence[int], isol
     return np.linalg.lstsq(counts, energies, rcond=None)[0]
 
 
+def per_atom_energy_fits(frames: Sequence[Frame], species: Sequence[int]) -> tuple[float, float] | None:
+    """RMS residuals (in the labels' unit) of the energy labels fitted as totals, E ≈ sum_s n_s e_s,
+    and as energies per atom, E ≈ sum_s (n_s / N) e_s, each by least squares; None with under 3
+    labelled frames or sizes within a factor 2, where the two cannot be told apart.
+
+    With per-atom energies spread by σ about a mean ε, and sizes varying by a fraction c, the true
+    reading fits better by about sqrt(1 + (ε c / σ)²): mlearn's Si set (12 to 96 atoms) gives 2.7
+    both ways round, and 2 or more on any 30 of its frames."""
+    labelled = [f for f in frames if f.energy is not None]
+    sizes = np.array([len(f.atoms) for f in labelled], np.float64)
+    if len(labelled) < 3 or sizes.max() < 2 * sizes.min():
+        return None
+    counts = composition(labelled, species)
+    fractions = counts / sizes[:, None]
+    energies = np.array([f.energy for f in labelled], np.float64)
+    as_total = energies - counts @ np.linalg.lstsq(counts, energies, rcond=None)[0]
+    as_per_atom = energies - fractions @ np.linalg.lstsq(fractions, energies, rcond=None)[0]
+    return float(np.sqrt(np.mean(as_total**2))), float(np.sqrt(np.mean(as_per_atom**2)))
+
+
 def fit_energy_scale(frames: Sequence[Frame], species: Sequence[int], reference: np.ndarray) -> float:
     """Typical size (eV) of what the network must output: the RMS of the force
     components (forces are the main signal and set the per-atom energy
@@ -138,7 +158,7 @@ def split_indices(n: int, valid_fraction: float, test_fraction: float = 0.0, see
     return np.sort(train), np.sort(valid), np.sort(test)
 
 
-def _fingerprint(frame: Frame) -> bytes:
+def frame_fingerprint(frame: Frame) -> bytes:
     """Elements and positions; in a periodic direction, the fractional coordinate modulo 1 and the cell,
     so a copy whose atoms were wrapped back into the cell (``atoms.wrap()``) is the same frame."""
     atoms = frame.atoms
@@ -154,8 +174,8 @@ def shared_frames(a: Sequence[Frame], b: Sequence[Frame]) -> list[tuple[str, str
     positions to 1e-6 Å (periodic frames: same cell, fractional coordinates to 1e-6 modulo 1)."""
     seen = {}
     for frame in a:
-        seen.setdefault(_fingerprint(frame), frame.where)
-    return [(seen[key], frame.where) for frame in b if (key := _fingerprint(frame)) in seen]
+        seen.setdefault(frame_fingerprint(frame), frame.where)
+    return [(seen[key], frame.where) for frame in b if (key := frame_fingerprint(frame)) in seen]
 
 
 def prepare(frames: Sequence[Frame], cutoff: float, species: Sequence[int]) -> Dataset:

@@ -116,10 +116,9 @@ def _write_frames(path, frames) -> None:
 def plot(values: np.ndarray, lo: float, hi: float, path, title: str, errors=None) -> None:
     """Deviation against frame, the bands coloured; with ``errors``, beside it the error against
     the deviation of the labelled frames."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display needed
     import matplotlib.pyplot as plt
+
+    from mlpot.training.plots import save_figure  # sets the Agg backend: no display needed
 
     fig, axes = plt.subplots(1, 1 if errors is None else 2, figsize=(7 if errors is None else 11, 3.5), squeeze=False)
     ax = axes[0, 0]
@@ -159,8 +158,7 @@ def plot(values: np.ndarray, lo: float, hi: float, path, title: str, errors=None
         right.set_ylabel("max atomic force error [eV/Å]")
         right.set_title("labelled frames: error against deviation", fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def _cmd_deviation(args) -> int:
@@ -172,6 +170,12 @@ def _cmd_deviation(args) -> int:
     for option, path in (("--select", args.select), ("--json", args.json), ("--plot", args.plot)):
         if path:
             check_output_path(option, path, inputs)
+    if args.plot:
+        from mlpot.training.plots import check_figure_path
+
+        check_figure_path("--plot", args.plot)
+        if args.json and Path(args.json).resolve() == Path(args.plot).resolve():
+            raise ValueError(f"--json and --plot are the same file ({args.json}): the plot would overwrite the numbers")
     potential = load(args.model)
     if len(members(potential)) < 2:
         raise ValueError(f"{args.model} is a single model: a deviation needs a committee (mlpot committee OUT A B ...)")

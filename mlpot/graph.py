@@ -22,6 +22,7 @@ from typing import NamedTuple
 
 import numpy as np
 from ase import Atoms
+from ase.geometry.minkowski_reduction import minkowski_reduce
 from vesin import NeighborList
 
 
@@ -70,7 +71,7 @@ def bucket_size(n: int, minimum: int = 8, steps: int = 4) -> int:
     return int(math.ceil(n / power) * power)
 
 
-MIN_PERIOD = 0.5  # Å, shortest periodic cell vector taken
+MIN_PERIOD = 0.5  # Å, shortest lattice translation taken
 
 
 def check_atoms(atoms: Atoms, where: str = "structure") -> None:
@@ -93,14 +94,26 @@ def check_atoms(atoms: Atoms, where: str = "structure") -> None:
             f"dependent (cell {np.round(atoms.cell.array, 6).tolist()}, pbc {atoms.pbc.tolist()}); give each periodic "
             "direction a non-zero, independent cell vector, or set pbc False there"
         )
+    if not len(periodic):
+        return
     lengths = np.linalg.norm(rows, axis=1)
-    if len(periodic) and lengths.min() < MIN_PERIOD:
-        # each atom meets its own image that close: energies of -1e21 eV, or (thousands of images within
-        # the cutoff) an out-of-memory error that names nothing
+    # each atom meets its own image that close: energies of -1e21 eV, or (thousands of images within
+    # the cutoff) an out-of-memory error that names nothing
+    if lengths.min() < MIN_PERIOD:
         k = int(periodic[np.argmin(lengths)])
         raise InputError(
             f"{where}: periodic cell vector {k} is {lengths.min():.3g} Å long, so every atom has an image of "
             f"itself that close; no material has a period under {MIN_PERIOD} Å: is the cell in Å?"
+        )
+    # long vectors can still make a short period: a - b of [5, 0, 0] and [5, 0.02, 0] is 0.02 Å
+    reduced, _ = minkowski_reduce(atoms.cell.array, atoms.pbc)
+    shortest = reduced[periodic][np.argmin(np.linalg.norm(reduced[periodic], axis=1))]
+    if np.linalg.norm(shortest) < MIN_PERIOD:
+        raise InputError(
+            f"{where}: the periodic cell vectors are each over {MIN_PERIOD} Å, but together they make a lattice "
+            f"translation {np.round(shortest, 4).tolist()} only {np.linalg.norm(shortest):.3g} Å long, so every "
+            f"atom has an image of itself that close (cell {np.round(atoms.cell.array, 6).tolist()}): is the "
+            "cell nearly degenerate by mistake?"
         )
 
 

@@ -24,7 +24,7 @@ from ase.io.formats import string2index
 from ase.stress import voigt_6_to_full_3x3_stress
 
 from mlpot import stress_check
-from mlpot.graph import InputError, check_atoms, species_indices
+from mlpot.graph import InputError, check_atoms, neighbour_pairs, species_indices
 
 
 class Frame(NamedTuple):
@@ -40,6 +40,9 @@ class Frame(NamedTuple):
 
 # Virial labels (eV) read when a periodic frame has no stress label: nequip's and MACE's names.
 VIRIAL_KEYS = ("virial", "virials")
+# skip_bad_frames also searches neighbours this close (Å), for atoms on one point: cheap, and the
+# model's cutoff is not known yet
+SKIP_SEARCH_CUTOFF = 1.0
 
 
 def virial_keys(stress_key: str) -> tuple[str, ...]:
@@ -222,7 +225,10 @@ def read_frames(
         for k, atoms in enumerate(images):
             where = f"{path}, frame {numbers[k]}"
             try:
-                frames.append(_frame(atoms, where, (energy_key, forces_key, stress_key), required, species))
+                frame = _frame(atoms, where, (energy_key, forces_key, stress_key), required, species)
+                if skip_bad_frames:  # atoms on one point would otherwise stop the run later, at the search
+                    neighbour_pairs(atoms, SKIP_SEARCH_CUTOFF, where)
+                frames.append(frame)
             except InputError as err:
                 if not skip_bad_frames:
                     raise

@@ -316,6 +316,17 @@ def test_eval_output_paths(model_file, tmp_path, capsys):
         assert main(["eval", model_file, data, option, target]) == 2
         assert f"{option} {target} is the input file {target}: it would be replaced" in capsys.readouterr().err
     assert Path(data).read_bytes() == before
+    # a plot format matplotlib lacks, or the plot over the JSON: refused before evaluating, no JSON written
+    for report, plot, message in (
+        (tmp_path / "r.json", tmp_path / "p.parity", "matplotlib cannot write .parity; use one of"),
+        (tmp_path / "both.png", tmp_path / "both.png", "the plot would overwrite the numbers"),
+    ):
+        assert main(["eval", model_file, data, "--json", str(report), "--plot", str(plot)]) == 2
+        captured = capsys.readouterr()
+        assert message in captured.err and "frames" not in captured.out and not report.exists()
+    assert main(["eval", model_file, data, "--plot", str(tmp_path / "p.svg")]) == 0
+    assert (tmp_path / "p.svg").read_text().lstrip().startswith("<?xml")  # the format the suffix asks for
+    assert not list(tmp_path.glob(".*.tmp"))  # written whole, through a temporary file
 
 
 def test_learning_curve_refuses_unusable_sizes(tiny_setup, capsys):

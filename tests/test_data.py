@@ -113,13 +113,29 @@ def test_a_periodic_cell_far_below_any_bond_length_is_refused(side):
     reading._frame(atoms, "x.xyz, frame 2", ("energy", "forces", "stress"), ("energy",), None)
 
 
+@pytest.mark.parametrize("pbc", [True, (True, True, False)])
+def test_long_cell_vectors_that_make_a_short_period_are_refused(pbc):
+    # every vector is 5 Å, but b - a is a 0.02 Å lattice translation: an energy of -2e24 eV before
+    atoms = labelled(molecule("H2O"), 0)
+    atoms.pbc, atoms.cell = pbc, [[5.0, 0, 0], [5.0, 0.02, 0], [0, 0, 5.0]]
+    with pytest.raises(InputError, match=r"x.xyz, frame 2: .* lattice translation \[.*\] only 0.02 Å long"):
+        reading._frame(atoms, "x.xyz, frame 2", ("energy", "forces", "stress"), ("energy",), None)
+    atoms.cell = [[5.0, 0, 0], [2.5, 4.33, 0], [0, 0, 5.0]]  # skewed, not degenerate: taken
+    reading._frame(atoms, "x.xyz, frame 2", ("energy", "forces", "stress"), ("energy",), None)
+
+
 def test_skip_bad_frames_warns_with_count(tmp_path):
-    path = _write(tmp_path, list(_bad_frames()))
+    collapsed = labelled(molecule("H2O"), 3)
+    collapsed.positions[1] = collapsed.positions[0]  # found only by a neighbour search
+    path = _write(tmp_path, [*_bad_frames(), collapsed])
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         frames = data.read_frames(path, species=(1, 8), skip_bad_frames=True)
     assert len(frames) == 1
-    assert any("skipped 3 bad frame(s) of 4" in str(w.message) for w in caught)
+    assert any("skipped 4 bad frame(s) of 5" in str(w.message) for w in caught)
+    data.prepare(frames, 3.0, (1, 8))  # what is left trains
+    with pytest.raises(InputError, match=r"frame 4: atoms 0 and 1 are on top of each other"):
+        data.prepare(data.read_frames(path, index="4:"), 3.0, (1, 8))  # not skipping: the search names it
 
 
 def test_reference_energies_least_squares_and_isolated(tmp_path):

@@ -706,6 +706,27 @@ def test_a_cutoff_that_leaves_the_atoms_without_neighbours_is_warned_about(tmp_p
         _prepared(_config(tmp_path, cutoff=3.0), frames)
 
 
+def test_energies_given_per_atom_are_warned_about(tmp_path):
+    # Frames of 2 to 8 atoms: totals fit sum_s n_s e_s, energies per atom fit sum_s (n_s / N) e_s.
+    frames = _frames(n_mol=10, n_cryst=6, uniform=False)
+    frames = [f._replace(where=f"dft.xyz, frame {k}") for k, f in enumerate(frames)]
+    sizes = {len(f.atoms) for f in frames}
+    assert max(sizes) >= 2 * min(sizes)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        _prepared(_config(tmp_path), frames)
+    per_atom = [f._replace(energy=f.energy / len(f.atoms)) for f in frames]
+    with pytest.warns(UserWarning, match=r"'energy' labels of dft.xyz look like energies per atom, not per frame"):
+        _prepared(_config(tmp_path), per_atom)
+    species = (1, 6, 7, 8, 14)
+    as_total, as_per_atom = data.per_atom_energy_fits(per_atom, species)
+    assert as_total > 3 * as_per_atom
+    as_total, as_per_atom = data.per_atom_energy_fits(frames, species)  # and the other way round
+    assert as_per_atom > 3 * as_total
+    # one size: either reading fits, so nothing can be told
+    assert data.per_atom_energy_fits(_frames(n_mol=8, n_cryst=0), (1, 6)) is None
+
+
 def test_cross_validation_spread_is_the_sample_std_over_the_folds_that_have_the_metric():
     from mlpot.training.selection import _mean_std
 

@@ -14,6 +14,31 @@ from matplotlib.ticker import MaxNLocator
 from mlpot.training.metrics import concatenate
 
 
+def check_figure_path(option: str, path) -> None:
+    """Refuse a figure file whose suffix matplotlib cannot write, before the work that draws it."""
+    suffix = Path(path).suffix.lstrip(".").lower()
+    formats = plt.figure().canvas.get_supported_filetypes()
+    plt.close("all")
+    if suffix not in formats:
+        raise ValueError(
+            f"{option} {path}: matplotlib cannot write {'.' + suffix if suffix else 'a file without a suffix'}; "
+            f"use one of {', '.join('.' + f for f in sorted(formats))} (.png for a quick look, .pdf or .svg to print)"
+        )
+
+
+def save_figure(fig, path) -> Path:
+    """``fig`` to ``path`` whole (``atomic_write``: an interrupted save leaves the old file or none), closed."""
+    from io import BytesIO
+
+    from mlpot.modelfile import atomic_write
+
+    buffer = BytesIO()
+    fig.savefig(buffer, format=Path(path).suffix.lstrip(".").lower() or "png", dpi=110)
+    plt.close(fig)
+    atomic_write(path, buffer.getvalue())
+    return Path(path)
+
+
 def _panel(ax, ref, pred, label, unit):
     ax.scatter(ref, pred, s=4, alpha=0.5, edgecolors="none")
     lo, hi = float(min(ref.min(), pred.min())), float(max(ref.max(), pred.max()))
@@ -41,9 +66,7 @@ def parity(collected, path, title: str = "") -> Path:
         _panel(ax, ref, pred, label, unit)
     fig.suptitle(f"parity ({title}, {data['n_frames']} frames)" if title else "parity")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path)
 
 
 def learning_curves(history: list, path) -> Path:
@@ -70,9 +93,7 @@ def learning_curves(history: list, path) -> Path:
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3, which="both")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path)
 
 
 def learning_curve_study(sizes, errors: dict, path) -> Path:
@@ -85,6 +106,4 @@ def learning_curve_study(sizes, errors: dict, path) -> Path:
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path)

@@ -207,6 +207,7 @@ def assemble(config: TrainConfig, train, valid, test=None, species=None) -> Prep
         )
     elif config.isolated_atoms_file:
         isolated = data.read_frames(config.isolated_atoms_file, config.energy_key, required=("energy",))
+    _warn_if_energies_look_per_atom(everything, species, config.energy_key)
     sets = [data.prepare(part, config.cutoff, species) if part else None for part in (train, valid, test)]
     _warn_if_atoms_see_no_neighbours(sets[0], config.cutoff)
     mc = base.config if base else model_config(config, train, species, isolated, data_hyperparameters(config, sets[0]))
@@ -215,6 +216,24 @@ def assemble(config: TrainConfig, train, valid, test=None, species=None) -> Prep
     # one shape ladder for train, validation and test batches: they share compiled programs
     sets = [s._replace(edges_per_atom=ratio, typical_atoms=typical) if s is not None else None for s in sets]
     return Prepared(sets[0], sets[1], sets[2], mc, base.params if base else None)
+
+
+def _warn_if_energies_look_per_atom(frames, species, energy_key: str) -> None:
+    """Energies per atom read as totals train a model whose energies and forces disagree by a factor
+    N and whose errors mean nothing; it runs, so say it (only frames of different sizes can tell)."""
+    fits = data.per_atom_energy_fits(frames, species)
+    if fits is None:
+        return
+    as_total, as_per_atom = fits
+    if as_total > 1.5 * as_per_atom:  # the true reading wins by 2 or more on mlearn-like data, either way
+        files = sorted({f.where.rsplit(", frame", 1)[0] for f in frames if f.energy is not None})
+        warnings.warn(
+            f"the '{energy_key}' labels of {', '.join(files)} look like energies per atom, not per frame: as "
+            f"totals, sum_s n_s e_s fits them to {as_total:.3g} RMS; as energies per atom, sum_s (n_s / N) e_s "
+            f"fits them to {as_per_atom:.3g}. mlpot needs each frame's total energy (eV): multiply these by the "
+            "frame's number of atoms",
+            stacklevel=3,
+        )
 
 
 def _warn_if_atoms_see_no_neighbours(train: data.Dataset, cutoff: float) -> None:

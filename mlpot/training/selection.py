@@ -90,7 +90,7 @@ def split_identity(train, valid, test, label: str) -> str:
         digest.update(b"|part|")
         for frame in part:
             digest.update(
-                data._fingerprint(frame) + np.float64(np.nan if frame.energy is None else frame.energy).tobytes()
+                data.frame_fingerprint(frame) + np.float64(np.nan if frame.energy is None else frame.energy).tobytes()
             )
     return digest.hexdigest()
 
