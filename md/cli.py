@@ -21,9 +21,13 @@ import ase.io
 import ase.units
 import numpy as np
 
-from md.ensembles import BAROSTATS, CHAINED, STEPS
+from md.ensembles import BAROSTATS, CHAINED, STEPS, USES
 from mlpot.graph import check_atoms, species_indices
 from mlpot.modelfile import check_output_path
+
+# The options only some ensembles read (``USES``): option -> its default, kept here so that a value
+# given to an ensemble that ignores it gets a note (``_note_unused_options``).
+_DEFAULTS = {"pressure": 0.0, "friction": 0.01, "tdamp": None, "taup": 1000.0, "compressibility": 0.01}
 
 
 def register(subparsers) -> None:
@@ -51,16 +55,26 @@ def register(subparsers) -> None:
         default=300.0,
         help="K: Maxwell-Boltzmann start (0: keep the file's momenta) and thermostat target",
     )
-    p.add_argument("--pressure", type=float, default=0.0, help="GPa, NPT target (default 0)")
-    p.add_argument("--friction", type=float, default=0.01, help="Langevin friction in 1/fs (default 0.01)")
-    p.add_argument("--tdamp", type=float, default=None, help="thermostat time constant in fs (default 100 dt)")
+    p.add_argument("--pressure", type=float, default=_DEFAULTS["pressure"], help="GPa, NPT target (default 0)")
     p.add_argument(
-        "--taup", type=float, default=1000.0, help="barostat time constant in fs (npt's taup, npt-mtk's pdamp; 1000)"
+        "--friction", type=float, default=_DEFAULTS["friction"], help="Langevin friction in 1/fs (default 0.01)"
+    )
+    p.add_argument(
+        "--tdamp",
+        type=float,
+        default=_DEFAULTS["tdamp"],
+        help="thermostat time constant in fs (nose-hoover, npt's taut, npt-mtk; default 100 dt)",
+    )
+    p.add_argument(
+        "--taup",
+        type=float,
+        default=_DEFAULTS["taup"],
+        help="barostat time constant in fs (npt's taup, npt-mtk's pdamp; 1000)",
     )
     p.add_argument(
         "--compressibility",
         type=float,
-        default=0.01,
+        default=_DEFAULTS["compressibility"],
         help="Berendsen compressibility in 1/GPa (sets the barostat speed; default 0.01)",
     )
     p.add_argument("--skin", type=float, default=0.5, help="neighbour-list skin in Å (default 0.5)")
@@ -98,6 +112,7 @@ TRAJECTORY_SUFFIXES = (".traj", ".xyz", ".extxyz")
 _RULES = (
     ("--pressure", "pressure", lambda v: True, "a number of GPa"),
     ("--steps", "steps", lambda v: v >= 0, ">= 0"),
+    ("--seed", "seed", lambda v: v >= 0, ">= 0"),  # numpy's generators refuse a negative one
     ("--dt", "dt", lambda v: v > 0, "> 0 fs"),
     ("--interval", "interval", lambda v: v >= 1, ">= 1"),
     ("--temperature", "temperature", lambda v: v >= 0, ">= 0 K"),
@@ -122,6 +137,26 @@ def _check_options(args) -> None:
     if broken:
         raise ValueError(f"invalid {'; '.join(broken)}")
     _check_time_constants(args)
+    _note_unused_options(args)
+
+
+def _used(args) -> tuple[str, ...]:
+    """The settings (``Params`` fields) this run reads: its ensemble's, and the temperature, which also
+    draws the start velocities (and sets the default --max-temperature) in every ensemble."""
+    return (*USES[args.ensemble], "kT")
+
+
+def _note_unused_options(args) -> None:
+    """An option the ensemble ignores would otherwise look as if it acted (and a restart that leaves it
+    out must not be refused for it: ``_check_same_settings`` compares only what the ensemble reads)."""
+    unused = [
+        f"--{name} {value:g}"
+        for name, default in _DEFAULTS.items()
+        if (value := getattr(args, name)) != default and name not in _used(args)
+    ]
+    if unused:
+        verb = "is" if len(unused) == 1 else "are"
+        print(f"note: {' and '.join(unused)} {verb} not used by --ensemble {args.ensemble}: ignored", file=sys.stderr)
 
 
 def _check_time_constants(args) -> None:
@@ -140,6 +175,11 @@ def _check_time_constants(args) -> None:
         raise ValueError(
             f"{' and '.join(fast)} under ten timesteps ({slow:g} fs at --dt {args.dt:g}): too fast to integrate; "
             "time constants are in fs (0.1 ps = 100 fs; about 100 timesteps is usual)"
+        )
+    if args.ensemble in CHAINED and args.temperature == 0:  # the chain masses are kT tdamp^2
+        raise ValueError(
+            f"--temperature 0 with --ensemble {args.ensemble}: Nosé-Hoover chains need a target above 0 K; "
+            "to quench, use --ensemble langevin at a low temperature"
         )
     if args.ensemble == "npt" and args.compressibility == 0:
         raise ValueError("--compressibility 0 with --ensemble npt: the Berendsen barostat would never move the cell")
@@ -262,8 +302,9 @@ def _settings(args) -> dict:
     }
 
 
-def _check_same_settings(path, saved, now) -> None:
-    """A restart continues one run: a new --dt would also make every later time_fs wrong."""
+def _check_same_settings(path, saved, now, used) -> None:
+    """A restart continues one run: a new --dt would also make every later time_fs wrong. Only the
+    settings the run reads (``used``) are compared: one its ensemble ignores changed nothing."""
     fs, gpa = ase.units.fs, ase.units.GPa
     shown = {  # field: (option, factor to the option's unit, unit)
         "dt": ("--dt", 1 / fs, "fs"),
@@ -277,7 +318,7 @@ def _check_same_settings(path, saved, now) -> None:
     changed = [
         f"{option} {float(getattr(saved, field)) * factor:.6g} -> {float(getattr(now, field)) * factor:.6g} {unit}"
         for field, (option, factor, unit) in shown.items()
-        if not np.isclose(float(getattr(saved, field)), float(getattr(now, field)), rtol=1e-9, atol=0)
+        if field in used and not np.isclose(float(getattr(saved, field)), float(getattr(now, field)), rtol=1e-9, atol=0)
     ]
     if changed:
         raise ValueError(
@@ -315,7 +356,7 @@ def build(args):
         if not np.array_equal(restart["numbers"], atoms.numbers):
             raise ValueError(f"{args.restart}: its atoms do not match {args.structure}")
         settings = params(**_settings(args), dof=restart["params"].dof)  # the count the run started with
-        _check_same_settings(args.restart, restart["params"], settings)
+        _check_same_settings(args.restart, restart["params"], settings, _used(args))
         if restart["skin"] is not None and not np.isclose(restart["skin"], args.skin, rtol=1e-9, atol=0):
             raise ValueError(  # the physics would hold, but the list would rebuild at other steps
                 f"{args.restart}: the run it continues had --skin {restart['skin']:g} Å, not {args.skin:g}: use "
@@ -426,7 +467,13 @@ def main(args) -> int:
         sim.attach(lambda s: traj.write(frame_atoms(atoms, s.state, npt)), args.interval)
     deviation = committee_deviation(potential)
     if args.log:
-        log = ThermoLog(args.log, with_pressure=npt, append=restarting, with_deviation=deviation is not None)
+        log = ThermoLog(
+            args.log,
+            with_pressure=npt,
+            append=restarting,
+            with_deviation=deviation is not None,
+            with_conserved=args.ensemble in CHAINED,
+        )
         writers.append(log)
         if deviation:
 

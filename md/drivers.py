@@ -196,6 +196,7 @@ def _mtk_driver(ensemble: str, name: str, doc: str):
             skin,
             settings=settings,
             chain_length=chain,
+            names={"taup": "pdamp"},
             **options,
         )
 
@@ -261,6 +262,17 @@ def NPTBerendsen(
         "taup": taup,
         "compressibility": compressibility_au,
     }
+    names = {"tdamp": "taut"}
     return Dynamics(
-        atoms, "npt", timestep, potential, trajectory, logfile, loginterval, skin, settings=settings, **options
+        atoms,
+        "npt",
+        timestep,
+        potential,
+        trajectory,
+        logfile,
+        loginterval,
+        skin,
+        settings=settings,
+        names=names,
+        **options,
     )

@@ -24,14 +24,26 @@ import numpy as np
 from ase import Atoms
 from ase.stress import full_3x3_to_voigt_6_stress
 
-from md.ensembles import BAROSTATS
+from md.ensembles import BAROSTATS, CHAINED
 from md.forces import potential_forces
 from md.integrators import params as make_params
-from md.io import ThermoLog, TrajectoryWriter, committee_deviation, frame_atoms, log_columns, model_fingerprint
-from md.simulation import Simulation
+from md.io import ThermoLog, TrajectoryWriter, committee_deviation, frame_atoms
+from md.simulation import Simulation, check_settings
 from md.velocities import mobility
 from mlpot.calculator import Calculator
-from mlpot.potential import Potential, load
+from mlpot.potential import Potential, load, same_model
+
+# Each setting (``Params`` field) as the drivers' arguments name it, after ASE: (argument, factor from
+# the field's unit to the argument's, unit shown). A driver renames some (``names=``), as ASE's do.
+_ASE_NAMES = {
+    "dt": ("timestep", 1.0, ""),
+    "kT": ("temperature_K", 1 / ase.units.kB, " K"),
+    "friction": ("friction", 1.0, ""),
+    "tdamp": ("tdamp", 1.0, ""),
+    "pressure": ("pressure_au", 1.0, ""),
+    "taup": ("taup", 1.0, ""),
+    "compressibility": ("compressibility_au", 1.0, ""),
+}
 
 
 class Dynamics:
@@ -53,12 +65,17 @@ class Dynamics:
         min_distance: float = 0.5,
         chain_length: int = 3,
         append_trajectory: bool = False,
+        names: dict | None = None,
     ):
+        # field -> the driver's argument for it (NPTBerendsen's taut, the MTK drivers' pdamp)
+        self._names = {field: (name, *_ASE_NAMES[field][1:]) for field, name in (names or {}).items()}
+        params = make_params(dt=timestep, **(settings or {}))
+        # before anything is built: a bad setting would otherwise stop the run at a NaN blamed on the structure
+        check_settings(ensemble, params, self._argument_names())
         potential = _driver_potential(atoms, potential)
         self.atoms, self.potential = atoms, potential
         self._calc = atoms.calc  # the cache we prime; a calculator swapped in later is left alone
         self.forces = potential_forces(potential, atoms, skin, compute_stress=ensemble in BAROSTATS)
-        params = make_params(dt=timestep, **(settings or {}))
         self.simulation = Simulation(
             self.forces,
             atoms,
@@ -88,8 +105,9 @@ class Dynamics:
             # model file as a trajectory would overwrite it.
             raise TypeError(f"trajectory: {trajectory!r} is a model; pass it as potential=")
         if isinstance(trajectory, (str, os.PathLike)):
-            writer = TrajectoryWriter(trajectory, append=append)
-            writer.last_step = -1  # this run counts from step 0 again: append all its frames, as ASE does
+            # this run counts from step 0 again: append all its frames after whatever the file holds (ASE's
+            # own MD's frames too, which carry no step), as ASE does
+            writer = TrajectoryWriter(trajectory, append=append, resume=False)
             self._writers.append(writer)
         elif hasattr(trajectory, "write"):
             writer = trajectory  # the caller's open Trajectory: the caller closes it, as with ASE
@@ -104,16 +122,20 @@ class Dynamics:
         )
 
     def _attach_log(self, logfile, loginterval: int, append: bool) -> None:
-        npt = self.simulation.ensemble in BAROSTATS
         deviation = committee_deviation(self.potential)
+        columns = {
+            "with_pressure": self.simulation.ensemble in BAROSTATS,
+            "with_deviation": deviation is not None,
+            "with_conserved": self.simulation.ensemble in CHAINED,  # those whose thermo() has "conserved"
+        }
         if isinstance(logfile, (str, os.PathLike)) and str(logfile) != "-":
             # with append_trajectory the log of a run in segments continues too (ASE's logs always append)
-            log = ThermoLog(logfile, with_pressure=npt, append=append, with_deviation=deviation is not None)
+            log = ThermoLog(logfile, append=append, **columns)
             log.last_step = -1  # each segment counts from step 0 again, as its trajectory frames do
             self._writers.append(log)
         elif isinstance(logfile, str) or hasattr(logfile, "write"):
             stream = sys.stdout if isinstance(logfile, str) else logfile
-            log = _StreamLog(stream, with_pressure=npt, with_deviation=deviation is not None)
+            log = _StreamLog(stream, **columns)
         else:
             raise TypeError(f"logfile: expected a file name, '-' or an open file, not {logfile!r}")
         if deviation:
@@ -129,8 +151,19 @@ class Dynamics:
 
     # -- settings changed between runs, as ASE's setters (an annealing ramp); each is an argument of the
     # compiled step, so none recompiles
-    def _set(self, **settings) -> None:
-        self.simulation.params = make_params(**{**self.simulation.params._asdict(), **settings})
+    def _set(self, argument: str, **settings) -> None:
+        """``settings`` (``Params`` fields) from the next step on, checked as the driver's were; a bad
+        one is named as ``argument``, the setter's."""
+        params = make_params(**{**self.simulation.params._asdict(), **settings})
+        check_settings(self.simulation.ensemble, params, self._argument_names(dict.fromkeys(settings, argument)))
+        self.simulation.params = params
+
+    def _argument_names(self, renamed: dict | None = None) -> dict:
+        """``check_settings``' names: ASE's arguments, as this driver (and ``renamed``) call them."""
+        names = {**_ASE_NAMES, **self._names}
+        for field, name in (renamed or {}).items():
+            names[field] = (name, *names[field][1:])
+        return names
 
     def _has(self, what: str, ensembles) -> None:
         if self.simulation.ensemble not in ensembles:
@@ -141,36 +174,36 @@ class Dynamics:
         if temperature is not None or temperature_K is None:
             raise TypeError("set_temperature: give temperature_K= (ASE's temperature= is in eV: refused)")
         self._has("thermostat", ("langevin", "nose-hoover", *BAROSTATS))
-        self._set(kT=ase.units.kB * temperature_K)
+        self._set("temperature_K", kT=ase.units.kB * temperature_K)
         if self._auto_max_temperature:
             self.simulation.max_kT = ase.units.kB * max(10_000.0, 5 * temperature_K)
 
     def set_friction(self, friction: float) -> None:
         """Langevin's friction (1/ASE time) from the next step on."""
         self._has("friction", ("langevin",))
-        self._set(friction=friction)
+        self._set("friction", friction=friction)
 
     def set_timestep(self, timestep: float) -> None:
         self.dt = timestep
 
     def set_taut(self, taut: float) -> None:
         self._has("thermostat time constant", ("nose-hoover", *BAROSTATS))
-        self._set(tdamp=taut)
+        self._set("taut", tdamp=taut)
 
     def set_pressure(self, pressure=None, *, pressure_au=None) -> None:
         """The barostat's target (eV/Å^3) from the next step on (ASE's ``pressure_au=``)."""
         if pressure is not None or pressure_au is None:
             raise TypeError("set_pressure: give pressure_au= (in eV/Å^3)")
         self._has("barostat", BAROSTATS)
-        self._set(pressure=pressure_au)
+        self._set("pressure_au", pressure=pressure_au)
 
     def set_taup(self, taup: float) -> None:
         self._has("barostat", BAROSTATS)
-        self._set(taup=taup)
+        self._set("taup", taup=taup)
 
     def set_compressibility(self, *, compressibility_au: float) -> None:
         self._has("Berendsen barostat", ("npt",))
-        self._set(compressibility=compressibility_au)
+        self._set("compressibility_au", compressibility=compressibility_au)
 
     @property
     def dt(self) -> float:
@@ -180,7 +213,7 @@ class Dynamics:
     def dt(self, value: float) -> None:
         """A new timestep from the next step on, as ASE's drivers read ``dyn.dt`` each step (a setting is
         an argument of the compiled step: no recompile)."""
-        self._set(dt=value)
+        self._set("timestep", dt=value)
 
     def get_time(self) -> float:
         return self.nsteps * self.dt
@@ -283,7 +316,7 @@ class Dynamics:
                              "make a new driver")  # fmt: skip
         calc = self.atoms.calc
         if calc is not self._calc and calc is not None:
-            if not (isinstance(calc, Calculator) and _same_model(calc.potential, self.potential)):
+            if not (isinstance(calc, Calculator) and same_model(calc.potential, self.potential)):
                 raise ValueError(
                     f"atoms.calc was replaced by a {type(calc).__name__} of another model since the driver was made; "
                     "the driver runs its own model: make a new driver for the other"
@@ -339,9 +372,10 @@ class Dynamics:
 class _StreamLog(ThermoLog):
     """``ThermoLog``'s CSV on a stream the caller owns (``sys.stdout``, an open file): never closed."""
 
-    def __init__(self, stream, with_pressure: bool, with_deviation: bool = False):
-        self._file, self.with_pressure, self.with_deviation, self.last_step = stream, with_pressure, with_deviation, -1
-        stream.write(",".join(log_columns(with_pressure, with_deviation)) + "\n")
+    def __init__(self, stream, with_pressure: bool, with_deviation: bool = False, with_conserved: bool = False):
+        self._file, self.last_step = stream, -1
+        self.with_pressure, self.with_deviation, self.with_conserved = with_pressure, with_deviation, with_conserved
+        stream.write(",".join(self._columns()) + "\n")
         stream.flush()
 
     def close(self) -> None:
@@ -382,14 +416,10 @@ def _driver_potential(atoms: Atoms, potential) -> Potential:
         potential = load(potential)
     if calc is None:
         atoms.calc = Calculator(potential)  # callbacks read atoms.get_potential_energy(), as with ASE's drivers
-    elif not (isinstance(calc, Calculator) and _same_model(calc.potential, potential)):
+    elif not (isinstance(calc, Calculator) and same_model(calc.potential, potential)):
         # Callbacks would read the other calculator's energies, or we would write ours into its cache.
         raise ValueError(
             f"potential: atoms.calc is a {type(calc).__name__} of another model; set atoms.calc = "
             "mlpot.Calculator(potential), or leave potential= out to run atoms.calc's model"
         )
     return potential
-
-
-def _same_model(a: Potential, b: Potential) -> bool:
-    return a is b or model_fingerprint(a) == model_fingerprint(b)

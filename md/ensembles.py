@@ -22,6 +22,16 @@ STEPS = {
 BAROSTATS = ("npt", "npt-mtk", "npt-mtk-cell")  # they change the cell, from the stress
 CHAINED = ("nose-hoover", "npt-mtk", "npt-mtk-cell")  # Nosé-Hoover chains: masses kT tdamp^2 need kT > 0
 MTK = {"npt-mtk": True, "npt-mtk-cell": False}  # ensemble: isotropic (``barostat_energy``'s switch)
+# The settings (``Params`` fields) each ensemble's step reads: only these are checked
+# (``md.simulation.check_settings``), compared on a restart, or worth an option at the command line.
+USES = {
+    "nve": ("dt",),
+    "langevin": ("dt", "kT", "friction"),
+    "nose-hoover": ("dt", "kT", "tdamp"),
+    "npt": ("dt", "kT", "tdamp", "pressure", "taup", "compressibility"),  # tdamp: Berendsen's taut
+    "npt-mtk": ("dt", "kT", "tdamp", "pressure", "taup"),  # taup: MTK's pdamp
+    "npt-mtk-cell": ("dt", "kT", "tdamp", "pressure", "taup"),
+}
 
 
 def integrator(ensemble: str, force_fn: ForceFn) -> Integrator:

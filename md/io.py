@@ -82,15 +82,17 @@ class TrajectoryWriter:
     """Appends frames to ``.traj`` (ASE binary) or extxyz (any other name), flushed per frame.
 
     Appending (a restart) skips frames whose step the file already holds: a run killed after
-    writing a frame but before its restart file is replayed from the restart before it.
+    writing a frame but before its restart file is replayed from the restart before it. That needs
+    the file's last frame to carry its step; ``resume=False`` (the drivers' ``append_trajectory``, a
+    new run after any file, ASE's own included) appends every frame and reads no step.
     """
 
-    def __init__(self, path, append: bool = False):
+    def __init__(self, path, append: bool = False, resume: bool = True):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if append and self.path.suffix != ".traj":
             _cut_a_torn_last_frame(self.path)
-        self.last_step = _last_frame_step(self.path) if append else -1
+        self.last_step = _last_frame_step(self.path) if append and resume else -1
         if self.path.suffix == ".traj":
             self._traj = ase.io.Trajectory(str(self.path), "a" if append else "w")
             self._file = None
@@ -192,10 +194,11 @@ def _last_frame_step(path: Path) -> int:
     return int(step)
 
 
-def log_columns(with_pressure: bool, with_deviation: bool = False) -> list[str]:
+def log_columns(with_pressure: bool, with_deviation: bool = False, with_conserved: bool = False) -> list[str]:
     """The thermo log's CSV header (``ThermoLog``, and the drivers' stream log)."""
     columns = ["step", "time_fs", "epot_eV", "ekin_eV", "etot_eV", "temperature_K"]
     columns += ["pressure_GPa", "volume_A3"] if with_pressure else []
+    columns += ["conserved_eV"] if with_conserved else []
     return columns + ["force_dev_max_eVA"] if with_deviation else columns
 
 
@@ -221,20 +224,33 @@ def committee_deviation(potential):
 
 class ThermoLog:
     """CSV: step, time_fs, epot_eV, ekin_eV, etot_eV, temperature_K[, pressure_GPa, volume_A3]
-    [, force_dev_max_eVA (a committee's, ``committee_deviation``)].
+    [, conserved_eV][, force_dev_max_eVA (a committee's, ``committee_deviation``)].
 
+    ``conserved_eV`` (``with_conserved``, the Nosé-Hoover and MTK ensembles): the total energy plus the
+    thermostat's and barostat's, constant for a good timestep where etot_eV is not.
     Appending skips rows whose step the file already holds (see ``TrajectoryWriter``).
     """
 
-    def __init__(self, path, with_pressure: bool, append: bool = False, with_deviation: bool = False):
+    def __init__(
+        self,
+        path,
+        with_pressure: bool,
+        append: bool = False,
+        with_deviation: bool = False,
+        with_conserved: bool = False,
+    ):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.with_pressure, self.with_deviation = with_pressure, with_deviation
+        self.with_pressure, self.with_deviation, self.with_conserved = with_pressure, with_deviation, with_conserved
         write_header = not (append and self.path.exists() and self.path.stat().st_size > 0)
         self.last_step = -1
         if not write_header:
             text = self.path.read_text()
-            header, expected = text.split("\n", 1)[0], ",".join(log_columns(with_pressure, with_deviation))
+            header, expected = text.split("\n", 1)[0], ",".join(self._columns())
+            before = ",".join(log_columns(with_pressure, with_deviation))
+            if with_conserved and header == before:
+                # a log begun before mlpot wrote conserved_eV: its run goes on without the column
+                self.with_conserved, expected = False, before
             if header != expected:  # rows of another run's columns would not line up
                 raise ValueError(f"{self.path}: its columns are {header!r}, this run's {expected!r}: log to a new file")
             if not text.endswith("\n"):  # a line torn by a kill: cut it, the next row starts a line
@@ -244,8 +260,11 @@ class ThermoLog:
             self.last_step = int(last) if last.isdigit() else -1
         self._file = open(self.path, "a" if append else "w")  # noqa: SIM115 - kept open for the run
         if write_header:
-            self._file.write(",".join(log_columns(with_pressure, with_deviation)) + "\n")
+            self._file.write(",".join(self._columns()) + "\n")
             self._file.flush()
+
+    def _columns(self) -> list[str]:
+        return log_columns(self.with_pressure, self.with_deviation, self.with_conserved)
 
     def write(self, row: dict) -> None:
         if row["step"] <= self.last_step:
@@ -260,6 +279,8 @@ class ThermoLog:
         ]
         if self.with_pressure:
             values += [f"{row['pressure'] / ase.units.GPa:.8f}", f"{row['volume']:.6f}"]
+        if self.with_conserved:
+            values.append(f"{row['conserved']:.10f}")
         if self.with_deviation:
             values.append(f"{row['force_dev_max']:.6f}")
         self._file.write(",".join(values) + "\n")

@@ -20,7 +20,7 @@ import numpy as np
 from ase import Atoms
 
 from md.barostats import barostat_energy, pressure
-from md.ensembles import BAROSTATS, CHAINED, MTK, integrator
+from md.ensembles import BAROSTATS, CHAINED, MTK, USES, integrator
 from md.forces import Forces
 from md.integrators import Params, blank_state, chain_energy, degrees_of_freedom, kinetic_energy
 from md.loop import NONFINITE, OK, REBUILD, TOO_CLOSE, TOO_HOT, Limits, Reference, guarded, run_chunk
@@ -42,6 +42,42 @@ def _compiled(ensemble: str, forces: Forces, chain_length: int):
         pair = integrator(ensemble, guarded(forces.force_fn))
         _COMPILED[key] = jax.jit(partial(run_chunk, pair.step_fn, forces.check_fn))
     return _COMPILED[key]
+
+
+# What each setting must be where its ensemble reads it (``USES``); finite besides (NaN fails every
+# comparison, inf passes some). Outside it the run stops at a NaN blamed on the structure or timestep.
+_SETTING_RULES = {
+    "dt": (lambda v: v > 0, "finite and > 0"),
+    "kT": (lambda v: v >= 0, "finite and >= 0"),
+    "friction": (lambda v: v >= 0, "finite and >= 0"),
+    "tdamp": (lambda v: v > 0, "finite and > 0"),
+    "pressure": (lambda v: True, "finite"),
+    "taup": (lambda v: v > 0, "finite and > 0"),
+    "compressibility": (lambda v: v >= 0, "finite and >= 0"),
+}
+
+
+def check_settings(ensemble: str, params: Params, names: dict | None = None) -> None:
+    """Refuse (ValueError) a setting ``ensemble`` reads but cannot run with, named as the caller gave it.
+
+    ``names``: ``Params`` field -> (argument name, factor from the field's unit to the argument's, unit
+    shown); by default the field itself (``Simulation`` takes ``Params``).
+    """
+    names = {**{field: (field, 1.0, "") for field in Params._fields}, **(names or {})}
+    for field in USES[ensemble]:
+        value = float(getattr(params, field))
+        allowed, rule = _SETTING_RULES[field]
+        if not (np.isfinite(value) and allowed(value)):
+            name, factor, unit = names[field]
+            raise ValueError(f"{name}: must be {rule} for {ensemble}, not {value * factor:g}{unit}")
+    if ensemble in CHAINED and not float(params.kT) > 0:
+        # The chain masses are kT tdamp^2: a 0 K target has none (NaN on the first step).
+        name, factor, unit = names["kT"]
+        raise ValueError(
+            f"{name}: {ensemble}'s Nosé-Hoover chains need a target temperature above 0 K, not "
+            f"{float(params.kT) * factor:g}{unit}; to quench, use Langevin at a low temperature or an "
+            "optimiser (ase.optimize)"
+        )
 
 
 class Simulation:
@@ -66,12 +102,7 @@ class Simulation:
                 "NPT needs the stress: build the forces with compute_stress=True "
                 "(potential_forces / graph_forces), or fixed_forces(..., with_stress=True)"
             )
-        if ensemble in CHAINED and not float(params.kT) > 0:
-            # The chain masses are kT tdamp^2: a 0 K target has none (NaN on the first step).
-            raise ValueError(
-                f"{ensemble}: Nosé-Hoover chains need a target temperature above 0 K (got {float(params.kT) / ase.units.kB:g} K); "
-                "to quench, use Langevin at a low temperature or an optimiser (ase.optimize)"
-            )
+        check_settings(ensemble, params)
         self.forces, self.ensemble, self.params = forces, ensemble, params
         self._dof_given = float(params.dof)
         self.template = atoms.copy()

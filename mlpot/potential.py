@@ -17,6 +17,7 @@ from functools import partial
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from mlpot import physics, repulsion
 from mlpot.graph import Graph, build_graph
@@ -144,6 +145,20 @@ class Potential:
 
     def __eq__(self, other):
         return self is other
+
+
+def same_model(a: Potential, b: Potential) -> bool:
+    """Whether two potentials compute the same thing: equal configs and bitwise-equal parameters
+    (two loads of one file are the same model; ``==`` on ``Potential`` is identity)."""
+    if a is b:
+        return True
+    if a.config != b.config:
+        return False
+    leaves_a, leaves_b = jax.tree_util.tree_leaves(a.params), jax.tree_util.tree_leaves(b.params)
+    return len(leaves_a) == len(leaves_b) and all(
+        np.shape(x) == np.shape(y) and np.asarray(x).dtype == np.asarray(y).dtype and np.array_equal(x, y)
+        for x, y in zip(leaves_a, leaves_b)
+    )
 
 
 _PREDICT_CACHE: dict = {}  # insertion order = least recently used first

@@ -171,6 +171,21 @@ def test_cli_restart_refuses_other_settings(files, tmp_path, capsys):
     assert code == 2 and "had --skin 0.5 Å, not 0.3" in capsys.readouterr().err
 
 
+def test_cli_notes_options_the_ensemble_ignores_and_a_restart_does_not_compare_them(files, tmp_path, capsys):
+    common = ["--ensemble", "nose-hoover", "--temperature", "60", "--restart", str(tmp_path / "r.npz")]
+    assert _md(files, tmp_path, "--steps", "5", "--pressure", "5", "--friction", "3", *common) == 0
+    err = capsys.readouterr().err
+    assert "note: --pressure 5 and --friction 3 are not used by --ensemble nose-hoover: ignored" in err
+    assert _md(files, tmp_path, "--steps", "10", *common) == 0  # the same run: those never acted
+    assert "note:" not in capsys.readouterr().err
+    code = _md(files, tmp_path, "--steps", "15", "--tdamp", "300", *common)  # one the ensemble reads
+    assert code == 2 and "--tdamp 500 -> 300 fs" in capsys.readouterr().err
+    # the log has the conserved energy, which starts as etot (the chain at rest)
+    rows = list(csv.DictReader((tmp_path / "log.csv").read_text().splitlines()))
+    assert [int(r["step"]) for r in rows] == [0, 5, 10]
+    assert float(rows[0]["conserved_eV"]) == pytest.approx(float(rows[0]["etot_eV"]), abs=1e-9)
+
+
 def test_cli_restart_refuses_another_model(files, tmp_path, capsys):
     other = tmp_path / "other.mlpot"
     argon_potential(6.0).save(other)  # same element, other energies
@@ -275,10 +290,12 @@ def test_cli_rejects_unphysical_settings(files, capsys):
         ("--skin", "inf"),
         ("--min-distance", "inf"),
         ("--compressibility", "inf"),
+        ("--seed", "-1"),  # an option, not an error in the structure file
     ]:
         argv = ["md", str(files / "argon.mlpot"), str(files / "argon.xyz"), "--steps", "5", option, value]
         assert main(argv) == 2, option
-        assert f"{option} {value}" in capsys.readouterr().err
+        err = capsys.readouterr().err
+        assert f"{option} {value}" in err and "frame 0" not in err
 
 
 def test_cli_refuses_time_constants_typed_in_ps_and_a_barostat_that_cannot_move(files, capsys):

@@ -247,6 +247,19 @@ def test_append_trajectory_appends(argon, tmp_path):
     assert [f.info["step"] for f in ase.io.read(tmp_path / "t.xyz", ":")] == [0, 2, 0, 2]
 
 
+def test_append_trajectory_continues_a_traj_written_by_ases_own_md(argon, tmp_path):
+    # equilibrate with ASE, continue with mlpot: ASE's frames carry no step, and need none here
+    path = tmp_path / "md.traj"
+    atoms = _argon_atoms(argon)
+    with AseVelocityVerlet(atoms, DT, trajectory=str(path)) as dyn:
+        dyn.run(2)
+    with md.VelocityVerlet(atoms, DT, trajectory=str(path), append_trajectory=True) as dyn:
+        dyn.run(2)
+    frames = ase.io.read(path, ":")
+    assert len(frames) == 3 + 3 and [f.info.get("step") for f in frames[3:]] == [0, 1, 2]
+    np.testing.assert_allclose(frames[3].positions, frames[2].positions, rtol=0, atol=1e-12)
+
+
 # -- which calculator ----------------------------------------------------------------------------------------
 
 
@@ -342,6 +355,29 @@ def test_appending_to_a_log_cuts_a_torn_line_and_refuses_other_columns(tmp_path)
     assert [line.split(",")[0] for line in path.read_text().splitlines()[1:]] == ["0", "5"]
     with pytest.raises(ValueError, match="its columns are .*log to a new file"):
         ThermoLog(path, with_pressure=True, append=True)
+    # a Nosé-Hoover log begun before conserved_eV existed goes on without it, its rows in line
+    log = ThermoLog(path, with_pressure=False, append=True, with_conserved=True)
+    log.write(
+        {"step": 10, "time_fs": 5.0, "epot": 1.0, "ekin": 1.0, "etot": 2.0, "temperature": 300.0, "conserved": 2.0}
+    )
+    log.close()
+    assert path.read_text().splitlines()[-1] == "10,5.000000,1.0000000000,1.0000000000,2.0000000000,300.000000"
+
+
+def test_a_nose_hoover_log_has_a_conserved_energy_that_holds_where_etot_does_not(argon):
+    atoms = _argon_atoms(argon)
+    out = io.StringIO()
+    # heated from 60 K to 120 K: the thermostat feeds the atoms energy, which its chain accounts for
+    dyn = md.NoseHooverChainNVT(atoms, DT, temperature_K=120.0, tdamp=10 * DT, logfile=out, loginterval=5)
+    dyn.run(60)
+    rows = list(csv.DictReader(out.getvalue().splitlines()))
+    conserved, etot = (np.array([float(r[c]) for r in rows]) for c in ("conserved_eV", "etot_eV"))
+    assert conserved[0] == pytest.approx(etot[0], abs=1e-9)  # the chain starts at rest, with no energy
+    assert np.ptp(etot) > 0.3 and np.ptp(conserved) < 2e-3
+    assert conserved[-1] == pytest.approx(dyn.get_conserved_energy(), abs=1e-9)
+    out = io.StringIO()
+    md.Langevin(_argon_atoms(argon), DT, temperature_K=60.0, friction=0.02 / units.fs, logfile=out, seed=1)
+    assert "conserved_eV" not in out.getvalue()  # a bath with no energy account: no such quantity
 
 
 def test_appending_to_an_extxyz_trajectory_cuts_a_frame_torn_by_a_kill(tmp_path):
@@ -424,6 +460,47 @@ def test_the_safety_stops_are_driver_keywords(argon):
         md.VelocityVerlet(_argon_atoms(argon), DT, min_distance=3.8)
     with pytest.raises(MDError, match="temperature exceeded 30 K"):  # the crystal starts at ~60 K
         md.Langevin(_argon_atoms(argon), DT, temperature_K=60.0, friction=0.05 / units.fs, max_temperature_K=30.0)
+
+
+@pytest.mark.parametrize(
+    "make, named",
+    [
+        (lambda a: md.VelocityVerlet(a, float("nan")), "timestep: must be finite and > 0 for nve, not nan"),
+        (lambda a: md.VelocityVerlet(a, 0.0), "timestep: must be finite and > 0"),
+        (lambda a: md.Langevin(a, DT, temperature_K=60.0, friction=-0.01 / units.fs, seed=0), "friction: must be"),
+        (lambda a: md.Langevin(a, DT, temperature_K=-5.0, friction=0.01 / units.fs, seed=0), "temperature_K: .*-5 K"),
+        (lambda a: md.NoseHooverChainNVT(a, DT, temperature_K=60.0, tdamp=0.0), "tdamp: must be finite and > 0"),
+        (lambda a: md.NoseHooverChainNVT(a, DT, temperature_K=0.0, tdamp=100 * DT), "temperature_K: .*above 0 K"),
+        (lambda a: md.IsotropicMTKNPT(a, DT, 60.0, 0.0, tdamp=100 * DT, pdamp=0.0), "pdamp: must be finite and > 0"),
+        (lambda a: md.MTKNPT(a, DT, 60.0, float("inf"), tdamp=100 * DT, pdamp=1000 * DT), "pressure_au: must be"),
+        (lambda a: md.NPTBerendsen(a, DT, 60.0, 0.0, 1e-3, taut=0.0), "taut: must be finite and > 0"),
+        (lambda a: md.NPTBerendsen(a, DT, 60.0, 0.0, -1e-3), "compressibility_au: must be finite and >= 0"),
+    ],
+)
+def test_driver_settings_are_checked_and_named_as_the_driver_takes_them(argon, make, named):
+    # refused at once: not a NaN a step later blamed on the structure or the timestep
+    with pytest.raises(ValueError, match=named):
+        make(_argon_atoms(argon))
+
+
+def test_setters_check_their_value_and_keep_the_old_one_on_a_refusal(argon):
+    atoms = _argon_atoms(argon)
+    dyn = md.NoseHooverChainNVT(atoms, DT, temperature_K=60.0, tdamp=100 * DT)
+    for change, named in [
+        (lambda: dyn.set_temperature(temperature_K=0), "temperature_K: .*above 0 K"),
+        (lambda: dyn.set_taut(0.0), "taut: must be finite and > 0"),
+        (lambda: dyn.set_timestep(-DT), "timestep: must be finite and > 0"),
+        (lambda: setattr(dyn, "dt", float("nan")), "timestep: must be finite and > 0"),
+    ]:
+        with pytest.raises(ValueError, match=named):
+            change()
+    assert dyn.dt == DT and float(dyn.simulation.params.kT) == pytest.approx(60.0 * units.kB)
+    dyn.run(3)  # the run goes on with the settings it had
+    assert np.isfinite(atoms.get_momenta()).all()
+    langevin = md.Langevin(_argon_atoms(argon), DT, temperature_K=60.0, friction=0.02 / units.fs, seed=0)
+    with pytest.raises(ValueError, match="friction: must be finite and >= 0"):
+        langevin.set_friction(-1.0)
+    langevin.set_temperature(temperature_K=0.0)  # Langevin quenches at 0 K: allowed
 
 
 def test_setters_change_the_run_from_the_next_step_as_ases_do(argon):

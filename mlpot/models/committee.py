@@ -18,7 +18,6 @@ import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -58,7 +57,7 @@ def assemble(potentials, names=None) -> Potential:
     Its cutoff is the largest member's: every model in the slot weighs an edge by an envelope that
     is exactly zero from its own cutoff on (``mlpot.radial.polynomial_envelope``), so a member with a
     shorter cutoff gets the same energy from the longer neighbour list."""
-    from mlpot.potential import ModelConfig, Potential
+    from mlpot.potential import ModelConfig, Potential, same_model
 
     potentials = list(potentials)
     if len(potentials) < 2:
@@ -78,7 +77,7 @@ def assemble(potentials, names=None) -> Potential:
             )
     for k, p in enumerate(potentials):
         for j in range(k):
-            if _same_model(potentials[j], p):
+            if same_model(potentials[j], p):
                 warnings.warn(
                     f"{names[j]} and {names[k]} are the same model: a committee gains only from members trained apart",
                     stacklevel=2,
@@ -116,13 +115,6 @@ def _warn_about_another_energy_zero(potentials) -> None:
             "compare their predictions (mlpot eval COMMITTEE FILE --members)",
             stacklevel=3,
         )
-
-
-def _same_model(a: Potential, b: Potential) -> bool:
-    if a.config != b.config:
-        return False
-    leaves_a, leaves_b = jax.tree_util.tree_leaves(a.params), jax.tree_util.tree_leaves(b.params)
-    return len(leaves_a) == len(leaves_b) and all(np.array_equal(x, y) for x, y in zip(leaves_a, leaves_b))
 
 
 def members(potential: Potential) -> list[Potential]:
