@@ -83,6 +83,12 @@ def register(subparsers) -> None:
         default=None,
         help="trajectory file (.traj: ASE binary; .xyz, .extxyz: extxyz), every --interval steps",
     )
+    p.add_argument(
+        "--unwrap",
+        action="store_true",
+        help="write positions as integrated, not wrapped into the cell: what a mean-squared displacement "
+        "(a diffusion coefficient) needs, and what ASE's own MD writes",
+    )
     p.add_argument("--log", default=None, help="thermo CSV log, every --interval steps")
     p.add_argument("--interval", type=int, default=10, help="steps between frames/log lines/restart writes")
     p.add_argument("--seed", type=int, default=0, help="seed for velocities and Langevin noise")
@@ -427,7 +433,7 @@ def _check_deviation(row: dict, limit: float | None) -> None:
         )
 
 
-def _record_last_good_frame(sim, writers, atoms, npt: bool, deviation) -> None:
+def _record_last_good_frame(sim, writers, atoms, npt: bool, deviation, unwrap: bool) -> None:
     """Append the state before a failure to the trajectory and log (not the restart: it is no place to
     continue from), off the interval if need be: the frame that shows what went wrong."""
     from md.io import ThermoLog, frame_atoms
@@ -439,7 +445,7 @@ def _record_last_good_frame(sim, writers, atoms, npt: bool, deviation) -> None:
         if isinstance(writer, ThermoLog):
             writer.write({**sim.thermo(), **(deviation(sim.atoms()) if deviation else {})})
         else:
-            writer.write(frame_atoms(atoms, state, npt))
+            writer.write(frame_atoms(atoms, state, npt, wrap=not unwrap))
     if writers:
         print(f"mlpot md: the last good frame, step {int(state.step)}, ends the trajectory and log", file=sys.stderr)
 
@@ -464,7 +470,7 @@ def main(args) -> int:
     if args.traj:
         traj = TrajectoryWriter(args.traj, append=restarting)
         writers.append(traj)
-        sim.attach(lambda s: traj.write(frame_atoms(atoms, s.state, npt)), args.interval)
+        sim.attach(lambda s: traj.write(frame_atoms(atoms, s.state, npt, wrap=not args.unwrap)), args.interval)
     deviation = committee_deviation(potential)
     if args.log:
         log = ThermoLog(
@@ -528,7 +534,7 @@ def main(args) -> int:
                 function(sim)  # the last frame, log line and restart fall off the interval
     except MDError as err:
         print(f"mlpot md: error: {err}", file=sys.stderr)
-        _record_last_good_frame(sim, writers, atoms, npt, deviation)
+        _record_last_good_frame(sim, writers, atoms, npt, deviation, args.unwrap)
         return 1
     finally:
         bar.close()

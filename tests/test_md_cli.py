@@ -69,6 +69,22 @@ def test_cli_writes_log_and_trajectory_and_restarts_exactly(files, tmp_path):
     assert last.get_forces().shape == (32, 3)
 
 
+def test_cli_unwrap_writes_positions_as_integrated(files, tmp_path):
+    """Wrapped frames (the default, for viewing) jump by a cell vector when an atom crosses a face; a
+    mean-squared displacement needs --unwrap, the state's own positions."""
+    common = ["--steps", "30", "--ensemble", "langevin", "--temperature", "60"]
+    assert _md(files, tmp_path, *common, "--unwrap", "--restart", str(tmp_path / "r.npz")) == 0
+    state = load_restart(tmp_path / "r.npz")["state"]
+    last = ase.io.read(tmp_path / "t.xyz", -1)
+    np.testing.assert_allclose(last.positions, state.positions, atol=1e-8)
+    outside = (last.get_scaled_positions(wrap=False) < 0) | (last.get_scaled_positions(wrap=False) >= 1)
+    assert outside.any()  # atoms on the cell's faces at the start: some left it, and were not put back
+    wrapped = tmp_path / "wrapped"
+    assert _md(files, wrapped, *common) == 0
+    frame = ase.io.read(wrapped / "t.xyz", -1)
+    np.testing.assert_allclose(frame.get_scaled_positions(wrap=False), last.get_scaled_positions(), atol=1e-8)
+
+
 def test_cli_npt_logs_pressure_and_volume(files, tmp_path):
     assert (
         _md(
