@@ -222,9 +222,12 @@ def read_frames(
         if not images:
             raise InputError(f"{path}: contains no frames")
         numbers = _frame_numbers(index, len(images))
+        written = _written_stress(path, images, stress_key)
         for k, atoms in enumerate(images):
             where = f"{path}, frame {numbers[k]}"
             try:
+                if isinstance(numbers[k], int) and written.get(numbers[k]) is not None:
+                    _tensor(written[numbers[k]], where, stress_key)  # the asymmetry ASE's reading hides
                 frame = _frame(atoms, where, (energy_key, forces_key, stress_key), required, species)
                 if skip_bad_frames:  # atoms on one point would otherwise stop the run later, at the search
                     neighbour_pairs(atoms, SKIP_SEARCH_CUTOFF, where)
@@ -317,6 +320,43 @@ def _held_atoms_without_force(frame: Frame) -> int:
             held[constraint.get_indices()] = True
     zero = np.all(frame.forces == 0.0, axis=1)
     return int(np.sum(held & zero)) if held.any() and np.all(zero[held]) and not np.all(zero) else 0
+
+
+def _written_stress(path: Path, images, stress_key: str) -> dict:
+    """{frame number: the 9 numbers of an extxyz header's ``stress=``} where ASE's reader has cut one to
+    Voigt form: it keeps the upper triangle, so a broken, asymmetric label would pass as half of itself.
+    Only for that key and format; one pass over the file's header lines."""
+    if stress_key != "stress" or not any(
+        atoms.calc is not None and np.shape(atoms.calc.results.get("stress")) == (6,) for atoms in images
+    ):
+        return {}
+    try:
+        from ase.io.formats import filetype
+
+        if filetype(str(path), read=True) != "extxyz":
+            return {}
+    except Exception:  # noqa: BLE001 - not a format ASE names: nothing of ASE's to undo
+        return {}
+    from ase.io.extxyz import key_val_str_to_dict
+
+    written, frame = {}, 0
+    try:
+        with open(path) as f:
+            for line in f:
+                if not line.strip():
+                    continue  # blank lines between frames, which ASE's reader skips too
+                count = int(line.split()[0])
+                header = f.readline()
+                if "stress" in header:
+                    value = key_val_str_to_dict(header).get("stress")
+                    if value is not None and np.size(value) == 9:
+                        written[frame] = np.asarray(value, np.float64).reshape(3, 3)
+                for _ in range(count):
+                    f.readline()
+                frame += 1
+    except (ValueError, IndexError, UnicodeDecodeError):  # a layout this scan does not know: ASE read it, go on
+        return {}
+    return written
 
 
 def _frame_numbers(index: str, count: int) -> list:

@@ -338,6 +338,15 @@ def test_an_asymmetric_stress_label_is_refused_and_round_off_is_averaged_away(tm
     path = _write(tmp_path, [noisy, broken])
     with pytest.raises(InputError, match=r"frame 1: field 'REF_stress' is not symmetric \(largest .* = 0.05\)"):
         data.read_frames(path, "REF_energy", "REF_forces", "REF_stress")
+    # Under the name 'stress' ASE's extxyz reader keeps one triangle of the 9 numbers: the header is read again
+    plain = tmp_path / "plain.xyz"
+    plain.write_text(path.read_text().replace("REF_stress=", "stress="))
+    with pytest.raises(InputError, match=r"plain.xyz, frame 1: field 'stress' is not symmetric \(largest .* = 0.05\)"):
+        data.read_frames(plain, "REF_energy", "REF_forces")
+    (frame,) = data.read_frames(plain, "REF_energy", "REF_forces", index="0")
+    np.testing.assert_allclose(frame.stress, stress, atol=1e-6)
+    with pytest.warns(UserWarning, match="skipped 1 bad frame"):
+        assert len(data.read_frames(plain, "REF_energy", "REF_forces", skip_bad_frames=True)) == 1
 
 
 def test_a_frame_ase_cannot_parse_is_named(tmp_path):
