@@ -178,6 +178,19 @@ def shared_frames(a: Sequence[Frame], b: Sequence[Frame]) -> list[tuple[str, str
     return [(seen[key], frame.where) for frame in b if (key := frame_fingerprint(frame)) in seen]
 
 
+def repeated_frames(frames: Sequence[Frame]) -> list[tuple[str, str]]:
+    """(where first, where again) for each frame that repeats an earlier one of ``frames`` (as
+    ``shared_frames`` tells them apart): a file given twice, or overlapping selections."""
+    seen, repeats = {}, []
+    for frame in frames:
+        key = frame_fingerprint(frame)
+        if key in seen:
+            repeats.append((seen[key], frame.where))
+        else:
+            seen[key] = frame.where
+    return repeats
+
+
 def prepare(frames: Sequence[Frame], cutoff: float, species: Sequence[int]) -> Dataset:
     """Species lookup and neighbour lists, once per frame (they are reused every epoch)."""
     parts = []

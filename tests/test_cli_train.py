@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import ase.io
@@ -327,6 +328,15 @@ def test_eval_output_paths(model_file, tmp_path, capsys):
     assert main(["eval", model_file, data, "--plot", str(tmp_path / "p.svg")]) == 0
     assert (tmp_path / "p.svg").read_text().lstrip().startswith("<?xml")  # the format the suffix asks for
     assert not list(tmp_path.glob(".*.tmp"))  # written whole, through a temporary file
+
+
+def test_eval_warns_about_frames_given_twice(model_file, tmp_path, capsys):
+    data = _write(tmp_path / "frames.xyz", molecules(3, names=("CH4",)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # distinct frames: no warning
+        assert main(["eval", model_file, data]) == 0
+    with pytest.warns(UserWarning, match=rf"3 of 6 frames repeat an earlier one .*first: {data}, frame 0 = {data}, frame 0"):
+        assert main(["eval", model_file, data, data]) == 0
 
 
 def test_learning_curve_refuses_unusable_sizes(tiny_setup, capsys):

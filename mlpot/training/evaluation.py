@@ -8,6 +8,7 @@ file without energy or forces leaves nothing to evaluate; ``label_hint`` names l
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +43,12 @@ def evaluate_files(
     paths = _path_list(paths)
     frames = data.read_frames(paths, energy_key, forces_key, stress_key, required=(), species=potential.config.species)
     _check_label_keys(frames, paths, {"energy": energy_key, "forces": forces_key, "stress": stress_key})
+    if repeats := data.repeated_frames(frames):
+        warnings.warn(
+            f"{len(repeats)} of {len(frames)} frames repeat an earlier one and count again in every error (first: "
+            f"{repeats[0][1]} = {repeats[0][0]}); give each file once",
+            stacklevel=2,
+        )
     dataset = data.prepare(frames, potential.config.cutoff, potential.config.species)
     if not group_by:
         metrics, collected = evaluate(potential, dataset, batch_size)
