@@ -55,6 +55,12 @@ def register(subparsers) -> None:
         default=300.0,
         help="K: Maxwell-Boltzmann start (0: keep the file's momenta) and thermostat target",
     )
+    p.add_argument(
+        "--keep-momenta",
+        action="store_true",
+        help="start from the structure file's momenta (say, a trajectory's last frame) instead of drawing "
+        "them at --temperature, which stays the thermostat's target",
+    )
     p.add_argument("--pressure", type=float, default=_DEFAULTS["pressure"], help="GPa, NPT target (default 0)")
     p.add_argument(
         "--friction", type=float, default=_DEFAULTS["friction"], help="Langevin friction in 1/fs (default 0.01)"
@@ -329,7 +335,7 @@ def _check_same_settings(path, saved, now, used) -> None:
     if changed:
         raise ValueError(
             f"{path}: the run it continues had other settings ({'; '.join(changed)}). Use that run's options, "
-            "or start a new run (another --restart file) from the trajectory's last frame"
+            "or start a new run (another --restart file) from the trajectory's last frame with --keep-momenta"
         )
 
 
@@ -366,14 +372,20 @@ def build(args):
         if restart["skin"] is not None and not np.isclose(restart["skin"], args.skin, rtol=1e-9, atol=0):
             raise ValueError(  # the physics would hold, but the list would rebuild at other steps
                 f"{args.restart}: the run it continues had --skin {restart['skin']:g} Å, not {args.skin:g}: use "
-                "that run's options, or start a new run (another --restart file) from the trajectory's last frame"
+                "that run's options, or start a new run (another --restart file) from the trajectory's last frame "
+                "with --keep-momenta"
             )
         _check_model(args.restart, restart, fingerprint, args.model)
         _check_structure(args.restart, restart, atoms, args.structure)
     where = f"{args.structure}, frame {args.index or 0}"
+    if not continuing and args.keep_momenta and not np.any(atoms.get_momenta()):
+        raise ValueError(  # a run from rest at a thermostat's target is --temperature's job
+            f"--keep-momenta: {where} has no momenta (all zero); leave --keep-momenta out to draw them at "
+            f"--temperature {args.temperature:g} K"
+        )
     with _naming(where):  # constraints mlpot cannot apply, NPT without a periodic cell, duplicated atoms
         if not continuing:
-            if args.temperature > 0:
+            if args.temperature > 0 and not args.keep_momenta:
                 dof = thermal_start(atoms, args.ensemble, args.temperature, args.seed)
             else:
                 dof = moving_degrees_of_freedom(atoms, args.ensemble)

@@ -335,7 +335,9 @@ def test_eval_warns_about_frames_given_twice(model_file, tmp_path, capsys):
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)  # distinct frames: no warning
         assert main(["eval", model_file, data]) == 0
-    with pytest.warns(UserWarning, match=rf"3 of 6 frames repeat an earlier one .*first: {data}, frame 0 = {data}, frame 0"):
+    with pytest.warns(
+        UserWarning, match=rf"3 of 6 frames repeat an earlier one .*first: {data}, frame 0 = {data}, frame 0"
+    ):
         assert main(["eval", model_file, data, data]) == 0
 
 

@@ -85,6 +85,26 @@ def test_cli_unwrap_writes_positions_as_integrated(files, tmp_path):
     np.testing.assert_allclose(frame.get_scaled_positions(wrap=False), last.get_scaled_positions(), atol=1e-8)
 
 
+def test_cli_keep_momenta_continues_a_trajectory_frame_under_a_thermostat(files, tmp_path, capsys):
+    """A new run from a trajectory's last frame keeps its momenta with --keep-momenta, while
+    --temperature stays the thermostat's target (before, only --temperature 0 kept them, and
+    Nosé-Hoover refuses a 0 K target)."""
+    assert _md(files, tmp_path / "first", "--steps", "20", "--ensemble", "langevin", "--temperature", "60") == 0
+    last = ase.io.read(tmp_path / "first" / "t.xyz", -1)
+    assert np.abs(last.get_momenta()).max() > 0
+    base = ["md", str(files / "argon.mlpot"), str(tmp_path / "first" / "t.xyz"), "--index", "-1", "--steps", "5"]
+    out = tmp_path / "second" / "t.xyz"
+    nose_hoover = ["--ensemble", "nose-hoover", "--temperature", "60", "--dt", "5", "--interval", "5"]
+    assert main([*base, *nose_hoover, "--keep-momenta", "--traj", str(out)]) == 0
+    np.testing.assert_allclose(ase.io.read(out, 0).get_momenta(), last.get_momenta(), atol=1e-10)
+    assert main([*base, *nose_hoover, "--traj", str(out), "--overwrite"]) == 0  # without it: drawn afresh
+    assert np.abs(ase.io.read(out, 0).get_momenta() - last.get_momenta()).max() > 1e-3
+    capsys.readouterr()
+    assert _md(files, tmp_path / "third", "--steps", "5", "--ensemble", "nose-hoover", "--keep-momenta") == 2
+    err = capsys.readouterr().err
+    assert f"--keep-momenta: {files / 'argon.xyz'}, frame 0 has no momenta (all zero)" in err
+
+
 def test_cli_npt_logs_pressure_and_volume(files, tmp_path):
     assert (
         _md(
