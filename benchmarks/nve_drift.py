@@ -13,12 +13,10 @@ deviation of E_tot; steps/s. Prints figures, asserts nothing.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import time
 
 import ase.io
-import jax
 import numpy as np
 from ase import units
 
@@ -26,15 +24,6 @@ import md
 import mlpot
 from md.velocities import maxwell_boltzmann
 from mlpot.modelfile import atomic_write
-from mlpot.models.committee import assemble, members
-
-
-def with_dtype(potential: mlpot.Potential, dtype: str) -> mlpot.Potential:
-    """The network in ``dtype``; a committee's members each (their own dtype is what they run in)."""
-    if potential.config.name == "committee":
-        return assemble([with_dtype(member, dtype) for member in members(potential)])
-    params = jax.tree_util.tree_map(lambda p: np.asarray(p, dtype), potential.params)
-    return mlpot.Potential(dataclasses.replace(potential.config, dtype=dtype), params)
 
 
 def summary(potential, atoms, times, totals, steps_done: int, dt_fs: float, seconds: float) -> dict:
@@ -108,7 +97,7 @@ def main(argv=None) -> list:
             atomic_write(args.json, json.dumps(results + [record], indent=1).encode())
 
     for dtype in args.dtype:
-        result = run(with_dtype(potential, dtype), atoms, steps, args.dt, args.temperature, args.every, save)
+        result = run(potential.with_dtype(dtype), atoms, steps, args.dt, args.temperature, args.every, save)
         print(json.dumps(result))
         results.append(result)
     if args.json:

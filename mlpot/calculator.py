@@ -62,7 +62,7 @@ class Calculator(ASECalculator):
             raise TypeError(
                 f"mlpot.Calculator takes no parameters ({', '.join(sorted(kwargs))}): the model file sets the "
                 "cutoff, species and dtype; for float64, load the model and pass "
-                "Potential(potential.config.replace(dtype='float64'), potential.params)"
+                "potential.with_dtype('float64')"
             )
         return {}
 

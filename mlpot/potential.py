@@ -103,8 +103,14 @@ class Potential:
         module = make_module(self.config)
         scale = jnp.asarray(self.config.energy_scale, jnp.float64)
         reference = jnp.asarray(self.config.reference_energies, jnp.float64)
+        # Parameters stored in another precision (float32 weights run under a float64 config) would keep
+        # layers that read them directly (the species embedding) in theirs. A committee's members cast
+        # their own, each to its dtype.
+        network = None if self.config.name == "committee" else jnp.dtype(self.config.dtype)
 
         def atom_energies(params, vectors, graph):
+            if network is not None:
+                params = jax.tree_util.tree_map(lambda x: _as_float(x, network), params)
             out = module.apply(params, vectors, graph).astype(jnp.float64)
             return out * scale[graph.species] + reference[graph.species]
 
@@ -132,6 +138,18 @@ class Potential:
         unpadded ASE view."""
         return _cached_predict(self)(self.params, self.graph(structures))
 
+    def with_dtype(self, dtype: str) -> Potential:
+        """The same model with its network in ``dtype`` ("float32" or "float64"); a committee's members
+        each. Positions, energy sums, forces and stress are float64 either way."""
+        from mlpot.models.committee import assemble, members
+
+        if self.config.name == "committee":
+            return assemble([member.with_dtype(dtype) for member in members(self)])
+        params = jax.tree_util.tree_map(
+            lambda x: np.asarray(x, dtype) if np.issubdtype(np.asarray(x).dtype, np.floating) else x, self.params
+        )
+        return Potential(self.config.replace(dtype=dtype), params)
+
     def replace_params(self, params) -> Potential:
         return dataclasses.replace(self, params=params)
 
@@ -145,6 +163,12 @@ class Potential:
 
     def __eq__(self, other):
         return self is other
+
+
+def _as_float(x, dtype):
+    """A floating parameter array in ``dtype``; others (none today) as they are."""
+    x = jnp.asarray(x)
+    return x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x
 
 
 def same_model(a: Potential, b: Potential) -> bool:

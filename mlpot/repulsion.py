@@ -98,6 +98,7 @@ def radii_from_frames(
             seen = min(closest[p, q], closest[q, p])
             guess = 0.6 * (covalent_radii[zp] + covalent_radii[zq])
             radii[p, q] = max(seen - margin if np.isfinite(seen) else guess, 0.3)
+    radii = np.floor(radii * 1e4) / 1e4  # 4 decimals for the file, never rounded up past the cutoff
     if cutoff is not None:
         radii = np.minimum(radii, cutoff)
-    return tuple(tuple(round(float(x), 4) for x in row) for row in radii)
+    return tuple(tuple(float(x) for x in row) for row in radii)

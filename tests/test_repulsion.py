@@ -85,6 +85,11 @@ def test_radii_stop_at_the_cutoff():
     silicon = [Atoms("Si2", positions=[[0, 0, 0], [2.35, 0, 0]])]
     assert radii_from_frames(silicon, (14,))[0][0] == pytest.approx(2.25, abs=1e-3)
     assert radii_from_frames(silicon, (14,), cutoff=2.0)[0][0] == 2.0
+    # a cutoff with more decimals than the file keeps: 2.34567 rounded to 2.3457 passed it, and the
+    # model's own config refused the radii it had just fitted
+    capped = radii_from_frames(silicon, (14,), cutoff=2.24567)[0][0]
+    assert capped == 2.24567  # the cutoff itself, not 2.2457
+    small_painn((14,), cutoff=2.24567).config.replace(repulsion_radii=[[capped]])
     config = small_painn((1, 8)).config  # cutoff 4 Å
     with pytest.raises(ValueError, match="repulsion_radii reach 4.5 Å, beyond the cutoff 4.0 Å"):
         config.replace(repulsion_radii=[[1.0, 4.5], [4.5, 1.0]])
