@@ -334,11 +334,11 @@ def test_eval_warns_about_frames_given_twice(model_file, tmp_path, capsys):
     data = _write(tmp_path / "frames.xyz", molecules(3, names=("CH4",)))
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)  # distinct frames: no warning
-        assert main(["eval", model_file, data]) == 0
+        assert main(["eval", model_file, data, "--plot", str(tmp_path / "once.png")]) == 0
     with pytest.warns(
         UserWarning, match=rf"3 of 6 frames repeat an earlier one .*first: {data}, frame 0 = {data}, frame 0"
     ):
-        assert main(["eval", model_file, data, data]) == 0
+        assert main(["eval", model_file, data, data, "--plot", str(tmp_path / "twice.png")]) == 0
 
 
 def test_learning_curve_refuses_unusable_sizes(tiny_setup, capsys):
