@@ -138,7 +138,8 @@ def _check_outputs(args) -> None:
     from mlpot.modelfile import check_output_path
 
     inputs = {f"the input file {given}": given for given in (args.model, *args.data)}
-    for option, value in (("--json", args.json), ("--plot", args.plot)):
+    # the plot is always written: without --plot, to its default path, which must be writable too
+    for option, value in (("--json", args.json), ("--plot", args.plot or _default_plot(args))):
         if value:
             check_output_path(option, value, inputs)
     if args.plot:

@@ -325,6 +325,12 @@ def test_eval_output_paths(model_file, tmp_path, capsys):
         assert main(["eval", model_file, data, "--json", str(report), "--plot", str(plot)]) == 2
         captured = capsys.readouterr()
         assert message in captured.err and "frames" not in captured.out and not report.exists()
+    # without --plot the plot goes beside the JSON: that path is checked before the work too
+    (tmp_path / "taken.parity.png").mkdir()
+    assert main(["eval", model_file, data, "--json", str(tmp_path / "taken.json")]) == 2
+    captured = capsys.readouterr()
+    assert f"--plot {tmp_path / 'taken.parity.png'} is a folder" in captured.err and "frames" not in captured.out
+    assert not (tmp_path / "taken.json").exists()
     assert main(["eval", model_file, data, "--plot", str(tmp_path / "p.svg")]) == 0
     assert (tmp_path / "p.svg").read_text().lstrip().startswith("<?xml")  # the format the suffix asks for
     assert not list(tmp_path.glob(".*.tmp"))  # written whole, through a temporary file
