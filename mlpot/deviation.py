@@ -173,9 +173,7 @@ def _cmd_deviation(args) -> int:
     if args.plot:
         from mlpot.training.plots import check_figure_path
 
-        check_figure_path("--plot", args.plot)
-        if args.json and Path(args.json).resolve() == Path(args.plot).resolve():
-            raise ValueError(f"--json and --plot are the same file ({args.json}): the plot would overwrite the numbers")
+        check_figure_path("--plot", args.plot, args.json)
     potential = load(args.model)
     if len(members(potential)) < 2:
         raise ValueError(f"{args.model} is a single model: a deviation needs a committee (mlpot committee OUT A B ...)")

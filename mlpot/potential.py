@@ -145,9 +145,7 @@ class Potential:
 
         if self.config.name == "committee":
             return assemble([member.with_dtype(dtype) for member in members(self)])
-        params = jax.tree_util.tree_map(
-            lambda x: np.asarray(x, dtype) if np.issubdtype(np.asarray(x).dtype, np.floating) else x, self.params
-        )
+        params = jax.tree_util.tree_map(lambda x: _as_float(np.asarray(x), np.dtype(dtype)), self.params)
         return Potential(self.config.replace(dtype=dtype), params)
 
     def replace_params(self, params) -> Potential:
@@ -166,9 +164,8 @@ class Potential:
 
 
 def _as_float(x, dtype):
-    """A floating parameter array in ``dtype``; others (none today) as they are."""
-    x = jnp.asarray(x)
-    return x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x
+    """A floating parameter array (numpy, jax or a tracer) in ``dtype``; others (none today) as they are."""
+    return x.astype(dtype) if np.issubdtype(x.dtype, np.floating) else x
 
 
 def same_model(a: Potential, b: Potential) -> bool:

@@ -145,9 +145,7 @@ def _check_outputs(args) -> None:
     if args.plot:
         from mlpot.training.plots import check_figure_path
 
-        check_figure_path("--plot", args.plot)
-    if args.json and args.plot and Path(args.json).resolve() == Path(args.plot).resolve():
-        raise ValueError(f"--json and --plot are the same file ({args.json}): the plot would overwrite the numbers")
+        check_figure_path("--plot", args.plot, args.json)
 
 
 def _check_labels(args, keys: dict, counts: dict, n_frames: int) -> None:

@@ -14,11 +14,15 @@ from matplotlib.ticker import MaxNLocator
 from mlpot.training.metrics import concatenate
 
 
-def check_figure_path(option: str, path) -> None:
-    """Refuse a figure file whose suffix matplotlib cannot write, before the work that draws it."""
+def check_figure_path(option: str, path, numbers=None) -> None:
+    """Refuse, before the work that draws it, a figure file whose suffix matplotlib cannot write, or one
+    that is the file of the ``numbers`` (the command's --json), which the figure would overwrite."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    if numbers and Path(numbers).resolve() == Path(path).resolve():
+        raise ValueError(f"--json and {option} are the same file ({numbers}): the plot would overwrite the numbers")
     suffix = Path(path).suffix.lstrip(".").lower()
-    formats = plt.figure().canvas.get_supported_filetypes()
-    plt.close("all")
+    formats = FigureCanvasBase.get_supported_filetypes()
     if suffix not in formats:
         raise ValueError(
             f"{option} {path}: matplotlib cannot write {'.' + suffix if suffix else 'a file without a suffix'}; "
