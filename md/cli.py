@@ -4,8 +4,8 @@ Units at the command line are the ones people type: fs, K, GPa, 1/fs. With
 ``--restart FILE``: when FILE exists the run continues from it exactly
 (appending to the trajectory and log) up to ``--steps`` in all, so re-running
 the command of a killed run finishes that run; the state is written to FILE
-(atomically) every ``--interval`` steps and at the end, with a fingerprint of the
-model so that a restart with another model is refused. A fresh run (no restart
+(atomically) at an ``--interval`` step once ``--restart-seconds`` have passed since the last write,
+and always at the end, with a fingerprint of the model so that a restart with another model is refused. A fresh run (no restart
 file yet) refuses to replace an existing trajectory or log unless ``--overwrite``.
 """
 
@@ -100,6 +100,14 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed for velocities and Langevin noise")
     p.add_argument("--restart", default=None, help="restart file: continued from when it exists, always written")
     p.add_argument(
+        "--restart-seconds",
+        type=float,
+        default=10.0,
+        help="write the restart file at an --interval step only once this many seconds have passed since the "
+        "last write (default 10; 0: at every --interval step); it is always written at the end. Each write "
+        "syncs the trajectory and log to disk, which dominates a fast run on a small system",
+    )
+    p.add_argument(
         "--overwrite",
         action="store_true",
         help="let a fresh run replace an existing --traj/--log (a run continuing from --restart appends)",
@@ -127,6 +135,7 @@ _RULES = (
     ("--seed", "seed", lambda v: v >= 0, ">= 0"),  # numpy's generators refuse a negative one
     ("--dt", "dt", lambda v: v > 0, "> 0 fs"),
     ("--interval", "interval", lambda v: v >= 1, ">= 1"),
+    ("--restart-seconds", "restart_seconds", lambda v: v >= 0, ">= 0 s"),
     ("--temperature", "temperature", lambda v: v >= 0, ">= 0 K"),
     ("--friction", "friction", lambda v: v >= 0, ">= 0 1/fs"),
     ("--tdamp", "tdamp", lambda v: v > 0, "> 0 fs"),
@@ -507,7 +516,15 @@ def main(args) -> int:
         check = lambda s: _check_deviation({"step": int(s.state.step), **deviation(s.atoms())}, args.max_force_dev)
         sim.attach(check, args.interval)
 
-    def write_restart(s):
+    last_restart = {"step": -1, "time": -np.inf}
+
+    def write_restart(s, force: bool = False):
+        # A kill loses at most --restart-seconds of work: the rerun replays from the last write, and the
+        # trajectory and log skip the steps they already hold.
+        now = time.perf_counter()
+        step = int(s.state.step)
+        if step == last_restart["step"] or not (force or now - last_restart["time"] >= args.restart_seconds):
+            return
         for writer in writers:  # the frames and lines the restart counts on reach the disk before it does
             writer.sync()
         capacity = s.neighbours.capacity
@@ -524,6 +541,7 @@ def main(args) -> int:
             args.skin,
             started_from,
         )
+        last_restart.update(step=step, time=now)
 
     if args.restart:
         sim.attach(write_restart, args.interval)
@@ -544,6 +562,8 @@ def main(args) -> int:
         if steps and int(sim.state.step) % args.interval:
             for function, _ in sim.observers:
                 function(sim)  # the last frame, log line and restart fall off the interval
+        if args.restart:
+            write_restart(sim, force=True)  # the end is always written, however soon after the last write
     except MDError as err:
         print(f"mlpot md: error: {err}", file=sys.stderr)
         _record_last_good_frame(sim, writers, atoms, npt, deviation, args.unwrap)

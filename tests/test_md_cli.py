@@ -371,6 +371,34 @@ def test_a_run_killed_between_a_frame_and_its_restart_file_resumes_without_dupli
     assert [f.info["step"] for f in ase.io.read(tmp_path / "t.xyz", ":")] == [0, 5, 10, 15, 20]
 
 
+def test_restart_writes_are_throttled_by_restart_seconds_but_the_end_is_always_written(files, tmp_path, monkeypatch):
+    import md.io
+
+    written = []
+    save = md.io.save_restart
+    monkeypatch.setattr(
+        md.io,
+        "save_restart",
+        lambda path, ensemble, state, *rest: (written.append(int(state.step)), save(path, ensemble, state, *rest))[1],
+    )
+    common = ["--ensemble", "langevin", "--temperature", "60", "--steps", "23"]
+    a, b = tmp_path / "every", tmp_path / "throttled"
+    assert _md(files, a, *common, "--restart", str(a / "r.npz"), "--restart-seconds", "0") == 0
+    assert written == [0, 5, 10, 15, 20, 23]
+    written.clear()
+    assert _md(files, b, *common, "--restart", str(b / "r.npz"), "--restart-seconds", "1e6") == 0
+    assert written == [0, 23]  # the first write, then only the end
+    state_a, state_b = load_restart(a / "r.npz")["state"], load_restart(b / "r.npz")["state"]
+    np.testing.assert_array_equal(state_b.positions, state_a.positions)
+    rows = list(csv.DictReader((b / "log.csv").read_text().splitlines()))
+    assert [int(r["step"]) for r in rows] == [0, 5, 10, 15, 20, 23]  # frames and lines are not throttled
+
+
+def test_restart_seconds_must_be_non_negative(files, tmp_path, capsys):
+    assert _md(files, tmp_path, "--steps", "5", "--restart-seconds", "-1") == 2
+    assert "--restart-seconds -1 (must be >= 0 s)" in capsys.readouterr().err
+
+
 def test_driver_updates_atoms_in_place_before_callbacks_without_recomputing():
     atoms = argon_crystal(2, temperature_K=60.0, seed=8)
     calc = mlpot.Calculator(argon_potential(6.5))
