@@ -1,7 +1,8 @@
 """How an MD run starts: Maxwell-Boltzmann momenta, held atoms, the degrees of freedom that move.
 
 ``thermal_start`` draws momenta at a temperature for a run of a given ensemble: zero net momentum,
-zero spin for a molecule in vacuum under a deterministic ensemble, held components (ASE's FixAtoms,
+zero spin for a molecule in vacuum under a deterministic ensemble (for a wire, periodic along one
+cell vector only, zero spin about that axis), held components (ASE's FixAtoms,
 FixCartesian) at rest, and the temperature over the degrees of freedom that move equal to the one
 drawn. ``moving_degrees_of_freedom`` is that count, which thermostats need (``Params.dof``).
 """
@@ -62,13 +63,25 @@ def mobility(atoms: Atoms) -> np.ndarray:
     return mobile
 
 
+def wire_axis(atoms: Atoms) -> np.ndarray | None:
+    """The unit vector along the one periodic cell vector of a wire (pbc along one direction only), else None.
+
+    Turning a wire about this axis maps it and its periodic images onto themselves, so the energy does
+    not change and its angular momentum about the axis (through the centre of mass) is conserved."""
+    if int(np.sum(atoms.pbc)) != 1:
+        return None
+    vector = atoms.cell.array[int(np.argmax(atoms.pbc))]
+    return vector / np.linalg.norm(vector)
+
+
 def moving_degrees_of_freedom(atoms: Atoms, ensemble: str) -> int:
     """The degrees of freedom that exchange energy in a run of ``ensemble`` from ``atoms``' momenta.
 
     3N, less 3 when the ensemble keeps a zero net momentum, less 3 more (2 for a diatomic) when,
-    with no periodic direction, it keeps a zero angular momentum too. A straight molecule of three
-    or more atoms bends at once, so it counts 3N - 6 as well. A thermostat that counts 3N for
-    these would settle the moving ones at T·3N/dof.
+    with no periodic direction, it keeps a zero angular momentum too, or less 1 more for a wire
+    (``wire_axis``) whose spin about its axis is zero. A straight molecule of three
+    or more atoms bends at once, so it counts 3N - 6 as well (and a straight wire 3N - 4). A
+    thermostat that counts 3N for these would settle the moving ones at T·3N/dof.
     With atoms held (FixAtoms, FixCartesian) the count is the free components, less what the held
     ones cannot push back on (``_held_degrees_of_freedom``).
     Returns 0 (``Params``' "3N") where nothing is held, or for a lone atom.
@@ -84,8 +97,12 @@ def moving_degrees_of_freedom(atoms: Atoms, ensemble: str) -> int:
         return 0
     dof = 3 * n - 3
     r = atoms.positions - atoms.get_center_of_mass()
-    if not atoms.pbc.any() and _is_zero(np.cross(r, p).sum(axis=0), np.abs(r).sum() * np.abs(p).sum()):
+    spin, scale = np.cross(r, p).sum(axis=0), np.abs(r).sum() * np.abs(p).sum()
+    axis = wire_axis(atoms)
+    if not atoms.pbc.any() and _is_zero(spin, scale):
         dof -= 2 if n == 2 else 3
+    elif axis is not None and _is_zero(spin @ axis, scale):
+        dof -= 1
     return dof
 
 
@@ -108,9 +125,9 @@ def _held_degrees_of_freedom(atoms: Atoms, mobile: np.ndarray, ensemble: str) ->
     return dof
 
 
-def _zero_rotation(atoms: Atoms, axis: int | None = None) -> None:
+def _zero_rotation(atoms: Atoms, axis: np.ndarray | None = None) -> None:
     """Subtract the rigid spin w x r with I w = L (pseudo-inverse: ASE's ZeroRotation divides 0/0 on a line);
-    about one Cartesian ``axis`` only, w along it with I_kk w_k = L_k (moves only the two components
+    about one unit ``axis`` only, w along it with (a·I·a) w = a·L (moves only the components
     perpendicular to it)."""
     m = atoms.get_masses()
     r = atoms.positions - atoms.get_center_of_mass()
@@ -120,9 +137,8 @@ def _zero_rotation(atoms: Atoms, axis: int | None = None) -> None:
     if axis is None:
         omega = np.linalg.pinv(inertia, rcond=1e-8, hermitian=True) @ spin
     else:
-        omega = np.zeros(3)
-        if inertia[axis, axis] > 0:
-            omega[axis] = spin[axis] / inertia[axis, axis]
+        moment = axis @ inertia @ axis
+        omega = (spin @ axis) / moment * axis if moment > 0 else np.zeros(3)
     atoms.set_momenta(p - m[:, None] * np.cross(omega, r))
 
 
@@ -131,7 +147,7 @@ def thermal_start(atoms: Atoms, ensemble: str, temperature_K: float, seed: int) 
 
     Zero net momentum; for a molecule in vacuum under a deterministic ensemble, zero angular
     momentum too (a rigid spin would hold kinetic energy no thermostat can reach), or, held along
-    one axis, zero spin about that axis. The momenta are
+    one axis, zero spin about that axis; for a wire (``wire_axis``), zero spin about its axis. The momenta are
     then scaled so the temperature over the moving degrees of freedom is the one drawn over the
     components that may move (3N where nothing is held).
     """
@@ -147,7 +163,9 @@ def thermal_start(atoms: Atoms, ensemble: str, temperature_K: float, seed: int) 
         if free.all():
             _zero_rotation(atoms)
         elif free.sum() == 2:  # held along one axis only: the spin about it is kept
-            _zero_rotation(atoms, axis=int(np.argmin(free)))
+            _zero_rotation(atoms, axis=np.eye(3)[int(np.argmin(free))])
+    elif ensemble in _CONSERVING and wire_axis(atoms) is not None and mobile.all() and len(atoms) > 1:
+        _zero_rotation(atoms, axis=wire_axis(atoms))
     dof = moving_degrees_of_freedom(atoms, ensemble)
     kinetic = atoms.get_kinetic_energy()
     if dof and kinetic > 0:

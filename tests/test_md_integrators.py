@@ -171,6 +171,31 @@ def test_moving_degrees_of_freedom_subtract_what_the_ensemble_holds():
     np.testing.assert_allclose(n2.get_angular_momentum(), 0.0, atol=1e-12)
 
 
+def test_a_wire_keeps_zero_spin_about_its_axis_and_does_not_count_it():
+    # Periodic along one cell vector only (tilted off the Cartesian axes): turning the wire about that
+    # axis changes nothing, so its spin about it is conserved and holds energy no thermostat reaches.
+    wire = argon_crystal(2, temperature_K=0.0)
+    wire.pbc = (False, False, True)
+    wire.center(vacuum=8.0, axis=(0, 1))
+    wire.rotate(35.0, (1.0, 2.0, 0.5), rotate_cell=True)
+    axis = wire.cell.array[2] / np.linalg.norm(wire.cell.array[2])
+    dof = thermal_start(wire, "nve", 60.0, seed=4)
+    assert dof == 3 * 32 - 4
+    r = wire.positions - wire.get_center_of_mass()
+    scale = np.abs(r).sum() * np.abs(wire.get_momenta()).sum()
+    assert abs(np.cross(r, wire.get_momenta()).sum(axis=0) @ axis) < 1e-12 * scale
+    assert moving_degrees_of_freedom(wire, "langevin") == 0  # the bath turns it too: 3N
+    spun = wire.copy()
+    spun.set_momenta(wire.get_momenta() + np.cross(axis, r) * wire.get_masses()[:, None] * 1e-3)
+    assert moving_degrees_of_freedom(spun, "nve") == 3 * 32 - 3  # a spin it keeps is no constraint
+    sim = Simulation(smooth_argon_forces(wire), wire, "nve", params(dt=5 * units.fs, dof=dof))
+    sim.run(400)
+    moved = sim.atoms()
+    r, p = moved.positions - moved.get_center_of_mass(), moved.get_momenta()
+    assert np.abs(p).sum() > 0
+    assert abs(np.cross(r, p).sum(axis=0) @ axis) < 1e-9 * np.abs(r).sum() * np.abs(p).sum()
+
+
 @pytest.mark.parametrize("held", ["atoms", "cartesian"])
 def test_a_start_with_held_atoms_has_the_asked_temperature(held):
     # Half the crystal held: the moving components start at the temperature asked for (mean over
