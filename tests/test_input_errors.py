@@ -184,6 +184,16 @@ def test_train_refuses_a_null_value_in_the_config_file(config, capsys):
     assert f"{config}: epochs must be an int, got null" in _error(capsys)
 
 
+def test_a_model_override_on_an_empty_or_scalar_model_entry(config, capsys):
+    from mlpot.training.config import apply_overrides, from_dict
+
+    values = apply_overrides({"train_file": "a.xyz", "model": None}, ["model.features=8"])  # "model:" left empty
+    assert from_dict(values).model["features"] == 8
+    config.write_text(config.read_text() + "model: 3\n")  # a TypeError traceback before
+    assert main(["train", str(config), "-o", "model.features=8"]) == 2
+    assert f"{config}: model must be a mapping" in _error(capsys)
+
+
 def test_train_refuses_a_number_as_a_config_key(config, capsys):
     config.write_text(config.read_text() + "1: 2\n")
     assert main(["train", str(config)]) == 2

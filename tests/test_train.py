@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 import warnings
@@ -128,6 +129,83 @@ def test_a_diverged_epoch_leaves_the_last_finite_state_to_resume_from(tmp_path, 
     assert all(np.isfinite(row["train_loss"]) for row in resumed.history)
 
 
+def test_a_first_epoch_that_diverges_leaves_its_start_to_resume_from(tmp_path, monkeypatch):
+    frames = _frames(n_mol=16, n_cryst=0)
+    config = _config(tmp_path, "run", epochs=2)
+    real = run_mod.run_epoch
+
+    def diverge(loop, state, epoch, *args):
+        state, row = real(loop, state, epoch, *args)
+        return jax.tree_util.tree_map(lambda x: x * np.nan if x.dtype.kind == "f" else x, state), row
+
+    monkeypatch.setattr(run_mod, "run_epoch", diverge)
+    assert "in epoch 1" in fit(config, _prepared(config, frames)).stop_reason
+    saved, progress = _saved_state(tmp_path / "run")  # there was no checkpoint to resume from
+    assert progress["epoch"] == 0 and int(saved["step"]) == 0
+    monkeypatch.setattr(run_mod, "run_epoch", real)
+    assert [row["epoch"] for row in fit(config, _prepared(config, frames), resume=True).history] == [1, 2]
+
+
+def test_a_fresh_run_that_finds_no_best_model_keeps_its_own_not_an_older_one(tmp_path, monkeypatch):
+    frames = _frames(n_mol=16, n_cryst=0)
+    config = _config(tmp_path, "run", epochs=1)
+    fit(config, _prepared(config, frames))
+    model = tmp_path / "run" / "model.mlpot"
+    run_mod.save(load(model), model, extra={"epoch": 1, "marked": True})  # an older run's model in the folder
+    real = run_mod.run_epoch
+
+    def nan_loss(*args):
+        state, row = real(*args)
+        return state, {**row, "train_loss": float("nan")}
+
+    monkeypatch.setattr(run_mod, "run_epoch", nan_loss)
+    fit(config, _prepared(config, frames))  # the Python API does not refuse a used folder
+    assert "marked" not in from_bytes(model.read_bytes())[1]
+
+
+def test_a_resume_with_another_batch_size_keeps_its_place_in_the_schedule(tmp_path):
+    # The cosine runs on epochs: counted in optimiser steps, 3 epochs at 4 steps each read as 6 of the
+    # 6 epochs at batch 8 (2 steps each), and the rest of the run sat at the floor.
+    frames = _frames(n_mol=16, n_cryst=0)  # 14 training frames
+    common = {"epochs": 6, "warmup_epochs": 0.0, "learning_rate": 0.01}
+    straight = fit(_config(tmp_path, "straight", **common), _prepared(_config(tmp_path, "straight"), frames))
+    first = _config(tmp_path, "run", **common)
+    fit(first, _prepared(first, frames), stop_after=3)
+    wider = _config(tmp_path, "run", batch_size=8, **common)
+    resumed = fit(wider, _prepared(wider, frames), resume=True)
+    lr = [row["lr"] for row in resumed.history]
+    lr_straight = [row["lr"] for row in straight.history]
+    assert lr[:3] == lr_straight[:3]
+    # each epoch's logged rate is that of its last step: of 2 at batch 8, of 4 at batch 4
+    from mlpot.training.optim import learning_rate
+
+    expected = [learning_rate(wider, e * 2 + 1, 2, PlateauState(1.0, np.inf, 0)) for e in (3, 4, 5)]
+    assert lr[3:] == pytest.approx(expected, rel=1e-12)
+    assert lr[3] == pytest.approx(lr_straight[3], rel=0.3) and lr[3] > lr[4] > lr[5] > wider.learning_rate * 1e-3
+
+
+def test_a_resume_compiles_its_step_as_often_as_a_straight_run(tmp_path):
+    # a checkpoint read back as numpy arrays compiled the step once for them and again for jax arrays
+    frames = _frames(n_mol=16, n_cryst=0)
+    straight = _config(tmp_path, "straight", epochs=3)
+    compiles = fit(straight, _prepared(straight, frames)).compiles
+    killed = _config(tmp_path, "killed", epochs=3)
+    fit(killed, _prepared(killed, frames), stop_after=1)
+    assert fit(killed, _prepared(killed, frames), resume=True).compiles == compiles
+
+
+def test_a_resume_killed_before_its_first_write_still_chooses_the_best_model_afresh(tmp_path):
+    # config.yaml is rewritten at the start of the resume: the reset of the choice must reach the
+    # checkpoint first, or a second resume would see no change and keep stage one's best loss.
+    frames = _frames()
+    first = _config(tmp_path, epochs=2, loss="huber", huber_delta=0.01)
+    fit(first, _prepared(first, frames))
+    second = _config(tmp_path, epochs=4, loss="mse")
+    fit(second, _prepared(second, frames), resume=True, stop_after=0)  # killed before any epoch ended
+    result = fit(second, _prepared(second, frames), resume=True)
+    _assert_best_is_a_resumed_epoch(result, tmp_path / "run")
+
+
 def test_resume_refuses_a_new_cutoff_or_split_and_allows_a_new_budget(tmp_path):
     frames = _frames(n_mol=16, n_cryst=0)
     config = _config(tmp_path, "run", epochs=1)
@@ -137,12 +215,16 @@ def test_resume_refuses_a_new_cutoff_or_split_and_allows_a_new_budget(tmp_path):
         ({"valid_fraction": 0.2}, "valid_fraction"),
         ({"seed": 1}, r"split seed \(split_seed, else seed\) 0 -> 1"),
         ({"split_seed": 2}, "split seed .* 0 -> 2"),
+        ({"repulsion": False}, "repulsion True -> False"),  # the checkpoint's ZBL core would stay
+        ({"amsgrad": True}, "amsgrad False -> True"),  # the optimiser state has another shape
+        ({"clip_grad_norm": None}, "clip_grad_norm 10.0 -> None"),
+        ({"optimizer": "adamw", "weight_decay": 0.01}, "optimizer 'adam' -> 'adamw'; weight_decay"),
     )
     for changes, named in refused:
         changed = _config(tmp_path, "run", epochs=2, **changes)
         with pytest.raises(ValueError, match=f"--resume .*run: {named}.*put these back"):
             fit(changed, _prepared(changed, frames), resume=True)
-    longer = _config(tmp_path, "run", epochs=2, learning_rate=0.001, max_time=5.0)  # rates and budgets may change
+    longer = _config(tmp_path, "run", epochs=2, learning_rate=0.001, max_time=5.0, clip_grad_norm=5.0)  # values may
     assert [row["epoch"] for row in fit(longer, _prepared(longer, frames), resume=True).history] == [1, 2]
 
 
@@ -686,6 +768,24 @@ def test_cross_validation_runs_every_fold_when_an_element_is_rare(tmp_path):
     for n, k in ((3, 2), (2, 2), (1, 3)):  # a fold's remainder of 1 frame cannot both train and validate
         with pytest.raises(ValueError, match=rf"{n} frames in {k} folds leave [01] beside a fold"):
             cross_validate(config, k=k, frames=frames[:n])
+
+
+def test_studies_run_every_run_when_a_weighted_config_type_is_rare_and_refuse_a_misspelt_one(tmp_path):
+    from mlpot.training.selection import cross_validate, learning_curve
+
+    frames = _frames(n_mol=9, n_cryst=0)
+    frames[0].atoms.info["config_type"] = "Surface"  # the one frame of its type
+    config = _config(tmp_path, epochs=1, plots=False, valid_fraction=0.25, config_type_weights={"Surface": 10.0})
+    with pytest.warns(UserWarning, match="fold .: no training frame has config_type 'Surface'"):
+        assert len(cross_validate(config, k=3, frames=frames)["folds"]) == 3
+    curve = dataclasses.replace(config, output_dir=str(tmp_path / "curve"), test_fraction=0.1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the smallest subset may or may not hold the Surface frame
+        assert len(learning_curve(curve, sizes=[1, 6], frames=frames)["runs"]) == 2
+    misspelt = dataclasses.replace(config, output_dir=str(tmp_path / "misspelt"), config_type_weights={"Surfce": 10})
+    with pytest.raises(ValueError, match="no training frame has config_type 'Surfce'"):
+        cross_validate(misspelt, k=3, frames=frames)
+    assert not (tmp_path / "misspelt" / "fold_0").exists()  # refused before any fold ran
 
 
 def test_a_stress_key_on_molecules_only_is_not_an_error(tmp_path):

@@ -13,6 +13,8 @@ import hashlib
 import json
 from pathlib import Path
 
+import jax
+import jax.numpy as jnp
 from flax import serialization
 
 from mlpot.modelfile import atomic_write
@@ -70,6 +72,9 @@ def load_checkpoint(path, template_state):
         state = serialization.from_state_dict(template_state, payload["state"])
     except (KeyError, ValueError, TypeError) as err:
         raise ValueError(f"{path}: checkpoint does not match this run's model/optimiser ({err})") from None
+    # msgpack gives numpy arrays: a jitted step would compile once for them and again for the jax
+    # arrays it returns
+    state = jax.tree_util.tree_map(jnp.asarray, state)
     return state, json.loads(payload["progress"]), json.loads(payload["model_config"])
 
 

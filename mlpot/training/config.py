@@ -292,7 +292,10 @@ def apply_overrides(values: dict, overrides) -> dict:
                 f"override {item!r}: not a valid YAML value ({getattr(err, 'problem', None) or err})"
             ) from None
         if key.startswith("model."):
-            values["model"] = {**values.get("model", TrainConfig().model), key[len("model.") :]: value}
+            model = values.get("model", TrainConfig().model)
+            if model is None or isinstance(model, dict):  # "model:" left empty reads as null, as from_dict takes it
+                values["model"] = {**(model or {}), key[len("model.") :]: value}
+            # anything else is refused by from_dict, naming the file
         else:
             values[key] = value
     return values

@@ -247,8 +247,17 @@ def _check_resume(saved_path: Path, config) -> list[str]:
     if not saved_path.exists():
         return []
     saved, now = yaml.safe_load(saved_path.read_text()) or {}, config.to_dict()
-    keys = ["model", "cutoff", "dtype", "valid_fraction", "test_fraction"]
+    keys = ["model", "cutoff", "dtype", "repulsion", "valid_fraction", "test_fraction"]
     changed = [f"{key} {saved.get(key)!r} -> {now[key]!r}" for key in keys if key in saved and saved[key] != now[key]]
+    if _optimiser_state_shape(saved) != _optimiser_state_shape(now):
+        # the checkpoint's optimiser state has the old chain's shape: flax would fail on a path inside it
+        keys = ("clip_grad_norm", "amsgrad", "optimizer", "weight_decay")
+        defaults = config_mod.TrainConfig()
+        changed += [
+            f"{key} {saved.get(key, getattr(defaults, key))!r} -> {now[key]!r}"
+            for key in keys
+            if saved.get(key, getattr(defaults, key)) != now[key]
+        ]
     drawn = not config.valid_file or (not config.test_file and config.test_fraction > 0)
     saved_seed = saved.get("seed") if saved.get("split_seed") is None else saved["split_seed"]
     if drawn and "seed" in saved and saved_seed != config.held_out_seed:
@@ -262,6 +271,15 @@ def _check_resume(saved_path: Path, config) -> list[str]:
     if "huber" in (saved.get("loss"), now["loss"]):
         measures.append("huber_delta")
     return [key for key in measures if key in saved and saved[key] != now[key]]
+
+
+def _optimiser_state_shape(config: dict) -> tuple:
+    """What decides the optimiser state's structure (``make_optimizer``): a clip or not, Adam or
+    AMSGrad moments, decoupled weight decay or not. Their values (a clip norm, a decay) may change."""
+    defaults = config_mod.TrainConfig()
+    value = lambda key: config.get(key, getattr(defaults, key))  # older config.yaml files lack keys
+    decay = value("optimizer") == "adamw" and (value("weight_decay") or 0) > 0
+    return bool(value("clip_grad_norm")), bool(value("amsgrad")), decay
 
 
 def _finite(state: TrainState) -> bool:
@@ -292,6 +310,9 @@ def fit(config, prepared: Prepared, resume: bool = False, stop_after: int | None
         _adopt_a_newer_best(out, progress)
         if remeasured:
             _restart_selection(progress)
+            # on disk before config.yaml forgets the old settings: a kill before the first epoch's write
+            # would otherwise leave a resume that no longer sees the change, and keeps the old best loss
+            save_checkpoint(out / "checkpoints" / "last.ckpt", state, progress, model_config.to_dict())
             if config.progress:
                 print(f"resume: {', '.join(remeasured)} changed, so the best model is chosen afresh from here on")
         if progress["history"]:  # a kill between last.ckpt and the CSV left it short
@@ -351,11 +372,12 @@ def fit(config, prepared: Prepared, resume: bool = False, stop_after: int | None
     bar.close()
     if log_lines and finished is not None and logged != mark:  # the last epoch, unless just logged
         _log_line(config, finished)
-    if unwritten:
+    if unwritten or not (out / "checkpoints" / "last.ckpt").is_file():
+        # also a run that diverged in its first epoch: its start is what a --resume at a lower rate needs
         _flush(out, state, progress, best, model_config)
     if config.progress or reason.startswith("diverged"):
         print(f"training stopped: {reason}")
-    if not math.isfinite(progress["best_valid"]) and not (out / "model.mlpot").is_file():
+    if not math.isfinite(progress["best_valid"]) and not (resume and (out / "model.mlpot").is_file()):
         # no finite validation loss and no model: keep the latest EMA. (A resume that restarted the choice
         # and ran no epoch keeps the best model it found, not the last epoch's EMA.)
         save(Potential(model_config, state.ema), out / "model.mlpot", extra={"epoch": progress["epoch"]})

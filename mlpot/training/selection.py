@@ -32,7 +32,7 @@ from mlpot.modelfile import atomic_write, write_json
 from mlpot.training import config as config_mod
 from mlpot.training import plots
 from mlpot.training.config import TrainConfig
-from mlpot.training.prepare import assemble, read
+from mlpot.training.prepare import assemble, read, weighted
 from mlpot.training.run import as_config, fit, remove_run_outputs
 
 DEFAULT_SIZES = (25, 50, 100, 200, 400, 800)
@@ -44,6 +44,33 @@ def _split_valid(frames, fraction, seed):
     order = np.random.default_rng(seed).permutation(len(frames))
     n_valid = max(1, round(fraction * len(frames)))
     return [frames[k] for k in order[n_valid:]], [frames[k] for k in order[:n_valid]]
+
+
+def _study_checks(config: TrainConfig, frames, study: str) -> None:
+    """What a study checks once, before any run: ``config_type_weights`` names types the frames have
+    (a misspelt name would weigh nothing), and ``valid_file`` is noted as unused."""
+    if config.config_type_weights:
+        weighted(config, frames)  # refuses a type no frame has
+    if config.valid_file:
+        warnings.warn(
+            f"{study}: valid_file {config.valid_file} is not used: each run draws its validation frames "
+            "(valid_fraction) from its own training part",
+            stacklevel=3,
+        )
+
+
+def _weights_for(config: TrainConfig, train, where: str) -> TrainConfig:
+    """``config`` with only the ``config_type_weights`` whose type this run's training part has: a rare
+    type can miss a fold or a small subset, which must not stop the study after hours of earlier runs."""
+    weights = config.config_type_weights
+    if not weights:
+        return config
+    present = {str(f.atoms.info.get("config_type")) for f in train if "config_type" in f.atoms.info}
+    kept = {k: v for k, v in weights.items() if str(k) in present}
+    if len(kept) < len(weights):
+        missing = ", ".join(repr(str(k)) for k in weights if str(k) not in present)
+        warnings.warn(f"{where}: no training frame has config_type {missing}; its weight is unused there", stacklevel=3)
+    return dataclasses.replace(config, config_type_weights=kept)
 
 
 def _mean_std(runs: list[dict]) -> dict:
@@ -134,6 +161,7 @@ def cross_validate(config: TrainConfig | dict | str, k: int = 5, frames=None, ov
             f"{len(frames)} frames in {k} folds leave {left} beside a fold, and a fold's model needs 2 "
             "(one to train on, one to validate): use fewer folds or more frames"
         )
+    _study_checks(config, frames, "cross-validation")
     folds = np.array_split(np.random.default_rng(config.held_out_seed).permutation(len(frames)), k)
     # every fold's model knows every element: a rare one missing from a fold's training part must not
     # stop the study after hours of earlier folds (its errors then show that fold's gap)
@@ -143,6 +171,7 @@ def cross_validate(config: TrainConfig | dict | str, k: int = 5, frames=None, ov
         rest = [frames[i] for i in np.setdiff1d(np.arange(len(frames)), fold)]
         train, valid = _split_valid(rest, config.valid_fraction, config.held_out_seed + f)
         run_config = dataclasses.replace(config, output_dir=str(Path(config.output_dir) / f"fold_{f}"))
+        run_config = _weights_for(run_config, train, f"cross-validation fold {f}")
         test = [frames[i] for i in fold]
         split = split_identity(train, valid, test, f"cv k={k} fold={f}")
         runs.append(_run(run_config, partial(assemble, run_config, train, valid, test, species), overwrite, split))
@@ -156,6 +185,7 @@ def learning_curve(config: TrainConfig | dict | str, sizes=None, frames=None, ov
     if sizes is not None and any(int(s) < 1 for s in sizes):
         raise ValueError(f"training-set sizes must be at least 1, got {sorted(int(s) for s in sizes)}")
     frames = read(config, config.train_file) if frames is None else frames
+    _study_checks(config, frames, "learning curve")
     order = np.random.default_rng(config.held_out_seed).permutation(len(frames))
     if config.test_file:
         test, pool = read(config, config.test_file), [frames[k] for k in order]
@@ -170,6 +200,7 @@ def learning_curve(config: TrainConfig | dict | str, sizes=None, frames=None, ov
     runs = []
     for size in sizes:  # nested subsets: pool is already a random order
         run_config = dataclasses.replace(config, output_dir=str(Path(config.output_dir) / f"n_{size}"))
+        run_config = _weights_for(run_config, pool[:size], f"learning curve n={size}")
         split = split_identity(pool[:size], valid, test, f"learning curve n={size}")
         prepared = partial(assemble, run_config, pool[:size], valid, test, species)
         metrics = _run(run_config, prepared, overwrite, split)

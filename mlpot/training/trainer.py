@@ -162,7 +162,9 @@ def run_epoch(loop: Loop, state: TrainState, epoch: int, plateau: PlateauState, 
     order = np.random.default_rng([config.seed, epoch]).permutation(len(loop.train.frames))
     steps_per_epoch = -(-len(order) // config.batch_size)
     weights = weights_at(config, epoch)
-    step, stats = int(state.step), []
+    # The schedule runs on epochs, not on the optimiser's step count: a resume with another batch_size
+    # or training set has another number of steps per epoch, and the count would put it elsewhere.
+    step, stats = epoch * steps_per_epoch, []
     for k in range(0, len(order), config.batch_size):
         # host work (padding the next batch) overlaps the device step: no sync inside this loop
         graph, labels = data.collate(loop.train, order[k : k + config.batch_size], config.batch_size)
