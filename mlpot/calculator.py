@@ -3,6 +3,10 @@
 Padding capacities only ever grow (to the next bucket, with headroom), so an
 MD run or a relaxation compiles once per stress/no-stress variant in the
 usual case, and a handful of times at most. ``compile_count`` reports it.
+Calculators of one model share their compiled programs, and a calculator that
+outgrows its capacity first takes one that another has already compiled, if
+it fits without padding to more than twice the size needed: the images of a
+NEB, each with its own calculator, then run one program.
 
 A committee (``mlpot committee``) is evaluated member by member, so that its
 results also say how far the members disagree: ``energy_std`` (eV) and
@@ -14,16 +18,22 @@ call: one force call per member.
 
 from __future__ import annotations
 
+import json
+import math
 from pathlib import Path
 
+import jax
 import numpy as np
 from ase.calculators.calculator import Calculator as ASECalculator
 from ase.calculators.calculator import PropertyNotImplementedError, all_changes
 from ase.stress import full_3x3_to_voigt_6_stress
 
-from mlpot.graph import bucket_size, check_atoms, neighbour_pairs, pad_graph, species_indices
+from mlpot.graph import bucket_size, check_atoms, has_volume, neighbour_pairs, pad_graph, species_indices
 from mlpot.models.committee import members
 from mlpot.potential import Potential, load, require_x64, shared_predict_fn
+
+# model config (JSON) -> the (nodes, edges) capacities its Calculators have compiled programs for
+_COMPILED_CAPACITIES: dict[str, set] = {}
 
 
 class Calculator(ASECalculator):
@@ -42,13 +52,15 @@ class Calculator(ASECalculator):
 
     def __init__(self, potential: Potential | str | Path, edge_headroom: float = 1.2, **kwargs):
         super().__init__(**kwargs)
-        if not edge_headroom >= 1:
-            raise ValueError(f"edge_headroom must be >= 1 (room over the edges found), got {edge_headroom}")
+        if not (edge_headroom >= 1 and math.isfinite(edge_headroom)):
+            raise ValueError(f"edge_headroom must be >= 1 and finite (room over the edges found), got {edge_headroom}")
         self.potential = potential if isinstance(potential, Potential) else load(potential)
         self.edge_headroom = edge_headroom
         self._members = members(self.potential)  # [the model itself] unless it is a committee
         self._predict = self._predict_fns()
         self._capacity = (0, 0)  # (nodes, edges), only grows
+        key = json.dumps(self.potential.config.to_dict(), sort_keys=True)
+        self._compiled_capacities = _COMPILED_CAPACITIES.setdefault(key, set())
         self._compiles = 0
 
     def _predict_fns(self) -> list[dict]:
@@ -82,24 +94,33 @@ class Calculator(ASECalculator):
 
     def _capacities(self, num_atoms: int, num_edges: int) -> tuple[int, int]:
         nodes, edges = self._capacity
+        if num_atoms + 1 <= nodes and num_edges <= edges:
+            return nodes, edges
         if num_atoms + 1 > nodes:
             nodes = bucket_size(num_atoms + 1)
         if num_edges > edges:
             edges = bucket_size(int(num_edges * self.edge_headroom) + 1)
-        self._capacity = (nodes, edges)
-        return nodes, edges
+        fitting = [
+            (n, e)
+            for n, e in self._compiled_capacities
+            if num_atoms + 1 <= n <= 2 * nodes and num_edges <= e <= 2 * edges
+        ]
+        self._capacity = min(fitting, key=lambda c: c[0] * c[1]) if fitting else (nodes, edges)
+        self._compiled_capacities.add(self._capacity)
+        return self._capacity
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
         require_x64("mlpot.Calculator")
         atoms = self.atoms
         check_atoms(atoms, "atoms given to mlpot.Calculator")
-        periodic = bool(any(atoms.pbc)) and atoms.cell.rank == 3  # the stress is defined
+        periodic = has_volume(atoms)  # the stress is defined
         if "stress" in properties and not periodic:
             pbc = "".join("T" if p else "F" for p in atoms.pbc)
             raise PropertyNotImplementedError(
-                f"stress needs a cell of rank 3 periodic in at least one direction (a slab needs its box "
-                f"with vacuum as the cell); these atoms have pbc {pbc} and a cell of rank {atoms.cell.rank}"
+                f"stress needs a cell of three independent vectors, periodic in at least one direction (a slab "
+                f"needs its box with vacuum as the cell); these atoms have pbc {pbc} and a cell of volume "
+                f"{abs(np.linalg.det(atoms.cell.array)):.4g} Å^3"
             )
         config = self.potential.config
         where = "atoms given to mlpot.Calculator"
@@ -114,19 +135,21 @@ class Calculator(ASECalculator):
             out = predict[periodic](member.params, graph)
             self._compiles += predict[periodic]._cache_size() - before
             outs.append(out)
-        energies = np.array([float(out.energy[0]) for out in outs])
+        # to the host whole, then sliced: a slice of a device array compiles a program per atom count
+        outs = [jax.tree_util.tree_map(lambda x: np.asarray(x, dtype=np.float64), out) for out in outs]
+        energies = np.array([out.energy[0] for out in outs])
         if not np.isfinite(energies).all():
             raise FloatingPointError("mlpot.Calculator: the model returned a non-finite energy")
-        forces = np.stack([np.asarray(out.forces[:n], dtype=np.float64) for out in outs])
+        forces = np.stack([out.forces[:n] for out in outs])
         energy = float(energies.mean())
         self.results = {
             "energy": energy,
             "free_energy": energy,
             "forces": forces.mean(axis=0),
-            "energies": np.mean([np.asarray(out.energies[:n], dtype=np.float64) for out in outs], axis=0),
+            "energies": np.mean([out.energies[:n] for out in outs], axis=0),
         }
         if periodic:
-            stress = np.mean([np.asarray(out.stress[0], dtype=np.float64) for out in outs], axis=0)
+            stress = np.mean([out.stress[0] for out in outs], axis=0)
             self.results["stress"] = full_3x3_to_voigt_6_stress(stress)
         if len(outs) > 1:
             self.results["energy_std"] = float(energies.std())

@@ -40,7 +40,7 @@ class Graph(NamedTuple):
     edge_mask: np.ndarray  # (E,) bool, real edge
     graph_mask: np.ndarray  # (G,) bool, real structure
     n_node: np.ndarray  # (G,) int32, real atoms per graph
-    volume: np.ndarray  # (G,) float, Å^3, |det cell|; 0 when no direction is periodic
+    volume: np.ndarray  # (G,) float, Å^3, |det cell|; 0 where the stress is undefined (``has_volume``)
 
     @property
     def num_nodes(self) -> int:
@@ -69,6 +69,15 @@ def bucket_size(n: int, minimum: int = 8, steps: int = 4) -> int:
     n = max(int(n), minimum)
     power = max(2 ** math.ceil(math.log2(n)) // (2 * steps), 1)  # next power of two / (2 steps)
     return int(math.ceil(n / power) * power)
+
+
+def has_volume(atoms: Atoms) -> bool:
+    """Whether the stress (1/V) dE/dε is defined: periodic along at least one direction, and a cell of three
+    independent vectors (a volume above 1e-6 of the product of their lengths; ASE's ``cell.rank`` counts
+    nonzero vectors only, so a slab's third vector lying in its plane passed and gave a zero stress)."""
+    cell = atoms.cell.array
+    lengths = np.prod(np.linalg.norm(cell, axis=1))
+    return bool(any(atoms.pbc)) and lengths > 0 and abs(np.linalg.det(cell)) > 1e-6 * lengths
 
 
 MIN_PERIOD = 0.5  # Å, shortest lattice translation taken
@@ -327,7 +336,7 @@ def pad_graph(parts, num_nodes=None, num_edges=None, num_graphs=None, dtype=np.f
         shifts[n_ed : n_ed + m] = s
         if any(atoms.pbc):
             cell[g] = atoms.cell.array  # shifts are zero along non-periodic axes
-            # a slab or wire in a full box has the stress a plane-wave code gives for that box
+        if has_volume(atoms):  # a slab or wire in a full box has the stress a plane-wave code gives for that box
             volume[g] = abs(np.linalg.det(atoms.cell.array))
         n_node[g] = n
         n_at += n

@@ -136,6 +136,7 @@ class Potential:
         (and ``stress[k]``); atoms come first in input order, so the forces of a single structure
         are ``forces[:len(atoms)]``. Trailing entries are padding. ``mlpot.Calculator`` gives the
         unpadded ASE view."""
+        require_x64("Potential.predict")
         return _cached_predict(self)(self.params, self.graph(structures))
 
     def with_dtype(self, dtype: str) -> Potential:

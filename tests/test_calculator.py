@@ -94,7 +94,58 @@ def test_a_new_calculator_of_the_same_model_compiles_nothing_new(painn64, tmp_pa
     np.testing.assert_allclose(second.get_forces(), Calculator(painn64).get_forces(second), atol=1e-12)
 
 
-def test_no_stress_for_a_molecule_or_a_cell_of_rank_two(painn64):
+def _backend_compiles():
+    """A list that grows by one for every XLA compilation in the process from now on."""
+    import jax
+
+    seen = []
+    jax.monitoring.register_event_duration_secs_listener(
+        lambda event, duration, **kw: (
+            seen.append(event) if event == "/jax/core/compile/backend_compile_duration" else None
+        )
+    )
+    return seen
+
+
+def test_structures_of_new_atom_counts_run_on_the_compiled_program(painn64):
+    # A device-side slice [:n] of the padded forces compiled a program per new atom count (0.2-0.4 s
+    # each), which compile_count did not see.
+    crystal = triclinic_si(repeat=(2, 2, 2))
+    calc = Calculator(painn64)
+    crystal.calc = calc
+    crystal.get_forces()
+    compiles = _backend_compiles()
+    for n in range(1, 5):  # vacancies: fewer atoms and edges, inside the capacity the crystal set
+        smaller = crystal[n:]
+        smaller.calc = calc
+        assert smaller.get_forces().shape == (len(crystal) - n, 3)
+    assert compiles == [] and calc.compile_count <= 1
+
+
+def test_calculators_of_one_model_take_a_program_another_compiled(painn64):
+    # NEB gives each image its own calculator: an image a few edges short of a bucket boundary sized
+    # its own, smaller program and compiled it.
+    big = triclinic_si(repeat=(2, 2, 2))
+    first = Calculator(painn64)
+    big.calc = first
+    big.get_forces()
+    nodes, edges = first._capacity
+    small = big[:-1]  # fewer edges: alone it would pick a smaller edge bucket
+    alone = Calculator(painn64, edge_headroom=1.0)
+    assert alone._capacities(len(small), 10) != (nodes, edges)  # a capacity of its own without the shared one...
+    second = Calculator(painn64)
+    small.calc = second
+    small.get_forces()
+    assert second._capacity == (nodes, edges) and second.compile_count == 0  # ...but it takes the compiled one
+    tiny = Atoms("Si2", positions=[[0, 0, 0], [2.35, 0, 0]])  # far smaller: not padded to the crystal's size
+    tiny.calc = Calculator(painn64)
+    tiny.get_potential_energy()
+    assert tiny.calc._capacity[0] < nodes
+    with pytest.raises(ValueError, match="edge_headroom must be >= 1 and finite"):
+        Calculator(painn64, edge_headroom=float("inf"))
+
+
+def test_no_stress_for_a_molecule_or_a_cell_without_volume(painn64):
     molecule = ethanol()
     molecule.calc = Calculator(painn64)
     molecule.get_potential_energy()
@@ -104,8 +155,14 @@ def test_no_stress_for_a_molecule_or_a_cell_of_rank_two(painn64):
     sheet.cell[2] = 0.0  # periodic in plane, no box: no volume to divide by
     sheet.pbc = (True, True, False)
     sheet.calc = Calculator(painn64)
-    with pytest.raises(PropertyNotImplementedError, match="rank 2"):
+    with pytest.raises(PropertyNotImplementedError, match="pbc TTF and a cell of volume 0 "):
         sheet.get_stress()
+    flat = sheet.copy()  # a third vector in the plane: nonzero, so of "rank 3" to ASE, but no volume
+    flat.cell[2] = flat.cell[0]
+    flat.calc = Calculator(painn64)
+    assert np.isfinite(flat.get_potential_energy())
+    with pytest.raises(PropertyNotImplementedError, match="three independent vectors"):
+        flat.get_stress()  # was all zeros
 
 
 def _slab(pbc) -> Atoms:
@@ -217,6 +274,8 @@ def test_float32_positions_and_sums_are_refused_not_returned(painn64):
     try:
         with pytest.raises(RuntimeError, match="jax_enable_x64 was switched off after importing mlpot"):
             atoms.get_potential_energy()
+        with pytest.raises(RuntimeError, match="Potential.predict: jax_enable_x64 was switched off"):
+            painn64.predict(atoms)
     finally:
         jax.config.update("jax_enable_x64", True)
     assert np.isfinite(atoms.get_potential_energy())
