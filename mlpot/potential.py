@@ -56,6 +56,9 @@ class ModelConfig:
         radii = tuple(tuple(float(r) for r in row) for row in self.repulsion_radii)
         if radii and (len(radii) != n or any(len(row) != n for row in radii)):
             raise ValueError(f"repulsion_radii must be {n} x {n} (one per species pair) or empty")
+        if radii and any(r < 0 or r != radii[q][p] for p, row in enumerate(radii) for q, r in enumerate(row)):
+            # a pair's core must not depend on which atom receives the edge
+            raise ValueError(f"repulsion_radii must be symmetric and >= 0 (Å, one per species pair), got {radii}")
         if radii and max(max(row) for row in radii) > self.cutoff:
             raise ValueError(  # the core acts on listed edges only: past the cutoff it would end in a step
                 f"repulsion_radii reach {max(max(row) for row in radii)} Å, beyond the cutoff {self.cutoff} Å"

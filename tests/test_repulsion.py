@@ -95,9 +95,13 @@ def test_radii_stop_at_the_cutoff():
         config.replace(repulsion_radii=[[1.0, 4.5], [4.5, 1.0]])
 
 
-def test_config_rejects_wrong_shape():
+def test_config_rejects_wrong_shape_and_asymmetric_or_negative_radii():
+    config = small_painn((1, 8)).config
     with pytest.raises(ValueError, match="repulsion_radii"):
-        small_painn((1, 8)).config.replace(repulsion_radii=[[1.0]])
+        config.replace(repulsion_radii=[[1.0]])
+    for radii in ([[1.0, 0.8], [0.9, 1.0]], [[1.0, -0.1], [-0.1, 1.0]]):  # H-O's core would depend on the receiver
+        with pytest.raises(ValueError, match="repulsion_radii must be symmetric and >= 0"):
+            config.replace(repulsion_radii=radii)
 
 
 def test_a_pair_far_closer_than_bonded_is_named_in_a_warning():
