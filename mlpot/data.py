@@ -178,6 +178,68 @@ def shared_frames(a: Sequence[Frame], b: Sequence[Frame]) -> list[tuple[str, str
     return [(seen[key], frame.where) for frame in b if (key := frame_fingerprint(frame)) in seen]
 
 
+MAX_ATOMS_COMPARED = 1500  # symmetric_copies: the distance list grows as N^2 (1500 atoms: 9 MB a frame)
+_QUANTILES = np.linspace(0.0, 1.0, 17)
+
+
+def _sorted_distances(atoms) -> np.ndarray:
+    """All pair distances, minimum image along periodic directions, sorted within each pair of elements:
+    the same for any rotation, reflection, translation, order of the atoms or choice of the same lattice's
+    cell vectors (and, for one composition, the pairs of elements come in the same order)."""
+    from ase.geometry import get_distances
+
+    if len(atoms) < 2:
+        return np.zeros(0)
+    periodic = atoms.pbc.any()
+    _, d = get_distances(atoms.positions, cell=atoms.cell if periodic else None, pbc=atoms.pbc if periodic else None)
+    i, j = np.triu_indices(len(atoms), 1)
+    z = atoms.numbers
+    kind = np.minimum(z[i], z[j]) * 1000 + np.maximum(z[i], z[j])
+    distances = d[i, j]
+    return distances[np.lexsort((distances, kind))]
+
+
+def symmetric_copy_pairs(a: Sequence, b: Sequence, tolerance: float = 1e-3) -> list[tuple[int, int]]:
+    """(index in ``a``, index in ``b``) for each ASE Atoms of ``b`` that copies one of ``a`` up to a rotation,
+    reflection, translation, re-indexing of the atoms or another cell of the same lattice: the same
+    elements, the same volume (to 1e-4, periodic) and the same sorted minimum-image distances to
+    ``tolerance`` Å. Frames of more than ``MAX_ATOMS_COMPARED`` atoms are not compared."""
+
+    def summary(atoms):
+        volume = abs(atoms.cell.volume) if atoms.pbc.any() else 0.0
+        key = (tuple(sorted(atoms.numbers.tolist())), tuple(bool(p) for p in atoms.pbc))
+        return key, volume
+
+    groups: dict = {}
+    for i, atoms in enumerate(a):
+        if len(atoms) <= MAX_ATOMS_COMPARED:
+            key, volume = summary(atoms)
+            groups.setdefault(key, []).append((i, volume, _sorted_distances(atoms)))
+    pairs = []
+    for j, atoms in enumerate(b):
+        if len(atoms) > MAX_ATOMS_COMPARED:
+            continue
+        key, volume = summary(atoms)
+        candidates = groups.get(key, ())
+        if not candidates:
+            continue
+        distances = _sorted_distances(atoms)
+        for i, v, d in candidates:
+            if abs(v - volume) <= 1e-4 * max(v, volume, 1.0) and np.all(np.abs(d - distances) <= tolerance):
+                pairs.append((i, j))
+                break
+    return pairs
+
+
+def symmetric_copies(a: Sequence[Frame], b: Sequence[Frame]) -> list[tuple[str, str]]:
+    """(where in ``a``, where in ``b``) for each frame of ``b`` that is a frame of ``a`` or a copy of one
+    (``symmetric_copy_pairs``: rotated, reflected, re-indexed). A rotation-invariant model predicts a copy
+    as it fits the original, so its error is a training error (mlearn's elastic frames repeat one strained
+    cell strained along x, y and z)."""
+    pairs = symmetric_copy_pairs([f.atoms for f in a], [f.atoms for f in b])
+    return [(a[i].where, b[j].where) for i, j in pairs]
+
+
 def repeated_frames(frames: Sequence[Frame]) -> list[tuple[str, str]]:
     """(where first, where again) for each frame that repeats an earlier one of ``frames`` (as
     ``shared_frames`` tells them apart): a file given twice, or overlapping selections."""

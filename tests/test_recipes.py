@@ -7,6 +7,7 @@ data must be the seeded splits that make_splits.py writes.
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -57,3 +58,28 @@ def test_a_separate_test_file_loses_the_frames_it_shares_with_the_training_sourc
     renamed.numbers = [1, 8, 1]  # same positions, other elements: kept
     test = [source[1].copy(), moved, renamed, source[2].copy()]
     assert make_splits.unseen(test, source) == [moved, renamed]
+
+
+def test_copies_of_a_frame_are_kept_in_one_split_and_other_frames_stay_where_drawn():
+    # mlearn repeats strained cells rotated and re-indexed: a test copy of a training frame is a training error
+    import importlib.util
+
+    from ase.build import bulk, molecule
+
+    spec = importlib.util.spec_from_file_location("make_splits", ROOT / "examples" / "benchmarks" / "make_splits.py")
+    make_splits = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(make_splits)
+    water = molecule("H2O")
+    swapped = water.copy()
+    swapped.numbers = [1, 8, 1]  # the same points, another element on each: not a copy
+    cell = bulk("Si", "diamond", 5.43, cubic=True)
+    cell.set_cell(cell.cell.array @ np.diag([1.01, 1, 1]), scale_atoms=True)
+    turned = cell.copy()  # strained along y instead of x: a copy
+    turned.set_cell(cell.cell.array[[1, 0, 2]][:, [1, 0, 2]])
+    turned.positions = cell.positions[:, [1, 0, 2]]
+    frames = [water, cell, swapped, turned, water.copy(), molecule("NH3")]
+    # drawn: the cell for test, its copy for training; water for validation, its copy for test
+    parts = {"train": np.array([3, 5]), "valid": np.array([0]), "test": np.array([1, 2, 4])}
+    kept, moved = make_splits._copies_together(frames, parts)
+    assert sorted(kept["train"]) == [1, 3, 5] and list(kept["valid"]) == [0, 4] and list(kept["test"]) == [2]
+    assert moved == {"valid": 0, "test": 2}

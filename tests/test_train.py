@@ -525,31 +525,58 @@ def test_output_dir_that_is_a_file_or_a_resume_without_checkpoint_fails_before_a
     assert not (tmp_path / "missing").exists()  # no empty folder left behind
 
 
-def test_held_out_frames_that_are_also_training_or_validation_frames_are_named(tmp_path):
+def test_held_out_frames_that_are_training_or_validation_frames_or_copies_of_them_are_named(tmp_path):
     import ase.io
 
     from mlpot.training.prepare import prepare
 
     images = [f.atoms for f in _frames(n_mol=8, n_cryst=0)]
+    from ase.calculators.singlepoint import SinglePointCalculator
+    from scipy.spatial.transform import Rotation
+
+    order = [4, 2, 0, 1, 3]  # a training frame re-indexed, rotated, reflected and moved
+    turn = Rotation.from_rotvec([1.2, 0.3, -0.2]).as_matrix() @ np.diag([-1.0, 1.0, 1.0])
+    turned = images[3][order]
+    turned.positions = images[3].positions[order] @ turn.T + (3.0, -1.0, 0.5)
+    forces = images[3].calc.results["forces"][order] @ turn.T
+    turned.calc = SinglePointCalculator(turned, energy=images[3].calc.results["energy"], forces=forces)
     paths = {name: tmp_path / f"{name}.xyz" for name in ("train", "valid", "test")}
     ase.io.write(paths["train"], images[:6])
     ase.io.write(paths["valid"], [images[6], images[2]])  # its frame 1 is a training frame
-    ase.io.write(paths["test"], [images[7], images[6]])  # its frame 1 is a validation frame
+    ase.io.write(paths["test"], [images[7], images[6], turned])  # frame 1 is a validation frame, 2 a copy
     files = {f"{name}_file": str(path) for name, path in paths.items()}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         prepare(_config(tmp_path, **files))
-    messages = [str(w.message) for w in caught if "are also" in str(w.message)]
+    messages = [str(w.message) for w in caught if "copies of them" in str(w.message)]
+    why = "or copies of them (rotated, reflected or re-indexed: same elements, volume and interatomic distances), so "
+    tail = "their errors are not hold-out errors (first: "
     assert messages == [
-        (
-            f"1 of 2 validation frames are also training frames, so their errors are not hold-out errors "
-            f"(first: {paths['valid']}, frame 1 = {paths['train']}, frame 2)"
-        ),
-        (
-            f"1 of 2 test frames are also validation frames, so their errors are not hold-out errors "
-            f"(first: {paths['test']}, frame 1 = {paths['valid']}, frame 0)"
-        ),
+        f"1 of 2 validation frames are training frames {why}{tail}{paths['valid']}, frame 1 = {paths['train']}, frame 2)",
+        f"1 of 3 test frames are training frames {why}{tail}{paths['test']}, frame 2 = {paths['train']}, frame 3)",
+        f"1 of 3 test frames are validation frames {why}{tail}{paths['test']}, frame 1 = {paths['valid']}, frame 0)",
     ]
+
+
+def test_symmetric_copies_of_a_strained_cell_are_found_and_other_strains_are_not():
+    # mlearn's elastic frames: one strained cell along x, y and z, the atoms in another order
+    from ase.build import bulk
+
+    from mlpot.data import symmetric_copy_pairs
+
+    base = bulk("Si", "diamond", 5.43, cubic=True)
+    base.rattle(0.02, seed=1)
+    along_x = base.copy()
+    along_x.set_cell(base.cell.array @ np.diag([1.01, 1, 1]), scale_atoms=True)
+    along_y = along_x.copy()  # the same crystal with x and y swapped (a reflection) and re-indexed
+    along_y.set_cell(along_x.cell.array[[1, 0, 2]][:, [1, 0, 2]])
+    along_y.positions = along_x.positions[:, [1, 0, 2]]
+    along_y = along_y[np.random.default_rng(0).permutation(len(along_y))]
+    stronger = base.copy()
+    stronger.set_cell(base.cell.array @ np.diag([1.02, 1, 1]), scale_atoms=True)
+    moved = along_x.copy()
+    moved.positions[0] += (0.01, 0.0, 0.0)  # 0.01 Å: another frame
+    assert symmetric_copy_pairs([base, along_x], [along_y, stronger, moved, base]) == [(1, 0), (0, 3)]
 
 
 def test_a_stress_key_that_labels_no_frame_is_an_error(tmp_path):

@@ -187,9 +187,11 @@ def assemble(config: TrainConfig, train, valid, test=None, species=None) -> Prep
         ("test", "validation", valid, test),
     )
     for name, source_name, source, other in pairs:
-        if shared := data.shared_frames(source, other or []):  # e.g. a valid_file cut from the train_file
+        # e.g. a valid_file cut from the train_file, or a strained cell repeated along x, y and z
+        if shared := data.symmetric_copies(source, other or []):
             warnings.warn(
-                f"{len(shared)} of {len(other)} {name} frames are also {source_name} frames, so their errors are "
+                f"{len(shared)} of {len(other)} {name} frames are {source_name} frames or copies of them (rotated, "
+                f"reflected or re-indexed: same elements, volume and interatomic distances), so their errors are "
                 f"not hold-out errors (first: {shared[0][1]} = {shared[0][0]})",
                 stacklevel=2,
             )
