@@ -75,3 +75,33 @@ def test_time_to_accuracy_reads_the_best_so_far_curve_at_the_marks():
     assert tta.time_to_reach(record, 0.01) is None
     tta.summarise(short := {"frames": 1, "curve": record["curve"][:2]}, minutes=5)
     assert short["valid_forces_mae_at"]["10min"] is None
+
+
+def test_nve_check_starts_at_the_asked_temperature_over_the_moving_degrees_of_freedom(tmp_path, monkeypatch):
+    # ASE's get_temperature divides by 3N: a molecule drawn at 500 K, without net momentum and spin,
+    # read 352 K over 3N (452 K over the 3N - 6 that move) and was reported as a 500 K run.
+    import importlib.util
+    import json
+
+    import ase.io
+    from ase.build import molecule
+
+    from mlpot import ModelConfig, Potential
+
+    path = Path(__file__).resolve().parent.parent / "examples" / "benchmarks" / "nve_check.py"
+    spec = importlib.util.spec_from_file_location("nve_check", path)
+    nve_check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(nve_check)
+    config = ModelConfig("lennard_jones", 6.0, (18,), {"sigma": 3.4, "epsilon": 0.0104}, dtype="float64")
+    Potential.create(config).save(tmp_path / "lj.mlpot")
+    cluster = molecule("CH4")
+    cluster.numbers[:] = 18
+    cluster.positions *= 3.8 / 1.09  # argon at about the LJ bond length
+    ase.io.write(tmp_path / "ar5.xyz", cluster)
+    out = tmp_path / "nve.json"
+    argv = ["nve_check", str(tmp_path / "lj.mlpot"), str(tmp_path / "ar5.xyz"), "--ps", "0.0005", "--every", "1"]
+    monkeypatch.setattr(sys, "argv", [*argv, "--temperature", "40", "--json", str(out)])
+    nve_check.main()
+    result = json.loads(out.read_text())
+    assert result["degrees_of_freedom"] == 3 * 5 - 6 and result["ps_done"] == pytest.approx(0.0005)
+    assert result["mean_temperature_K"] == pytest.approx(40.0, rel=0.02)  # one step from the start
