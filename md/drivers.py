@@ -233,28 +233,39 @@ def _mtk_chain(tchain, pchain, tloop, ploop) -> int:
 def NPTBerendsen(
     atoms,
     timestep,
-    temperature_K,
-    pressure_au,
-    compressibility_au,
+    temperature=None,
+    *,
+    temperature_K=None,
+    pressure_au=None,
     taut=0.5e3 * ase.units.fs,
     taup=1e3 * ase.units.fs,
-    *,
+    compressibility_au=None,
+    fixcm=False,
     potential=None,
     trajectory=None,
     logfile=None,
     loginterval=1,
     skin=0.5,
-    fixcm=False,
     **ase_options,
 ) -> Dynamics:
-    """Isotropic Berendsen NPT, arguments as ``ase.md.nptberendsen.NPTBerendsen``.
+    """Isotropic Berendsen NPT, arguments as ``ase.md.nptberendsen.NPTBerendsen``: all but the timestep by
+    keyword (``temperature_K=``, ``pressure_au=``, ``compressibility_au=``, ``taut=``, ``taup=``).
 
-    The centre of mass is not held fixed: ``fixcm`` defaults to False here (ASE: True) and True is refused.
-    The forces sum to zero, so momenta with no net part (``ase.md.velocitydistribution.Stationary``) keep none,
-    as ASE's fixcm would.
+    ASE's third positional argument is its deprecated ``temperature`` in eV: a value there is refused, as
+    by ``Langevin``. The centre of mass is not held fixed: ``fixcm`` defaults to False here (ASE: True) and
+    True is refused. The forces sum to zero, so momenta with no net part
+    (``ase.md.velocitydistribution.Stationary``) keep none, as ASE's fixcm would.
     """
+    if temperature is not None:
+        raise TypeError(
+            f"md.NPTBerendsen: a third positional argument ({temperature!r}) is ASE's deprecated temperature in "
+            "eV; give temperature_K= (in K)"
+        )
+    options = _ase_options("NPTBerendsen", ase_options)  # first: ASE's pressure= is named, not "missing"
+    given = {"temperature_K": temperature_K, "pressure_au": pressure_au, "compressibility_au": compressibility_au}
+    if missing := [name for name, value in given.items() if value is None]:
+        raise TypeError(f"md.NPTBerendsen: missing {' and '.join(missing)}")
     _no_fixcm("NPTBerendsen", fixcm)
-    options = _ase_options("NPTBerendsen", ase_options)
     settings = {
         "kT": ase.units.kB * temperature_K,
         "tdamp": taut,

@@ -238,6 +238,20 @@ def test_langevin_refuses_ases_positional_temperature_in_ev(argon):
         md.Langevin(_argon_atoms(argon), DT, temperature_K=300)
 
 
+def test_npt_berendsen_takes_ases_keywords_and_refuses_its_positional_temperature_in_ev(argon):
+    # ase.md.NPTBerendsen(atoms, dt, temperature, *, temperature_K=, pressure_au=, compressibility_au=, ...):
+    # a positional 300 K in eV was read as 0.026 K, and ASE's keywords were refused as missing arguments
+    with pytest.raises(TypeError, match="NPTBerendsen.*eV.*temperature_K"):
+        md.NPTBerendsen(_argon_atoms(argon), DT, 300 * units.kB, pressure_au=0.0, compressibility_au=1e-3)
+    with pytest.raises(TypeError, match="missing pressure_au and compressibility_au"):
+        md.NPTBerendsen(_argon_atoms(argon), DT, temperature_K=300.0)
+    with pytest.raises(TypeError, match="'pressure'.*pressure_au"):
+        md.NPTBerendsen(_argon_atoms(argon), DT, temperature_K=300.0, pressure=1.0, compressibility_au=1e-3)
+    dyn = md.NPTBerendsen(_argon_atoms(argon), DT, temperature_K=60.0, pressure_au=0.0, compressibility_au=1e-3)
+    dyn.run(2)
+    assert dyn.get_number_of_steps() == 2
+
+
 def test_append_trajectory_appends(argon, tmp_path):
     for _ in range(2):
         with md.VelocityVerlet(
@@ -473,8 +487,14 @@ def test_the_safety_stops_are_driver_keywords(argon):
         (lambda a: md.NoseHooverChainNVT(a, DT, temperature_K=0.0, tdamp=100 * DT), "temperature_K: .*above 0 K"),
         (lambda a: md.IsotropicMTKNPT(a, DT, 60.0, 0.0, tdamp=100 * DT, pdamp=0.0), "pdamp: must be finite and > 0"),
         (lambda a: md.MTKNPT(a, DT, 60.0, float("inf"), tdamp=100 * DT, pdamp=1000 * DT), "pressure_au: must be"),
-        (lambda a: md.NPTBerendsen(a, DT, 60.0, 0.0, 1e-3, taut=0.0), "taut: must be finite and > 0"),
-        (lambda a: md.NPTBerendsen(a, DT, 60.0, 0.0, -1e-3), "compressibility_au: must be finite and >= 0"),
+        (
+            lambda a: md.NPTBerendsen(a, DT, temperature_K=60.0, pressure_au=0.0, compressibility_au=1e-3, taut=0.0),
+            "taut: must be finite and > 0",
+        ),
+        (
+            lambda a: md.NPTBerendsen(a, DT, temperature_K=60.0, pressure_au=0.0, compressibility_au=-1e-3),
+            "compressibility_au: must be finite and >= 0",
+        ),
     ],
 )
 def test_driver_settings_are_checked_and_named_as_the_driver_takes_them(argon, make, named):

@@ -141,7 +141,7 @@ def _run(run_config: TrainConfig, prepared, overwrite: bool, split: str) -> dict
             what = "other frames" if same_config else "another config"
             raise ValueError(
                 f"{out} holds a run of {what} (another k, fold, data file or split): give another output_dir, "
-                "or overwrite it"
+                "or replace it (--overwrite; overwrite=True from Python)"
             )
     if saved.is_file():  # a killed run of another study left here must not be resumed, nor its results read
         remove_run_outputs(out, (SPLIT_FILE,))
