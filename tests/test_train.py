@@ -680,6 +680,18 @@ def test_fine_tuning_refuses_a_different_model_or_new_elements(tmp_path, changes
         _prepared(config, _frames(n_mol=18, n_cryst=n_cryst))
 
 
+def test_fine_tuning_accepts_a_config_that_spells_out_a_default_the_file_leaves_out(tmp_path):
+    frames = _frames(n_mol=18, n_cryst=0)
+    base_config = _config(tmp_path, "base", epochs=1)
+    path = fit(base_config, _prepared(base_config, frames)).output_dir / "model.mlpot"
+    assert "num_basis" not in load(path).config.hyperparameters  # the base config left it at its default, 4
+    spelled = _config(tmp_path, "tuned", init_from=str(path), model={"name": register_tiny(), "num_basis": 4})
+    assert _prepared(spelled, frames).model_config == load(path).config
+    other = _config(tmp_path, "tuned", init_from=str(path), model={"name": register_tiny(), "num_basis": 6})
+    with pytest.raises(ValueError, match="model.num_basis is 4 there, 6 in the config"):
+        _prepared(other, frames)
+
+
 @pytest.mark.parametrize("kind", ["mse", "huber"])
 def test_validation_loss_is_the_training_loss_on_the_validation_frames(tmp_path, kind):
     from mlpot.training.loss import loss_terms, total_loss

@@ -107,6 +107,12 @@ def model_fields(name: str) -> list[str]:
     return [f.name for f in dataclasses.fields(MODELS[name]) if f.init and f.name not in fixed]
 
 
+def model_defaults(name: str) -> dict:
+    """The default of each hyperparameter of ``model_fields`` that has one."""
+    fields = {f.name: f for f in dataclasses.fields(MODELS[name])}
+    return {key: fields[key].default for key in model_fields(name) if fields[key].default is not dataclasses.MISSING}
+
+
 def validate(config: TrainConfig, where: str = "config") -> TrainConfig:
     """Refuse values that would run but train nothing, or wrongly (errors name ``where``, the file)."""
     if not config.train_file:

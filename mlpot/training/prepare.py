@@ -10,7 +10,7 @@ import numpy as np
 from mlpot import data, modelfile, repulsion
 from mlpot.models import COMMITTEE
 from mlpot.potential import ModelConfig, Potential
-from mlpot.training.config import TrainConfig, model_fields
+from mlpot.training.config import TrainConfig, model_defaults, model_fields
 
 
 class Prepared(NamedTuple):
@@ -91,9 +91,11 @@ def fine_tune_base(config: TrainConfig, frames) -> Potential:
         )
     if config.model["name"] != mc.name:
         raise ValueError(f"{where}: it is a '{mc.name}' model, the config's model.name is '{config.model['name']}'")
+    # a key the file leaves out has the model's default: spelling that default out is the same model
+    saved = {**model_defaults(mc.name), **mc.hyperparameters}
     for key, value in config.model.items():
-        if key != "name" and mc.hyperparameters.get(key) != value:
-            raise ValueError(f"{where}: model.{key} is {mc.hyperparameters.get(key)!r} there, {value!r} in the config")
+        if key != "name" and saved.get(key) != value:
+            raise ValueError(f"{where}: model.{key} is {saved.get(key)!r} there, {value!r} in the config")
     if config.cutoff != mc.cutoff or config.dtype != mc.dtype:
         raise ValueError(
             f"{where}: cutoff {mc.cutoff} Å and dtype {mc.dtype} there; the config has {config.cutoff} and {config.dtype}"
