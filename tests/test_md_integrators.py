@@ -61,6 +61,52 @@ def test_langevin_samples_the_target_temperature_for_harmonic_oscillators():
     assert mean_epot_per_dof == pytest.approx(0.5 * units.kB * target, rel=0.03)
 
 
+def _species_temperatures(sim, groups):
+    """Kinetic temperature of each group of atoms, from the momenta and each atom's own mass."""
+    p = np.asarray(sim.state.momenta)
+    m = sim.atoms().get_masses()
+    return [np.sum(p[g] ** 2 / m[g][:, None]) / (3 * len(g) * units.kB) for g in groups]
+
+
+def test_langevin_holds_each_mass_at_the_target_temperature():
+    # H-like (1 amu) and O-like (16 amu) oscillators: a noise or friction that used one mass for all
+    # (a mean, say) runs the light ones hot and the heavy ones cold, while the mean can still look right.
+    n, k, target = 400, 1.0, 300.0
+    atoms = oscillators(n)
+    atoms.set_masses(np.where(np.arange(n) % 2 == 0, 1.0, 16.0))
+    light, heavy = np.arange(0, n, 2), np.arange(1, n, 2)
+    dt = 0.1  # omega dt = 0.1 for the light ones
+    p = params(dt=dt, kT=units.kB * target, friction=0.5)
+    sim = Simulation(fixed_forces(harmonic_force_fn, (atoms.positions.copy(), k)), atoms, "langevin", p, seed=2)
+    sim.run(300)
+    rows = []
+    sim.attach(lambda s: rows.append(_species_temperatures(s, (light, heavy))), 20)
+    sim.run(4000)
+    t_light, t_heavy = np.mean(rows, axis=0)
+    assert t_light == pytest.approx(target, rel=0.04) and t_heavy == pytest.approx(target, rel=0.04)
+
+
+@pytest.mark.parametrize("ensemble", ["nose-hoover", "npt"])
+def test_a_thermostat_holds_a_two_mass_crystal_at_the_target_temperature(ensemble):
+    # Argon with every other atom at krypton's mass, from 120 K: the thermostat (a global scaling
+    # that must weigh each p^2 by its own mass) brings the whole to the target and the interactions
+    # share it out, so each mass reads the target. Berendsen NPT had no temperature test before.
+    atoms = argon_crystal(3, temperature_K=120.0, seed=2)
+    masses = atoms.get_masses()
+    masses[1::2] = 83.798
+    atoms.set_masses(masses)
+    groups = (np.arange(0, len(atoms), 2), np.arange(1, len(atoms), 2))
+    barostat = {"compressibility": 0.01 / units.GPa, "taup": 500 * units.fs} if ensemble == "npt" else {}
+    p = params(dt=10 * units.fs, kT=units.kB * 80.0, tdamp=100 * units.fs, **barostat)
+    sim = Simulation(smooth_argon_forces(atoms, compute_stress=ensemble == "npt"), atoms, ensemble, p)
+    sim.run(600)
+    rows = []
+    sim.attach(lambda s: rows.append(_species_temperatures(s, groups)), 20)
+    sim.run(2000)
+    t_argon, t_krypton = np.mean(rows, axis=0)
+    assert t_argon == pytest.approx(80.0, rel=0.07) and t_krypton == pytest.approx(80.0, rel=0.07)
+
+
 def test_langevin_noise_depends_on_the_seed_and_is_reproducible():
     atoms = oscillators(5)
     forces = fixed_forces(harmonic_force_fn, (atoms.positions.copy(), 1.0))

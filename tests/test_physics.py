@@ -138,5 +138,7 @@ def test_calculator_matches_predict(painn64):
     out = painn64.predict(atoms)
     assert atoms.get_potential_energy() == pytest.approx(float(out.energy[0]), abs=1e-12)
     assert atoms.get_potential_energies().sum() == pytest.approx(atoms.get_potential_energy(), abs=1e-10)
+    # no electronic entropy: the free energy (what ASE's optimisers ask for, force_consistent=True) is E
+    assert atoms.get_potential_energy(force_consistent=True) == atoms.get_potential_energy()
     np.testing.assert_allclose(atoms.get_forces(), np.asarray(out.forces[: len(atoms)]), rtol=0, atol=1e-12)
     np.testing.assert_allclose(atoms.get_stress(voigt=False), np.asarray(out.stress[0]), rtol=0, atol=1e-12)
