@@ -131,7 +131,9 @@ def main() -> int:
         committee = assemble([mlpot.load(p) for p in members])
         committee.save(args.out / f"round{round_}" / "committee.mlpot")
         error = evaluate_files(committee, test)[0]["forces_mae"]
-        explored = committee_md(committee, ase.io.read(test, 0), 400)
+        # from the last training frame, not a test frame: the MD's first frame is that start, and a test
+        # frame labelled and trained on would flatter the test error
+        explored = committee_md(committee, ase.io.read(data, -1), 400)
         deviation = frame_deviations(committee, explored)[:, 0]
         count = len(ase.io.read(data, ":"))
         print(f"{round_:5d} | {count:15d} | {error * 1e3:42.1f} | {np.median(deviation) * 1e3:.1f}")

@@ -166,10 +166,17 @@ def _cmd_deviation(args) -> int:
         raise ValueError(f"need 0 <= --lo < --hi, got --lo {args.lo:g} --hi {args.hi:g}")
     if args.max is not None and args.max < 1:
         raise ValueError(f"--max must be >= 1, got {args.max}")
-    inputs = {f"the input file {f}": f for f in args.frames}
-    for option, path in (("--select", args.select), ("--json", args.json), ("--plot", args.plot)):
+    if args.seed < 0:  # numpy's generators refuse it, after every frame was scored
+        raise ValueError(f"--seed must be >= 0, got {args.seed}")
+    if args.select and Path(args.select).suffix.lower() not in (".xyz", ".extxyz"):
+        raise ValueError(f"--select {args.select}: the frames to label are written as extxyz: name it .xyz or .extxyz")
+    inputs = {f"the input file {f}": f for f in (args.model, *args.frames)}
+    plot_path = args.plot or (Path(args.json).with_suffix(".deviation.png") if args.json else None)
+    written = {}
+    for option, path in (("--select", args.select), ("--json", args.json), ("--plot", plot_path)):
         if path:
-            check_output_path(option, path, inputs)
+            check_output_path(option, path, {**inputs, **written})
+            written[f"the output of {option}"] = path
     if args.plot:
         from mlpot.training.plots import check_figure_path
 
@@ -215,6 +222,11 @@ def _cmd_deviation(args) -> int:
     if p:
         print(f"max atomic force deviation: median {p['p50']:.4f}, 90 % {p['p90']:.4f}, max {p['max']:.4f} eV/Å")
     checked = calibration(dev, errors) if errors is not None else None
+    if errors is not None and not checked:
+        usable = int(np.sum(np.isfinite(errors)))
+        warnings.warn(
+            f"--calibrate: {usable} evaluable frame(s) with force labels, 3 needed: no calibration", stacklevel=2
+        )
     if checked:
         summary["calibration"] = checked
         print(
@@ -231,12 +243,15 @@ def _cmd_deviation(args) -> int:
         print(f"{len(picked)} frames to label: {args.select}")
     if args.json:
         names = (*COLUMNS, "force_err_max") if errors is not None else COLUMNS
-        rows = [{"where": f.where, **dict(zip(names, map(float, v)))} for f, v in zip(frames, values)]
+        rows = [
+            {"where": f.where, "evaluable": bool(np.isfinite(v[0])), **dict(zip(names, map(float, v)))}
+            for f, v in zip(frames, values)
+        ]
         document = {**summary, "selected_frames": [frames[k].where for k in chosen], "per_frame": rows}
         write_json(args.json, document)
         print(f"deviation JSON: {args.json}")
-    if args.plot or args.json:
-        path = args.plot or Path(args.json).with_suffix(".deviation.png")
+    if plot_path:
+        path = plot_path
         title = f"{Path(args.model).name} on {', '.join(Path(p).name for p in args.frames)}"
         plot(dev, args.lo, args.hi, path, title, errors if checked else None)
         print(f"deviation plot: {path}")

@@ -326,6 +326,17 @@ def test_deviation_cli_refusals(singles, tmp_path, capsys):
     before = data.read_bytes()
     assert main(["deviation", str(committee), str(data), "--select", str(data)]) == 2
     assert "--select" in capsys.readouterr().err and data.read_bytes() == before
+    model = committee.read_bytes()  # the model is an input too: --json over it replaced it
+    assert main(["deviation", str(committee), str(data), "--json", str(committee)]) == 2
+    assert f"--json {committee} is the input file {committee}" in capsys.readouterr().err
+    assert committee.read_bytes() == model
+    same = tmp_path / "same.xyz"  # two outputs on one file: the selection was lost under the JSON
+    assert main(["deviation", str(committee), str(data), "--select", str(same), "--json", str(same)]) == 2
+    assert f"--json {same} is the output of --select" in capsys.readouterr().err
+    assert main(["deviation", str(committee), str(data), "--select", str(tmp_path / "pick.traj")]) == 2
+    assert "written as extxyz: name it .xyz or .extxyz" in capsys.readouterr().err
+    assert main(["deviation", str(committee), str(data), "--max", "1", "--seed", "-1"]) == 2
+    assert "--seed must be >= 0" in capsys.readouterr().err
 
 
 def test_deviation_counts_a_collapsed_frame_as_discarded_and_scores_the_rest(singles, tmp_path, capsys):
@@ -346,6 +357,7 @@ def test_deviation_counts_a_collapsed_frame_as_discarded_and_scores_the_rest(sin
     assert (document["candidates"], document["at_or_above_hi"], document["not_evaluable"]) == (2, 1, 1)
     rows = document["per_frame"]
     assert rows[1]["force_dev_max"] is None  # inf, as strict JSON
+    assert [row["evaluable"] for row in rows] == [True, False, True]
     for k in (0, 2):
         assert rows[k]["force_dev_max"] == pytest.approx(_deviation(singles[::2], frames[k]), rel=1e-6)
     assert document["force_dev_max_percentiles_eV_per_A"]["max"] == pytest.approx(
@@ -389,6 +401,9 @@ def test_deviation_calibrate_compares_with_reference_forces(singles, tmp_path, c
     ase.io.write(unlabelled, _md_like_frames(2))
     assert main(["deviation", str(path), str(unlabelled), "--calibrate"]) == 2
     assert "--calibrate: no frame of" in capsys.readouterr().err
+    ase.io.write(few := tmp_path / "few.xyz", frames[:2])  # labelled, but too few to rank: said, not silent
+    with pytest.warns(UserWarning, match=r"--calibrate: 2 evaluable frame\(s\) with force labels, 3 needed"):
+        assert main(["deviation", str(path), str(few), "--calibrate"]) == 0
     # the reference forces under another name (MACE's REF_forces): the same errors with --forces-key
     renamed = ase.io.read(data, ":")
     for atoms in renamed:

@@ -110,9 +110,10 @@ def _warn_about_another_energy_zero(potentials) -> None:
         worst = int(np.argmax(spread))
         element = chemical_symbols[potentials[0].config.species[worst]]
         warnings.warn(
-            f"the members' reference energies for {element} differ by {spread[worst]:.3g} eV: members trained on "
-            "labels with another energy zero (another DFT code or settings) average to an energy far from each; "
-            "compare their predictions (mlpot eval COMMITTEE FILE --members)",
+            f"the members' reference energies for {element} differ by {spread[worst]:.3g} eV: they may have been "
+            "trained on labels with another energy zero (another DFT code or settings), which average to an energy "
+            "far from each; or fitted apart on data of few compositions (with and without isolated atoms), which "
+            "is harmless; compare their energies (mlpot eval COMMITTEE FILE --members)",
             stacklevel=3,
         )
 
