@@ -158,14 +158,15 @@ def thermal_start(atoms: Atoms, ensemble: str, temperature_K: float, seed: int) 
     # measured after the held components are zeroed (ASE's draw already zeroes them; counting them as
     # drawn started a half-held crystal at half the temperature): mobile.sum()/2 kT' for the T' drawn
     drawn = atoms.get_kinetic_energy()
+    axis = wire_axis(atoms)
     if ensemble in _CONSERVING and not atoms.pbc.any() and len(atoms) > 1:
         free = mobile.all(axis=0)
         if free.all():
             _zero_rotation(atoms)
         elif free.sum() == 2:  # held along one axis only: the spin about it is kept
             _zero_rotation(atoms, axis=np.eye(3)[int(np.argmin(free))])
-    elif ensemble in _CONSERVING and wire_axis(atoms) is not None and mobile.all() and len(atoms) > 1:
-        _zero_rotation(atoms, axis=wire_axis(atoms))
+    elif ensemble in _CONSERVING and axis is not None and mobile.all() and len(atoms) > 1:
+        _zero_rotation(atoms, axis=axis)
     dof = moving_degrees_of_freedom(atoms, ensemble)
     kinetic = atoms.get_kinetic_energy()
     if dof and kinetic > 0:

@@ -179,7 +179,6 @@ def shared_frames(a: Sequence[Frame], b: Sequence[Frame]) -> list[tuple[str, str
 
 
 MAX_ATOMS_COMPARED = 1500  # symmetric_copies: the distance list grows as N^2 (1500 atoms: 9 MB a frame)
-_QUANTILES = np.linspace(0.0, 1.0, 17)
 
 
 def _sorted_distances(atoms) -> np.ndarray:

@@ -251,10 +251,9 @@ def _cmd_deviation(args) -> int:
         write_json(args.json, document)
         print(f"deviation JSON: {args.json}")
     if plot_path:
-        path = plot_path
         title = f"{Path(args.model).name} on {', '.join(Path(p).name for p in args.frames)}"
-        plot(dev, args.lo, args.hi, path, title, errors if checked else None)
-        print(f"deviation plot: {path}")
+        plot(dev, args.lo, args.hi, plot_path, title, errors if checked else None)
+        print(f"deviation plot: {plot_path}")
     return 0
 
 

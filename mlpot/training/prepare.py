@@ -130,6 +130,11 @@ def _refuse_unseen_elements(frames, species, name: str) -> None:
             )
 
 
+def config_types(frames) -> set[str]:
+    """The ``atoms.info["config_type"]`` values the frames have (as text, as config_type_weights keys are read)."""
+    return {str(f.atoms.info["config_type"]) for f in frames if "config_type" in f.atoms.info}
+
+
 def weighted(config: TrainConfig, train) -> list:
     """Training frames with their ``config_type_weights`` weight (1 for any other config type), scaled to
     mean 1 over the training frames so that the loss keeps its size and only the ratios count.
@@ -140,7 +145,7 @@ def weighted(config: TrainConfig, train) -> list:
     weights = config.config_type_weights
     if not weights:
         return train
-    present = {str(f.atoms.info.get("config_type")) for f in train if "config_type" in f.atoms.info}
+    present = config_types(train)
     if missing := sorted(set(map(str, weights)) - present):
         raise data.InputError(
             f"config_type_weights: no training frame has config_type {', '.join(map(repr, missing))}; "

@@ -251,13 +251,9 @@ def _check_resume(saved_path: Path, config) -> list[str]:
     changed = [f"{key} {saved.get(key)!r} -> {now[key]!r}" for key in keys if key in saved and saved[key] != now[key]]
     if _optimiser_state_shape(saved) != _optimiser_state_shape(now):
         # the checkpoint's optimiser state has the old chain's shape: flax would fail on a path inside it
+        before = _with_defaults(saved)
         keys = ("clip_grad_norm", "amsgrad", "optimizer", "weight_decay")
-        defaults = config_mod.TrainConfig()
-        changed += [
-            f"{key} {saved.get(key, getattr(defaults, key))!r} -> {now[key]!r}"
-            for key in keys
-            if saved.get(key, getattr(defaults, key)) != now[key]
-        ]
+        changed += [f"{key} {before[key]!r} -> {now[key]!r}" for key in keys if before[key] != now[key]]
     drawn = not config.valid_file or (not config.test_file and config.test_fraction > 0)
     saved_seed = saved.get("seed") if saved.get("split_seed") is None else saved["split_seed"]
     if drawn and "seed" in saved and saved_seed != config.held_out_seed:
@@ -273,13 +269,17 @@ def _check_resume(saved_path: Path, config) -> list[str]:
     return [key for key in measures if key in saved and saved[key] != now[key]]
 
 
+def _with_defaults(config: dict) -> dict:
+    """A saved config.yaml with the defaults of the keys it lacks (older runs wrote fewer keys)."""
+    return {**config_mod.TrainConfig().to_dict(), **config}
+
+
 def _optimiser_state_shape(config: dict) -> tuple:
     """What decides the optimiser state's structure (``make_optimizer``): a clip or not, Adam or
     AMSGrad moments, decoupled weight decay or not. Their values (a clip norm, a decay) may change."""
-    defaults = config_mod.TrainConfig()
-    value = lambda key: config.get(key, getattr(defaults, key))  # older config.yaml files lack keys
-    decay = value("optimizer") == "adamw" and (value("weight_decay") or 0) > 0
-    return bool(value("clip_grad_norm")), bool(value("amsgrad")), decay
+    value = _with_defaults(config)
+    decay = value["optimizer"] == "adamw" and (value["weight_decay"] or 0) > 0
+    return bool(value["clip_grad_norm"]), bool(value["amsgrad"]), decay
 
 
 def _finite(state: TrainState) -> bool:

@@ -32,7 +32,7 @@ from mlpot.modelfile import atomic_write, write_json
 from mlpot.training import config as config_mod
 from mlpot.training import plots
 from mlpot.training.config import TrainConfig
-from mlpot.training.prepare import assemble, read, weighted
+from mlpot.training.prepare import assemble, config_types, read, weighted
 from mlpot.training.run import as_config, fit, remove_run_outputs
 
 DEFAULT_SIZES = (25, 50, 100, 200, 400, 800)
@@ -65,7 +65,7 @@ def _weights_for(config: TrainConfig, train, where: str) -> TrainConfig:
     weights = config.config_type_weights
     if not weights:
         return config
-    present = {str(f.atoms.info.get("config_type")) for f in train if "config_type" in f.atoms.info}
+    present = config_types(train)
     kept = {k: v for k, v in weights.items() if str(k) in present}
     if len(kept) < len(weights):
         missing = ", ".join(repr(str(k)) for k in weights if str(k) not in present)
