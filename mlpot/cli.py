@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,6 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    formatwarning = warnings.formatwarning
+    warnings.formatwarning = _one_line(args.command, formatwarning)
     try:
         return int(args.func(args) or 0)
     except (ValueError, OSError) as err:
@@ -35,6 +38,20 @@ def main(argv=None) -> int:
         # Ctrl-C is a user's choice, not a crash: say what is kept and how to go on; 130 = 128 + SIGINT.
         print(f"mlpot {args.command}: interrupted{_after_interrupt(args)}", file=sys.stderr)
         return 130
+    finally:
+        warnings.formatwarning = formatwarning
+
+
+def _one_line(command: str, default):
+    """A user warning as the line a user reads ("mlpot eval: warning: ..."), not Python's two lines of
+    source file and code; other warnings (deprecations for developers) keep Python's form."""
+
+    def format_warning(message, category, filename, lineno, line=None):
+        if issubclass(category, UserWarning):
+            return f"mlpot {command}: warning: {message}\n"
+        return default(message, category, filename, lineno, line)
+
+    return format_warning
 
 
 def _after_interrupt(args) -> str:

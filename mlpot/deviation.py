@@ -31,7 +31,7 @@ from mlpot.graph import InputError, species_indices
 from mlpot.modelfile import atomic_write, check_output_path, write_json
 from mlpot.models.committee import members
 from mlpot.potential import Potential, load
-from mlpot.reading import read_frames
+from mlpot.reading import forces_label, read_images
 
 COLUMNS = ("force_dev_max", "force_dev_mean", "energy_std_per_atom")
 
@@ -184,22 +184,26 @@ def _cmd_deviation(args) -> int:
     potential = load(args.model)
     if len(members(potential)) < 2:
         raise ValueError(f"{args.model} is a single model: a deviation needs a committee (mlpot committee OUT A B ...)")
-    frames = read_frames(args.frames, forces_key=args.forces_key, required=(), species=potential.config.species)
+    # Read as they are: the energy and stress labels are not used, and a frame of a run that fell apart
+    # (NaN or coinciding positions) is scored as not evaluable by frame_deviations, not refused here
+    structures, names = [], []
+    for path in args.frames:
+        images = read_images(path)
+        structures += images
+        names += [f"{path}, frame {k}" for k in range(len(images))]
     labels = None
     if args.calibrate:  # only on request: an MD trajectory's frames carry the model's own forces
-        labels = [f.forces for f in frames]
+        labels = [forces_label(atoms, args.forces_key, where) for atoms, where in zip(structures, names)]
         if all(force is None for force in labels):
             raise ValueError(f"--calibrate: no frame of {', '.join(args.frames)} has a forces label")
-    values = frame_deviations(
-        potential, [f.atoms for f in frames], labels, progress=True, names=[f.where for f in frames]
-    )
+    values = frame_deviations(potential, structures, labels, progress=True, names=names)
     dev = values[:, 0]
     errors = values[:, 3] if labels is not None else None
     chosen = candidates(dev, args.lo, args.hi, args.max, args.seed)
     in_band = int(np.sum((dev >= args.lo) & (dev < args.hi)))
     evaluated = dev[np.isfinite(dev)]
     summary = {
-        "frames": len(frames),
+        "frames": len(structures),
         "lo_eV_per_A": args.lo,
         "hi_eV_per_A": args.hi,
         "below_lo": int(np.sum(dev < args.lo)),
@@ -215,7 +219,7 @@ def _cmd_deviation(args) -> int:
     }
     unevaluated = f" ({summary['not_evaluable']} not evaluable)" if summary["not_evaluable"] else ""
     print(
-        f"{len(frames)} frames: {summary['below_lo']} below lo {args.lo:g} eV/Å, {in_band} candidates, "
+        f"{len(structures)} frames: {summary['below_lo']} below lo {args.lo:g} eV/Å, {in_band} candidates, "
         f"{summary['at_or_above_hi']} at or above hi {args.hi:g} eV/Å{unevaluated}"
     )
     p = summary["force_dev_max_percentiles_eV_per_A"]
@@ -236,18 +240,18 @@ def _cmd_deviation(args) -> int:
     if args.select:
         picked = []
         for k in chosen:
-            atoms = frames[k].atoms.copy()
-            atoms.info.update({name: float(v) for name, v in zip(COLUMNS, values[k])} | {"source": frames[k].where})
+            atoms = structures[k].copy()
+            atoms.info.update({name: float(v) for name, v in zip(COLUMNS, values[k])} | {"source": names[k]})
             picked.append(atoms)
         _write_frames(args.select, picked)
         print(f"{len(picked)} frames to label: {args.select}")
     if args.json:
-        names = (*COLUMNS, "force_err_max") if errors is not None else COLUMNS
+        columns = (*COLUMNS, "force_err_max") if errors is not None else COLUMNS
         rows = [
-            {"where": f.where, "evaluable": bool(np.isfinite(v[0])), **dict(zip(names, map(float, v)))}
-            for f, v in zip(frames, values)
+            {"where": where, "evaluable": bool(np.isfinite(v[0])), **dict(zip(columns, map(float, v)))}
+            for where, v in zip(names, values)
         ]
-        document = {**summary, "selected_frames": [frames[k].where for k in chosen], "per_frame": rows}
+        document = {**summary, "selected_frames": [names[k] for k in chosen], "per_frame": rows}
         write_json(args.json, document)
         print(f"deviation JSON: {args.json}")
     if plot_path:

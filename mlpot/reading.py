@@ -52,10 +52,15 @@ def virial_keys(stress_key: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys((*named, *VIRIAL_KEYS)))
 
 
+def _names_a_virial(field: str) -> bool:
+    # "virial_stress" (LAMMPS's and some converters' name for a stress) says stress: read as one
+    return "virial" in field.lower() and "stress" not in field.lower()
+
+
 def stress_key_reading(field: str) -> str | None:
     """The ``stress_key`` under which ``field`` is read: itself for a stress, and for a virial the
     stress name whose ``virial_keys`` include it (REF_virials: REF_stress), or None if there is none."""
-    if "virial" not in field.lower():
+    if not _names_a_virial(field):
         return field
     candidate = re.sub("virials?", "stress", field)
     return candidate if field in virial_keys(candidate) else None
@@ -64,7 +69,7 @@ def stress_key_reading(field: str) -> str | None:
 def _refuse_a_virial_as_stress_key(stress_key: str) -> None:
     # a virial (eV) read as a stress (eV/Å^3) is off by a factor -V: a silently wrong label, often
     # small enough to pass the size check
-    if "virial" in stress_key.lower():
+    if _names_a_virial(stress_key):
         reading = stress_key_reading(stress_key)
         fix = f"set stress_key: {reading}" if reading else "name the field 'virial'"
         raise InputError(
@@ -82,6 +87,17 @@ def _lookup(atoms: Atoms, key: str):
     return None
 
 
+def _key_hint(atoms: Atoms, field: str) -> str:
+    """What to set when a label is missing: the frame's fields whose name holds the label's (REF_energy,
+    free_energy, DFT_forces), else the general advice."""
+    results = atoms.calc.results if atoms.calc is not None else {}
+    stem = field.rstrip("s")  # force, forces
+    names = sorted({k for source in (results, atoms.info, atoms.arrays) for k in source if stem in k.lower()})
+    if names:
+        return f"the frame has {names}: set {field}_key: {names[0]} (mlpot eval: --{field}-key {names[0]})"
+    return f"set {field}_key if it has another name"
+
+
 def _check_finite(value: np.ndarray, where: str, field: str) -> None:
     if not np.all(np.isfinite(value)):
         raise InputError(f"{where}: field '{field}' contains NaN or inf")
@@ -90,9 +106,17 @@ def _check_finite(value: np.ndarray, where: str, field: str) -> None:
 def _as_float(value, where: str, field: str) -> np.ndarray:
     # extxyz keeps a header value it cannot parse (energy=abc) as text: say where, as for NaN
     try:
-        return np.asarray(value, np.float64)
+        number = np.asarray(value, np.float64)
     except (TypeError, ValueError):
         raise InputError(f"{where}: field '{field}' is not a number: {reprlib.repr(value)}") from None
+    if np.asarray(value).dtype == bool:
+        # extxyz reads a key without "=value" (a plain-xyz comment "energy -49.65") or T/F as True/False,
+        # which numpy would take as 1.0 and 0.0: a label that is silently wrong
+        raise InputError(
+            f"{where}: field '{field}' is not a number: {reprlib.repr(value)} (an extxyz comment reads a key "
+            f"without '=value' as True: write {field}=<number>)"
+        )
+    return number
 
 
 def _frame(atoms, where, keys, required, species) -> Frame:
@@ -103,18 +127,14 @@ def _frame(atoms, where, keys, required, species) -> Frame:
     energy, forces, stress = (_lookup(atoms, k) for k in keys)
     for field, key, value in (("energy", energy_key, energy), ("forces", forces_key, forces)):
         if value is None and field in required:
-            raise InputError(f"{where}: missing label '{key}' ({field}); set {field}_key if it has another name")
+            raise InputError(f"{where}: missing label '{key}' ({field}); {_key_hint(atoms, field)}")
     if energy is not None:
         energy = _as_float(energy, where, energy_key)
         if energy.size != 1:
             raise InputError(f"{where}: field '{energy_key}' should be one number, got shape {energy.shape}")
         _check_finite(energy, where, energy_key)
         energy = float(energy.reshape(()))
-    if forces is not None:
-        forces = _as_float(forces, where, forces_key)
-        if forces.shape != (len(atoms), 3):
-            raise InputError(f"{where}: field '{forces_key}' has shape {forces.shape}, expected ({len(atoms)}, 3)")
-        _check_finite(forces, where, forces_key)
+    forces = forces_label(atoms, forces_key, where) if forces is not None else None
     if stress is not None:
         stress = _tensor(stress, where, stress_key)
     if all(atoms.pbc):
@@ -122,6 +142,35 @@ def _frame(atoms, where, keys, required, species) -> Frame:
     else:
         stress = None  # stress of a non-periodic structure is undefined: ignore the label
     return Frame(atoms, energy, forces, stress, where)
+
+
+def read_images(path: Path, index: str = ":") -> list[Atoms]:
+    """The structures of one file as ASE reads them, unchecked; a clear error where there are none."""
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path} is a folder; give the data file(s) in it")
+    if not path.is_file():
+        raise FileNotFoundError(f"data file not found: {path}")
+    try:
+        images = ase.io.read(path, index=index)
+    except Exception as err:  # noqa: BLE001 - ASE raises many types; report file + cause
+        raise InputError(f"{unreadable_frame(path)}: cannot read ({type(err).__name__}: {err})") from None
+    images = images if isinstance(images, list) else [images]
+    if not images:
+        raise InputError(f"{path}: contains no frames")
+    return images
+
+
+def forces_label(atoms: Atoms, key: str, where: str) -> np.ndarray | None:
+    """The (N, 3) forces label under ``key`` (eV/Å), checked, or None where the frame has none."""
+    forces = _lookup(atoms, key)
+    if forces is None:
+        return None
+    forces = _as_float(forces, where, key)
+    if forces.shape != (len(atoms), 3):
+        raise InputError(f"{where}: field '{key}' has shape {forces.shape}, expected ({len(atoms)}, 3)")
+    _check_finite(forces, where, key)
+    return forces
 
 
 def unreadable_frame(path: Path) -> str:
@@ -210,17 +259,7 @@ def read_frames(
     cell_labels = (stress_key, *virial_keys(stress_key))  # a stress or virial: the DFT cell was periodic
     for path in paths:
         path = Path(path)
-        if path.is_dir():
-            raise InputError(f"{path} is a folder; give the data file(s) in it")
-        if not path.is_file():
-            raise FileNotFoundError(f"data file not found: {path}")
-        try:
-            images = ase.io.read(path, index=index)
-        except Exception as err:  # noqa: BLE001 - ASE raises many types; report file + cause
-            raise InputError(f"{unreadable_frame(path)}: cannot read ({type(err).__name__}: {err})") from None
-        images = images if isinstance(images, list) else [images]
-        if not images:
-            raise InputError(f"{path}: contains no frames")
+        images = read_images(path, index)
         numbers = _frame_numbers(index, len(images))
         written = _written_stress(path, images, stress_key)
         for k, atoms in enumerate(images):
@@ -300,7 +339,11 @@ def _check_unread_stress(frames: list[Frame], stress_key: str) -> None:
         )
         if names:
             reading = next((key for key in map(stress_key_reading, names) if key), None)
-            fix = f"set stress_key: {reading}" if reading else "set stress_key to the stress's name"
+            fix = (
+                f"set stress_key: {reading} (mlpot eval: --stress-key {reading})"
+                if reading
+                else "set stress_key to the stress's name"
+            )
             warnings.warn(
                 f"{frame.where}: no stress label '{stress_key}', but field(s) {names}; {fix} to train on the stress "
                 "(a virial is then read as -W/V)",
@@ -338,10 +381,11 @@ def _written_stress(path: Path, images, stress_key: str) -> dict:
     except Exception:  # noqa: BLE001 - not a format ASE names: nothing of ASE's to undo
         return {}
     from ase.io.extxyz import key_val_str_to_dict
+    from ase.io.formats import open_with_compression
 
     written, frame = {}, 0
     try:
-        with open(path) as f:
+        with open_with_compression(str(path)) as f:
             for line in f:
                 if not line.strip():
                     continue  # blank lines between frames, which ASE's reader skips too

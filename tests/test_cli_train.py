@@ -390,3 +390,16 @@ def test_ctrl_c_is_one_line_and_exit_code_130(monkeypatch, capsys, argv, hint):
     assert code == 130
     err = capsys.readouterr().err
     assert err.startswith(f"mlpot {argv[0]}: interrupted") and hint in err and len(err.splitlines()) == 1
+
+
+def test_a_user_warning_prints_as_one_line_naming_the_command_and_main_restores_the_format(tmp_path):
+    from mlpot.cli import _one_line
+
+    before = warnings.formatwarning
+    fmt = _one_line("eval", before)
+    assert fmt("frames.xyz, frame 3: no stress label", UserWarning, "/x/mlpot/reading.py", 12) == (
+        "mlpot eval: warning: frames.xyz, frame 3: no stress label\n"
+    )
+    assert "DeprecationWarning" in fmt("old", DeprecationWarning, "/x/y.py", 1)
+    assert main(["eval", str(tmp_path / "none.mlpot"), str(tmp_path / "none.xyz")]) == 2  # after the swap
+    assert warnings.formatwarning is before

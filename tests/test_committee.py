@@ -365,6 +365,25 @@ def test_deviation_counts_a_collapsed_frame_as_discarded_and_scores_the_rest(sin
     )
 
 
+def test_deviation_scores_frames_whatever_their_unused_labels_and_counts_nan_positions_as_broken(
+    singles, tmp_path, capsys
+):
+    """Deviation reads positions only (and forces with --calibrate): a NaN energy label it never uses
+    must not refuse the file, and a frame whose positions blew up to NaN is not evaluable, not an error."""
+    committee = tmp_path / "committee.mlpot"
+    assemble(singles[::2]).save(committee)
+    frames = _md_like_frames(3)
+    frames[0].info["energy"] = float("nan")
+    frames[2].positions[3] = np.nan
+    ase.io.write(path := tmp_path / "run.xyz", frames)
+    report = tmp_path / "dev.json"
+    with pytest.warns(UserWarning, match=rf"1 of 3 frame\(s\) could not be evaluated .*first: {path}, frame 2: "):
+        assert main(["deviation", str(committee), str(path), "--lo", "0", "--hi", "10", "--json", str(report)]) == 0
+    rows = json.loads(report.read_text())["per_frame"]
+    assert [row["evaluable"] for row in rows] == [True, True, False]
+    assert rows[0]["force_dev_max"] == pytest.approx(_deviation(singles[::2], frames[0]), rel=1e-6)
+
+
 def test_deviation_calibrate_compares_with_reference_forces(singles, tmp_path, capsys):
     """With --calibrate, labelled frames also get the committee's real largest atomic error, its rank
     correlation with the deviation and the median error / deviation; only on request, and refused

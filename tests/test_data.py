@@ -288,7 +288,7 @@ def test_mace_style_prefixed_labels_find_their_virial(tmp_path):
     (frame,) = data.read_frames(path, "REF_energy", "REF_forces", "REF_stress")
     np.testing.assert_allclose(frame.stress, stress, atol=1e-6)
     # the hint names the stress_key that reads the virial, not the virial's own name
-    hint = r"no stress label 'stress', but field\(s\) \['REF_virials'\]; set stress_key: REF_stress to train"
+    hint = r"no stress label 'stress', but field\(s\) \['REF_virials'\]; set stress_key: REF_stress \(mlpot eval: --stress-key REF_stress\) to train"
     with pytest.warns(UserWarning, match=hint):
         (unlabelled,) = data.read_frames(path, "REF_energy", "REF_forces")  # stress_key 'stress': no REF_ virial
     assert unlabelled.stress is None
@@ -347,6 +347,13 @@ def test_an_asymmetric_stress_label_is_refused_and_round_off_is_averaged_away(tm
     np.testing.assert_allclose(frame.stress, stress, atol=1e-6)
     with pytest.warns(UserWarning, match="skipped 1 bad frame"):
         assert len(data.read_frames(plain, "REF_energy", "REF_forces", skip_bad_frames=True)) == 1
+    # ... and in a compressed file as well
+    import gzip
+
+    packed = tmp_path / "plain.xyz.gz"
+    packed.write_bytes(gzip.compress(plain.read_bytes()))
+    with pytest.raises(InputError, match=r"plain.xyz.gz, frame 1: field 'stress' is not symmetric"):
+        data.read_frames(packed, "REF_energy", "REF_forces")
 
 
 def test_a_frame_ase_cannot_parse_is_named(tmp_path):
@@ -447,3 +454,44 @@ def test_forces_zeroed_by_a_constraint_are_flagged_naming_the_frame(tmp_path):
     (message,) = [m for m in _warnings_of(path) if "held by a constraint" in m]
     assert "1 frame(s)" in message and f"(first: {path}, frame 1 (2 atoms))" in message
     assert "apply_constraint=False" in message
+
+
+def test_a_key_without_a_value_is_not_read_as_an_energy_of_one(tmp_path):
+    """A plain-xyz comment "energy -49.65" reaches ASE's extxyz parser as energy=True (a key without
+    '='), and T or F as booleans too: numpy would make them 1.0 and 0.0 eV."""
+    path = tmp_path / "plain_comment.xyz"
+    path.write_text(
+        "3\nenergy -49.651544 Properties=species:S:1:pos:R:3:forces:R:3\n"
+        + "".join(f"{e} {x} 0 0 0 0 0\n" for e, x in (("O", 0.0), ("H", 0.96), ("H", -0.3)))
+    )
+    with pytest.raises(
+        InputError, match=r"plain_comment.xyz, frame 0: field 'energy' is not a number: True .*write energy=<number>"
+    ):
+        data.read_frames(path)
+
+
+def test_a_missing_label_points_at_the_field_that_holds_it(tmp_path):
+    atoms = labelled(molecule("H2O"), 0)
+    atoms.info["REF_energy"] = atoms.calc.results.pop("energy")
+    path = _write(tmp_path, [atoms])
+    with pytest.raises(
+        InputError,
+        match=r"frame 0: missing label 'energy' \(energy\); the frame has \['REF_energy'\]: set energy_key: REF_energy",
+    ):
+        data.read_frames(path)
+    assert data.read_frames(path, energy_key="REF_energy")[0].energy == pytest.approx(atoms.info["REF_energy"])
+
+
+def test_a_field_named_virial_stress_reads_as_the_stress_it_names(tmp_path):
+    """The unread-stress hint and stress_key agree: the hint's key is accepted (it used to be refused as a
+    virial, and the refusal's advice, renaming it 'virial', would read a stress as -W/V)."""
+    atoms = _emt_copper()
+    stress = atoms.calc.results.pop("stress")
+    atoms.info["virial_stress"] = stress
+    path = _write(tmp_path, [atoms])
+    (message,) = [m for m in _warnings_of(path) if "virial_stress" in m]
+    assert "set stress_key: virial_stress" in message
+    (frame,) = data.read_frames(path, stress_key="virial_stress")
+    from ase.stress import voigt_6_to_full_3x3_stress
+
+    np.testing.assert_allclose(frame.stress, voigt_6_to_full_3x3_stress(stress), atol=1e-12)

@@ -206,6 +206,19 @@ def test_a_resume_killed_before_its_first_write_still_chooses_the_best_model_afr
     _assert_best_is_a_resumed_epoch(result, tmp_path / "run")
 
 
+def test_a_corrupt_best_checkpoint_does_not_block_a_resume_from_an_intact_last_one(tmp_path):
+    # best.ckpt only tells the resume what loss to beat: refusing the run (and advising a start over)
+    # would throw away an intact last.ckpt
+    frames = _frames(n_mol=16, n_cryst=0)
+    config = _config(tmp_path, epochs=2)
+    fit(config, _prepared(config, frames), stop_after=1)
+    best = tmp_path / "run" / "checkpoints" / "best.ckpt"
+    best.write_bytes(best.read_bytes()[:-100])
+    with pytest.warns(UserWarning, match=r"best.ckpt: corrupt or truncated checkpoint .*: ignored, the run resumes"):
+        result = fit(config, _prepared(config, frames), resume=True)
+    assert [row["epoch"] for row in result.history] == [1, 2]
+
+
 def test_resume_refuses_a_new_cutoff_or_split_and_allows_a_new_budget(tmp_path):
     frames = _frames(n_mol=16, n_cryst=0)
     config = _config(tmp_path, "run", epochs=1)
@@ -910,6 +923,8 @@ def test_split_seed_holds_the_held_out_frames_when_the_seed_changes(tmp_path):
     assert held_out["c"] != held_out["a"]  # without split_seed, the seed draws another split
     with pytest.raises(ValueError, match="split_seed must be >= 0"):
         _config(tmp_path, "d", split_seed=-1).replace()
+    with pytest.raises(ValueError, match="seed must be an integer below 2\\^63, got 1180591620717411303424"):
+        _config(tmp_path, "e", seed=2**70).replace()  # JAX's PRNG key would raise an OverflowError
 
 
 def test_a_corrupt_checkpoint_is_refused_and_an_older_one_without_a_checksum_still_read(tmp_path):

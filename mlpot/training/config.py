@@ -161,6 +161,10 @@ def validate(config: TrainConfig, where: str = "config") -> TrainConfig:
         )
     if config.split_seed is not None and config.split_seed < 0:
         raise ValueError(f"{where}: split_seed must be >= 0 (or null: seed)")
+    for key in ("seed", "split_seed"):  # JAX's PRNG key takes a 64-bit signed integer
+        value = getattr(config, key)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value >= 2**63):
+            raise ValueError(f"{where}: {key} must be an integer below 2^63, got {_shown(value)}")
     weights = config.config_type_weights
     if not isinstance(weights, dict) or not all(
         isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) and v > 0 for v in weights.values()

@@ -29,6 +29,7 @@ import json
 import math
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import NamedTuple
 
@@ -160,7 +161,16 @@ def _adopt_a_newer_best(out: Path, progress: dict) -> None:
     path = out / "checkpoints" / "best.ckpt"
     if not path.is_file():
         return
-    best = checkpoint_progress(path)
+    try:
+        best = checkpoint_progress(path)
+    except ValueError as err:
+        # best.ckpt only raises the bar here; last.ckpt, which the run resumes from, is intact
+        warnings.warn(
+            f"{err.args[0].split(';')[0]}: ignored, the run resumes from last.ckpt (best.ckpt is rewritten at the next "
+            "best epoch)",
+            stacklevel=2,
+        )
+        return
     if best["epoch"] > progress["epoch"] and best.get("loss_weights") == progress.get("loss_weights"):
         progress["best_valid"] = min(progress["best_valid"], best["best_valid"])
 
