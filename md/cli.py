@@ -187,8 +187,8 @@ def _check_time_constants(args) -> None:
     fast = [
         f"--{name} {value:g} fs"
         for name, value, used in (
-            ("tdamp", args.tdamp, args.ensemble in CHAINED),
-            ("taup", args.taup, args.ensemble in BAROSTATS),
+            ("tdamp", args.tdamp, "tdamp" in USES[args.ensemble]),  # npt: Berendsen's taut
+            ("taup", args.taup, "taup" in USES[args.ensemble]),
         )
         if used and value is not None and value < slow
     ]
@@ -267,7 +267,8 @@ def _read_structure(args, species):
         from mlpot.reading import unreadable_frame
 
         raise ValueError(f"{unreadable_frame(path)}: cannot be read ({type(err).__name__}: {err})") from None
-    if not frames:
+    if not frames or index < 0 and _frame_count(args.structure) < -index:
+        # ASE reads a negative index past the start as frame 0, as a slice would
         raise ValueError(f"{args.structure}: has no frame {index}")
     if len(frames) > 1:
         print(
@@ -279,6 +280,10 @@ def _read_structure(args, species):
     check_atoms(frames[0], where)
     species_indices(frames[0].numbers, species, where)
     return frames[0]
+
+
+def _frame_count(path) -> int:
+    return sum(1 for _ in ase.io.iread(path, index=":"))
 
 
 def _check_model(path, restart: dict, fingerprint: str, model: str) -> None:
@@ -357,7 +362,7 @@ def build(args):
     from md.integrators import params
     from md.io import load_restart, model_fingerprint
     from md.simulation import Simulation
-    from md.velocities import mobility, moving_degrees_of_freedom, thermal_start
+    from md.velocities import CONSERVING, mobility, moving_degrees_of_freedom, thermal_start
     from mlpot.models.committee import members
     from mlpot.potential import load
 
@@ -415,6 +420,12 @@ def build(args):
             held = ("net momentum" if dof == 3 * len(atoms) - 3 else "net and angular momentum") + " held at zero"
         plural = "s" if dof != 1 else ""
         print(f"temperatures count {dof} degree{plural} of freedom ({held})", file=sys.stderr)
+    elif not continuing and args.ensemble in CONSERVING and len(atoms) > 1 and mobility(atoms).all():
+        print(  # the start drifts, and the ensemble keeps it: say so, it sets the temperature
+            f"temperatures count all {3 * len(atoms)} degrees of freedom ({where}'s net momentum is not zero, and "
+            f"--ensemble {args.ensemble} keeps it)",
+            file=sys.stderr,
+        )
     with _naming(where):
         sim = Simulation(
             forces,

@@ -28,7 +28,8 @@ from md.velocities import mobility
 from mlpot.graph import InputError, neighbour_search
 from mlpot.potential import require_x64
 
-_COMPILED: dict = {}
+_COMPILED: dict = {}  # insertion order = least recently used first
+COMPILED_SIZE = 16  # a program per model: an active-learning loop runs MD with many models
 
 
 class MDError(RuntimeError):
@@ -38,7 +39,11 @@ class MDError(RuntimeError):
 def _compiled(ensemble: str, forces: Forces, chain_length: int):
     """One jitted chunk per ensemble and force model, shared by all simulations."""
     key = (ensemble, forces.cache_key, chain_length)
-    if key not in _COMPILED:
+    if key in _COMPILED:
+        _COMPILED[key] = _COMPILED.pop(key)  # most recently used last
+    else:
+        if len(_COMPILED) >= COMPILED_SIZE:
+            _COMPILED.pop(next(iter(_COMPILED)))
         pair = integrator(ensemble, guarded(forces.force_fn))
         _COMPILED[key] = jax.jit(partial(run_chunk, pair.step_fn, forces.check_fn))
     return _COMPILED[key]

@@ -100,6 +100,8 @@ def test_cli_keep_momenta_continues_a_trajectory_frame_under_a_thermostat(files,
     assert main([*base, *nose_hoover, "--traj", str(out), "--overwrite"]) == 0  # without it: drawn afresh
     assert np.abs(ase.io.read(out, 0).get_momenta() - last.get_momenta()).max() > 1e-3
     capsys.readouterr()
+    assert main([*base[:3], "--index=-40", *base[5:], *nose_hoover, "--traj", str(out), "--overwrite"]) == 2
+    assert f"{tmp_path / 'first' / 't.xyz'}: has no frame -40" in capsys.readouterr().err  # not frame 0
     assert _md(files, tmp_path / "third", "--steps", "5", "--ensemble", "nose-hoover", "--keep-momenta") == 2
     err = capsys.readouterr().err
     assert f"--keep-momenta: {files / 'argon.xyz'}, frame 0 has no momenta (all zero)" in err
@@ -339,6 +341,7 @@ def test_cli_refuses_time_constants_typed_in_ps_and_a_barostat_that_cannot_move(
     for extra, message in [
         (["--ensemble", "nose-hoover", "--tdamp", "0.1"], "--tdamp 0.1 fs under ten timesteps (50 fs at --dt 5)"),
         (["--ensemble", "npt-mtk", "--taup", "1"], "--taup 1 fs under ten timesteps"),
+        (["--ensemble", "npt", "--tdamp", "0.1"], "--tdamp 0.1 fs under ten timesteps"),  # Berendsen's taut
         (["--ensemble", "npt", "--compressibility", "0"], "the Berendsen barostat would never move the cell"),
     ]:
         assert main(start + extra) == 2, extra

@@ -430,3 +430,23 @@ def test_appending_to_a_trajectory_whose_last_frame_has_no_step_is_refused(tmp_p
     ase.io.write(tmp_path / "foreign.xyz", argon_crystal(1))
     with pytest.raises(ValueError, match="its last frame has no step"):
         TrajectoryWriter(tmp_path / "foreign.xyz", append=True)
+
+
+def test_compiled_md_programs_are_bounded_and_the_recent_ones_kept(monkeypatch):
+    """One program per model: an active-learning loop runs MD with a new model each round, and kept
+    programs would pile up (~15 MB each for a small PaiNN)."""
+    from types import SimpleNamespace
+
+    from md import simulation
+
+    monkeypatch.setattr(simulation, "_COMPILED", {})
+
+    def forces(k):
+        return SimpleNamespace(force_fn=lambda *a: None, check_fn=lambda *a: None, cache_key=("model", k))
+
+    first = forces(0)
+    program = simulation._compiled("nve", first, 1)
+    for k in range(1, 3 * simulation.COMPILED_SIZE):
+        simulation._compiled("nve", forces(k), 1)
+        assert simulation._compiled("nve", first, 1) is program  # in use, so never the one dropped
+    assert len(simulation._COMPILED) == simulation.COMPILED_SIZE

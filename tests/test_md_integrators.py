@@ -217,6 +217,25 @@ def test_moving_degrees_of_freedom_subtract_what_the_ensemble_holds():
     np.testing.assert_allclose(n2.get_angular_momentum(), 0.0, atol=1e-12)
 
 
+def test_a_start_read_back_from_extxyz_keeps_its_count(tmp_path):
+    """extxyz stores momenta to 8 decimals: a frame written with zero net momentum and spin reads back
+    with ~1e-8 of each. Counting that as a drift would give 3N, and a thermostat would then hold the 21
+    moving degrees of freedom of ethanol at T * 27/21 (--keep-momenta from a trajectory's last frame)."""
+    import ase.io
+    from ase.build import molecule
+
+    for seed in range(40):
+        ethanol = molecule("CH3CH2OH")
+        assert thermal_start(ethanol, "nose-hoover", 300.0, seed=seed) == 21
+        ase.io.write(tmp_path / "start.xyz", ethanol)
+        read_back = ase.io.read(tmp_path / "start.xyz")
+        assert np.abs(read_back.get_momenta() - ethanol.get_momenta()).max() > 0  # rounded, as a file is
+        assert moving_degrees_of_freedom(read_back, "nose-hoover") == 21, seed
+    crystal = argon_crystal(1, temperature_K=60.0, seed=0)  # 4 atoms: 9
+    ase.io.write(tmp_path / "crystal.xyz", crystal)
+    assert moving_degrees_of_freedom(ase.io.read(tmp_path / "crystal.xyz"), "nve") == 9
+
+
 def test_a_wire_keeps_zero_spin_about_its_axis_and_does_not_count_it():
     # Periodic along one cell vector only (tilted off the Cartesian axes): turning the wire about that
     # axis changes nothing, so its spin about it is conserved and holds energy no thermostat reaches.
