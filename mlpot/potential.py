@@ -149,7 +149,8 @@ class Potential:
 
         if self.config.name == "committee":
             return assemble([member.with_dtype(dtype) for member in members(self)])
-        params = jax.tree_util.tree_map(lambda x: _as_float(np.asarray(x), np.dtype(dtype)), self.params)
+        # device arrays, as a loaded model's: numpy parameters compile a program of their own
+        params = jax.tree_util.tree_map(lambda x: jnp.asarray(_as_float(np.asarray(x), np.dtype(dtype))), self.params)
         return Potential(self.config.replace(dtype=dtype), params)
 
     def replace_params(self, params) -> Potential:

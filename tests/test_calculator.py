@@ -279,3 +279,21 @@ def test_float32_positions_and_sums_are_refused_not_returned(painn64):
     finally:
         jax.config.update("jax_enable_x64", True)
     assert np.isfinite(atoms.get_potential_energy())
+
+
+def test_a_model_in_its_own_dtype_again_compiles_nothing_new(painn64, tmp_path):
+    """with_dtype gave numpy parameters, which jit compiles apart from a loaded model's device arrays:
+    the README's float64 recipe compiled every program twice."""
+    import mlpot
+
+    painn64.save(tmp_path / "model.mlpot")
+    loaded = mlpot.load(tmp_path / "model.mlpot")
+    crystal = triclinic_si(repeat=(2, 1, 1))
+    crystal.calc = Calculator(loaded)
+    crystal.get_forces()
+    compiles = _backend_compiles()
+    again = loaded.with_dtype(loaded.config.dtype)
+    crystal.calc = Calculator(again)
+    crystal.positions += 0.01
+    crystal.get_forces()
+    assert crystal.calc.compile_count == 0 and compiles == []
