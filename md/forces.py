@@ -190,6 +190,10 @@ def graph_forces(
     ``cache_key`` (hashable) lets simulations of the same model share compiled code.
     """
     n = len(atoms)
+    if not 0 < skin <= cutoff:
+        # each step checks (1 + skin/cutoff)^3 times the pairs; a skin past the cutoff only buys rebuilds
+        # that come rarely anyway, and a huge one (1e6: a typo) makes the search hold every pair in reach
+        raise ValueError(f"skin {skin:g} Å: give one above 0 and at most the cutoff ({cutoff:g} Å); 0.5-2 Å is usual")
     if compute_stress and not (all(atoms.pbc) and atoms.cell.rank == 3):
         pbc = "".join("T" if p else "F" for p in atoms.pbc)
         raise ValueError(

@@ -342,6 +342,7 @@ def test_cli_refuses_time_constants_typed_in_ps_and_a_barostat_that_cannot_move(
         (["--ensemble", "nose-hoover", "--tdamp", "0.1"], "--tdamp 0.1 fs under ten timesteps (50 fs at --dt 5)"),
         (["--ensemble", "npt-mtk", "--taup", "1"], "--taup 1 fs under ten timesteps"),
         (["--ensemble", "npt", "--tdamp", "0.1"], "--tdamp 0.1 fs under ten timesteps"),  # Berendsen's taut
+        (["--skin", "1e6"], "skin 1e+06 Å: give one above 0 and at most the cutoff (6.5 Å)"),  # ran away
         (["--ensemble", "npt", "--compressibility", "0"], "the Berendsen barostat would never move the cell"),
     ]:
         assert main(start + extra) == 2, extra
