@@ -18,7 +18,8 @@ PYTHON=${PYTHON:-.venv/bin/python}
 # 140 min on one core at 1e-3), a 19-min warm restart on one H100 (init_from, learning_rate 3e-3), a third CPU
 # fine-tune (115 min on one core at 3e-4), a fourth at batch_size 4 and a fifth at batch_size 2 (150 min each on one
 # core at 5e-4); models/ethanol.mlpot is the committee (mlpot committee) of it and a second lineage trained from
-# scratch at batch_size 4 (110 + 115 + 115 + 105 min on both cores, sessions 27-30); every command is in
+# scratch at batch_size 4 (110 + 115 + 115 + 105 min on both cores, sessions 27-30, then
+# 120 + 120 min on one core, sessions 31 and 33); every command is in
 # examples/benchmarks/HISTORY.md.
 names=("$@")
 if [ ${#names[@]} -eq 0 ]; then
