@@ -565,6 +565,13 @@ def test_a_resume_that_reads_other_labels_chooses_the_best_model_afresh(tmp_path
         ("inconsistent_stress", "drop"),
     ):
         assert _check_resume(saved, dataclasses.replace(config, **{key: value})) == [key]
+    # a fraction that draws nothing (its file is given) may change; one that draws may not
+    given = dataclasses.replace(config, valid_file="v.xyz", test_file="t.xyz")
+    saved.write_text(config_mod.dump(given))
+    assert _check_resume(saved, dataclasses.replace(given, valid_fraction=0.2, test_fraction=0.3)) == []
+    saved.write_text(config_mod.dump(config))
+    with pytest.raises(ValueError, match="valid_fraction 0.05 -> 0.2 since the run began"):
+        _check_resume(saved, dataclasses.replace(config, valid_fraction=0.2))
     with pytest.warns(UserWarning, match="isolated_atoms_file free.xyz is not used on a resume"):
         assert _check_resume(saved, dataclasses.replace(config, isolated_atoms_file="free.xyz")) == []
 

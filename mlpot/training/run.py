@@ -257,8 +257,10 @@ def _check_resume(saved_path: Path, config) -> list[str]:
     if not saved_path.exists():
         return []
     saved, now = yaml.safe_load(saved_path.read_text()) or {}, config.to_dict()
-    keys = ["model", "cutoff", "dtype", "repulsion", "valid_fraction", "test_fraction"]
+    keys = ["model", "cutoff", "dtype", "repulsion"]
     changed = [f"{key} {saved.get(key)!r} -> {now[key]!r}" for key in keys if key in saved and saved[key] != now[key]]
+    before, after = _drawn_fractions(saved), _drawn_fractions(now)
+    changed += [f"{key} {saved[key]!r} -> {now[key]!r}" for key in before if key in saved and before[key] != after[key]]
     if _optimiser_state_shape(saved) != _optimiser_state_shape(now):
         # the checkpoint's optimiser state has the old chain's shape: flax would fail on a path inside it
         before = _with_defaults(saved)
@@ -285,6 +287,14 @@ def _check_resume(saved_path: Path, config) -> list[str]:
     if "huber" in (saved.get("loss"), now["loss"]):
         measures.append("huber_delta")
     return [key for key in measures if key in saved and saved[key] != now[key]]
+
+
+def _drawn_fractions(config: dict) -> dict:
+    """The held-out fractions that ``split_frames`` draws with: one whose file is given draws nothing."""
+    return {
+        f"{part}_fraction": 0.0 if config.get(f"{part}_file") else config.get(f"{part}_fraction")
+        for part in ("valid", "test")
+    }
 
 
 def _with_defaults(config: dict) -> dict:
