@@ -208,6 +208,10 @@ def _short_distances(atoms) -> dict | None:
     clear height (periodic with a cell of rank < 3): then only the full comparison decides."""
     from mlpot.graph import neighbour_search
 
+    if len(atoms) < 2:
+        return {}
+    if not (np.isfinite(atoms.positions).all() and np.isfinite(atoms.cell.array).all()):
+        return None
     radius = PREFILTER_RADIUS
     if atoms.pbc.any():
         cell = atoms.cell.array
@@ -215,7 +219,10 @@ def _short_distances(atoms) -> dict | None:
             return None
         heights = 1.0 / np.linalg.norm(np.linalg.inv(cell).T, axis=1)  # plane spacings of the lattice
         radius = min(radius, 0.49 * float(heights[atoms.pbc].min()))
-    i, j, _, d = neighbour_search(atoms, radius, half=True)
+    try:
+        i, j, _, d = neighbour_search(atoms, radius, half=True)
+    except (InputError, RuntimeError, ValueError):  # e.g. an atom flown off: checked where frames are read
+        return None
     z = atoms.numbers
     kind = np.minimum(z[i], z[j]) * 1000 + np.maximum(z[i], z[j])
     return {int(k): np.sort(d[kind == k]) for k in np.unique(kind)}

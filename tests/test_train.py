@@ -11,6 +11,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+from ase import Atoms
 from ase.stress import voigt_6_to_full_3x3_stress
 from flax import serialization
 from test_train_helpers import crystals, molecules, register_tiny, tiny_model
@@ -572,6 +573,8 @@ def test_a_resume_that_reads_other_labels_chooses_the_best_model_afresh(tmp_path
     saved.write_text(config_mod.dump(config))
     with pytest.raises(ValueError, match="valid_fraction 0.05 -> 0.2 since the run began"):
         _check_resume(saved, dataclasses.replace(config, valid_fraction=0.2))
+    # a file given where frames were drawn (or the reverse) is new validation frames: chosen afresh
+    assert _check_resume(saved, dataclasses.replace(config, valid_file="v.xyz")) == ["valid_file"]
     with pytest.warns(UserWarning, match="isolated_atoms_file free.xyz is not used on a resume"):
         assert _check_resume(saved, dataclasses.replace(config, isolated_atoms_file="free.xyz")) == []
 
@@ -598,6 +601,10 @@ def test_all_pair_distances_are_compared_only_where_the_short_ones_agree(monkeyp
     short = data._short_distances(frames[0])[14014]
     np.testing.assert_allclose(short, full(frames[0])[: len(short)], rtol=0, atol=1e-12)
     assert 0 < len(short) < len(full(frames[0]))
+    # frames the search refuses (checked where training frames are read) fall back to the full comparison
+    empty, far = Atoms(), frames[0].copy()
+    far.positions[0] += 2e5
+    assert data.symmetric_copy_pairs([empty, far], [Atoms(), far.copy()]) == [(0, 0), (1, 1)]
 
 
 def test_held_out_frames_that_are_training_or_validation_frames_or_copies_of_them_are_named(tmp_path):

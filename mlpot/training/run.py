@@ -260,7 +260,12 @@ def _check_resume(saved_path: Path, config) -> list[str]:
     keys = ["model", "cutoff", "dtype", "repulsion"]
     changed = [f"{key} {saved.get(key)!r} -> {now[key]!r}" for key in keys if key in saved and saved[key] != now[key]]
     before, after = _drawn_fractions(saved), _drawn_fractions(now)
-    changed += [f"{key} {saved[key]!r} -> {now[key]!r}" for key in before if key in saved and before[key] != after[key]]
+    # a switch between a file and a drawn fraction is a new valid_file or test_file, measured below
+    changed += [
+        f"{key} {before[key]!r} -> {after[key]!r}"
+        for key in before
+        if key in saved and None not in (before[key], after[key]) and before[key] != after[key]
+    ]
     if _optimiser_state_shape(saved) != _optimiser_state_shape(now):
         # the checkpoint's optimiser state has the old chain's shape: flax would fail on a path inside it
         before = _with_defaults(saved)
@@ -290,9 +295,9 @@ def _check_resume(saved_path: Path, config) -> list[str]:
 
 
 def _drawn_fractions(config: dict) -> dict:
-    """The held-out fractions that ``split_frames`` draws with: one whose file is given draws nothing."""
+    """The held-out fractions that ``split_frames`` draws with (None: its file is given, it draws nothing)."""
     return {
-        f"{part}_fraction": 0.0 if config.get(f"{part}_file") else config.get(f"{part}_fraction")
+        f"{part}_fraction": None if config.get(f"{part}_file") else config.get(f"{part}_fraction")
         for part in ("valid", "test")
     }
 
