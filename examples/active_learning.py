@@ -95,7 +95,7 @@ def train_members(data: Path, out: Path, minutes: float) -> list[Path]:
             "plots": False,
             "output_dir": str(out / f"member{seed}"),
         }
-        paths.append(train(config).output_dir / "model.mlpot")
+        paths.append(train(config, overwrite=True).output_dir / "model.mlpot")  # a rerun of this script starts over
     return paths
 
 

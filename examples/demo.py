@@ -37,7 +37,7 @@ def main() -> int:
     config = load(ROOT / "examples" / "ethanol.yaml", parser.parse_args().overrides)
     print(f"training {config.model['name']} on {config.train_file} (budget {config.max_time} min)")
     start = time.perf_counter()
-    result = train(config)
+    result = train(config, overwrite=True)  # `make demo` again trains again
     print(f"\ntrained in {time.perf_counter() - start:.0f} s ({len(result.history)} epochs)")
     print(
         f"\nheld-out test frames (not used for training or model selection), {result.test_metrics['n_frames']} frames:"

@@ -46,14 +46,15 @@ def register(subparsers) -> None:
         "--ensemble",
         choices=tuple(STEPS),
         default="nve",
-        help="nve; langevin (BAOAB); nose-hoover (chain); npt (Berendsen: equilibrate); npt-mtk (MTK, volume); "
-        "npt-mtk-cell (MTK, whole cell)",
+        help="nve (default); langevin (BAOAB); nose-hoover (chain); npt (Berendsen: equilibrate); npt-mtk (MTK, "
+        "volume); npt-mtk-cell (MTK, whole cell)",
     )
     p.add_argument(
         "--temperature",
         type=float,
         default=300.0,
-        help="K: Maxwell-Boltzmann start (0: keep the file's momenta) and thermostat target",
+        help="K: Maxwell-Boltzmann start and thermostat target (default 300; 0: keep the file's momenta, "
+        "not with the Nose-Hoover ensembles nose-hoover, npt-mtk, npt-mtk-cell)",
     )
     p.add_argument(
         "--keep-momenta",
@@ -69,13 +70,13 @@ def register(subparsers) -> None:
         "--tdamp",
         type=float,
         default=_DEFAULTS["tdamp"],
-        help="thermostat time constant in fs (nose-hoover, npt's taut, npt-mtk; default 100 dt)",
+        help="thermostat time constant in fs (nose-hoover, npt's taut, npt-mtk, npt-mtk-cell; default 100 dt)",
     )
     p.add_argument(
         "--taup",
         type=float,
         default=_DEFAULTS["taup"],
-        help="barostat time constant in fs (npt's taup, npt-mtk's pdamp; 1000)",
+        help="barostat time constant in fs (npt's taup, npt-mtk's and npt-mtk-cell's pdamp; default 1000)",
     )
     p.add_argument(
         "--compressibility",
@@ -96,8 +97,10 @@ def register(subparsers) -> None:
         "(a diffusion coefficient) needs, and what ASE's own MD writes",
     )
     p.add_argument("--log", default=None, help="thermo CSV log, every --interval steps")
-    p.add_argument("--interval", type=int, default=10, help="steps between frames/log lines/restart writes")
-    p.add_argument("--seed", type=int, default=0, help="seed for velocities and Langevin noise")
+    p.add_argument(
+        "--interval", type=int, default=10, help="steps between frames/log lines/restart writes (default 10)"
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed for velocities and Langevin noise (default 0)")
     p.add_argument("--restart", default=None, help="restart file: continued from when it exists, always written")
     p.add_argument(
         "--restart-seconds",
@@ -113,7 +116,7 @@ def register(subparsers) -> None:
         help="let a fresh run replace an existing --traj/--log (a run continuing from --restart appends)",
     )
     p.add_argument("--max-temperature", type=float, default=None, help="K; stop above it (default max(1e4, 5 T))")
-    p.add_argument("--min-distance", type=float, default=0.5, help="Å; stop when two atoms come closer")
+    p.add_argument("--min-distance", type=float, default=0.5, help="Å; stop when two atoms come closer (default 0.5)")
     p.add_argument(
         "--max-force-dev",
         type=float,

@@ -198,11 +198,55 @@ def _sorted_distances(atoms) -> np.ndarray:
     return distances[np.lexsort((distances, kind))]
 
 
+PREFILTER_RADIUS = 3.0  # Å: the short distances that tell two frames apart before all N^2 are compared
+
+
+def _short_distances(atoms) -> dict | None:
+    """The pair distances under a radius short enough that each pair has one image within it (under half
+    the cell's smallest periodic height), sorted within each pair of elements: for each pair of elements,
+    the start of ``_sorted_distances``'s list, from an O(N) neighbour search. None where the cell has no
+    clear height (periodic with a cell of rank < 3): then only the full comparison decides."""
+    from mlpot.graph import neighbour_search
+
+    if len(atoms) < 2:
+        return {}
+    if not (np.isfinite(atoms.positions).all() and np.isfinite(atoms.cell.array).all()):
+        return None
+    radius = PREFILTER_RADIUS
+    if atoms.pbc.any():
+        cell = atoms.cell.array
+        if abs(np.linalg.det(cell)) < 1e-9:
+            return None
+        heights = 1.0 / np.linalg.norm(np.linalg.inv(cell).T, axis=1)  # plane spacings of the lattice
+        radius = min(radius, 0.49 * float(heights[atoms.pbc].min()))
+    try:
+        i, j, _, d = neighbour_search(atoms, radius, half=True)
+    except (InputError, RuntimeError, ValueError):  # e.g. an atom flown off: checked where frames are read
+        return None
+    z = atoms.numbers
+    kind = np.minimum(z[i], z[j]) * 1000 + np.maximum(z[i], z[j])
+    return {int(k): np.sort(d[kind == k]) for k in np.unique(kind)}
+
+
+def _may_be_copies(a: dict | None, b: dict | None, tolerance: float) -> bool:
+    """False only where two frames cannot be copies: the shortest distances of a pair of elements differ."""
+    if a is None or b is None:
+        return True
+    for kind in a.keys() & b.keys():
+        m = min(len(a[kind]), len(b[kind]))
+        if np.any(np.abs(a[kind][:m] - b[kind][:m]) > tolerance):
+            return False
+    return True
+
+
 def symmetric_copy_pairs(a: Sequence, b: Sequence, tolerance: float = 1e-3) -> list[tuple[int, int]]:
     """(index in ``a``, index in ``b``) for each ASE Atoms of ``b`` that copies one of ``a`` up to a rotation,
     reflection, translation, re-indexing of the atoms or another cell of the same lattice: the same
     elements, the same volume (to 1e-4, periodic) and the same sorted minimum-image distances to
-    ``tolerance`` Å. Frames of more than ``MAX_ATOMS_COMPARED`` atoms are not compared."""
+    ``tolerance`` Å. Frames of more than ``MAX_ATOMS_COMPARED`` atoms are not compared.
+
+    All N^2 distances are computed only for frames whose short distances already agree (``_short_distances``,
+    O(N)): frames of one volume and composition (NVT data) otherwise cost seconds and megabytes each."""
 
     def summary(atoms):
         volume = abs(atoms.cell.volume) if atoms.pbc.any() else 0.0
@@ -213,18 +257,28 @@ def symmetric_copy_pairs(a: Sequence, b: Sequence, tolerance: float = 1e-3) -> l
     for i, atoms in enumerate(a):
         if len(atoms) <= MAX_ATOMS_COMPARED:
             key, volume = summary(atoms)
-            groups.setdefault(key, []).append((i, volume, _sorted_distances(atoms)))
+            groups.setdefault(key, []).append((i, volume))
+    short: dict = {}  # index in a -> _short_distances, computed when first needed
+    full: dict = {}  # index in a -> _sorted_distances, likewise
     pairs = []
     for j, atoms in enumerate(b):
         if len(atoms) > MAX_ATOMS_COMPARED:
             continue
         key, volume = summary(atoms)
-        candidates = groups.get(key, ())
+        candidates = [i for i, v in groups.get(key, ()) if abs(v - volume) <= 1e-4 * max(v, volume, 1.0)]
         if not candidates:
             continue
-        distances = _sorted_distances(atoms)
-        for i, v, d in candidates:
-            if abs(v - volume) <= 1e-4 * max(v, volume, 1.0) and np.all(np.abs(d - distances) <= tolerance):
+        mine, distances = _short_distances(atoms), None
+        for i in candidates:
+            if i not in short:
+                short[i] = _short_distances(a[i])
+            if not _may_be_copies(short[i], mine, tolerance):
+                continue
+            if i not in full:
+                full[i] = _sorted_distances(a[i])
+            if distances is None:
+                distances = _sorted_distances(atoms)
+            if np.all(np.abs(full[i] - distances) <= tolerance):
                 pairs.append((i, j))
                 break
     return pairs

@@ -128,7 +128,7 @@ def check_atoms(atoms: Atoms, where: str = "structure") -> None:
 
 def species_indices(numbers: np.ndarray, species: Sequence[int], where: str = "structure") -> np.ndarray:
     """Map atomic numbers to indices into the model's ``species`` list; unknown elements raise."""
-    lookup = np.full(max(max(species), int(numbers.max())) + 1, -1, dtype=np.int32)
+    lookup = np.full(max(max(species), int(np.max(numbers, initial=0))) + 1, -1, dtype=np.int32)
     lookup[np.asarray(species)] = np.arange(len(species), dtype=np.int32)
     indices = lookup[numbers]
     if np.any(indices < 0):

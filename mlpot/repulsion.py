@@ -72,6 +72,12 @@ def radii_from_frames(
     A pair closer than half its covalent radii sum is almost surely a broken frame (an atom written
     twice, a unit slip); it would pull that core in to the floor, so it is named in a warning
     (``names``: where each frame came from, e.g. "file, frame k")."""
+    return radii_from_closest(closest_pairs(frames, species, search, names), species, margin, cutoff)
+
+
+def closest_pairs(frames, species, search: float = 3.0, names=None) -> np.ndarray:
+    """S x S (symmetric, Å): the closest distance of each pair of species in the frames, inf where no
+    pair came within ``search``; warns about a pair under half its covalent radii sum."""
     index = {z: k for k, z in enumerate(species)}
     closest = np.full((len(species), len(species)), np.inf)
     for f, atoms in enumerate(frames):
@@ -90,12 +96,17 @@ def radii_from_frames(
                 f"{where}: atoms {i[k]} ({symbols[i[k]]}) and {j[k]} ({symbols[j[k]]}) are {d[k]:.3f} Å apart, "
                 f"under half their covalent radii sum: check that frame (the repulsive core for this pair "
                 "starts from the closest training pair)",
-                stacklevel=2,
+                stacklevel=3,
             )
+    return np.minimum(closest, closest.T)
+
+
+def radii_from_closest(closest, species, margin: float = 0.1, cutoff: float | None = None) -> tuple:
+    """``radii_from_frames`` from the closest pairs (``closest_pairs``)."""
     radii = np.empty_like(closest)
     for p, zp in enumerate(species):
         for q, zq in enumerate(species):
-            seen = min(closest[p, q], closest[q, p])
+            seen = closest[p, q]
             guess = 0.6 * (covalent_radii[zp] + covalent_radii[zq])
             radii[p, q] = max(seen - margin if np.isfinite(seen) else guess, 0.3)
     radii = np.floor(radii * 1e4) / 1e4  # 4 decimals for the file, never rounded up past the cutoff

@@ -36,12 +36,11 @@ def _cmd_train(args) -> int:
     if args.resume and args.overwrite:
         raise ValueError("--resume continues the run in output_dir, --overwrite replaces it: give one")
     config = _config(args)
-    out = Path(config.output_dir)
-    held = [path for path in (out / "checkpoints" / "last.ckpt", out / "model.mlpot") if path.is_file()]
+    held = run.held_run(Path(config.output_dir))
     if held and not (args.resume or args.overwrite):
         # a rerun of a killed run's command would replace its checkpoints within seconds
         raise ValueError(
-            f"output_dir {config.output_dir} already holds a run ({held[0]}): --resume continues it, "
+            f"output_dir {config.output_dir} already holds a run ({held}): --resume continues it, "
             "--overwrite starts over and replaces it, or give another output_dir"
         )
     result = run.train(config, resume=args.resume, overwrite=args.overwrite)

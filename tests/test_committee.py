@@ -17,6 +17,7 @@ from conftest import ethanol, finite_difference_stress, small_painn, triclinic_s
 import mlpot
 from md.forces import potential_forces
 from mlpot.cli import main
+from mlpot.deviation import frame_deviations
 from mlpot.graph import neighbour_pairs
 from mlpot.models.committee import assemble, members
 from mlpot.training.config import from_dict
@@ -382,6 +383,10 @@ def test_deviation_scores_frames_whatever_their_unused_labels_and_counts_nan_pos
     rows = json.loads(report.read_text())["per_frame"]
     assert [row["evaluable"] for row in rows] == [True, True, False]
     assert rows[0]["force_dev_max"] == pytest.approx(_deviation(singles[::2], frames[0]), rel=1e-6)
+    # a torn trajectory's empty frame is not evaluable either (it stopped the whole pass, naming no frame)
+    with pytest.warns(UserWarning, match=r"1 of 3 frame\(s\) could not be evaluated .*first: structure 1: .*no atoms"):
+        rows = frame_deviations(assemble(singles[::2]), [frames[0], Atoms(), frames[1]])
+    assert np.isinf(rows[1]).all() and np.isfinite(rows[[0, 2]]).all()
 
 
 def test_deviation_calibrate_compares_with_reference_forces(singles, tmp_path, capsys):

@@ -11,6 +11,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+from ase import Atoms
 from ase.stress import voigt_6_to_full_3x3_stress
 from flax import serialization
 from test_train_helpers import crystals, molecules, register_tiny, tiny_model
@@ -538,6 +539,74 @@ def test_output_dir_that_is_a_file_or_a_resume_without_checkpoint_fails_before_a
     assert not (tmp_path / "missing").exists()  # no empty folder left behind
 
 
+def test_a_folder_that_holds_a_run_is_not_trained_into_without_resume_or_overwrite(tmp_path):
+    # a second run there would write its config over the old run's, and a resume after a kill would then
+    # carry on the old run's parameters and history with every check passing
+    (tmp_path / "held" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "held" / "checkpoints" / "last.ckpt").write_bytes(b"the old run")
+    config = _config(tmp_path, "held", valid_fraction=0.25)
+    with pytest.raises(ValueError, match=r"already holds a run \(.*last.ckpt\): resume=True continues it, overwrite="):
+        run_mod.train(config, frames=_frames(n_mol=8, n_cryst=0))
+    assert (tmp_path / "held" / "checkpoints" / "last.ckpt").read_bytes() == b"the old run"
+    assert not (tmp_path / "held" / "config.yaml").exists()
+
+
+def test_a_resume_that_reads_other_labels_chooses_the_best_model_afresh(tmp_path):
+    from mlpot.training import config as config_mod
+    from mlpot.training.run import _check_resume
+
+    config = _config(tmp_path)
+    saved = tmp_path / "config.yaml"
+    saved.write_text(config_mod.dump(config))
+    # other labels: a best loss measured on the old ones would never be beaten, and nothing resumed saved
+    for key, value in (
+        ("energy_key", "REF_energy"),
+        ("forces_key", "F"),
+        ("stress_key", "S"),
+        ("inconsistent_stress", "drop"),
+    ):
+        assert _check_resume(saved, dataclasses.replace(config, **{key: value})) == [key]
+    # a fraction that draws nothing (its file is given) may change; one that draws may not
+    given = dataclasses.replace(config, valid_file="v.xyz", test_file="t.xyz")
+    saved.write_text(config_mod.dump(given))
+    assert _check_resume(saved, dataclasses.replace(given, valid_fraction=0.2, test_fraction=0.3)) == []
+    saved.write_text(config_mod.dump(config))
+    with pytest.raises(ValueError, match="valid_fraction 0.05 -> 0.2 since the run began"):
+        _check_resume(saved, dataclasses.replace(config, valid_fraction=0.2))
+    # a file given where frames were drawn (or the reverse) is new validation frames: chosen afresh
+    assert _check_resume(saved, dataclasses.replace(config, valid_file="v.xyz")) == ["valid_file"]
+    with pytest.warns(UserWarning, match="isolated_atoms_file free.xyz is not used on a resume"):
+        assert _check_resume(saved, dataclasses.replace(config, isolated_atoms_file="free.xyz")) == []
+
+
+def test_all_pair_distances_are_compared_only_where_the_short_ones_agree(monkeypatch):
+    # NVT frames share composition and volume: comparing all N^2 distances of each cost seconds a frame
+    from ase.build import bulk
+
+    base = bulk("Si", "diamond", 5.43, cubic=True) * (2, 2, 2)
+    frames = []
+    for seed in range(6):
+        atoms = base.copy()
+        atoms.rattle(0.05, seed=seed)
+        frames.append(atoms)
+    copy = frames[2].copy()
+    copy.rotate(40, (1, 2, 3), rotate_cell=True)
+    copy = copy[np.random.default_rng(0).permutation(len(copy))]
+    computed = []
+    full = data._sorted_distances
+    monkeypatch.setattr(data, "_sorted_distances", lambda atoms: computed.append(len(atoms)) or full(atoms))
+    assert data.symmetric_copy_pairs(frames[:5], [frames[5], copy]) == [(2, 1)]
+    assert len(computed) == 2  # the copy and its original
+    # the short distances are the start of the full sorted list, pair of elements by pair of elements
+    short = data._short_distances(frames[0])[14014]
+    np.testing.assert_allclose(short, full(frames[0])[: len(short)], rtol=0, atol=1e-12)
+    assert 0 < len(short) < len(full(frames[0]))
+    # frames the search refuses (checked where training frames are read) fall back to the full comparison
+    empty, far = Atoms(), frames[0].copy()
+    far.positions[0] += 2e5
+    assert data.symmetric_copy_pairs([empty, far], [Atoms(), far.copy()]) == [(0, 0), (1, 1)]
+
+
 def test_held_out_frames_that_are_training_or_validation_frames_or_copies_of_them_are_named(tmp_path):
     import ase.io
 
@@ -613,6 +682,15 @@ def test_config_reads_yaml_numbers_as_written():
     config = from_dict({"train_file": "x.xyz", "max_time": "1e3", "epochs": 20.0, "clip_grad_norm": 5})
     assert config.max_time == 1000.0 and config.epochs == 20 and isinstance(config.epochs, int)
     assert config.clip_grad_norm == 5.0 and isinstance(config.clip_grad_norm, float)
+    nested = from_dict(
+        {
+            "train_file": "x.xyz",
+            "weight_schedule": [{"epoch": 2, "energy_weight": "1e3"}],
+            "config_type_weights": {"Surface": "1e1"},
+        }
+    )
+    assert nested.weight_schedule == [{"epoch": 2, "energy_weight": 1000.0}]
+    assert nested.config_type_weights == {"Surface": 10.0}
 
 
 def test_learning_rate_warmup_cosine_time_and_plateau(tmp_path):
@@ -691,6 +769,32 @@ def test_fine_tuning_refuses_a_different_model_or_new_elements(tmp_path, changes
     config = _config(tmp_path, "tuned", init_from=str(path), **changes)
     with pytest.raises(ValueError, match=message):
         _prepared(config, _frames(n_mol=18, n_cryst=n_cryst))
+
+
+def test_fine_tuning_on_closer_frames_lowers_the_core_so_it_stays_zero_on_them(tmp_path):
+    from mlpot.repulsion import closest_pairs
+
+    frames = _frames(n_mol=18, n_cryst=0)
+    base_config = _config(tmp_path, "base", epochs=1)
+    path = fit(base_config, _prepared(base_config, frames)).output_dir / "model.mlpot"
+    old = np.array(load(path).config.repulsion_radii)
+    squeezed = []  # compressed data: what init_from is for (hot, dense or reactive frames)
+    for f in frames:
+        atoms = f.atoms.copy()
+        atoms.positions *= 0.85
+        squeezed.append(f._replace(atoms=atoms))
+    config = _config(tmp_path, "tuned", init_from=str(path))
+    with pytest.warns(UserWarning, match=r"the training frames come closer than its ZBL core \(H-H 1\.\d+ -> 1\.\d+ Å"):
+        prepared = _prepared(config, squeezed)
+    new = np.array(prepared.model_config.repulsion_radii)
+    assert new[0, 0] < old[0, 0] and new[0, 1] < old[0, 1]  # H-H and C-H come closer
+    assert new[1, 1] == old[1, 1]  # one C per CH4: a pair the frames never show keeps its radius
+    training = [f.atoms for f in squeezed[:-4] + squeezed[-2:]]
+    assert np.all(closest_pairs(training, (1, 6)) >= new + 0.1 - 1e-4)  # every training pair outside its core
+    assert prepared.model_config.reference_energies == load(path).config.reference_energies
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the base model's own frames are outside its core: nothing changes
+        assert _prepared(config, frames).model_config == load(path).config
 
 
 def test_fine_tuning_accepts_a_config_that_spells_out_a_default_the_file_leaves_out(tmp_path):

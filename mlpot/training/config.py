@@ -245,6 +245,15 @@ def _typed(config: TrainConfig, where: str) -> TrainConfig:
                     f"{where}: {f.name} must be {'a path or a list of paths' if 'list' in f.type else 'text'}, "
                     f"got {_shown(value)}"
                 )
+    if isinstance(config.weight_schedule, (list, tuple)):  # YAML 1.1 reads 1e3 as a string here too
+        changes["weight_schedule"] = [
+            {key: value if key == "epoch" else _yaml_float(value) for key, value in entry.items()}
+            if isinstance(entry, dict)
+            else entry
+            for entry in config.weight_schedule
+        ]
+    if isinstance(config.config_type_weights, dict):
+        changes["config_type_weights"] = {key: _yaml_float(v) for key, v in config.config_type_weights.items()}
     model = dict(config.model)
     name = model.get("name")
     if isinstance(name, str) and name in MODELS:  # any other name is refused by validate
@@ -281,6 +290,17 @@ def _number(value, kind: str, what: str):
     if not ok:
         raise ValueError(f"{what} must be a{'n' if kind == 'int' else ''} {kind}, got {_shown(value)}")
     return {"float": float, "int": int, "bool": bool}[kind](value)
+
+
+def _yaml_float(value):
+    """A number YAML 1.1 left as a string (``1e3``) as that number; anything else unchanged, for
+    ``validate`` to refuse with its own message."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
 
 
 def _shown(value) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from typing import Any, NamedTuple
 
@@ -114,6 +115,36 @@ def fine_tune_base(config: TrainConfig, frames) -> Potential:
     return base
 
 
+def _core_below(base: Potential, train, init_from) -> Potential:
+    """The base model with its ZBL radii lowered to the fine-tuning frames' closest pairs where these come
+    closer than its own training frames did (compressed, hot or reactive data): the core must stay zero
+    on every training frame, or the network learns to cancel a wall. Only distances the base never saw
+    change, so nothing it learned is lost."""
+    from ase.data import chemical_symbols
+
+    mc = base.config
+    if not mc.repulsion_radii:
+        return base
+    closest = repulsion.closest_pairs([f.atoms for f in train], mc.species, names=[f.where for f in train])
+    old = np.array(mc.repulsion_radii)
+    fresh = np.array(repulsion.radii_from_closest(closest, mc.species, cutoff=mc.cutoff))
+    radii = np.where(np.isfinite(closest), np.minimum(old, fresh), old)
+    lowered = [(p, q) for p in range(len(radii)) for q in range(p, len(radii)) if radii[p, q] < old[p, q]]
+    if not lowered:
+        return base
+    pairs = ", ".join(
+        f"{chemical_symbols[mc.species[p]]}-{chemical_symbols[mc.species[q]]} {old[p, q]:.3f} -> {radii[p, q]:.3f} Å"
+        for p, q in lowered
+    )
+    warnings.warn(
+        f"init_from {init_from}: the training frames come closer than its ZBL core ({pairs}): the core radii "
+        "are lowered so that the core stays zero on every training frame",
+        stacklevel=3,
+    )
+    radii = tuple(tuple(float(r) for r in row) for row in radii)
+    return Potential(dataclasses.replace(mc, repulsion_radii=radii), base.params)
+
+
 def _refuse_unseen_elements(frames, species, name: str) -> None:
     """A held-out frame with an element the training frames lack would add an untrained species
     (reference energy 0, random embedding) to the model and score it: refuse, naming the frame."""
@@ -203,7 +234,7 @@ def assemble(config: TrainConfig, train, valid, test=None, species=None) -> Prep
                 stacklevel=2,
             )
     everything = train + valid + (test or [])
-    base = fine_tune_base(config, everything) if config.init_from else None
+    base = _core_below(fine_tune_base(config, everything), train, config.init_from) if config.init_from else None
     species = base.config.species if base else tuple(species) if species else data.species_of_frames(train)
     for name, part in (("validation", valid), ("test", test or [])):
         _refuse_unseen_elements(part, species, name)

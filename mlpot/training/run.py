@@ -257,8 +257,15 @@ def _check_resume(saved_path: Path, config) -> list[str]:
     if not saved_path.exists():
         return []
     saved, now = yaml.safe_load(saved_path.read_text()) or {}, config.to_dict()
-    keys = ["model", "cutoff", "dtype", "repulsion", "valid_fraction", "test_fraction"]
+    keys = ["model", "cutoff", "dtype", "repulsion"]
     changed = [f"{key} {saved.get(key)!r} -> {now[key]!r}" for key in keys if key in saved and saved[key] != now[key]]
+    before, after = _drawn_fractions(saved), _drawn_fractions(now)
+    # a switch between a file and a drawn fraction is a new valid_file or test_file, measured below
+    changed += [
+        f"{key} {before[key]!r} -> {after[key]!r}"
+        for key in before
+        if key in saved and None not in (before[key], after[key]) and before[key] != after[key]
+    ]
     if _optimiser_state_shape(saved) != _optimiser_state_shape(now):
         # the checkpoint's optimiser state has the old chain's shape: flax would fail on a path inside it
         before = _with_defaults(saved)
@@ -273,10 +280,26 @@ def _check_resume(saved_path: Path, config) -> list[str]:
             f"--resume {saved_path.parent}: {'; '.join(changed)} since the run began. A resume keeps the model and "
             "the validation split: put these back, or start a new output_dir (init_from=<model> to fine-tune)"
         )
-    measures = ["loss", "valid_file"] + (["train_file"] if not config.valid_file else [])
+    if saved.get("isolated_atoms_file") != now["isolated_atoms_file"]:
+        warnings.warn(
+            f"isolated_atoms_file {now['isolated_atoms_file']} is not used on a resume (it was "
+            f"{saved.get('isolated_atoms_file')}): the model keeps the reference energies it began with",
+            stacklevel=3,
+        )
+    # the labels read are what the loss measures: a best loss on other labels would never be beaten
+    measures = ["loss", "valid_file", "energy_key", "forces_key", "stress_key", "inconsistent_stress"]
+    measures += ["train_file"] if not config.valid_file else []
     if "huber" in (saved.get("loss"), now["loss"]):
         measures.append("huber_delta")
     return [key for key in measures if key in saved and saved[key] != now[key]]
+
+
+def _drawn_fractions(config: dict) -> dict:
+    """The held-out fractions that ``split_frames`` draws with (None: its file is given, it draws nothing)."""
+    return {
+        f"{part}_fraction": None if config.get(f"{part}_file") else config.get(f"{part}_fraction")
+        for part in ("valid", "test")
+    }
 
 
 def _with_defaults(config: dict) -> dict:
@@ -460,19 +483,30 @@ def remove_run_outputs(out: Path, extra: tuple[str, ...] = ()) -> None:
         (out / name).unlink(missing_ok=True)
 
 
+def held_run(out: Path) -> Path | None:
+    """The file that shows ``out`` holds a run (its last checkpoint or its model), or None."""
+    return next((path for path in (out / "checkpoints" / "last.ckpt", out / "model.mlpot") if path.is_file()), None)
+
+
 def train(
     config, resume: bool = False, frames=None, stop_after: int | None = None, overwrite: bool = False
 ) -> TrainResult:
     """Python API: ``train(TrainConfig | dict | path)``. See the module docstring for outputs.
 
-    ``overwrite``: remove a previous run's model and checkpoints in ``output_dir`` once the data have
-    been read and checked (a typo in a file name must not cost the old model), before the first epoch
-    (a kill after that must not resume the old run).
+    ``output_dir`` holding a run is refused unless ``resume`` (continue it) or ``overwrite``: remove
+    its model and checkpoints once the data have been read and checked (a typo in a file name must not
+    cost the old model), before the first epoch (a kill after that must not resume the old run).
     """
     if resume and overwrite:
         raise ValueError("resume continues the run in output_dir, overwrite replaces it: give one")
     config = as_config(config)
     out = _output_folder(config, resume)  # before reading data, which can take minutes
+    if not (resume or overwrite) and (held := held_run(out)):
+        # a new run there would mix with the old one: a later resume would carry on the old parameters
+        raise ValueError(
+            f"output_dir {out} already holds a run ({held}): resume=True continues it, overwrite=True starts "
+            "over and replaces it, or give another output_dir"
+        )
     # a resume reads the data as the checkpoint's model does: same species, same indices
     saved = checkpoint_model_config(out / "checkpoints" / "last.ckpt") if resume else None
     prepared = prepare(config, frames, tuple(saved["species"]) if saved else None)
