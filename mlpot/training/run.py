@@ -259,12 +259,12 @@ def _check_resume(saved_path: Path, config) -> list[str]:
     saved, now = yaml.safe_load(saved_path.read_text()) or {}, config.to_dict()
     keys = ["model", "cutoff", "dtype", "repulsion"]
     changed = [f"{key} {saved.get(key)!r} -> {now[key]!r}" for key in keys if key in saved and saved[key] != now[key]]
-    before, after = _drawn_fractions(saved), _drawn_fractions(now)
+    drawn_then, drawn_now = _drawn_fractions(saved), _drawn_fractions(now)
     # a switch between a file and a drawn fraction is a new valid_file or test_file, measured below
     changed += [
-        f"{key} {before[key]!r} -> {after[key]!r}"
-        for key in before
-        if key in saved and None not in (before[key], after[key]) and before[key] != after[key]
+        f"{key} {drawn_then[key]!r} -> {drawn_now[key]!r}"
+        for key in drawn_then
+        if key in saved and None not in (drawn_then[key], drawn_now[key]) and drawn_then[key] != drawn_now[key]
     ]
     if _optimiser_state_shape(saved) != _optimiser_state_shape(now):
         # the checkpoint's optimiser state has the old chain's shape: flax would fail on a path inside it
