@@ -417,13 +417,19 @@ def test_ctrl_c_during_a_traj_frame_finishes_the_frame_first(tmp_path, monkeypat
         return real_write(self, atoms, **kwargs)
 
     monkeypatch.setattr(AseWriter, "write", interrupted_write)
-    with pytest.raises(KeyboardInterrupt):
-        writer.write(frame_atoms(atoms, state._replace(step=state.step + 1), False))
+    # Python's own Ctrl-C handler, whatever this process inherited: a shell's `make test &` starts it
+    # with SIGINT ignored, and the deferred interrupt then (rightly) does nothing
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            writer.write(frame_atoms(atoms, state._replace(step=state.step + 1), False))
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, inherited)
     writer.close()
     frames = ase.io.read(tmp_path / "t.traj", ":")
     assert [f.info["step"] for f in frames] == [0, 1]
     assert all(f.get_potential_energy() == pytest.approx(float(state.energy)) for f in frames)
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 def test_appending_to_a_trajectory_whose_last_frame_has_no_step_is_refused(tmp_path):
