@@ -172,6 +172,11 @@ def test_train_refuses_a_bad_override(config, capsys, override, message):
     assert message in _error(capsys)
 
 
+def test_train_refuses_a_test_fraction_that_a_test_file_would_leave_unused(config, capsys):
+    assert main(["train", str(config), "-o", "test_file=other.xyz", "-o", "test_fraction=0.5"]) == 2
+    assert "test_fraction 0.5 draws test frames from train_file only when there is no test_file" in _error(capsys)
+
+
 def test_train_refuses_a_loss_with_every_weight_zero(config, capsys):
     zero = [arg for key in ("energy", "forces", "stress") for arg in ("-o", f"{key}_weight=0")]
     assert main(["train", str(config), *zero]) == 2

@@ -134,6 +134,11 @@ def validate(config: TrainConfig, where: str = "config") -> TrainConfig:
         raise ValueError(f"{where}: give valid_file or a valid_fraction between 0 and 1")
     if not 0 <= config.test_fraction < 1:
         raise ValueError(f"{where}: test_fraction must be in [0, 1)")
+    if config.test_file is not None and config.test_fraction > 0:  # set, and silently unused
+        raise ValueError(
+            f"{where}: test_fraction {config.test_fraction:g} draws test frames from train_file only when there "
+            "is no test_file; give one of them (test_fraction=0 or test_file=null)"
+        )
     if config.valid_file is None and config.test_file is None and config.valid_fraction + config.test_fraction >= 1:
         raise ValueError(
             f"{where}: valid_fraction + test_fraction must be < 1 (they are drawn from train_file), got "
