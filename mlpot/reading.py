@@ -144,6 +144,10 @@ def _frame(atoms, where, keys, required, species) -> Frame:
     return Frame(atoms, energy, forces, stress, where)
 
 
+class UnreadableFrame(InputError):
+    """A frame ASE cannot parse (a torn last frame a killed writer left, a bad number)."""
+
+
 def read_images(path: Path, index: str = ":") -> list[Atoms]:
     """The structures of one file as ASE reads them, unchecked; a clear error where there are none."""
     path = Path(path)
@@ -154,11 +158,23 @@ def read_images(path: Path, index: str = ":") -> list[Atoms]:
     try:
         images = ase.io.read(path, index=index)
     except Exception as err:  # noqa: BLE001 - ASE raises many types; report file + cause
-        raise InputError(f"{unreadable_frame(path)}: cannot read ({type(err).__name__}: {err})") from None
+        raise UnreadableFrame(f"{unreadable_frame(path)}: cannot read ({type(err).__name__}: {err})") from None
     images = images if isinstance(images, list) else [images]
     if not images:
         raise InputError(f"{path}: contains no frames")
     return images
+
+
+def _frames_before(path: Path, error: UnreadableFrame) -> tuple[list[Atoms], str]:
+    """The frames ASE reads before the one it cannot, and what is said of the rest: frames after an
+    unreadable one cannot be found (a format has no marker where the next frame starts)."""
+    images = []
+    try:
+        for atoms in ase.io.iread(path, index=":"):
+            images.append(atoms)  # noqa: PERF402 - list() would lose the frames read before the failure
+    except Exception:  # noqa: BLE001, S110 - the failure read_images reported: stop there
+        pass
+    return images, f"{error} (it and any frame after it in the file)"
 
 
 def forces_label(atoms: Atoms, key: str, where: str) -> np.ndarray | None:
@@ -259,7 +275,13 @@ def read_frames(
     cell_labels = (stress_key, *virial_keys(stress_key))  # a stress or virial: the DFT cell was periodic
     for path in paths:
         path = Path(path)
-        images = read_images(path, index)
+        try:
+            images = read_images(path, index)
+        except UnreadableFrame as err:
+            if not (skip_bad_frames and index == ":"):  # a slice's frame numbers need every frame read
+                raise
+            images, said = _frames_before(path, err)
+            bad.append(said)
         numbers = _frame_numbers(index, len(images))
         written = _written_stress(path, images, stress_key)
         for k, atoms in enumerate(images):

@@ -138,6 +138,21 @@ def test_skip_bad_frames_warns_with_count(tmp_path):
         data.prepare(data.read_frames(path, index="4:"), 3.0, (1, 8))  # not skipping: the search names it
 
 
+def test_skip_bad_frames_keeps_the_frames_before_a_torn_last_one(tmp_path):
+    # what a writer killed mid-frame leaves; without skip_bad_frames the file is still refused, by frame
+    path = _write(tmp_path, [labelled(molecule("H2O"), k) for k in range(4)])
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text("".join(lines[:-2]))  # frame 3 loses its last atom line
+    with pytest.raises(InputError, match=r"frames.xyz, frame 3: cannot read"):
+        data.read_frames(path)
+    with pytest.warns(
+        UserWarning, match=r"skipped 1 bad frame\(s\) of 4; first: .*frame 3: cannot read .*any frame after"
+    ):
+        frames = data.read_frames(path, skip_bad_frames=True)
+    assert [f.where.rsplit(" ", 1)[1] for f in frames] == ["0", "1", "2"]
+    assert frames[2].energy == pytest.approx(labelled(molecule("H2O"), 2).get_potential_energy())
+
+
 def test_reference_energies_least_squares_and_isolated(tmp_path):
     species = (1, 6, 8)
     e0 = np.array([-13.6, -1025.3, -2035.6])
