@@ -19,7 +19,7 @@ from typing import NamedTuple
 import ase.io
 import numpy as np
 from ase import Atoms, units
-from ase.constraints import FixAtoms
+from ase.constraints import FixAtoms, FixCartesian, FixedLine, FixedPlane, FixScaled
 from ase.io.formats import string2index
 from ase.stress import voigt_6_to_full_3x3_stress
 
@@ -316,7 +316,7 @@ def read_frames(
         )
     if zeroed:
         warnings.warn(
-            f"{len(zeroed)} frame(s) have atoms held by a constraint whose '{forces_key}' rows are exactly zero (first: "
+            f"{len(zeroed)} frame(s) have atoms held by a constraint whose held '{forces_key}' components are zero (first: "
             f"{zeroed[0]}): forces written with the constraint applied, which the model would learn as zero forces; "
             "write them with atoms.get_forces(apply_constraint=False), or drop the constraint before reading",
             stacklevel=2,
@@ -374,17 +374,31 @@ def _check_unread_stress(frames: list[Frame], stress_key: str) -> None:
             return
 
 
+# Constraints that hold atoms or components in place; their adjust_forces projects the held part out.
+# (Hookean and the like add forces instead: a projection test would not apply.)
+_HOLDING = (FixAtoms, FixCartesian, FixScaled, FixedLine, FixedPlane)
+
+
 def _held_atoms_without_force(frame: Frame) -> int:
-    """How many atoms a FixAtoms constraint (extxyz: move_mask) holds whose force label is exactly zero,
-    when some other atom's is not: ASE's get_forces() zeroes held atoms' rows, DFT forces never are."""
-    if frame.forces is None:
+    """How many atoms a constraint holds (FixAtoms, or in some directions FixCartesian, FixScaled,
+    FixedLine, FixedPlane; extxyz: move_mask) whose force label has those components zeroed, when
+    some free component is not zero: ASE's get_forces() removes them, DFT forces never are."""
+    holding = [c for c in frame.atoms.constraints if isinstance(c, _HOLDING)]
+    if frame.forces is None or not holding:
         return 0
-    held = np.zeros(len(frame.atoms), bool)
-    for constraint in frame.atoms.constraints:
-        if isinstance(constraint, FixAtoms):
-            held[constraint.get_indices()] = True
-    zero = np.all(frame.forces == 0.0, axis=1)
-    return int(np.sum(held & zero)) if held.any() and np.all(zero[held]) and not np.all(zero) else 0
+
+    def projected(forces):
+        forces = np.array(forces, np.float64)
+        for constraint in holding:
+            constraint.adjust_forces(frame.atoms, forces)
+        return forces
+
+    probe = np.random.default_rng(0).normal(size=frame.forces.shape)  # any force: where it changes, held
+    held = np.any(np.abs(projected(probe) - probe) > 1e-9, axis=1)
+    scale = float(np.max(np.abs(frame.forces)))
+    # extxyz keeps 8 decimals: a projection in scaled coordinates (FixScaled) is met to ~1e-8 eV/Å, not exactly
+    applied = np.max(np.abs(projected(frame.forces) - frame.forces), initial=0.0) <= 1e-6 * scale
+    return int(held.sum()) if held.any() and scale > 0 and applied else 0
 
 
 def _written_stress(path: Path, images, stress_key: str) -> dict:

@@ -464,15 +464,23 @@ def test_a_crystal_written_without_pbc_but_with_a_stress_label_says_so(tmp_path)
     assert not any("periodic" in m for m in _warnings_of(molecule_path))
 
 
-def test_forces_zeroed_by_a_constraint_are_flagged_naming_the_frame(tmp_path):
-    from ase.constraints import FixAtoms
+@pytest.mark.parametrize("held", ["FixAtoms", "FixCartesian", "FixScaled"])
+def test_forces_zeroed_by_a_constraint_are_flagged_naming_the_frame(tmp_path, held):
+    from ase.constraints import FixAtoms, FixCartesian, FixScaled
 
     applied, raw = _emt_copper(), _emt_copper()
+    constraint = {
+        "FixAtoms": FixAtoms(indices=[0, 1]),
+        "FixCartesian": FixCartesian([0, 1], mask=[True, True, False]),  # held in the plane, free along z
+        "FixScaled": FixScaled([0, 1], mask=[False, False, True], cell=applied.cell),  # VASP's selective dynamics
+    }[held]
     for atoms in (applied, raw):
-        atoms.set_constraint(FixAtoms(indices=[0, 1]))
-    applied.calc.results["forces"][[0, 1]] = 0.0  # what atoms.get_forces() returns under the constraint
-    path = _write(tmp_path, [raw, applied], "slab.xyz")
-    assert ase.io.read(path, 1).constraints, "extxyz keeps the constraint (move_mask)"
+        atoms.set_constraint(constraint)
+    applied.calc.results["forces"] = applied.get_forces()  # with the constraint applied, as users write them
+    assert held == "FixAtoms" or np.abs(applied.calc.results["forces"][[0, 1]]).max() > 0.01  # some kept
+    # extxyz keeps FixAtoms and FixCartesian (move_mask); FixScaled comes from VASP files, or here a .traj
+    path = _write(tmp_path, [raw, applied], "slab.traj" if held == "FixScaled" else "slab.xyz")
+    assert ase.io.read(path, 1).constraints, "the file keeps the constraint"
     (message,) = [m for m in _warnings_of(path) if "held by a constraint" in m]
     assert "1 frame(s)" in message and f"(first: {path}, frame 1 (2 atoms))" in message
     assert "apply_constraint=False" in message
