@@ -156,12 +156,42 @@ def read_images(path: Path, index: str = ":") -> list[Atoms]:
     if not path.is_file():
         raise FileNotFoundError(f"data file not found: {path}")
     try:
-        images = ase.io.read(path, index=index)
+        images = _read_database(path, index) if _is_database(path) else ase.io.read(path, index=index)
     except Exception as err:  # noqa: BLE001 - ASE raises many types; report file + cause
         raise UnreadableFrame(f"{unreadable_frame(path)}: cannot read ({type(err).__name__}: {err})") from None
     images = images if isinstance(images, list) else [images]
     if not images:
         raise InputError(f"{path}: contains no frames")
+    return images
+
+
+def _is_database(path: Path) -> bool:
+    try:
+        return ase.io.formats.filetype(str(path)) in ("db", "json")
+    except Exception:  # noqa: BLE001 - not recognised: ase.io.read says what it makes of it
+        return False
+
+
+def _read_database(path: Path, index: str) -> list[Atoms]:
+    """An ASE database's rows with what ``ase.io.read`` drops: the key-value pairs (REF_energy=...,
+    config_type=...) go to ``info``, the data entries to ``arrays`` (one row per atom) or ``info``."""
+    import ase.db
+
+    selection = string2index(index)
+    with ase.db.connect(path, serial=True) as database:
+        rows = list(database.select())
+    rows = rows[selection] if isinstance(selection, slice) else [rows[selection]]
+    images = []
+    for row in rows:
+        atoms = row.toatoms()
+        atoms.info.update(row.key_value_pairs)
+        for key, value in row.get("data", {}).items():
+            value = np.asarray(value)
+            if value.ndim and len(value) == len(atoms) and key not in atoms.arrays:
+                atoms.new_array(key, value)
+            else:
+                atoms.info[key] = value
+        images.append(atoms)
     return images
 
 

@@ -153,6 +153,31 @@ def test_skip_bad_frames_keeps_the_frames_before_a_torn_last_one(tmp_path):
     assert frames[2].energy == pytest.approx(labelled(molecule("H2O"), 2).get_potential_energy())
 
 
+def test_an_ase_database_gives_its_key_value_pairs_and_data_as_labels(tmp_path):
+    """ase.io.read drops a row's key-value pairs and data: labels stored there (REF_energy=...) and
+    the config_type were invisible, and the missing-label hint pointed at another quantity."""
+    import ase.db
+
+    images = [labelled(molecule("H2O"), k) for k in range(3)]
+    with ase.db.connect(tmp_path / "set.db") as database:
+        for k, atoms in enumerate(images):
+            bare = atoms.copy()  # labels under other names only
+            database.write(
+                bare,
+                config_type="md" if k else "opt",
+                REF_energy=atoms.get_potential_energy() + 1.0,
+                data={"REF_forces": atoms.get_forces() + 1.0},
+            )
+    frames = data.read_frames(tmp_path / "set.db", energy_key="REF_energy", forces_key="REF_forces")
+    assert [f.energy for f in frames] == pytest.approx([a.get_potential_energy() + 1.0 for a in images])
+    np.testing.assert_allclose(frames[2].forces, images[2].get_forces() + 1.0)
+    assert [f.atoms.info["config_type"] for f in frames] == ["opt", "md", "md"]
+    assert [f.where for f in data.read_frames(tmp_path / "set.db", "REF_energy", "REF_forces", index="1:")] == [
+        f"{tmp_path / 'set.db'}, frame 1",
+        f"{tmp_path / 'set.db'}, frame 2",
+    ]
+
+
 def test_reference_energies_least_squares_and_isolated(tmp_path):
     species = (1, 6, 8)
     e0 = np.array([-13.6, -1025.3, -2035.6])
