@@ -9,6 +9,7 @@ that contradict their own forces across a vacuum gap.
 
 from __future__ import annotations
 
+import io
 import re
 import reprlib
 import warnings
@@ -174,37 +175,65 @@ def _is_database(path: Path) -> bool:
 
 def _read_database(path: Path, index: str) -> list[Atoms]:
     """An ASE database's rows with what ``ase.io.read`` drops: the key-value pairs (REF_energy=...,
-    config_type=...) go to ``info``, the data entries to ``arrays`` (one row per atom) or ``info``."""
+    config_type=...) go to ``info``, numeric data entries to ``arrays`` when they hold a row per atom
+    (``REF_forces``), else to ``info``; free-form ones (text, uneven lists) to ``info`` as they are."""
     import ase.db
 
     selection = string2index(index)
     with ase.db.connect(path, serial=True) as database:
-        rows = list(database.select())
-    rows = rows[selection] if isinstance(selection, slice) else [rows[selection]]
+        if isinstance(selection, str):  # a query, as ase.io.read takes it: "config_type=md"
+            rows = list(database.select(selection))
+        else:
+            rows = list(database.select())
+            rows = rows[selection] if isinstance(selection, slice) else [rows[selection]]
     images = []
     for row in rows:
         atoms = row.toatoms()
         atoms.info.update(row.key_value_pairs)
         for key, value in row.get("data", {}).items():
-            value = np.asarray(value)
-            if value.ndim and len(value) == len(atoms) and key not in atoms.arrays:
-                atoms.new_array(key, value)
-            else:
+            try:
+                array = np.asarray(value, dtype=np.float64)
+            except (TypeError, ValueError):
                 atoms.info[key] = value
+                continue
+            if array.ndim == 2 and len(array) == len(atoms) and key not in atoms.arrays:
+                atoms.new_array(key, array)
+            else:
+                atoms.info[key] = array
         images.append(atoms)
     return images
 
 
-def _frames_before(path: Path, error: UnreadableFrame) -> tuple[list[Atoms], str]:
-    """The frames ASE reads before the one it cannot, and what is said of the rest: frames after an
-    unreadable one cannot be found (a format has no marker where the next frame starts)."""
-    images = []
+def whole_frames_end(text: bytes) -> int | None:
+    """Where an extxyz text's last whole frame ends (atom count, comment, that many newline-ended atom
+    lines), in bytes; None where the text is not laid out as frames at all."""
+    lines = text.split(b"\n")[:-1]  # newline-terminated lines only: the rest is a torn line
+    k = end = 0
+    while k < len(lines):
+        try:
+            count = int(lines[k])
+        except ValueError:
+            return None
+        if k + count + 2 > len(lines):
+            break
+        end += sum(len(line) + 1 for line in lines[k : k + count + 2])
+        k += count + 2
+    return end
+
+
+def _frames_before_a_torn_end(path: Path) -> tuple[list[Atoms], int] | None:
+    """The whole frames of an extxyz file whose last frame is cut short (a writer killed mid-frame) and
+    the frame number of the torn one; None for any other failure (a bad frame mid-file, another format),
+    which stays an error."""
+    text = path.read_bytes()
+    end = whole_frames_end(text)
+    if not end or end == len(text):
+        return None
     try:
-        for atoms in ase.io.iread(path, index=":"):
-            images.append(atoms)  # noqa: PERF402 - list() would lose the frames read before the failure
-    except Exception:  # noqa: BLE001, S110 - the failure read_images reported: stop there
-        pass
-    return images, f"{error} (it and any frame after it in the file)"
+        images = ase.io.read(io.StringIO(text[:end].decode()), index=":", format="extxyz")
+    except Exception:  # noqa: BLE001 - the whole frames do not parse either: not only a torn end
+        return None
+    return images, len(images)
 
 
 def forces_label(atoms: Atoms, key: str, where: str) -> np.ndarray | None:
@@ -308,10 +337,12 @@ def read_frames(
         try:
             images = read_images(path, index)
         except UnreadableFrame as err:
-            if not (skip_bad_frames and index == ":"):  # a slice's frame numbers need every frame read
+            # a slice's frame numbers need every frame read
+            torn = _frames_before_a_torn_end(path) if skip_bad_frames and index == ":" else None
+            if torn is None:
                 raise
-            images, said = _frames_before(path, err)
-            bad.append(said)
+            images, at = torn
+            bad.append(f"{path}, frame {at}: cut short, the file ends inside it ({err})")
         numbers = _frame_numbers(index, len(images))
         written = _written_stress(path, images, stress_key)
         for k, atoms in enumerate(images):
@@ -348,7 +379,8 @@ def read_frames(
         warnings.warn(
             f"{len(zeroed)} frame(s) have atoms held by a constraint whose held '{forces_key}' components are zero (first: "
             f"{zeroed[0]}): forces written with the constraint applied, which the model would learn as zero forces; "
-            "write them with atoms.get_forces(apply_constraint=False), or drop the constraint before reading",
+            "write them with atoms.get_forces(apply_constraint=False), or drop the constraint before reading (real "
+            "forces can vanish too: a planar system held out of its plane by symmetry has no out-of-plane force)",
             stacklevel=2,
         )
     _check_stress_size(frames, stress_key)

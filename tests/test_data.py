@@ -145,12 +145,15 @@ def test_skip_bad_frames_keeps_the_frames_before_a_torn_last_one(tmp_path):
     path.write_text("".join(lines[:-2]))  # frame 3 loses its last atom line
     with pytest.raises(InputError, match=r"frames.xyz, frame 3: cannot read"):
         data.read_frames(path)
-    with pytest.warns(
-        UserWarning, match=r"skipped 1 bad frame\(s\) of 4; first: .*frame 3: cannot read .*any frame after"
-    ):
+    with pytest.warns(UserWarning, match=r"skipped 1 bad frame\(s\) of 4; first: .*frames.xyz, frame 3: cut short"):
         frames = data.read_frames(path, skip_bad_frames=True)
     assert [f.where.rsplit(" ", 1)[1] for f in frames] == ["0", "1", "2"]
     assert frames[2].energy == pytest.approx(labelled(molecule("H2O"), 2).get_potential_energy())
+    # a whole frame that cannot be parsed mid-file is no torn end: the frames after it would be lost uncounted
+    lines[5 + 3] = "H abc 0.0 0.0 0 0 0\n"  # frame 1's first atom line
+    path.write_text("".join(lines))
+    with pytest.raises(InputError, match=r"frames.xyz, frame 1: cannot read"):
+        data.read_frames(path, skip_bad_frames=True)
 
 
 def test_an_ase_database_gives_its_key_value_pairs_and_data_as_labels(tmp_path):
@@ -166,12 +169,22 @@ def test_an_ase_database_gives_its_key_value_pairs_and_data_as_labels(tmp_path):
                 bare,
                 config_type="md" if k else "opt",
                 REF_energy=atoms.get_potential_energy() + 1.0,
-                data={"REF_forces": atoms.get_forces() + 1.0},
+                # free-form entries beside the labels: uneven lists, text, a per-frame vector of length N
+                data={
+                    "REF_forces": atoms.get_forces() + 1.0,
+                    "bonds": [[1, 2], [0], [0]],
+                    "code": "VASP",
+                    "dipole": [0.1, 0.2, 0.3],
+                },
             )
     frames = data.read_frames(tmp_path / "set.db", energy_key="REF_energy", forces_key="REF_forces")
     assert [f.energy for f in frames] == pytest.approx([a.get_potential_energy() + 1.0 for a in images])
     np.testing.assert_allclose(frames[2].forces, images[2].get_forces() + 1.0)
     assert [f.atoms.info["config_type"] for f in frames] == ["opt", "md", "md"]
+    assert frames[0].atoms.info["code"] == "VASP" and frames[0].atoms.info["bonds"] == [[1, 2], [0], [0]]
+    assert "dipole" in frames[0].atoms.info and "dipole" not in frames[0].atoms.arrays
+    queried = data.read_frames(tmp_path / "set.db", "REF_energy", "REF_forces", index="config_type=md")
+    assert [f.energy for f in queried] == pytest.approx([f.energy for f in frames[1:]])
     assert [f.where for f in data.read_frames(tmp_path / "set.db", "REF_energy", "REF_forces", index="1:")] == [
         f"{tmp_path / 'set.db'}, frame 1",
         f"{tmp_path / 'set.db'}, frame 2",

@@ -212,6 +212,14 @@ def test_train_refuses_a_key_given_twice_in_the_config_file(config, capsys):
     config.write_text(yaml.safe_dump(values) + "model: {name: painn, features: 8, features: 64}\n")
     assert main(["train", str(config)]) == 2
     assert "key 'features' is given twice" in _error(capsys)
+    # YAML's merge key is no repetition; an unhashable key stays YAML's own error, not a traceback
+    config.write_text(yaml.safe_dump(values) + "model:\n  <<: {name: painn, features: 8}\n  features: 16\n")
+    from mlpot.training.config import load
+
+    assert load(config).model == {"name": "painn", "features": 16}
+    config.write_text(yaml.safe_dump(values) + "[1, 2]: 3\n")
+    assert main(["train", str(config)]) == 2
+    assert "not valid YAML" in _error(capsys)
 
 
 def test_a_path_given_with_o_is_looked_for_where_it_was_typed(tmp_path, monkeypatch):

@@ -11,6 +11,7 @@ import dataclasses
 import difflib
 import math
 import numbers
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -347,8 +348,12 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     def construct_mapping(self, node, deep=False):
         seen = {}
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # "<<: *defaults" may repeat; flattened below
+                continue
             key = self.construct_object(key_node, deep=True)
-            if key != "<<" and key in seen:  # "<<": YAML's merge key, which may repeat
+            if not isinstance(key, Hashable):  # the base class refuses it with YAML's own message
+                continue
+            if key in seen:
                 raise _RepeatedKey(
                     f"key {key!r} is given twice (lines {seen[key] + 1} and {key_node.start_mark.line + 1}), and "
                     "YAML would silently keep the last; keep one"
@@ -356,10 +361,6 @@ class _UniqueKeyLoader(yaml.SafeLoader):
             seen[key] = key_node.start_mark.line
         return super().construct_mapping(node, deep)
 
-
-_UniqueKeyLoader.add_constructor(
-    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, lambda loader, node: loader.construct_mapping(node)
-)
 
 PATH_KEYS = ("train_file", "valid_file", "test_file", "isolated_atoms_file", "init_from")
 
