@@ -281,6 +281,9 @@ def _read_structure(args, species):
     # before Maxwell-Boltzmann velocities, which divide by the atom count
     where = f"{args.structure}, frame {index}"
     check_atoms(frames[0], where)
+    from md.velocities import check_masses  # here: `mlpot md --help` imports no ASE MD
+
+    check_masses(frames[0], where)
     species_indices(frames[0].numbers, species, where)
     return frames[0]
 

@@ -205,7 +205,9 @@ def graph_forces(
     def build(positions, cell, needed=0):
         return (params, *neighbours(positions, cell, needed))
 
-    key = (cache_key or ("energy_fn", id(atom_energy_fn)), n, compute_stress)
+    # the cutoff is compiled in (which pairs are active, the overflow count): a key without it would
+    # hand a second cutoff the first one's program
+    key = (cache_key or ("energy_fn", id(atom_energy_fn)), float(cutoff), n, compute_stress)
     return Forces(
         potential_force_fn(atom_energy_fn, n, float(cutoff), compute_stress),
         graph_check_fn(n, float(cutoff)),

@@ -26,6 +26,7 @@ from ase.stress import full_3x3_to_voigt_6_stress
 
 from md.integrators import MDState, Params
 from mlpot.modelfile import atomic_write, to_bytes
+from mlpot.reading import whole_frames_end
 
 # 2: capacities count pairs (MD's half neighbour list), not directed edges.
 # 3: params_dof (the thermostat's degrees of freedom) and MTK's cell_* state: an older reader would
@@ -160,18 +161,8 @@ def _cut_a_torn_last_frame(path: Path) -> None:
     if not path.is_file():
         return
     text = path.read_bytes()
-    lines = text.split(b"\n")[:-1]  # newline-terminated lines only: the rest is a torn line
-    k = end = 0
-    while k < len(lines):
-        try:
-            count = int(lines[k])
-        except ValueError:
-            return  # not a frame boundary: not a layout this reader knows, so leave it to ASE's error
-        if k + count + 2 > len(lines):
-            break
-        end += sum(len(line) + 1 for line in lines[k : k + count + 2])
-        k += count + 2
-    if end < len(text) and end > 0:
+    end = whole_frames_end(text)  # None: not a layout this reader knows, so left to ASE's error
+    if end is not None and 0 < end < len(text):
         atomic_write(path, text[:end])
         warnings.warn(f"{path}: cut a torn last frame ({len(text) - end} bytes) left by a killed run", stacklevel=3)
 

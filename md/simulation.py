@@ -24,7 +24,7 @@ from md.ensembles import BAROSTATS, CHAINED, MTK, USES, integrator
 from md.forces import Forces
 from md.integrators import Params, blank_state, chain_energy, degrees_of_freedom, kinetic_energy
 from md.loop import NONFINITE, OK, REBUILD, TOO_CLOSE, TOO_HOT, Limits, Reference, guarded, run_chunk
-from md.velocities import mobility
+from md.velocities import check_masses, mobility
 from mlpot.graph import InputError, neighbour_search
 from mlpot.potential import require_x64
 
@@ -129,8 +129,10 @@ class Simulation:
             self._fresh = False  # ...which atoms may since have moved away from
         self.start_step = int(self.state.step)
 
-    def _start_state(self, atoms: Atoms, key, step: int):
-        """A state at ``atoms`` with fresh neighbours and forces (a zero-length chunk computes them)."""
+    def _start_state(self, atoms: Atoms, key, step: int, edited: bool = False):
+        """A state at ``atoms`` with fresh neighbours and forces (a zero-length chunk computes them);
+        ``edited``: atoms a caller changed mid-run (``reset``), which the errors name instead of the start."""
+        check_masses(atoms, f"atoms as edited at step {step}" if edited else "atoms")
         mobile = mobility(atoms)
         if not mobile.all() and self.ensemble in BAROSTATS:
             raise ValueError(
@@ -155,7 +157,7 @@ class Simulation:
             raise MDError(self._too_far_message(step, float(chunk.cell_share)))
         if int(chunk.status) != OK:
             self.state = chunk.state  # the message names the closest pair in it
-            raise MDError(self._error_message(int(chunk.status), step, start=True))
+            raise MDError(self._error_message(int(chunk.status), step, start=not edited, edited=edited))
         return chunk.state
 
     def reset(self, atoms: Atoms) -> None:
@@ -174,7 +176,7 @@ class Simulation:
         self.template.calc = None
         carried = ("chain_positions", "chain_momenta", "cell_momentum", "cell_chain_positions", "cell_chain_momenta")
         kept = {k: getattr(self.state, k) for k in carried}
-        self.state = self._start_state(atoms, self.state.key, int(self.state.step))._replace(**kept)
+        self.state = self._start_state(atoms, self.state.key, int(self.state.step), edited=True)._replace(**kept)
 
     # -- neighbour list ---------------------------------------------------------------------------
     def _build(self, positions, cell, needed: int = 0) -> None:
@@ -296,7 +298,7 @@ class Simulation:
         symbols = atoms.get_chemical_symbols()
         return f", closest pair in the last good frame: atoms {a} ({symbols[a]}) and {b} ({symbols[b]}) at {d[k]:.3f} Å"
 
-    def _error_message(self, status: int, step: int, start: bool = False) -> str:
+    def _error_message(self, status: int, step: int, start: bool = False, edited: bool = False) -> str:
         reason = {
             NONFINITE: "energy, positions or momenta became NaN/inf",
             TOO_HOT: f"temperature exceeded {self.max_kT / ase.units.kB:.0f} K",
@@ -306,6 +308,11 @@ class Simulation:
             reason += self._closest_pair()
         if start:
             return f"MD cannot start: in the initial structure, {reason}. Check the structure and the model."
+        if edited:
+            return (
+                f"MD cannot go on from step {step}: in the atoms as edited then (by a callback, or between runs), "
+                f"{reason}. The run up to step {step} is intact; check the edit."
+            )
         return (
             f"MD stopped at step {step}: {reason}. The last good frame is step {step - 1}; "
             "output written so far is intact. Try a smaller timestep or check the model/structure."

@@ -16,6 +16,19 @@ from ase.md import velocitydistribution
 from ase.md.velocitydistribution import Stationary
 
 
+def check_masses(atoms: Atoms, where: str) -> None:
+    """Masses (amu) finite and above zero: a negative one integrates uphill with a negative kinetic
+    energy, silently wrong temperatures; a zero one divides by zero into NaN that blames the model."""
+    masses = atoms.get_masses()
+    bad = np.flatnonzero(~(np.isfinite(masses) & (masses > 0)))
+    if len(bad):
+        raise ValueError(
+            f"{where}: atom(s) {bad[:10].tolist()} have mass(es) {masses[bad[:10]].tolist()} amu; MD needs finite "
+            "masses above zero (ASE's standard masses unless the structure file's 'masses' column or set_masses "
+            "gave these)"
+        )
+
+
 def maxwell_boltzmann(atoms: Atoms, temperature_K: float, seed: int) -> None:
     """Momenta drawn at ``temperature_K`` with zero total momentum (in place): one atom gets none."""
     # ASE 3.29 renamed MaxwellBoltzmannDistribution to thermalize_momenta (same arguments).

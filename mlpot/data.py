@@ -19,6 +19,7 @@ that batches of this data set can fall in: one or two for a molecular data set.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -61,6 +62,27 @@ def composition(frames: Sequence[Frame], species: Sequence[int]) -> np.ndarray:
     return table
 
 
+def _warn_if_far_from_the_isolated_atoms(frames, species, reference, isolated_atoms) -> None:
+    """Frames bind their atoms by a few eV per atom (cohesive energies stay under ~9 eV/atom): far more
+    means isolated-atom energies in other units (Hartree) or from another code or pseudopotential, and
+    a network asked for hundreds of eV per atom beyond its references; it trains, so say it."""
+    labelled = [f for f in frames if f.energy is not None]
+    if not labelled:
+        return
+    per_atom = (np.array([f.energy for f in labelled]) - composition(labelled, species) @ reference) / np.array(
+        [len(f.atoms) for f in labelled]
+    )
+    mean = float(np.mean(per_atom))
+    if not -15.0 < mean < 5.0:
+        files = sorted({f.where.rsplit(", frame", 1)[0] for f in isolated_atoms})
+        warnings.warn(
+            f"isolated atoms file {', '.join(files)}: the training frames lie {mean:+.4g} eV per atom from the sum of "
+            "their isolated atoms' energies, where binding energies are a few eV per atom below zero: are these "
+            "energies in eV, and from the same code, functional and pseudopotentials as the frames?",
+            stacklevel=4,
+        )
+
+
 def fit_reference_energies(frames: Sequence[Frame], species: Sequence[int], isolated_atoms=None) -> np.ndarray:
     """Per-species energies E0_s (eV, float64) so that E ≈ sum_s n_s E0_s.
 
@@ -92,7 +114,9 @@ def fit_reference_energies(frames: Sequence[Frame], species: Sequence[int], isol
                 f"isolated atoms file {', '.join(files)} has no energy for element(s) "
                 f"{[chemical_symbols[z] for z in missing]}"
             )
-        return np.array([table[z] for z in species], np.float64)
+        reference = np.array([table[z] for z in species], np.float64)
+        _warn_if_far_from_the_isolated_atoms(frames, species, reference, isolated_atoms)
+        return reference
     labelled = [f for f in frames if f.energy is not None]
     if not labelled:
         return np.zeros(len(species))

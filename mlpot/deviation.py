@@ -81,20 +81,33 @@ def frame_deviations(potential: Potential, structures, labels=None, progress: bo
     return np.array(rows, dtype=np.float64).reshape(-1, len(COLUMNS) + (labels is not None))
 
 
-def calibration(force_dev_max: np.ndarray, force_err_max: np.ndarray) -> dict | None:
+def calibration(force_dev_max: np.ndarray, force_err_max: np.ndarray) -> dict | str:
     """On the labelled frames: Spearman rank correlation of the largest atomic deviation with the
-    largest atomic error, and the median error / deviation (a two-member committee's deviation
-    is typically about half the error: scale --lo and --hi by it)."""
+    largest atomic error, and the median error / deviation (about 1 when the members err
+    independently, more when they err alike; deviation bounds for error bounds E: E / it). Or why
+    there is none: too few frames, labels that are the committee's own forces, members that agree."""
     from scipy.stats import spearmanr
 
     labelled = np.isfinite(force_err_max)
     if labelled.sum() < 3:
-        return None
+        return f"{int(labelled.sum())} evaluable frame(s) with force labels, 3 needed"
     dev, err = force_dev_max[labelled], force_err_max[labelled]
+    if np.median(err) < 1e-6:  # eV/Å: round-off, not a DFT difference
+        return (
+            f"the force labels are the committee's own forces (largest atomic error: median {np.median(err):.1g} "
+            "eV/Å), as in an mlpot md trajectory; calibrate on frames with DFT forces"
+        )
+    spread = dev > 1e-9
+    if spread.sum() < 3 or np.ptp(dev[spread]) == 0:
+        return (
+            f"the members agree on {int(np.sum(~spread))} of {len(dev)} labelled frames, or deviate alike on all: "
+            "no deviation to rank (the same model twice?)"
+        )
+    dev, err = dev[spread], err[spread]
     return {
-        "labelled_frames": int(labelled.sum()),
+        "labelled_frames": int(spread.sum()),
         "spearman_dev_max_err_max": float(spearmanr(dev, err).statistic),
-        "median_err_over_dev": float(np.median(err / np.maximum(dev, 1e-12))),
+        "median_err_over_dev": float(np.median(err / dev)),
     }
 
 
@@ -226,12 +239,9 @@ def _cmd_deviation(args) -> int:
     if p:
         print(f"max atomic force deviation: median {p['p50']:.4f}, 90 % {p['p90']:.4f}, max {p['max']:.4f} eV/Å")
     checked = calibration(dev, errors) if errors is not None else None
-    if errors is not None and not checked:
-        usable = int(np.sum(np.isfinite(errors)))
-        warnings.warn(
-            f"--calibrate: {usable} evaluable frame(s) with force labels, 3 needed: no calibration", stacklevel=2
-        )
-    if checked:
+    if isinstance(checked, str):
+        warnings.warn(f"--calibrate: {checked}: no calibration", stacklevel=2)
+    elif checked:
         summary["calibration"] = checked
         print(
             f"on {checked['labelled_frames']} frames with force labels: rank correlation of deviation and error "

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -47,6 +48,15 @@ class ModelConfig:
             raise ValueError(f"unknown model {self.name!r}; choose from {sorted(MODELS)}")
         if self.dtype not in ("float32", "float64"):
             raise ValueError(f"dtype must be 'float32' or 'float64', not {self.dtype!r}")
+        cutoff = float(self.cutoff)  # a numpy scalar would not go into the model file's JSON
+        if not (math.isfinite(cutoff) and cutoff > 0):
+            raise ValueError(f"cutoff must be a positive number of Å, not {self.cutoff!r}")
+        object.__setattr__(self, "cutoff", cutoff)
+        reserved = {"num_species", "cutoff", "dtype"} & set(self.hyperparameters)
+        if reserved:  # the config's own fields, given to the model by make_module
+            raise ValueError(
+                f"hyperparameters {sorted(reserved)}: set these as ModelConfig fields, not hyperparameters"
+            )
         n = len(self.species)
         object.__setattr__(self, "species", tuple(int(z) for z in self.species))
         object.__setattr__(self, "reference_energies", tuple(float(e) for e in self.reference_energies) or (0.0,) * n)

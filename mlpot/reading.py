@@ -9,6 +9,7 @@ that contradict their own forces across a vacuum gap.
 
 from __future__ import annotations
 
+import io
 import re
 import reprlib
 import warnings
@@ -19,7 +20,7 @@ from typing import NamedTuple
 import ase.io
 import numpy as np
 from ase import Atoms, units
-from ase.constraints import FixAtoms
+from ase.constraints import FixAtoms, FixCartesian, FixedLine, FixedPlane, FixScaled
 from ase.io.formats import string2index
 from ase.stress import voigt_6_to_full_3x3_stress
 
@@ -144,6 +145,10 @@ def _frame(atoms, where, keys, required, species) -> Frame:
     return Frame(atoms, energy, forces, stress, where)
 
 
+class UnreadableFrame(InputError):
+    """A frame ASE cannot parse (a torn last frame a killed writer left, a bad number)."""
+
+
 def read_images(path: Path, index: str = ":") -> list[Atoms]:
     """The structures of one file as ASE reads them, unchecked; a clear error where there are none."""
     path = Path(path)
@@ -152,13 +157,83 @@ def read_images(path: Path, index: str = ":") -> list[Atoms]:
     if not path.is_file():
         raise FileNotFoundError(f"data file not found: {path}")
     try:
-        images = ase.io.read(path, index=index)
+        images = _read_database(path, index) if _is_database(path) else ase.io.read(path, index=index)
     except Exception as err:  # noqa: BLE001 - ASE raises many types; report file + cause
-        raise InputError(f"{unreadable_frame(path)}: cannot read ({type(err).__name__}: {err})") from None
+        raise UnreadableFrame(f"{unreadable_frame(path)}: cannot read ({type(err).__name__}: {err})") from None
     images = images if isinstance(images, list) else [images]
     if not images:
         raise InputError(f"{path}: contains no frames")
     return images
+
+
+def _is_database(path: Path) -> bool:
+    try:
+        return ase.io.formats.filetype(str(path)) in ("db", "json")
+    except Exception:  # noqa: BLE001 - not recognised: ase.io.read says what it makes of it
+        return False
+
+
+def _read_database(path: Path, index: str) -> list[Atoms]:
+    """An ASE database's rows with what ``ase.io.read`` drops: the key-value pairs (REF_energy=...,
+    config_type=...) go to ``info``, numeric data entries to ``arrays`` when they hold a row per atom
+    (``REF_forces``), else to ``info``; free-form ones (text, uneven lists) to ``info`` as they are."""
+    import ase.db
+
+    selection = string2index(index)
+    with ase.db.connect(path, serial=True) as database:
+        if isinstance(selection, str):  # a query, as ase.io.read takes it: "config_type=md"
+            rows = list(database.select(selection))
+        else:
+            rows = list(database.select())
+            rows = rows[selection] if isinstance(selection, slice) else [rows[selection]]
+    images = []
+    for row in rows:
+        atoms = row.toatoms()
+        atoms.info.update(row.key_value_pairs)
+        for key, value in row.get("data", {}).items():
+            try:
+                array = np.asarray(value, dtype=np.float64)
+            except (TypeError, ValueError):
+                atoms.info[key] = value
+                continue
+            if array.ndim == 2 and len(array) == len(atoms) and key not in atoms.arrays:
+                atoms.new_array(key, array)
+            else:
+                atoms.info[key] = array
+        images.append(atoms)
+    return images
+
+
+def whole_frames_end(text: bytes) -> int | None:
+    """Where an extxyz text's last whole frame ends (atom count, comment, that many newline-ended atom
+    lines), in bytes; None where the text is not laid out as frames at all."""
+    lines = text.split(b"\n")[:-1]  # newline-terminated lines only: the rest is a torn line
+    k = end = 0
+    while k < len(lines):
+        try:
+            count = int(lines[k])
+        except ValueError:
+            return None
+        if k + count + 2 > len(lines):
+            break
+        end += sum(len(line) + 1 for line in lines[k : k + count + 2])
+        k += count + 2
+    return end
+
+
+def _frames_before_a_torn_end(path: Path) -> tuple[list[Atoms], int] | None:
+    """The whole frames of an extxyz file whose last frame is cut short (a writer killed mid-frame) and
+    the frame number of the torn one; None for any other failure (a bad frame mid-file, another format),
+    which stays an error."""
+    text = path.read_bytes()
+    end = whole_frames_end(text)
+    if not end or end == len(text):
+        return None
+    try:
+        images = ase.io.read(io.StringIO(text[:end].decode()), index=":", format="extxyz")
+    except Exception:  # noqa: BLE001 - the whole frames do not parse either: not only a torn end
+        return None
+    return images, len(images)
 
 
 def forces_label(atoms: Atoms, key: str, where: str) -> np.ndarray | None:
@@ -259,7 +334,15 @@ def read_frames(
     cell_labels = (stress_key, *virial_keys(stress_key))  # a stress or virial: the DFT cell was periodic
     for path in paths:
         path = Path(path)
-        images = read_images(path, index)
+        try:
+            images = read_images(path, index)
+        except UnreadableFrame as err:
+            # a slice's frame numbers need every frame read
+            torn = _frames_before_a_torn_end(path) if skip_bad_frames and index == ":" else None
+            if torn is None:
+                raise
+            images, at = torn
+            bad.append(f"{path}, frame {at}: cut short, the file ends inside it ({err})")
         numbers = _frame_numbers(index, len(images))
         written = _written_stress(path, images, stress_key)
         for k, atoms in enumerate(images):
@@ -294,9 +377,10 @@ def read_frames(
         )
     if zeroed:
         warnings.warn(
-            f"{len(zeroed)} frame(s) have atoms held by a constraint whose '{forces_key}' rows are exactly zero (first: "
+            f"{len(zeroed)} frame(s) have atoms held by a constraint whose held '{forces_key}' components are zero (first: "
             f"{zeroed[0]}): forces written with the constraint applied, which the model would learn as zero forces; "
-            "write them with atoms.get_forces(apply_constraint=False), or drop the constraint before reading",
+            "write them with atoms.get_forces(apply_constraint=False), or drop the constraint before reading (real "
+            "forces can vanish too: a planar system held out of its plane by symmetry has no out-of-plane force)",
             stacklevel=2,
         )
     _check_stress_size(frames, stress_key)
@@ -352,17 +436,31 @@ def _check_unread_stress(frames: list[Frame], stress_key: str) -> None:
             return
 
 
+# Constraints that hold atoms or components in place; their adjust_forces projects the held part out.
+# (Hookean and the like add forces instead: a projection test would not apply.)
+_HOLDING = (FixAtoms, FixCartesian, FixScaled, FixedLine, FixedPlane)
+
+
 def _held_atoms_without_force(frame: Frame) -> int:
-    """How many atoms a FixAtoms constraint (extxyz: move_mask) holds whose force label is exactly zero,
-    when some other atom's is not: ASE's get_forces() zeroes held atoms' rows, DFT forces never are."""
-    if frame.forces is None:
+    """How many atoms a constraint holds (FixAtoms, or in some directions FixCartesian, FixScaled,
+    FixedLine, FixedPlane; extxyz: move_mask) whose force label has those components zeroed, when
+    some free component is not zero: ASE's get_forces() removes them, DFT forces never are."""
+    holding = [c for c in frame.atoms.constraints if isinstance(c, _HOLDING)]
+    if frame.forces is None or not holding:
         return 0
-    held = np.zeros(len(frame.atoms), bool)
-    for constraint in frame.atoms.constraints:
-        if isinstance(constraint, FixAtoms):
-            held[constraint.get_indices()] = True
-    zero = np.all(frame.forces == 0.0, axis=1)
-    return int(np.sum(held & zero)) if held.any() and np.all(zero[held]) and not np.all(zero) else 0
+
+    def projected(forces):
+        forces = np.array(forces, np.float64)
+        for constraint in holding:
+            constraint.adjust_forces(frame.atoms, forces)
+        return forces
+
+    probe = np.random.default_rng(0).normal(size=frame.forces.shape)  # any force: where it changes, held
+    held = np.any(np.abs(projected(probe) - probe) > 1e-9, axis=1)
+    scale = float(np.max(np.abs(frame.forces)))
+    # extxyz keeps 8 decimals: a projection in scaled coordinates (FixScaled) is met to ~1e-8 eV/Å, not exactly
+    applied = np.max(np.abs(projected(frame.forces) - frame.forces), initial=0.0) <= 1e-6 * scale
+    return int(held.sum()) if held.any() and scale > 0 and applied else 0
 
 
 def _written_stress(path: Path, images, stress_key: str) -> dict:

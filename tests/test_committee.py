@@ -425,6 +425,13 @@ def test_deviation_calibrate_compares_with_reference_forces(singles, tmp_path, c
     ase.io.write(unlabelled, _md_like_frames(2))
     assert main(["deviation", str(path), str(unlabelled), "--calibrate"]) == 2
     assert "--calibrate: no frame of" in capsys.readouterr().err
+    own = [a.copy() for a in frames]  # an mlpot md trajectory: the committee's own forces, errors of 1e-15
+    for atoms in own:
+        atoms.calc = SinglePointCalculator(atoms, forces=np.asarray(committee.predict(atoms).forces[: len(atoms)]))
+    ase.io.write(own_path := tmp_path / "own.xyz", own)
+    with pytest.warns(UserWarning, match=r"--calibrate: the force labels are the committee's own forces"):
+        assert main(["deviation", str(path), str(own_path), "--calibrate", "--json", str(report)]) == 0
+    assert "calibration" not in json.loads(report.read_text())
     ase.io.write(few := tmp_path / "few.xyz", frames[:2])  # labelled, but too few to rank: said, not silent
     with pytest.warns(UserWarning, match=r"--calibrate: 2 evaluable frame\(s\) with force labels, 3 needed"):
         assert main(["deviation", str(path), str(few), "--calibrate"]) == 0
@@ -467,3 +474,14 @@ def test_md_stops_when_the_committee_deviation_passes_the_limit(singles, tmp_pat
     pair[0].save(single)
     assert main(["md", str(single), str(start), "--steps", "5", "--max-force-dev", "0.1"]) == 2
     assert "--max-force-dev needs a committee model" in capsys.readouterr().err
+
+
+def test_calibration_says_why_there_is_none_instead_of_printing_nonsense():
+    from mlpot.deviation import calibration
+
+    errors = np.array([0.05, 0.2, 0.1, 0.3])
+    assert "the members agree on 4 of 4" in calibration(np.zeros(4), errors)  # a ratio of 1e11 before
+    assert "committee's own forces" in calibration(np.array([0.01, 0.02, 0.03, 0.04]), np.full(4, 1e-15))
+    assert "3 needed" in calibration(np.ones(4), np.array([0.1, np.nan, np.nan, 0.2]))
+    some = calibration(np.array([0.0, 0.02, 0.04, 0.08]), errors)  # a frame without spread is left out
+    assert some["labelled_frames"] == 3 and some["median_err_over_dev"] == pytest.approx(np.median([10, 2.5, 3.75]))

@@ -138,6 +138,59 @@ def test_skip_bad_frames_warns_with_count(tmp_path):
         data.prepare(data.read_frames(path, index="4:"), 3.0, (1, 8))  # not skipping: the search names it
 
 
+def test_skip_bad_frames_keeps_the_frames_before_a_torn_last_one(tmp_path):
+    # what a writer killed mid-frame leaves; without skip_bad_frames the file is still refused, by frame
+    path = _write(tmp_path, [labelled(molecule("H2O"), k) for k in range(4)])
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text("".join(lines[:-2]))  # frame 3 loses its last atom line
+    with pytest.raises(InputError, match=r"frames.xyz, frame 3: cannot read"):
+        data.read_frames(path)
+    with pytest.warns(UserWarning, match=r"skipped 1 bad frame\(s\) of 4; first: .*frames.xyz, frame 3: cut short"):
+        frames = data.read_frames(path, skip_bad_frames=True)
+    assert [f.where.rsplit(" ", 1)[1] for f in frames] == ["0", "1", "2"]
+    assert frames[2].energy == pytest.approx(labelled(molecule("H2O"), 2).get_potential_energy())
+    # a whole frame that cannot be parsed mid-file is no torn end: the frames after it would be lost uncounted
+    lines[5 + 3] = "H abc 0.0 0.0 0 0 0\n"  # frame 1's first atom line
+    path.write_text("".join(lines))
+    with pytest.raises(InputError, match=r"frames.xyz, frame 1: cannot read"):
+        data.read_frames(path, skip_bad_frames=True)
+
+
+def test_an_ase_database_gives_its_key_value_pairs_and_data_as_labels(tmp_path):
+    """ase.io.read drops a row's key-value pairs and data: labels stored there (REF_energy=...) and
+    the config_type were invisible, and the missing-label hint pointed at another quantity."""
+    import ase.db
+
+    images = [labelled(molecule("H2O"), k) for k in range(3)]
+    with ase.db.connect(tmp_path / "set.db") as database:
+        for k, atoms in enumerate(images):
+            bare = atoms.copy()  # labels under other names only
+            database.write(
+                bare,
+                config_type="md" if k else "opt",
+                REF_energy=atoms.get_potential_energy() + 1.0,
+                # free-form entries beside the labels: uneven lists, text, a per-frame vector of length N
+                data={
+                    "REF_forces": atoms.get_forces() + 1.0,
+                    "bonds": [[1, 2], [0], [0]],
+                    "code": "VASP",
+                    "dipole": [0.1, 0.2, 0.3],
+                },
+            )
+    frames = data.read_frames(tmp_path / "set.db", energy_key="REF_energy", forces_key="REF_forces")
+    assert [f.energy for f in frames] == pytest.approx([a.get_potential_energy() + 1.0 for a in images])
+    np.testing.assert_allclose(frames[2].forces, images[2].get_forces() + 1.0)
+    assert [f.atoms.info["config_type"] for f in frames] == ["opt", "md", "md"]
+    assert frames[0].atoms.info["code"] == "VASP" and frames[0].atoms.info["bonds"] == [[1, 2], [0], [0]]
+    assert "dipole" in frames[0].atoms.info and "dipole" not in frames[0].atoms.arrays
+    queried = data.read_frames(tmp_path / "set.db", "REF_energy", "REF_forces", index="config_type=md")
+    assert [f.energy for f in queried] == pytest.approx([f.energy for f in frames[1:]])
+    assert [f.where for f in data.read_frames(tmp_path / "set.db", "REF_energy", "REF_forces", index="1:")] == [
+        f"{tmp_path / 'set.db'}, frame 1",
+        f"{tmp_path / 'set.db'}, frame 2",
+    ]
+
+
 def test_reference_energies_least_squares_and_isolated(tmp_path):
     species = (1, 6, 8)
     e0 = np.array([-13.6, -1025.3, -2035.6])
@@ -153,7 +206,14 @@ def test_reference_energies_least_squares_and_isolated(tmp_path):
     isolated = [
         data.Frame(ase.Atoms([z]), e, None, None, f"e0.xyz, frame {k}") for k, (z, e) in enumerate(zip(species, e0))
     ]
-    np.testing.assert_array_equal(data.fit_reference_energies(frames, species, isolated), e0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # these frames lie +0.01 eV from their atoms: nothing to say
+        np.testing.assert_array_equal(data.fit_reference_energies(frames, species, isolated), e0)
+    in_hartree = [f._replace(energy=f.energy / 27.211386) for f in isolated]
+    with pytest.warns(
+        UserWarning, match=r"isolated atoms file e0.xyz: the training frames lie -\d{3}\.?\d* eV per atom"
+    ):
+        data.fit_reference_energies(frames, species, in_hartree)
     with pytest.raises(InputError, match=r"isolated atoms file e0.xyz has no energy for element\(s\) \['O'\]"):
         data.fit_reference_energies(frames, species, isolated[:2])
     again = data.Frame(ase.Atoms([1]), e0[0] + 0.5, None, None, "e0.xyz, frame 3")
@@ -442,15 +502,23 @@ def test_a_crystal_written_without_pbc_but_with_a_stress_label_says_so(tmp_path)
     assert not any("periodic" in m for m in _warnings_of(molecule_path))
 
 
-def test_forces_zeroed_by_a_constraint_are_flagged_naming_the_frame(tmp_path):
-    from ase.constraints import FixAtoms
+@pytest.mark.parametrize("held", ["FixAtoms", "FixCartesian", "FixScaled"])
+def test_forces_zeroed_by_a_constraint_are_flagged_naming_the_frame(tmp_path, held):
+    from ase.constraints import FixAtoms, FixCartesian, FixScaled
 
     applied, raw = _emt_copper(), _emt_copper()
+    constraint = {
+        "FixAtoms": FixAtoms(indices=[0, 1]),
+        "FixCartesian": FixCartesian([0, 1], mask=[True, True, False]),  # held in the plane, free along z
+        "FixScaled": FixScaled([0, 1], mask=[False, False, True], cell=applied.cell),  # VASP's selective dynamics
+    }[held]
     for atoms in (applied, raw):
-        atoms.set_constraint(FixAtoms(indices=[0, 1]))
-    applied.calc.results["forces"][[0, 1]] = 0.0  # what atoms.get_forces() returns under the constraint
-    path = _write(tmp_path, [raw, applied], "slab.xyz")
-    assert ase.io.read(path, 1).constraints, "extxyz keeps the constraint (move_mask)"
+        atoms.set_constraint(constraint)
+    applied.calc.results["forces"] = applied.get_forces()  # with the constraint applied, as users write them
+    assert held == "FixAtoms" or np.abs(applied.calc.results["forces"][[0, 1]]).max() > 0.01  # some kept
+    # extxyz keeps FixAtoms and FixCartesian (move_mask); FixScaled comes from VASP files, or here a .traj
+    path = _write(tmp_path, [raw, applied], "slab.traj" if held == "FixScaled" else "slab.xyz")
+    assert ase.io.read(path, 1).constraints, "the file keeps the constraint"
     (message,) = [m for m in _warnings_of(path) if "held by a constraint" in m]
     assert "1 frame(s)" in message and f"(first: {path}, frame 1 (2 atoms))" in message
     assert "apply_constraint=False" in message

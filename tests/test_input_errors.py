@@ -172,6 +172,11 @@ def test_train_refuses_a_bad_override(config, capsys, override, message):
     assert message in _error(capsys)
 
 
+def test_train_refuses_a_test_fraction_that_a_test_file_would_leave_unused(config, capsys):
+    assert main(["train", str(config), "-o", "test_file=other.xyz", "-o", "test_fraction=0.5"]) == 2
+    assert "test_fraction 0.5 draws test frames from train_file only when there is no test_file" in _error(capsys)
+
+
 def test_train_refuses_a_loss_with_every_weight_zero(config, capsys):
     zero = [arg for key in ("energy", "forces", "stress") for arg in ("-o", f"{key}_weight=0")]
     assert main(["train", str(config), *zero]) == 2
@@ -189,9 +194,52 @@ def test_a_model_override_on_an_empty_or_scalar_model_entry(config, capsys):
 
     values = apply_overrides({"train_file": "a.xyz", "model": None}, ["model.features=8"])  # "model:" left empty
     assert from_dict(values).model["features"] == 8
-    config.write_text(config.read_text() + "model: 3\n")  # a TypeError traceback before
+    config.write_text(
+        yaml.safe_dump({**yaml.safe_load(config.read_text()), "model": 3})
+    )  # a TypeError traceback before
     assert main(["train", str(config), "-o", "model.features=8"]) == 2
     assert f"{config}: model must be a mapping" in _error(capsys)
+
+
+def test_train_refuses_a_key_given_twice_in_the_config_file(config, capsys):
+    # settings put above `mlpot template`'s output: YAML itself would keep the template's line below
+    lines = config.read_text().splitlines()
+    config.write_text("\n".join(["epochs: 50", *lines]) + "\n")
+    assert main(["train", str(config)]) == 2
+    twice = f"lines 1 and {2 + next(i for i, line in enumerate(lines) if line.startswith('epochs:'))}"
+    assert f"{config}: key 'epochs' is given twice ({twice})" in _error(capsys)
+    values = {k: v for k, v in yaml.safe_load(config.read_text()).items() if k != "model"}
+    config.write_text(yaml.safe_dump(values) + "model: {name: painn, features: 8, features: 64}\n")
+    assert main(["train", str(config)]) == 2
+    assert "key 'features' is given twice" in _error(capsys)
+    # YAML's merge key is no repetition; an unhashable key stays YAML's own error, not a traceback
+    config.write_text(yaml.safe_dump(values) + "model:\n  <<: {name: painn, features: 8}\n  features: 16\n")
+    from mlpot.training.config import load
+
+    assert load(config).model == {"name": "painn", "features": 16}
+    config.write_text(yaml.safe_dump(values) + "[1, 2]: 3\n")
+    assert main(["train", str(config)]) == 2
+    assert "not valid YAML" in _error(capsys)
+
+
+def test_a_path_given_with_o_is_looked_for_where_it_was_typed(tmp_path, monkeypatch):
+    """A path in the file is looked for beside the file first; one typed on the command line in the
+    working directory first: a same-named file beside the config must not be picked instead."""
+    from mlpot.training.config import load
+
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "work").mkdir()
+    for folder in ("configs", "work"):
+        (tmp_path / folder / "train.xyz").write_text("")
+    (tmp_path / "configs" / "my.yaml").write_text("train_file: train.xyz\ninit_from: train.xyz\n")
+    monkeypatch.chdir(tmp_path / "work")
+    config = load("../configs/my.yaml", ["init_from=train.xyz"])
+    assert Path(config.train_file).resolve() == tmp_path / "configs" / "train.xyz"
+    assert Path(config.init_from).resolve() == tmp_path / "work" / "train.xyz"
+    (tmp_path / "work" / "train.xyz").unlink()  # typed but only beside the config: found there
+    assert Path(load("../configs/my.yaml", ["init_from=train.xyz"]).init_from).resolve() == (
+        tmp_path / "configs" / "train.xyz"
+    )
 
 
 def test_train_refuses_a_number_as_a_config_key(config, capsys):

@@ -417,13 +417,19 @@ def test_ctrl_c_during_a_traj_frame_finishes_the_frame_first(tmp_path, monkeypat
         return real_write(self, atoms, **kwargs)
 
     monkeypatch.setattr(AseWriter, "write", interrupted_write)
-    with pytest.raises(KeyboardInterrupt):
-        writer.write(frame_atoms(atoms, state._replace(step=state.step + 1), False))
+    # Python's own Ctrl-C handler, whatever this process inherited: a shell's `make test &` starts it
+    # with SIGINT ignored, and the deferred interrupt then (rightly) does nothing
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            writer.write(frame_atoms(atoms, state._replace(step=state.step + 1), False))
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, inherited)
     writer.close()
     frames = ase.io.read(tmp_path / "t.traj", ":")
     assert [f.info["step"] for f in frames] == [0, 1]
     assert all(f.get_potential_energy() == pytest.approx(float(state.energy)) for f in frames)
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 def test_appending_to_a_trajectory_whose_last_frame_has_no_step_is_refused(tmp_path):
@@ -450,3 +456,49 @@ def test_compiled_md_programs_are_bounded_and_the_recent_ones_kept(monkeypatch):
         simulation._compiled("nve", forces(k), 1)
         assert simulation._compiled("nve", first, 1) is program  # in use, so never the one dropped
     assert len(simulation._COMPILED) == simulation.COMPILED_SIZE
+
+
+def test_one_energy_function_at_two_cutoffs_runs_each_at_its_own():
+    """The cutoff is compiled into the step (which pairs count): a shared program keyed without it gave
+    the second simulation the first one's cutoff, silently."""
+    from md.forces import graph_forces
+
+    atoms = argon_crystal(2, temperature_K=60, seed=1)
+
+    def start_energy(energy_fn, cutoff):
+        forces = graph_forces(energy_fn, {}, cutoff, (18,), atoms, skin=0.5)
+        return float(Simulation(forces, atoms, "nve", params(dt=units.fs)).state.energy)
+
+    def new_energy_fn():  # a new function object: programs of its own
+        return smooth_lennard_jones(ARGON["sigma"], ARGON["epsilon"], 5.5, 6.5)
+
+    alone = start_energy(new_energy_fn(), 6.5)
+    shared = new_energy_fn()
+    short = start_energy(shared, 4.0)
+    assert start_energy(shared, 6.5) == pytest.approx(alone, rel=1e-12)
+    assert abs(short - alone) > 0.1  # the pairs between 4 and 6.5 Å hold a quarter of an eV
+
+
+@pytest.mark.parametrize("mass", [0.0, -39.948, np.nan])
+def test_a_mass_that_is_not_positive_is_refused_by_atom(mass):
+    atoms = argon_crystal(2, temperature_K=60, seed=1)
+    masses = atoms.get_masses()
+    masses[3] = mass
+    atoms.set_masses(masses)
+    with pytest.raises(ValueError, match=r"atom\(s\) \[3\] have mass"):
+        Simulation(smooth_argon_forces(atoms), atoms, "nve", params(dt=units.fs))
+
+
+def test_an_edit_that_breaks_the_run_is_blamed_on_the_edit_and_its_step():
+    atoms = argon_crystal(2, temperature_K=60, seed=1)
+    atoms.calc = mlpot.Calculator(argon_potential(6.5))
+    dyn = md.VelocityVerlet(atoms, 2 * units.fs)
+
+    def heat():
+        if dyn.nsteps == 6:
+            atoms.set_momenta(atoms.get_momenta() * 30)
+
+    dyn.attach(heat, 3)
+    with pytest.raises(MDError, match="MD cannot go on from step 6: in the atoms as edited") as err:
+        dyn.run(20)
+    assert "initial structure" not in str(err.value) and "temperature exceeded" in str(err.value)

@@ -72,3 +72,19 @@ def test_saved_file_has_ordinary_permissions(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert (path.stat().st_mode & 0o777) == (0o666 & ~umask)
+
+
+def test_a_model_config_takes_a_numpy_cutoff_and_refuses_what_would_fail_later(tmp_path):
+    """A numpy cutoff failed at the first prediction (JSON of the cache key), a zero one blamed the
+    structure's search box, a hyperparameter named like a field a TypeError from the constructor."""
+    from mlpot.potential import ModelConfig, Potential
+
+    config = ModelConfig("painn", np.float32(4.0), (1, 8), {"features": 8, "num_interactions": 1})
+    assert type(config.cutoff) is float
+    Potential.create(config, 0).save(tmp_path / "m.mlpot")  # JSON of the config: a numpy float failed here
+    assert mlpot.load(tmp_path / "m.mlpot").config.cutoff == 4.0
+    for cutoff in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="cutoff must be a positive number of Å"):
+            ModelConfig("painn", cutoff, (1, 8))
+    with pytest.raises(ValueError, match=r"hyperparameters \['dtype'\]: set these as ModelConfig fields"):
+        ModelConfig("painn", 4.0, (14,), {"dtype": "float64"})

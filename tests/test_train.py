@@ -551,6 +551,16 @@ def test_a_folder_that_holds_a_run_is_not_trained_into_without_resume_or_overwri
     assert not (tmp_path / "held" / "config.yaml").exists()
 
 
+def test_a_fine_tune_into_its_base_models_own_folder_does_not_remove_the_base(tmp_path):
+    (tmp_path / "run").mkdir()
+    base = tmp_path / "run" / "model.mlpot"
+    base.write_bytes(b"the base model")
+    config = _config(tmp_path, "run", valid_fraction=0.25, init_from=str(base))
+    with pytest.raises(ValueError, match=r"init_from .*model.mlpot is a file of output_dir .*--overwrite\) removes"):
+        run_mod.train(config, frames=_frames(n_mol=8, n_cryst=0), overwrite=True)
+    assert base.read_bytes() == b"the base model"
+
+
 def test_a_resume_that_reads_other_labels_chooses_the_best_model_afresh(tmp_path):
     from mlpot.training import config as config_mod
     from mlpot.training.run import _check_resume

@@ -68,7 +68,10 @@ def assemble(potentials, names=None) -> Potential:
     first = potentials[0].config
     for name, p in zip(names, potentials):
         if p.config.name == NAME:
-            raise ValueError(f"{name} is already a committee: list its members instead")
+            raise ValueError(
+                f"{name} is already a committee: list its members instead (their files, or in Python "
+                "mlpot.models.committee.members(mlpot.load(path)), each with .save(path))"
+            )
         if p.config.species != first.species:
             symbols = [" ".join(chemical_symbols[z] for z in c.species) for c in (p.config, first)]
             raise ValueError(

@@ -11,6 +11,7 @@ import dataclasses
 import difflib
 import math
 import numbers
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -134,6 +135,11 @@ def validate(config: TrainConfig, where: str = "config") -> TrainConfig:
         raise ValueError(f"{where}: give valid_file or a valid_fraction between 0 and 1")
     if not 0 <= config.test_fraction < 1:
         raise ValueError(f"{where}: test_fraction must be in [0, 1)")
+    if config.test_file is not None and config.test_fraction > 0:  # set, and silently unused
+        raise ValueError(
+            f"{where}: test_fraction {config.test_fraction:g} draws test frames from train_file only when there "
+            "is no test_file; give one of them (test_fraction=0 or test_file=null)"
+        )
     if config.valid_file is None and config.test_file is None and config.valid_fraction + config.test_fraction >= 1:
         raise ValueError(
             f"{where}: valid_fraction + test_fraction must be < 1 (they are drawn from train_file), got "
@@ -331,42 +337,68 @@ def apply_overrides(values: dict, overrides) -> dict:
     return values
 
 
+class _RepeatedKey(yaml.YAMLError):
+    pass
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's loaders keep the last of a repeated key: settings put above `mlpot template`'s output
+    would silently lose to the template's own lines further down."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # "<<: *defaults" may repeat; flattened below
+                continue
+            key = self.construct_object(key_node, deep=True)
+            if not isinstance(key, Hashable):  # the base class refuses it with YAML's own message
+                continue
+            if key in seen:
+                raise _RepeatedKey(
+                    f"key {key!r} is given twice (lines {seen[key] + 1} and {key_node.start_mark.line + 1}), and "
+                    "YAML would silently keep the last; keep one"
+                )
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep)
+
+
+PATH_KEYS = ("train_file", "valid_file", "test_file", "isolated_atoms_file", "init_from")
+
+
 def load(path, overrides=None) -> TrainConfig:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"config file not found: {path}")
     try:
-        values = yaml.safe_load(path.read_text()) or {}
+        values = yaml.load(path.read_text(), Loader=_UniqueKeyLoader) or {}  # a SafeLoader: no Python objects
+    except _RepeatedKey as err:
+        raise ValueError(f"{path}: {err}") from None
     except yaml.YAMLError as err:
         raise ValueError(f"{path}: not valid YAML: {err}") from None
     if not isinstance(values, dict):
         raise ValueError(f"{path}: a config must be a YAML mapping of key: value")  # noqa: TRY004
     config = from_dict(apply_overrides(values, overrides), str(path))
-    base = path.parent  # relative data paths are relative to the config file
-    return _resolve_paths(config, base)
+    typed_here = {item.split("=", 1)[0] for item in overrides or [] if "=" in item}
+    return _resolve_paths(config, path.parent, typed_here)
 
 
-def _resolve_paths(config: TrainConfig, base: Path) -> TrainConfig:
-    def fix(p):
+def _resolve_paths(config: TrainConfig, base: Path, typed_here=()) -> TrainConfig:
+    """Relative data paths: a path in the file is looked for beside the file first, one given with
+    ``-o`` (``typed_here``: the keys) in the working directory first, where the user typed it."""
+
+    def fix(p, cwd_first):
         if p is None:
             return None
         if isinstance(p, list):
-            return [fix(q) for q in p]
-        # The config's folder first, as documented; then the working directory (recipes run from
-        # the repository root name runs/...); a path found in neither is reported config-relative.
-        # Saved absolute (config.yaml of the run): a --resume from another directory finds the data.
-        if Path(p).is_absolute() or (not (base / p).exists() and Path(p).exists()):
-            return str(Path(p).absolute())
-        return str((base / p).absolute())
+            return [fix(q, cwd_first) for q in p]
+        # Then the other folder (recipes run from the repository root name runs/...); a path found in
+        # neither is reported relative to the first. Saved absolute (config.yaml of the run): a --resume
+        # from another directory finds the data.
+        first, second = (Path(p), base / p) if cwd_first else (base / p, Path(p))
+        chosen = second if not first.exists() and second.exists() else first
+        return str(Path(p).absolute() if Path(p).is_absolute() else chosen.absolute())
 
-    return dataclasses.replace(
-        config,
-        train_file=fix(config.train_file),
-        valid_file=fix(config.valid_file),
-        test_file=fix(config.test_file),
-        isolated_atoms_file=fix(config.isolated_atoms_file),
-        init_from=fix(config.init_from),
-    )
+    return dataclasses.replace(config, **{k: fix(getattr(config, k), k in typed_here) for k in PATH_KEYS})
 
 
 def dump(config: TrainConfig) -> str:

@@ -507,6 +507,16 @@ def train(
             f"output_dir {out} already holds a run ({held}): resume=True continues it, overwrite=True starts "
             "over and replaces it, or give another output_dir"
         )
+    if (
+        overwrite
+        and config.init_from
+        and Path(config.init_from).resolve() in {(out / n).resolve() for n in RUN_OUTPUTS}
+    ):
+        # a fine-tune into its base model's own folder: the base would be gone before the first epoch
+        raise ValueError(
+            f"init_from {config.init_from} is a file of output_dir {out}, which overwrite (--overwrite) removes "
+            "before the first epoch; copy the base model elsewhere or give another output_dir"
+        )
     # a resume reads the data as the checkpoint's model does: same species, same indices
     saved = checkpoint_model_config(out / "checkpoints" / "last.ckpt") if resume else None
     prepared = prepare(config, frames, tuple(saved["species"]) if saved else None)
