@@ -19,7 +19,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	@# one worker per core (at most 4: each holds ~3 GB), a test file per worker so its fixtures and
-	@# compiled programs are made once: 2 cores take ~9 min where one took ~17-20
+	@# compiled programs are made once: 2 cores take ~7.5 min where one process took ~15-20
 	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 $(PY) -m pytest -q -n auto --maxprocesses=4 --dist loadfile
 
 lint: $(STAMP)
