@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import warnings
 
 import ase.io
@@ -175,7 +176,9 @@ def test_cli_builds_a_committee_that_eval_scores(singles, tmp_path, capsys):
     # --members: each member's own errors on the same frames, beside the committee's
     plot = str(tmp_path / "p.png")
     assert main(["eval", str(out), str(data), "--members", "--json", str(json_path), "--plot", plot]) == 0
-    assert "member 2: energy MAE" in capsys.readouterr().out
+    assert re.search(
+        r"member 2: energy MAE [\d.]+ meV/structure \([\d.]+ meV/atom\), forces MAE", capsys.readouterr().out
+    )
     rows = json.loads(json_path.read_text())["members"]
     for row, single in zip(rows, singles[::2]):
         own = [np.asarray(single.predict(f).forces[: len(f)]) for f in ase.io.read(data, ":")]

@@ -92,3 +92,9 @@ def test_labels_under_other_names(tmp_path):
     named = compare_models.FrameErrors(model, tmp_path / "ref.xyz", False, ("REF_energy", "REF_forces", "stress"))
     np.testing.assert_allclose(named.forces, plain.forces, rtol=1e-9)
     np.testing.assert_allclose(named.energy, plain.energy, rtol=1e-9)
+
+
+def test_too_few_draws_are_refused_before_any_model_is_read(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:  # 0 draws failed inside np.quantile
+        compare_models.main([str(tmp_path / "none.xyz"), "a.mlpot", "b.mlpot", "--draws", "0"])
+    assert stop.value.code == 2 and "--draws 0: give at least 100" in capsys.readouterr().err

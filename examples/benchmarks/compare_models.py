@@ -83,6 +83,8 @@ def main(argv=None) -> None:
     for label in ("energy", "forces", "stress"):
         parser.add_argument(f"--{label}-key", default=label, metavar="NAME", help=f"label name of the {label}")
     args = parser.parse_args(argv)
+    if args.draws < 100:  # a 90 % interval from fewer draws is noise (0: np.quantile of nothing)
+        parser.error(f"--draws {args.draws}: give at least 100 (default 20000)")
     need_stress = args.metric == "loss" and args.weights[2] > 0
     keys = (args.energy_key, args.forces_key, args.stress_key)
     a = FrameErrors(args.model_a, args.frames, need_stress, keys)
@@ -93,6 +95,10 @@ def main(argv=None) -> None:
 
     everything = np.arange(len(a.energy))
     score_a, score_b = score(a, everything), score(b, everything)
+    if score_a <= 0:  # every ratio would be inf or NaN
+        raise SystemExit(
+            f"compare_models: model A's {args.metric} is 0 on these frames (are they its own predictions?): no ratio"
+        )
     ratios = paired_bootstrap(a, b, score, args.draws)
     low, high = np.quantile(ratios, [0.05, 0.95])
     print(f"{len(everything)} frames; {args.metric} A {score_a:.5e}, B {score_b:.5e}; B/A {score_b / score_a:.4f}")
