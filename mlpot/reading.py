@@ -169,7 +169,7 @@ def read_images(path: Path, index: str = ":") -> list[Atoms]:
 def _is_database(path: Path) -> bool:
     try:
         return ase.io.formats.filetype(str(path)) in ("db", "json")
-    except Exception:  # noqa: BLE001 - not recognised: ase.io.read says what it makes of it
+    except (OSError, ase.io.formats.UnknownFileTypeError):  # not recognised: ase.io.read says what it makes of it
         return False
 
 

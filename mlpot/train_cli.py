@@ -87,10 +87,8 @@ def _cmd_eval(args) -> int:
             own = evaluate_files(single, args.data, args.batch_size, keys["energy"], keys["forces"], keys["stress"])[0]
             metrics["members"].append({key: own[key] for key in EVAL_KEYS if key in own})
             shown = [f"{q} MAE {own[f'{q}_mae'] * 1e3:.3f} {unit}" for q, unit in UNITS if f"{q}_mae" in own]
-            if own.get("energy_mae_per_atom") is not None:  # named as in the table above: per structure, per atom
-                shown[0] = shown[0].replace(
-                    " meV", f" meV/structure ({own['energy_mae_per_atom'] * 1e3:.3f} meV/atom)", 1
-                )
+            if "energy_mae" in own and own.get("energy_mae_per_atom") is not None:  # as the table above names it
+                shown[0] += f" ({own['energy_mae_per_atom'] * 1e3:.3f} meV/atom)"
             print(f"member {k}: {', '.join(shown)}")
     if args.json:  # before the plot: the numbers are the result, the picture a view of them
         from mlpot.modelfile import write_json
@@ -106,7 +104,7 @@ def _cmd_eval(args) -> int:
     return 0
 
 
-UNITS = (("energy", "meV"), ("forces", "meV/Å"), ("stress", "meV/Å^3"))
+UNITS = (("energy", "meV/structure"), ("forces", "meV/Å"), ("stress", "meV/Å^3"))
 
 
 def _committee_members(path) -> list:
