@@ -18,6 +18,7 @@ that batches of this data set can fall in: one or two for a molecular data set.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import warnings
 from collections.abc import Sequence
@@ -191,6 +192,19 @@ def frame_fingerprint(frame: Frame) -> bytes:
     # wraps the periodic directions only; the second modulo sends a coordinate rounded up to 1 back to 0
     fractional = np.round(atoms.get_scaled_positions(wrap=True), 6) % 1.0
     return atoms.numbers.tobytes() + np.round(fractional, 6).tobytes() + np.round(atoms.cell.array, 6).tobytes()
+
+
+def frame_identity(frame: Frame) -> bytes:
+    """``frame_fingerprint`` and the energy label: what says a frame is the same training example."""
+    return frame_fingerprint(frame) + np.float64(np.nan if frame.energy is None else frame.energy).tobytes()
+
+
+def frames_digest(frames: Sequence[Frame]) -> str:
+    """'count:sha256' of ``frames`` in order (``frame_identity`` each)."""
+    digest = hashlib.sha256()
+    for frame in frames:
+        digest.update(frame_identity(frame))
+    return f"{len(frames)}:{digest.hexdigest()}"
 
 
 def shared_frames(a: Sequence[Frame], b: Sequence[Frame]) -> list[tuple[str, str]]:

@@ -1059,3 +1059,133 @@ def test_a_corrupt_checkpoint_is_refused_and_an_older_one_without_a_checksum_sti
     save_checkpoint(legacy, state, {"epoch": 4}, {"name": "x"})
     legacy.write_bytes(LEGACY_MAGIC + serialization.msgpack_serialize(read_payload(legacy)))
     assert load_checkpoint(legacy, state)[1]["epoch"] == 4
+
+
+def test_a_resume_refuses_a_train_file_whose_change_redraws_the_held_out_frames(tmp_path):
+    # Frames appended to train_file (an active-learning round) gave another permutation: frames the model
+    # had trained on became validation frames, and the best-so-far loss compared two sets of frames.
+    methane = _frames(n_mol=16, n_cryst=0)
+    config = _config(tmp_path, epochs=1, valid_fraction=0.25)
+    run_mod.train(config, frames=methane[:12])
+    longer = _config(tmp_path, epochs=2, valid_fraction=0.25)
+    with pytest.raises(
+        ValueError,
+        match=r"validation frames drawn from train_file are not those the run began "
+        r"with \(9 training frames then, 12 now\).*init_from=.*model.mlpot",
+    ):
+        run_mod.train(longer, resume=True, frames=methane)
+    relabelled = [f._replace(energy=f.energy + 0.1) for f in methane[:12]]  # same frames, other labels
+    with pytest.raises(ValueError, match="validation frames drawn from train_file"):
+        run_mod.train(longer, resume=True, frames=relabelled)
+    assert [row["epoch"] for row in run_mod.train(longer, resume=True, frames=methane[:12]).history] == [1, 2]
+
+
+def test_a_resume_on_a_valid_file_with_other_frames_chooses_the_best_model_afresh(tmp_path):
+    frames = _frames(n_mol=16, n_cryst=0)
+    config = _config(tmp_path, epochs=1, valid_file="v.xyz")
+    fit(config, assemble(config, frames[:12], frames[12:14]))
+    saved = _saved_state(tmp_path / "run")[1]["split"]
+    now = {**saved, "valid": data.frames_digest(frames[14:16])}
+    assert run_mod._check_split(tmp_path / "run", config, saved, now) == ["validation frames"]
+    assert run_mod._check_split(tmp_path / "run", config, saved, dict(saved)) == []
+    assert run_mod._check_split(tmp_path / "run", config, None, now) == []  # a checkpoint from before the digests
+    # new training frames beside a given validation file: what a resume on more data is for
+    assert run_mod._check_split(tmp_path / "run", config, saved, {**saved, "train": "x"}) == []
+    longer = _config(tmp_path, epochs=2, valid_file="v.xyz")
+    result = fit(longer, assemble(longer, frames[:12], frames[14:16]), resume=True)
+    assert _saved_state(tmp_path / "run")[1]["split"] == {**saved, "valid": now["valid"]}
+    assert result.history[-1]["epoch"] == 2
+
+
+def test_a_fine_tune_resumes_without_its_base_model_file(tmp_path):
+    # The checkpoint holds the model; the resume still loaded (and checked) the base: FileNotFoundError.
+    frames = _frames(n_mol=12, n_cryst=0)
+    base = run_mod.train(_config(tmp_path, "base", epochs=1, valid_fraction=0.25), frames=frames)
+    moved = tmp_path / "base.mlpot"
+    (base.output_dir / "model.mlpot").rename(moved)
+    tune = _config(tmp_path, "tune", epochs=1, valid_fraction=0.25, init_from=str(moved))
+    run_mod.train(tune, frames=frames)
+    moved.unlink()
+    longer = dataclasses.replace(tune, epochs=2)
+    assert [row["epoch"] for row in run_mod.train(longer, resume=True, frames=frames).history] == [1, 2]
+
+
+def test_a_resume_accepts_a_model_hyperparameter_spelt_out_at_its_default(tmp_path):
+    from mlpot.training import config as config_mod
+
+    config = _config(tmp_path)
+    saved = tmp_path / "config.yaml"
+    saved.write_text(config_mod.dump(config))
+    default = config_mod.model_defaults(register_tiny())["num_basis"]
+    spelt = dataclasses.replace(config, model={"name": register_tiny(), "num_basis": default})
+    assert run_mod._check_resume(saved, spelt) == []
+    other = dataclasses.replace(config, model={"name": register_tiny(), "num_basis": default + 1})
+    with pytest.raises(ValueError, match="model .* since the run began"):
+        run_mod._check_resume(saved, other)
+
+
+def test_a_killed_resume_leaves_no_results_of_the_run_it_continued(tmp_path, monkeypatch):
+    # results.json (epochs 2) stayed beside the model of epoch 3 after a resume was killed in epoch 4
+    frames = _frames(n_mol=16, n_cryst=0)
+    config = _config(tmp_path, epochs=2)
+    fit(config, _prepared(config, frames))
+    out = tmp_path / "run"
+    assert (out / "results.json").is_file() and (out / "parity_valid.png").is_file()
+    real, calls = run_mod.run_epoch, []
+
+    def killed_in_the_second(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(run_mod, "run_epoch", killed_in_the_second)
+    longer = _config(tmp_path, epochs=4)
+    with pytest.raises(KeyboardInterrupt):
+        fit(longer, _prepared(longer, frames), resume=True)
+    assert not any((out / name).exists() for name in run_mod.FINISHED_OUTPUTS)
+    monkeypatch.setattr(run_mod, "run_epoch", real)
+    fit(longer, _prepared(longer, frames), resume=True)
+    assert json.loads((out / "results.json").read_text())["epochs"] == 4
+
+
+def test_a_warm_up_longer_than_the_run_is_named(tmp_path):
+    frames = _frames(n_mol=16, n_cryst=0)
+    config = _config(tmp_path, epochs=1, warmup_epochs=2.0)
+    with pytest.warns(UserWarning, match="warmup_epochs 2 > epochs 1: the learning rate rises for the whole run"):
+        fit(config, _prepared(config, frames))
+
+
+def test_loss_weights_that_are_all_zero_in_any_stage_are_refused(tmp_path):
+    from mlpot.training.config import validate
+
+    zero = {"energy_weight": 0.0, "forces_weight": 0.0, "stress_weight": 0.0}
+    late = [{"epoch": 2, "forces_weight": 10.0}]  # epochs 0-1 would fit nothing (zero gradients)
+    with pytest.raises(ValueError, match=r"are all 0: the loss would fit nothing"):
+        validate(_config(tmp_path, weight_schedule=late, **zero))
+    off = [{"epoch": 1, **zero}]
+    with pytest.raises(ValueError, match=r"are all 0 from epoch 1 \(weight_schedule\)"):
+        validate(_config(tmp_path, weight_schedule=off))
+    validate(_config(tmp_path, weight_schedule=[{"epoch": 0, "forces_weight": 10.0}], **zero))  # replaced at once
+    validate(_config(tmp_path, epochs=3, weight_schedule=[{"epoch": 3, **zero}]))  # a stage the run never reaches
+    staged = _config(
+        tmp_path, energy_weight=1.0, forces_weight=2.0, weight_schedule=[{"epoch": 2, "energy_weight": 5.0}]
+    )
+    assert [tuple(map(float, weights_at(staged, epoch)[:2])) for epoch in (0, 1, 2, 9)] == [
+        (1, 2),
+        (1, 2),
+        (5, 2),
+        (5, 2),
+    ]
+
+
+def test_cross_validation_names_the_test_frames_it_does_not_use(tmp_path):
+    from mlpot.training.selection import _study_checks
+
+    frames = _frames(n_mol=8, n_cryst=0)
+    for given, named in (({"test_file": "t.xyz"}, "test_file t.xyz"), ({"test_fraction": 0.2}, "test_fraction 0.2")):
+        with pytest.warns(UserWarning, match=f"{named} is not used: each fold's test frames are the fold itself"):
+            _study_checks(_config(tmp_path, **given), frames, "cross-validation")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _study_checks(_config(tmp_path, test_file="t.xyz"), frames, "learning curve")  # which uses it

@@ -64,7 +64,9 @@ class TrainConfig:
     ema_decay: float | None = 0.99
     early_stopping_patience: int | None = None  # epochs without validation improvement
     epochs: int = 100
-    max_time: float | None = None  # minutes of wall time
+    max_time: float | None = (
+        None  # minutes of the training loop (epochs, validation, writes; not reading data or the final evaluation)
+    )
     seed: int = 0  # initial parameters and batch order; the held-out split too unless split_seed is set
     split_seed: int | None = None  # seed of the drawn valid/test split (and cv folds); None: seed
     output_dir: str = "runs/train"
@@ -161,10 +163,6 @@ def validate(config: TrainConfig, where: str = "config") -> TrainConfig:
             f"{where}: weight_decay {config.weight_decay} is applied by optimizer adamw only; "
             f"set optimizer: adamw (or weight_decay: 0), the config has optimizer: {config.optimizer}"
         )
-    if not (config.energy_weight or config.forces_weight or config.stress_weight or config.weight_schedule):
-        raise ValueError(
-            f"{where}: energy_weight, forces_weight and stress_weight are all 0: the loss would fit nothing"
-        )
     if config.split_seed is not None and config.split_seed < 0:
         raise ValueError(f"{where}: split_seed must be >= 0 (or null: seed)")
     for key in ("seed", "split_seed"):  # JAX's PRNG key takes a 64-bit signed integer
@@ -211,7 +209,25 @@ def validate(config: TrainConfig, where: str = "config") -> TrainConfig:
                 raise ValueError(f"{where}: weight_schedule[{k}].{key} must be a number >= 0, got {number!r}")
         if not float(entry["epoch"]).is_integer():
             raise ValueError(f"{where}: weight_schedule[{k}].epoch must be a whole epoch, got {entry['epoch']!r}")
+    stages = weight_stages(config)
+    for (start, weights), (end, _) in zip(stages, [*stages[1:], (math.inf, None)]):
+        if start < min(end, config.epochs) and not any(weights.values()):
+            when = "" if start == 0 else f" from epoch {start} (weight_schedule)"
+            raise ValueError(
+                f"{where}: energy_weight, forces_weight and stress_weight are all 0{when}: the loss would fit nothing"
+            )
     return config
+
+
+def weight_stages(config: TrainConfig) -> list[tuple[int, dict]]:
+    """(first epoch, {energy, forces, stress: weight}) of each stage of the loss weights: the base weights
+    from epoch 0, then each ``weight_schedule`` entry (in epoch order) updating the weights it names."""
+    values = {"energy": config.energy_weight, "forces": config.forces_weight, "stress": config.stress_weight}
+    stages = [(0, dict(values))]
+    for entry in sorted(config.weight_schedule, key=lambda e: e["epoch"]):
+        values.update({key[: -len("_weight")]: float(v) for key, v in entry.items() if key != "epoch"})
+        stages.append((int(entry["epoch"]), dict(values)))
+    return stages
 
 
 def from_dict(values: dict, where: str = "config") -> TrainConfig:
@@ -462,7 +478,7 @@ clip_grad_norm: 10.0        # null: no clipping
 ema_decay: 0.99             # EMA of the parameters, used for validation and the saved model; null: off
 early_stopping_patience: null   # epochs without a better validation loss
 epochs: 100
-max_time: null              # minutes of wall time
+max_time: null              # minutes of the training loop (not reading data or the final evaluation)
 seed: 0                     # initial parameters, batch order and (without split_seed) the drawn split
 split_seed: null            # draws valid/test frames (null: seed); fix it when training committee members
 output_dir: runs/train

@@ -258,7 +258,12 @@ def _check_resume(saved_path: Path, config) -> list[str]:
         return []
     saved, now = yaml.safe_load(saved_path.read_text()) or {}, config.to_dict()
     keys = ["model", "cutoff", "dtype", "repulsion"]
-    changed = [f"{key} {saved.get(key)!r} -> {now[key]!r}" for key in keys if key in saved and saved[key] != now[key]]
+    # a hyperparameter spelt out at its default value is the same model
+    spelt = lambda model: {**config_mod.model_defaults(model["name"]), **model} if isinstance(model, dict) else model
+    before, after = {**saved, "model": spelt(saved.get("model"))}, {**now, "model": spelt(now["model"])}
+    changed = [
+        f"{key} {saved.get(key)!r} -> {now[key]!r}" for key in keys if key in saved and before[key] != after[key]
+    ]
     drawn_then, drawn_now = _drawn_fractions(saved), _drawn_fractions(now)
     # a switch between a file and a drawn fraction is a new valid_file or test_file, measured below
     changed += [
@@ -292,6 +297,48 @@ def _check_resume(saved_path: Path, config) -> list[str]:
     if "huber" in (saved.get("loss"), now["loss"]):
         measures.append("huber_delta")
     return [key for key in measures if key in saved and saved[key] != now[key]]
+
+
+def _split_digests(prepared: Prepared) -> dict:
+    """``frames_digest`` of the training, validation and test frames (test: None when there are none)."""
+    test = prepared.test.frames if prepared.test is not None else None
+    parts = (prepared.train.frames, prepared.valid.frames, test)
+    return {name: None if part is None else data.frames_digest(part) for name, part in zip(SPLIT_PARTS, parts)}
+
+
+SPLIT_PARTS = ("train", "valid", "test")
+
+
+def _check_split(out: Path, config, saved: dict | None, now: dict) -> list[str]:
+    """Refuse a resume whose held-out frames, drawn from train_file, are not those the run began with;
+    return ["validation frames"] where valid_file's frames changed (the best model is then chosen afresh).
+
+    The config can be the same while the data are not: frames appended to train_file (an active-learning
+    round) give another permutation, which would hold out frames the model has already trained on and
+    compare the best-so-far loss across two sets of frames. (Checkpoints from before the digests: None.)
+    """
+    if not saved:
+        return []
+    drawn = {"valid": not config.valid_file, "test": not config.test_file and config.test_fraction > 0}
+    names = {"train": "training", "valid": "validation", "test": "test"}
+    moved = [part for part in ("valid", "test") if drawn[part] and saved.get(part) != now[part]]
+    if moved:
+        count = lambda digest: digest.split(":")[0] if digest else "0"
+        raise ValueError(
+            f"--resume {out}: the {' and '.join(names[p] for p in moved)} frames drawn from train_file are not "
+            f"those the run began with ({count(saved.get('train'))} training frames then, "
+            f"{count(now['train'])} now): a changed data file is drawn into another split, which would hold out "
+            "frames the model has trained on. Put the file back, or start a new output_dir with "
+            f"init_from={out / 'model.mlpot'} to go on training on the new data"
+        )
+    return ["validation frames"] if saved.get("valid") != now["valid"] else []
+
+
+def _remove_finished_outputs(out: Path) -> None:
+    """results.json and the plots describe the run as it ended; a resume that is killed must not leave them
+    beside a newer model (they are written again when it ends)."""
+    for name in FINISHED_OUTPUTS:
+        (out / name).unlink(missing_ok=True)
 
 
 def _drawn_fractions(config: dict) -> dict:
@@ -339,7 +386,10 @@ def fit(config, prepared: Prepared, resume: bool = False, stop_after: int | None
     out.mkdir(parents=True, exist_ok=True)
     remeasured = _check_resume(out / "config.yaml", config) if resume else []
     loop, state, progress, model_config = build(config, prepared, resume)
+    split = _split_digests(prepared)
     if resume:
+        remeasured += _check_split(out, config, progress.get("split"), split)
+        _remove_finished_outputs(out)
         _adopt_a_newer_best(out, progress)
         if remeasured:
             _restart_selection(progress)
@@ -350,7 +400,14 @@ def fit(config, prepared: Prepared, resume: bool = False, stop_after: int | None
                 print(f"resume: {', '.join(remeasured)} changed, so the best model is chosen afresh from here on")
         if progress["history"]:  # a kill between last.ckpt and the CSV left it short
             _write_csv(out / "metrics.csv", progress["history"])
+    progress["split"] = split
     atomic_write(out / "config.yaml", config_mod.dump(config).encode())
+    if config.warmup_epochs > config.epochs:
+        warnings.warn(
+            f"warmup_epochs {config.warmup_epochs:g} > epochs {config.epochs}: the learning rate rises for the "
+            f"whole run and never reaches learning_rate {config.learning_rate:g}",
+            stacklevel=2,
+        )
     steps = -(-len(prepared.train.frames) // config.batch_size)
     log_lines = config.progress and not sys.stderr.isatty()
     bar = tqdm(
@@ -466,16 +523,14 @@ def as_config(config) -> config_mod.TrainConfig:
 
 # what an output_dir holds of a finished or killed run: a new run there removes all of it first, so that
 # nothing of the old one is resumed or read back as the new one's
-RUN_OUTPUTS = (
-    "checkpoints/last.ckpt",
-    "checkpoints/best.ckpt",
-    "model.mlpot",
+# what a run writes when it ends, from its best model
+FINISHED_OUTPUTS = (
     "results.json",
-    "metrics.csv",
     "parity_valid.png",
     "parity_test.png",  # a new run without test frames (or plots: false) writes none to replace it
     "learning_curves.png",
 )
+RUN_OUTPUTS = ("checkpoints/last.ckpt", "checkpoints/best.ckpt", "model.mlpot", "metrics.csv") + FINISHED_OUTPUTS
 
 
 def remove_run_outputs(out: Path, extra: tuple[str, ...] = ()) -> None:
@@ -519,7 +574,10 @@ def train(
         )
     # a resume reads the data as the checkpoint's model does: same species, same indices
     saved = checkpoint_model_config(out / "checkpoints" / "last.ckpt") if resume else None
-    prepared = prepare(config, frames, tuple(saved["species"]) if saved else None)
+    # the checkpoint holds the model, its reference energies included: a resume needs neither the base
+    # model (it may have moved since) nor the isolated atoms
+    reading = config.replace(init_from=None, isolated_atoms_file=None) if resume else config
+    prepared = prepare(reading, frames, tuple(saved["species"]) if saved else None)
     if overwrite:
         remove_run_outputs(out)
     if config.progress:

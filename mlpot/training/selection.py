@@ -48,7 +48,8 @@ def _split_valid(frames, fraction, seed):
 
 def _study_checks(config: TrainConfig, frames, study: str) -> None:
     """What a study checks once, before any run: ``config_type_weights`` names types the frames have
-    (a misspelt name would weigh nothing), and ``valid_file`` is noted as unused."""
+    (a misspelt name would weigh nothing), and ``valid_file`` (and, for cross-validation, the test frames)
+    is noted as unused."""
     if config.config_type_weights:
         weighted(config, frames)  # refuses a type no frame has
     if config.valid_file:
@@ -57,6 +58,9 @@ def _study_checks(config: TrainConfig, frames, study: str) -> None:
             "(valid_fraction) from its own training part",
             stacklevel=3,
         )
+    if study == "cross-validation" and (config.test_file or config.test_fraction > 0):
+        given = f"test_file {config.test_file}" if config.test_file else f"test_fraction {config.test_fraction:g}"
+        warnings.warn(f"{study}: {given} is not used: each fold's test frames are the fold itself", stacklevel=3)
 
 
 def _weights_for(config: TrainConfig, train, where: str) -> TrainConfig:
@@ -116,9 +120,7 @@ def split_identity(train, valid, test, label: str) -> str:
     for part in (train, valid, test or []):
         digest.update(b"|part|")
         for frame in part:
-            digest.update(
-                data.frame_fingerprint(frame) + np.float64(np.nan if frame.energy is None else frame.energy).tobytes()
-            )
+            digest.update(data.frame_identity(frame))
     return digest.hexdigest()
 
 

@@ -25,7 +25,7 @@ import optax
 from mlpot import data, physics
 from mlpot.potential import Potential
 from mlpot.training import metrics as metrics_mod
-from mlpot.training.config import TrainConfig
+from mlpot.training.config import TrainConfig, weight_stages
 from mlpot.training.loss import LossWeights, loss_terms, penalty, total_loss
 from mlpot.training.optim import PlateauState, ema_update, learning_rate
 
@@ -104,10 +104,7 @@ def _make_train_step(potential: Potential, optimizer, config: TrainConfig, compu
 
 def weights_at(config: TrainConfig, epoch: int) -> LossWeights:
     """Loss weights in force at ``epoch`` (0-based): the base ones, updated by each schedule entry reached."""
-    values = {"energy": config.energy_weight, "forces": config.forces_weight, "stress": config.stress_weight}
-    for entry in sorted(config.weight_schedule, key=lambda e: e["epoch"]):
-        if epoch >= entry["epoch"]:
-            values.update({k[: -len("_weight")]: float(v) for k, v in entry.items() if k != "epoch"})
+    values = [weights for start, weights in weight_stages(config) if epoch >= start][-1]
     return LossWeights(np.float64(values["energy"]), np.float64(values["forces"]), np.float64(values["stress"]))
 
 
