@@ -32,6 +32,10 @@ from mlpot.graph import bucket_size, check_atoms, has_volume, neighbour_pairs, p
 from mlpot.models.committee import members
 from mlpot.potential import Potential, load, require_x64, shared_predict_fn
 
+# a capacity this many times the size a structure needs is dropped for one that fits it (the old one stays
+# compiled, so structures that alternate in size compile each size once)
+SHRINK_BELOW = 4
+
 # model config (JSON) -> the (nodes, edges) capacities its Calculators have compiled programs for
 _COMPILED_CAPACITIES: dict[str, set] = {}
 
@@ -57,8 +61,11 @@ class Calculator(ASECalculator):
         self.potential = potential if isinstance(potential, Potential) else load(potential)
         self.edge_headroom = edge_headroom
         self._members = members(self.potential)  # [the model itself] unless it is a committee
+        if len(self._members) == 1:
+            # ASE asks again (a whole force call) for an advertised property missing from the results
+            self.implemented_properties = tuple(p for p in self.implemented_properties if not p.endswith("_std"))
         self._predict = self._predict_fns()
-        self._capacity = (0, 0)  # (nodes, edges), only grows
+        self._capacity = (0, 0)  # (nodes, edges): grows, and shrinks only for a far smaller structure
         key = json.dumps(self.potential.config.to_dict(), sort_keys=True)
         self._compiled_capacities = _COMPILED_CAPACITIES.setdefault(key, set())
         self._compiles = 0
@@ -94,7 +101,11 @@ class Calculator(ASECalculator):
 
     def _capacities(self, num_atoms: int, num_edges: int) -> tuple[int, int]:
         nodes, edges = self._capacity
-        if num_atoms + 1 <= nodes and num_edges <= edges:
+        needed = (bucket_size(num_atoms + 1), bucket_size(int(num_edges * self.edge_headroom) + 1))
+        if nodes > SHRINK_BELOW * needed[0] or edges > SHRINK_BELOW * needed[1]:
+            # the primitive cell after a supercell: padded to the supercell, each call would cost as much
+            nodes, edges = 0, 0
+        elif num_atoms + 1 <= nodes and num_edges <= edges:
             return nodes, edges
         if num_atoms + 1 > nodes:
             nodes = bucket_size(num_atoms + 1)

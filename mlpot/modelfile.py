@@ -14,6 +14,7 @@ import hashlib
 import json
 import math
 import os
+import stat
 import tempfile
 from pathlib import Path
 
@@ -99,6 +100,20 @@ def _unwritable(folder: Path) -> str | None:
     return None
 
 
+def _process_umask() -> int:
+    """The umask, read without setting it where the system says it (``os.umask`` sets it, and a file
+    another thread creates in between would get the temporary one)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return umask
+
+
 def atomic_write(path, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temporary file in the same folder and a rename."""
     path = Path(path)
@@ -109,10 +124,13 @@ def atomic_write(path, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        # mkstemp makes 0600 files; give the result the permissions a plain open() would
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
+        # mkstemp makes 0600 files: keep a replaced file's permissions (a user's 0600 stays private), else
+        # give those a plain open() would
+        try:
+            mode = stat.S_IMODE(path.stat().st_mode)
+        except OSError:
+            mode = 0o666 & ~_process_umask()
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -167,11 +185,17 @@ def from_bytes(data: bytes, where: str = "model file") -> tuple[Potential, dict]
         version = content["format_version"]
     except Exception as err:  # noqa: BLE001 - any decode failure means a corrupt file
         raise ModelFileError(f"{where}: cannot decode payload ({err})") from None
+    # a checksum proves the bytes are the writer's, not that the writer was mlpot
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise ModelFileError(f"{where}: format_version must be a whole number, got {version!r}")
+    for key in ("config", "params"):
+        if not isinstance(content.get(key), dict):
+            raise ModelFileError(f"{where}: '{key}' must be a mapping, got {type(content.get(key)).__name__}")
     if version > FORMAT_VERSION:
         raise ModelFileError(
             f"{where}: format version {version} is newer than this mlpot supports ({FORMAT_VERSION}); upgrade mlpot"
         )
-    if version < 2 and content.get("config", {}).get("name") == "painn":
+    if version < 2 and content["config"].get("name") == "painn":
         raise ModelFileError(
             f"{where}: a PaiNN model of format 1, whose radial filter bias acted beyond the cutoff"
             " (energies depended on the neighbour-list skin); retrain it with this mlpot"
@@ -179,7 +203,7 @@ def from_bytes(data: bytes, where: str = "model file") -> tuple[Potential, dict]
     try:
         config = ModelConfig(**content["config"])
         params = _decode_params(content["params"])
-    except (TypeError, KeyError, ValueError) as err:
+    except (TypeError, KeyError, ValueError, AttributeError) as err:
         raise ModelFileError(f"{where}: incompatible model config or parameters ({err})") from None
     return Potential(config, params), content.get("extra", {})
 

@@ -188,13 +188,19 @@ def same_model(a: Potential, b: Potential) -> bool:
     (two loads of one file are the same model; ``==`` on ``Potential`` is identity)."""
     if a is b:
         return True
-    if a.config != b.config:
+    if _canonical(a.config) != _canonical(b.config):
         return False
     leaves_a, leaves_b = jax.tree_util.tree_leaves(a.params), jax.tree_util.tree_leaves(b.params)
     return len(leaves_a) == len(leaves_b) and all(
         np.shape(x) == np.shape(y) and np.asarray(x).dtype == np.asarray(y).dtype and np.array_equal(x, y)
         for x, y in zip(leaves_a, leaves_b)
     )
+
+
+def _canonical(config: ModelConfig) -> str:
+    """The config as the model file stores it (JSON: a committee's member configs keep tuples in memory,
+    lists once loaded), so that an assembled model and its saved file compare equal."""
+    return json.dumps(config.to_dict(), sort_keys=True)
 
 
 _PREDICT_CACHE: dict = {}  # insertion order = least recently used first

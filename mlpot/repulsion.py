@@ -87,9 +87,11 @@ def closest_pairs(frames, species, search: float = 3.0, names=None) -> np.ndarra
         a = np.array([index[z] for z in atoms.numbers[i]])
         b = np.array([index[z] for z in atoms.numbers[j]])
         np.minimum.at(closest, (a, b), d)
-        k = int(np.argmin(d))
-        zi, zj = atoms.numbers[i[k]], atoms.numbers[j[k]]
-        if d[k] < 0.5 * (covalent_radii[zi] + covalent_radii[zj]):
+        # the pair closest relative to its own radii: a normal O-H bond (0.97 Å) is closer than a broken
+        # Si-Si pair at 1.0 Å, which is the one to name
+        ratio = d / (0.5 * (covalent_radii[atoms.numbers[i]] + covalent_radii[atoms.numbers[j]]))
+        k = int(np.argmin(ratio))
+        if ratio[k] < 1:
             where = names[f] if names is not None else f"frame {f}"
             symbols = atoms.get_chemical_symbols()
             warnings.warn(

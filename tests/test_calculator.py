@@ -16,6 +16,7 @@ from conftest import ethanol, triclinic_si
 
 from md.velocities import maxwell_boltzmann
 from mlpot import Calculator, InputError, ModelConfig, Potential
+from mlpot.graph import neighbour_pairs
 
 
 @pytest.fixture(scope="module")
@@ -297,3 +298,47 @@ def test_a_model_in_its_own_dtype_again_compiles_nothing_new(painn64, tmp_path):
     crystal.positions += 0.01
     crystal.get_forces()
     assert crystal.calc.compile_count == 0 and compiles == []
+
+
+def test_a_far_smaller_structure_is_not_padded_to_the_largest_one_seen(lj_argon):
+    # An E-V scan of the primitive cell after a supercell ran at the supercell's padded size (~3x the cost
+    # for LJ, far more for a MACE), since the capacity only grew.
+    calc = Calculator(lj_argon)
+    big = bulk("Ar", "fcc", 5.4, cubic=True) * (5, 5, 5)
+    small = bulk("Ar", "fcc", 5.4)
+    for atoms in (big, small):
+        atoms.calc = calc
+    big.get_potential_energy()
+    large = calc._capacity
+    small.get_potential_energy()
+    assert calc._capacity[0] * 4 < large[0] and calc._capacity[1] * 4 < large[1]
+    alone = Calculator(lj_argon)
+    small.calc = alone
+    assert calc._capacity == alone._capacities(len(small), len(neighbour_pairs(small, 6.0)[0]))
+    compiled = calc.compile_count
+    for atoms in (big, small, big):  # each size keeps its program: alternating compiles nothing new
+        atoms.calc = calc
+        atoms.positions[0] += 0.01
+        atoms.get_potential_energy()
+    assert calc.compile_count == compiled
+    inside = big[:-8]  # a few atoms fewer: the supercell's capacity still fits and stays
+    inside.calc = calc
+    inside.get_potential_energy()
+    assert calc._capacity == large
+
+
+def test_a_single_model_does_not_advertise_committee_properties(painn64, monkeypatch):
+    # ASE's get_property reran the whole calculation for an advertised name missing from the results
+    calc = Calculator(painn64)
+    assert "energy_std" not in calc.implemented_properties and "forces_std" not in calc.implemented_properties
+    assert "energy_std" in Calculator.implemented_properties  # a committee's calculator has them
+    atoms = ethanol()
+    atoms.calc = calc
+    atoms.get_forces()
+    calls = []
+    real = calc.calculate
+    monkeypatch.setattr(calc, "calculate", lambda *args, **kwargs: calls.append(1) or real(*args, **kwargs))
+    for name in ("energy_std", "forces_std"):
+        with pytest.raises(PropertyNotImplementedError):
+            calc.get_property(name, atoms)
+    assert calls == []

@@ -488,3 +488,20 @@ def test_calibration_says_why_there_is_none_instead_of_printing_nonsense():
     assert "3 needed" in calibration(np.ones(4), np.array([0.1, np.nan, np.nan, 0.2]))
     some = calibration(np.array([0.0, 0.02, 0.04, 0.08]), errors)  # a frame without spread is left out
     assert some["labelled_frames"] == 3 and some["median_err_over_dev"] == pytest.approx(np.median([10, 2.5, 3.75]))
+
+
+def test_an_assembled_committee_and_its_saved_file_are_the_same_model(singles, tmp_path):
+    # The member configs kept tuples in memory and lists once loaded: the MD driver refused a calculator
+    # of the saved file beside the assembled committee as "another model".
+    import md
+    from mlpot.potential import same_model
+
+    committee = assemble(singles)
+    path = tmp_path / "committee.mlpot"
+    committee.save(path)
+    loaded = mlpot.load(path)
+    assert same_model(committee, loaded) and same_model(loaded, committee)
+    assert not same_model(committee, assemble(singles[:2]))
+    atoms = squeezed_si()
+    atoms.calc = mlpot.Calculator(committee)
+    md.VelocityVerlet(atoms, 0.5, potential=str(path)).run(1)

@@ -38,14 +38,37 @@ def test_not_a_model_file(tmp_path):
 
 
 def rewrite_version(path, version):
+    rewrite(path, format_version=version)
+
+
+def rewrite(path, **fields):
+    """The file with these payload fields replaced, under a valid checksum (a file another tool wrote)."""
     import hashlib
 
     import msgpack
 
     payload = msgpack.unpackb(path.read_bytes()[len(MAGIC) + 32 :], raw=False)
-    payload["format_version"] = version
+    payload.update(fields)
     packed = msgpack.packb(payload, use_bin_type=True)
     path.write_bytes(MAGIC + hashlib.sha256(packed).digest() + packed)
+
+
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({"format_version": "2"}, "format_version must be a whole number, got '2'"),
+        ({"params": [1, 2]}, "'params' must be a mapping, got list"),
+        ({"config": None}, "'config' must be a mapping, got NoneType"),
+        ({"params": {"a/b": [1]}}, "incompatible model config or parameters"),
+    ],
+)
+def test_a_checksummed_file_of_the_wrong_shape_is_named(tmp_path, fields, message):
+    # These raised TypeError/AttributeError from inside the loader, without the file's name.
+    path = tmp_path / "model.mlpot"
+    small_painn((1, 6, 8)).save(path)
+    rewrite(path, **fields)
+    with pytest.raises(ModelFileError, match=f"{path}: {message}"):
+        mlpot.load(path)
 
 
 @pytest.mark.parametrize(
@@ -72,6 +95,24 @@ def test_saved_file_has_ordinary_permissions(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert (path.stat().st_mode & 0o777) == (0o666 & ~umask)
+
+
+def test_a_replaced_file_keeps_its_permissions_and_a_new_one_follows_the_umask(tmp_path):
+    import os
+
+    from mlpot.modelfile import atomic_write
+
+    private = tmp_path / "private.mlpot"
+    private.write_bytes(b"old")
+    private.chmod(0o600)
+    atomic_write(private, b"new")  # was reset to 0644: a user's private file became readable
+    assert (private.stat().st_mode & 0o777) == 0o600 and private.read_bytes() == b"new"
+    before = os.umask(0o027)
+    try:
+        atomic_write(tmp_path / "fresh.mlpot", b"x")
+    finally:
+        os.umask(before)
+    assert (tmp_path / "fresh.mlpot").stat().st_mode & 0o777 == 0o640
 
 
 def test_a_model_config_takes_a_numpy_cutoff_and_refuses_what_would_fail_later(tmp_path):

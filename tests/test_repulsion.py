@@ -113,3 +113,11 @@ def test_a_pair_far_closer_than_bonded_is_named_in_a_warning():
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a sound frame says nothing
         radii_from_frames([water], (1, 8))
+
+
+def test_a_broken_pair_is_named_beside_a_shorter_normal_bond():
+    # Only each frame's single closest pair was checked: an O-H bond at 0.97 Å hid Si-Si at 1.0 Å
+    # (half the Si-Si covalent sum is 1.11 Å), whose core then started from that broken pair.
+    frame = Atoms("OHSiSi", positions=[[0, 0, 0], [0.97, 0, 0], [5, 0, 0], [6, 0, 0]])
+    with pytest.warns(UserWarning, match=r"frame 0: atoms 2 \(Si\) and 3 \(Si\) are 1.000 Å apart"):
+        radii_from_frames([frame], (1, 8, 14))
