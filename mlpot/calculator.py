@@ -1,8 +1,9 @@
 """ASE calculator: the one stateful adapter between ASE and a ``Potential``.
 
-Padding capacities only ever grow (to the next bucket, with headroom), so an
-MD run or a relaxation compiles once per stress/no-stress variant in the
-usual case, and a handful of times at most. ``compile_count`` reports it.
+Padding capacities grow (to the next bucket, with headroom) and shrink only for a
+structure that needs under a quarter of them, so an MD run or a relaxation
+compiles once per stress/no-stress variant in the usual case, and a handful of
+times at most. ``compile_count`` reports it.
 Calculators of one model share their compiled programs, and a calculator that
 outgrows its capacity first takes one that another has already compiled, if
 it fits without padding to more than twice the size needed: the images of a

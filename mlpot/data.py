@@ -199,11 +199,12 @@ def frame_identity(frame: Frame) -> bytes:
     return frame_fingerprint(frame) + np.float64(np.nan if frame.energy is None else frame.energy).tobytes()
 
 
-def frames_digest(frames: Sequence[Frame]) -> str:
-    """'count:sha256' of ``frames`` in order (``frame_identity`` each)."""
+def frames_digest(frames: Sequence[Frame], labels: bool = False) -> str:
+    """'count:sha256' of ``frames`` in order: of each ``frame_fingerprint`` (which frames), or with
+    ``labels`` of each ``frame_identity`` (which frames, labelled with which energies)."""
     digest = hashlib.sha256()
     for frame in frames:
-        digest.update(frame_identity(frame))
+        digest.update(frame_identity(frame) if labels else frame_fingerprint(frame))
     return f"{len(frames)}:{digest.hexdigest()}"
 
 

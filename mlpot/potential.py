@@ -200,7 +200,7 @@ def same_model(a: Potential, b: Potential) -> bool:
 def _canonical(config: ModelConfig) -> str:
     """The config as the model file stores it (JSON: a committee's member configs keep tuples in memory,
     lists once loaded), so that an assembled model and its saved file compare equal."""
-    return json.dumps(config.to_dict(), sort_keys=True)
+    return json.dumps(config.to_dict(), sort_keys=True, default=repr)  # repr: a numpy scalar set in memory
 
 
 _PREDICT_CACHE: dict = {}  # insertion order = least recently used first

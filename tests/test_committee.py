@@ -502,6 +502,11 @@ def test_an_assembled_committee_and_its_saved_file_are_the_same_model(singles, t
     loaded = mlpot.load(path)
     assert same_model(committee, loaded) and same_model(loaded, committee)
     assert not same_model(committee, assemble(singles[:2]))
+    odd = mlpot.Potential(
+        singles[0].config.replace(hyperparameters={**singles[0].config.hyperparameters, "x": np.int64(1)}),
+        singles[0].params,
+    )
+    assert not same_model(odd, singles[0])  # a numpy number set in memory: an answer, not a TypeError
     atoms = squeezed_si()
     atoms.calc = mlpot.Calculator(committee)
     md.VelocityVerlet(atoms, 0.5, potential=str(path)).run(1)

@@ -1070,14 +1070,32 @@ def test_a_resume_refuses_a_train_file_whose_change_redraws_the_held_out_frames(
     longer = _config(tmp_path, epochs=2, valid_fraction=0.25)
     with pytest.raises(
         ValueError,
-        match=r"validation frames drawn from train_file are not those the run began "
-        r"with \(9 training frames then, 12 now\).*init_from=.*model.mlpot",
+        match=r"validation frames drawn from train_file are not those the run held out \(9 training frames "
+        r"then, 12 now.*init_from=.*model.mlpot",
     ):
         run_mod.train(longer, resume=True, frames=methane)
-    relabelled = [f._replace(energy=f.energy + 0.1) for f in methane[:12]]  # same frames, other labels
-    with pytest.raises(ValueError, match="validation frames drawn from train_file"):
-        run_mod.train(longer, resume=True, frames=relabelled)
     assert [row["epoch"] for row in run_mod.train(longer, resume=True, frames=methane[:12]).history] == [1, 2]
+    # a valid_file that became a drawn fraction: the frames drawn now were training frames
+    given = _config(tmp_path, "given", epochs=1, valid_file="v.xyz")
+    fit(given, assemble(given, methane[:12], methane[12:14]))
+    drawn = _config(tmp_path, "given", epochs=2, valid_fraction=0.2)
+    with pytest.raises(ValueError, match="validation frames drawn from train_file are not those the run held out"):
+        fit(drawn, assemble(drawn, methane[:10], methane[10:12]), resume=True)
+
+
+def test_a_resume_on_relabelled_frames_keeps_the_split_and_chooses_the_best_model_afresh(tmp_path):
+    # energy_key names other labels of the same frames: not a new split (that is refused), a new measure
+    methane = _frames(n_mol=12, n_cryst=0)
+    config = _config(tmp_path, epochs=1, valid_fraction=0.25)
+    run_mod.train(config, frames=methane)
+    saved = _saved_state(tmp_path / "run")[1]["split"]
+    relabelled = [f._replace(energy=f.energy + 0.1) for f in methane]
+    longer = _config(tmp_path, epochs=2, valid_fraction=0.25)
+    result = run_mod.train(longer, resume=True, frames=relabelled)
+    assert [row["epoch"] for row in result.history] == [1, 2]
+    now = _saved_state(tmp_path / "run")[1]["split"]
+    assert now["valid"] == saved["valid"] and now["valid_labels"] != saved["valid_labels"]
+    assert run_mod._check_split(tmp_path / "run", longer, saved, now) == ["validation frames"]
 
 
 def test_a_resume_on_a_valid_file_with_other_frames_chooses_the_best_model_afresh(tmp_path):
@@ -1085,7 +1103,8 @@ def test_a_resume_on_a_valid_file_with_other_frames_chooses_the_best_model_afres
     config = _config(tmp_path, epochs=1, valid_file="v.xyz")
     fit(config, assemble(config, frames[:12], frames[12:14]))
     saved = _saved_state(tmp_path / "run")[1]["split"]
-    now = {**saved, "valid": data.frames_digest(frames[14:16])}
+    other = {"valid": data.frames_digest(frames[14:16]), "valid_labels": data.frames_digest(frames[14:16], True)}
+    now = {**saved, **other}
     assert run_mod._check_split(tmp_path / "run", config, saved, now) == ["validation frames"]
     assert run_mod._check_split(tmp_path / "run", config, saved, dict(saved)) == []
     assert run_mod._check_split(tmp_path / "run", config, None, now) == []  # a checkpoint from before the digests
@@ -1093,7 +1112,7 @@ def test_a_resume_on_a_valid_file_with_other_frames_chooses_the_best_model_afres
     assert run_mod._check_split(tmp_path / "run", config, saved, {**saved, "train": "x"}) == []
     longer = _config(tmp_path, epochs=2, valid_file="v.xyz")
     result = fit(longer, assemble(longer, frames[:12], frames[14:16]), resume=True)
-    assert _saved_state(tmp_path / "run")[1]["split"] == {**saved, "valid": now["valid"]}
+    assert _saved_state(tmp_path / "run")[1]["split"] == now
     assert result.history[-1]["epoch"] == 2
 
 
@@ -1122,6 +1141,9 @@ def test_a_resume_accepts_a_model_hyperparameter_spelt_out_at_its_default(tmp_pa
     other = dataclasses.replace(config, model={"name": register_tiny(), "num_basis": default + 1})
     with pytest.raises(ValueError, match="model .* since the run began"):
         run_mod._check_resume(saved, other)
+    saved.write_text(config_mod.dump(config).replace(register_tiny(), "a_model_since_removed"))
+    with pytest.raises(ValueError, match="model .*a_model_since_removed.* since the run began"):  # not KeyError
+        run_mod._check_resume(saved, config)
 
 
 def test_a_killed_resume_leaves_no_results_of_the_run_it_continued(tmp_path, monkeypatch):

@@ -251,21 +251,25 @@ def _check_resume(saved_path: Path, config) -> list[str]:
     ignored without a word; a new valid_fraction, test_fraction or (where frames are drawn)
     split seed draws another split, and the best-so-far loss would then compare different frames.
     Budgets, rates and weights may change: that is what a resume is for. So may the loss shape
-    (``loss``, ``huber_delta``) and the validation frames (``valid_file``, or ``train_file`` where
-    they are drawn from it), but the best model is then chosen afresh.
+    (``loss``, ``huber_delta``), the labels read and ``valid_file``, but the best model is then chosen
+    afresh. (Which frames are held out, whatever the config says, is ``_check_split``'s.)
     """
     if not saved_path.exists():
         return []
     saved, now = yaml.safe_load(saved_path.read_text()) or {}, config.to_dict()
     keys = ["model", "cutoff", "dtype", "repulsion"]
     # a hyperparameter spelt out at its default value is the same model
-    spelt = lambda model: {**config_mod.model_defaults(model["name"]), **model} if isinstance(model, dict) else model
+    spelt = lambda model: (
+        {**config_mod.model_defaults(model["name"]), **model}
+        if isinstance(model, dict) and model.get("name") in config_mod.MODELS
+        else model
+    )
     before, after = {**saved, "model": spelt(saved.get("model"))}, {**now, "model": spelt(now["model"])}
     changed = [
         f"{key} {saved.get(key)!r} -> {now[key]!r}" for key in keys if key in saved and before[key] != after[key]
     ]
     drawn_then, drawn_now = _drawn_fractions(saved), _drawn_fractions(now)
-    # a switch between a file and a drawn fraction is a new valid_file or test_file, measured below
+    # a switch between a file and a drawn fraction: _check_split refuses one to a drawn fraction
     changed += [
         f"{key} {drawn_then[key]!r} -> {drawn_now[key]!r}"
         for key in drawn_then
@@ -292,18 +296,22 @@ def _check_resume(saved_path: Path, config) -> list[str]:
             stacklevel=3,
         )
     # the labels read are what the loss measures: a best loss on other labels would never be beaten
+    # (a train_file whose drawn validation frames change is refused by _check_split; its name may change)
     measures = ["loss", "valid_file", "energy_key", "forces_key", "stress_key", "inconsistent_stress"]
-    measures += ["train_file"] if not config.valid_file else []
     if "huber" in (saved.get("loss"), now["loss"]):
         measures.append("huber_delta")
     return [key for key in measures if key in saved and saved[key] != now[key]]
 
 
 def _split_digests(prepared: Prepared) -> dict:
-    """``frames_digest`` of the training, validation and test frames (test: None when there are none)."""
+    """``frames_digest`` of the training, validation and test frames, without and with their energy labels
+    ("train", "train_labels", ...; None where there are no test frames)."""
     test = prepared.test.frames if prepared.test is not None else None
-    parts = (prepared.train.frames, prepared.valid.frames, test)
-    return {name: None if part is None else data.frames_digest(part) for name, part in zip(SPLIT_PARTS, parts)}
+    digests = {}
+    for name, part in zip(SPLIT_PARTS, (prepared.train.frames, prepared.valid.frames, test)):
+        digests[name] = None if part is None else data.frames_digest(part)
+        digests[f"{name}_labels"] = None if part is None else data.frames_digest(part, labels=True)
+    return digests
 
 
 SPLIT_PARTS = ("train", "valid", "test")
@@ -311,27 +319,30 @@ SPLIT_PARTS = ("train", "valid", "test")
 
 def _check_split(out: Path, config, saved: dict | None, now: dict) -> list[str]:
     """Refuse a resume whose held-out frames, drawn from train_file, are not those the run began with;
-    return ["validation frames"] where valid_file's frames changed (the best model is then chosen afresh).
+    return ["validation frames"] where the validation frames (valid_file's) or their energy labels changed
+    (the best model is then chosen afresh).
 
     The config can be the same while the data are not: frames appended to train_file (an active-learning
     round) give another permutation, which would hold out frames the model has already trained on and
-    compare the best-so-far loss across two sets of frames. (Checkpoints from before the digests: None.)
+    compare the best-so-far loss across two sets of frames. So would a switch from valid_file (or
+    test_file) to a drawn fraction. (Checkpoints from before the digests: None, nothing checked.)
     """
     if not saved:
         return []
     drawn = {"valid": not config.valid_file, "test": not config.test_file and config.test_fraction > 0}
-    names = {"train": "training", "valid": "validation", "test": "test"}
+    names = {"valid": "validation", "test": "test"}
     moved = [part for part in ("valid", "test") if drawn[part] and saved.get(part) != now[part]]
     if moved:
         count = lambda digest: digest.split(":")[0] if digest else "0"
         raise ValueError(
             f"--resume {out}: the {' and '.join(names[p] for p in moved)} frames drawn from train_file are not "
-            f"those the run began with ({count(saved.get('train'))} training frames then, "
-            f"{count(now['train'])} now): a changed data file is drawn into another split, which would hold out "
-            "frames the model has trained on. Put the file back, or start a new output_dir with "
+            f"those the run held out ({count(saved.get('train'))} training frames then, {count(now['train'])} "
+            "now: train_file changed, or a valid_file/test_file became a drawn fraction), so some of them are "
+            "frames the model has trained on. Put the data back, or start a new output_dir with "
             f"init_from={out / 'model.mlpot'} to go on training on the new data"
         )
-    return ["validation frames"] if saved.get("valid") != now["valid"] else []
+    changed = any(saved.get(key) != now[key] for key in ("valid", "valid_labels"))
+    return ["validation frames"] if changed else []
 
 
 def _remove_finished_outputs(out: Path) -> None:
@@ -385,10 +396,13 @@ def fit(config, prepared: Prepared, resume: bool = False, stop_after: int | None
     out = _output_folder(config, resume)
     out.mkdir(parents=True, exist_ok=True)
     remeasured = _check_resume(out / "config.yaml", config) if resume else []
-    loop, state, progress, model_config = build(config, prepared, resume)
     split = _split_digests(prepared)
     if resume:
-        remeasured += _check_split(out, config, progress.get("split"), split)
+        remeasured += _check_split(
+            out, config, checkpoint_progress(out / "checkpoints" / "last.ckpt").get("split"), split
+        )
+    loop, state, progress, model_config = build(config, prepared, resume)
+    if resume:
         _remove_finished_outputs(out)
         _adopt_a_newer_best(out, progress)
         if remeasured:
