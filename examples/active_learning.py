@@ -25,6 +25,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a fresh clone without installing
 
+# first: its malloc setting (mlpot.hostmem) holds for the threads numpy and JAX start after it
+import mlpot  # isort: skip
+
 import ase.io
 import numpy as np
 from ase import units
@@ -34,7 +37,6 @@ from ase.calculators.singlepoint import SinglePointCalculator
 from ase.md.langevin import Langevin
 
 import md
-import mlpot
 from md.simulation import MDError
 from mlpot.deviation import candidates, frame_deviations
 from mlpot.models.committee import assemble

@@ -17,13 +17,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a fresh clone without installing
 
+# first: its malloc setting (mlpot.hostmem) holds for the threads numpy and JAX start after it
+import mlpot  # isort: skip
+
 import ase.io
 import numpy as np
 from ase import units
 from ase.md.velocitydistribution import ZeroRotation
 
 import md
-import mlpot
 from md.velocities import maxwell_boltzmann
 from mlpot.training import load, train
 from mlpot.training.metrics import format_table

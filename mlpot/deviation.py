@@ -24,6 +24,7 @@ from pathlib import Path
 
 import ase.io
 import numpy as np
+from ase.calculators.singlepoint import SinglePointCalculator
 from tqdm.auto import tqdm
 
 from mlpot.calculator import Calculator
@@ -83,8 +84,9 @@ def frame_deviations(potential: Potential, structures, labels=None, progress: bo
 
 def calibration(force_dev_max: np.ndarray, force_err_max: np.ndarray) -> dict | str:
     """On the labelled frames: Spearman rank correlation of the largest atomic deviation with the
-    largest atomic error, and the median error / deviation (about 1 when the members err
-    independently, more when they err alike; deviation bounds for error bounds E: E / it). Or why
+    largest atomic error, and the median error / deviation (about 1/sqrt(M - 1) for M members that err
+    independently: 1 for two, 0.58 for four; more when they err alike; deviation bounds for error bounds
+    E: E / it). Or why
     there is none: too few frames, labels that are the committee's own forces, members that agree."""
     from scipy.stats import spearmanr
 
@@ -204,6 +206,8 @@ def _cmd_deviation(args) -> int:
         images = read_images(path)
         structures += images
         names += [f"{path}, frame {k}" for k in range(len(images))]
+    for atoms, where in zip(structures, names):  # before hours of scoring, not at the frame that has it
+        species_indices(atoms.numbers, potential.config.species, where)
     labels = None
     if args.calibrate:  # only on request: an MD trajectory's frames carry the model's own forces
         labels = [forces_label(atoms, args.forces_key, where) for atoms, where in zip(structures, names)]
@@ -247,10 +251,15 @@ def _cmd_deviation(args) -> int:
             f"on {checked['labelled_frames']} frames with force labels: rank correlation of deviation and error "
             f"{checked['spearman_dev_max_err_max']:.2f}; error / deviation, median {checked['median_err_over_dev']:.2f}"
         )
-    if args.select:
+    if args.select and not len(chosen):
+        print(f"no frames to label: {args.select} not written")
+    elif args.select:
         picked = []
         for k in chosen:
             atoms = structures[k].copy()
+            results = getattr(structures[k].calc, "results", None)
+            if args.calibrate and results:  # reference labels (the user says so): kept, not labelled twice
+                atoms.calc = SinglePointCalculator(atoms, **results)
             atoms.info.update({name: float(v) for name, v in zip(COLUMNS, values[k])} | {"source": names[k]})
             picked.append(atoms)
         _write_frames(args.select, picked)
@@ -266,7 +275,7 @@ def _cmd_deviation(args) -> int:
         print(f"deviation JSON: {args.json}")
     if plot_path:
         title = f"{Path(args.model).name} on {', '.join(Path(p).name for p in args.frames)}"
-        plot(dev, args.lo, args.hi, plot_path, title, errors if checked else None)
+        plot(dev, args.lo, args.hi, plot_path, title, errors if isinstance(checked, dict) else None)
         print(f"deviation plot: {plot_path}")
     return 0
 

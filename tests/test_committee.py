@@ -510,3 +510,56 @@ def test_an_assembled_committee_and_its_saved_file_are_the_same_model(singles, t
     atoms = squeezed_si()
     atoms.calc = mlpot.Calculator(committee)
     md.VelocityVerlet(atoms, 0.5, potential=str(path)).run(1)
+
+
+def test_deviation_selection_keeps_reference_labels_and_writes_nothing_for_no_candidates(singles, tmp_path, capsys):
+    # --select with --calibrate dropped the DFT labels the user had said the frames carry; an empty band
+    # replaced the file with 0 bytes, which ASE cannot read back
+    pair = singles[::2]
+    path = tmp_path / "committee.mlpot"
+    assemble(pair).save(path)
+    frames = _md_like_frames(4)
+    for atoms in frames:
+        forces = np.asarray(singles[1].predict(atoms).forces[: len(atoms)])
+        atoms.calc = SinglePointCalculator(atoms, energy=-1.5, forces=forces)
+    ase.io.write(data := tmp_path / "labelled.xyz", frames)
+    picked = tmp_path / "picked.xyz"
+    args = ["deviation", str(path), str(data), "--lo", "0", "--hi", "1e9", "--select", str(picked)]
+    assert main([*args, "--calibrate"]) == 0
+    for atoms, original in zip(ase.io.read(picked, ":"), frames):
+        np.testing.assert_allclose(atoms.get_forces(), original.get_forces(), atol=1e-8)
+        assert atoms.get_potential_energy() == pytest.approx(-1.5)
+    assert main(args) == 0  # without --calibrate the labels may be the model's own: written bare
+    assert all(atoms.calc is None for atoms in ase.io.read(picked, ":"))
+    before = picked.read_bytes()
+    assert main(["deviation", str(path), str(data), "--lo", "1e8", "--hi", "1e9", "--select", str(picked)]) == 0
+    assert f"no frames to label: {picked} not written" in capsys.readouterr().out and picked.read_bytes() == before
+
+
+def test_deviation_refuses_an_unknown_element_before_scoring_and_plots_no_refused_calibration(
+    singles, tmp_path, capsys, monkeypatch
+):
+    from mlpot import deviation
+
+    path = tmp_path / "committee.mlpot"
+    assemble(singles[::2]).save(path)
+    frames = _md_like_frames(3)
+    ase.io.write(good := tmp_path / "good.xyz", frames)
+    ase.io.write(gold := tmp_path / "gold.xyz", Atoms("Au2", positions=[[0, 0, 0], [0, 0, 2.5]]))
+    scored = []
+    monkeypatch.setattr(deviation, "frame_deviations", lambda *a, **k: scored.append(1))
+    assert main(["deviation", str(path), str(good), str(gold)]) == 2
+    assert f"{gold}, frame 0" in capsys.readouterr().err and scored == []  # refused before any frame is scored
+    monkeypatch.undo()
+    # labels that are the committee's own forces: calibration refused, so no error panel (it crashed on
+    # frames none of which could be evaluated)
+    committee = assemble(singles[::2])
+    for atoms in frames:
+        atoms.calc = SinglePointCalculator(atoms, forces=np.asarray(committee.predict(atoms).forces[: len(atoms)]))
+    ase.io.write(own := tmp_path / "own.xyz", frames)
+    panels = []
+    real_plot = deviation.plot
+    monkeypatch.setattr(deviation, "plot", lambda *a: panels.append(a[-1]) or real_plot(*a))
+    with pytest.warns(UserWarning, match="no calibration"):
+        assert main(["deviation", str(path), str(own), "--calibrate", "--json", str(tmp_path / "d.json")]) == 0
+    assert panels == [None]
