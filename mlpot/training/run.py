@@ -396,13 +396,10 @@ def fit(config, prepared: Prepared, resume: bool = False, stop_after: int | None
     out = _output_folder(config, resume)
     out.mkdir(parents=True, exist_ok=True)
     remeasured = _check_resume(out / "config.yaml", config) if resume else []
+    loop, state, progress, model_config = build(config, prepared, resume)  # refuses data of other elements first
     split = _split_digests(prepared)
     if resume:
-        remeasured += _check_split(
-            out, config, checkpoint_progress(out / "checkpoints" / "last.ckpt").get("split"), split
-        )
-    loop, state, progress, model_config = build(config, prepared, resume)
-    if resume:
+        remeasured += _check_split(out, config, progress.get("split"), split)
         _remove_finished_outputs(out)
         _adopt_a_newer_best(out, progress)
         if remeasured:
