@@ -85,9 +85,9 @@ def frame_deviations(potential: Potential, structures, labels=None, progress: bo
 def calibration(force_dev_max: np.ndarray, force_err_max: np.ndarray) -> dict | str:
     """On the labelled frames: Spearman rank correlation of the largest atomic deviation with the
     largest atomic error, and the median error / deviation (about 1/sqrt(M - 1) for M members that err
-    independently: 1 for two, 0.58 for four; more when they err alike; deviation bounds for error bounds
-    E: E / it). Or why
-    there is none: too few frames, labels that are the committee's own forces, members that agree."""
+    independently: 1 for two, 0.58 for four; more when they err alike; deviation bounds for error
+    bounds E: E / it). Or why there is none: too few frames, labels that are the committee's own
+    forces, members that agree."""
     from scipy.stats import spearmanr
 
     labelled = np.isfinite(force_err_max)

@@ -64,9 +64,7 @@ class TrainConfig:
     ema_decay: float | None = 0.99
     early_stopping_patience: int | None = None  # epochs without validation improvement
     epochs: int = 100
-    max_time: float | None = (
-        None  # minutes of the training loop (epochs, validation, writes; not reading data or the final evaluation)
-    )
+    max_time: float | None = None  # minutes of the training loop (not reading data or the final evaluation)
     seed: int = 0  # initial parameters and batch order; the held-out split too unless split_seed is set
     split_seed: int | None = None  # seed of the drawn valid/test split (and cv folds); None: seed
     output_dir: str = "runs/train"

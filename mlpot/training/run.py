@@ -296,8 +296,10 @@ def _check_resume(saved_path: Path, config) -> list[str]:
             stacklevel=3,
         )
     # the labels read are what the loss measures: a best loss on other labels would never be beaten
-    # (a train_file whose drawn validation frames change is refused by _check_split; its name may change)
     measures = ["loss", "valid_file", "energy_key", "forces_key", "stress_key", "inconsistent_stress"]
+    # drawn frames from a new train_file: _check_split refuses them, but a checkpoint from before its
+    # digests can only be judged by the name
+    measures += ["train_file"] if not config.valid_file else []
     if "huber" in (saved.get("loss"), now["loss"]):
         measures.append("huber_delta")
     return [key for key in measures if key in saved and saved[key] != now[key]]
@@ -532,8 +534,6 @@ def as_config(config) -> config_mod.TrainConfig:
     return config_mod.validate(config)
 
 
-# what an output_dir holds of a finished or killed run: a new run there removes all of it first, so that
-# nothing of the old one is resumed or read back as the new one's
 # what a run writes when it ends, from its best model
 FINISHED_OUTPUTS = (
     "results.json",
@@ -541,6 +541,8 @@ FINISHED_OUTPUTS = (
     "parity_test.png",  # a new run without test frames (or plots: false) writes none to replace it
     "learning_curves.png",
 )
+# what an output_dir holds of a finished or killed run: a new run there removes all of it first, so that
+# nothing of the old one is resumed or read back as the new one's
 RUN_OUTPUTS = ("checkpoints/last.ckpt", "checkpoints/best.ckpt", "model.mlpot", "metrics.csv") + FINISHED_OUTPUTS
 
 
