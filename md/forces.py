@@ -18,7 +18,6 @@ is a large share of an MD step).
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from typing import NamedTuple
@@ -229,7 +228,7 @@ def potential_forces(
     capacity=None,
 ) -> Forces:
     """``Forces`` for an mlpot ``Potential`` on ``atoms`` (neighbour list with ``skin`` Å)."""
-    key = ("potential", json.dumps(potential.config.to_dict(), sort_keys=True))
+    key = ("potential", potential.config.key())
     return graph_forces(
         potential.atom_energy_fn(),
         potential.params,

@@ -19,7 +19,6 @@ call: one force call per member.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -67,7 +66,7 @@ class Calculator(ASECalculator):
             self.implemented_properties = tuple(p for p in self.implemented_properties if not p.endswith("_std"))
         self._predict = self._predict_fns()
         self._capacity = (0, 0)  # (nodes, edges): grows, and shrinks only for a far smaller structure
-        key = json.dumps(self.potential.config.to_dict(), sort_keys=True)
+        key = self.potential.config.key()
         self._compiled_capacities = _COMPILED_CAPACITIES.setdefault(key, set())
         self._compiles = 0
 

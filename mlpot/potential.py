@@ -78,6 +78,11 @@ class ModelConfig:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    def key(self) -> str:
+        """The config as the model file stores it (JSON), for comparisons and cache keys: a committee's
+        member configs keep tuples in memory and lists once loaded, and must compare equal."""
+        return json.dumps(self.to_dict(), sort_keys=True, default=repr)  # repr: a numpy scalar set in memory
+
     def replace(self, **changes) -> ModelConfig:
         return dataclasses.replace(self, **changes)
 
@@ -188,19 +193,13 @@ def same_model(a: Potential, b: Potential) -> bool:
     (two loads of one file are the same model; ``==`` on ``Potential`` is identity)."""
     if a is b:
         return True
-    if _canonical(a.config) != _canonical(b.config):
+    if a.config.key() != b.config.key():
         return False
     leaves_a, leaves_b = jax.tree_util.tree_leaves(a.params), jax.tree_util.tree_leaves(b.params)
     return len(leaves_a) == len(leaves_b) and all(
         np.shape(x) == np.shape(y) and np.asarray(x).dtype == np.asarray(y).dtype and np.array_equal(x, y)
         for x, y in zip(leaves_a, leaves_b)
     )
-
-
-def _canonical(config: ModelConfig) -> str:
-    """The config as the model file stores it (JSON: a committee's member configs keep tuples in memory,
-    lists once loaded), so that an assembled model and its saved file compare equal."""
-    return json.dumps(config.to_dict(), sort_keys=True, default=repr)  # repr: a numpy scalar set in memory
 
 
 _PREDICT_CACHE: dict = {}  # insertion order = least recently used first
@@ -225,7 +224,7 @@ def shared_predict_fn(potential: Potential, compute_stress: bool = True):
     model reuses the programs already compiled: a new Calculator per structure used to
     recompile (2.4 s per ethanol frame instead of 2 ms).
     """
-    key = (json.dumps(potential.config.to_dict(), sort_keys=True), compute_stress)
+    key = (potential.config.key(), compute_stress)
     if key in _PREDICT_CACHE:
         _PREDICT_CACHE[key] = _PREDICT_CACHE.pop(key)  # most recently used last
     else:

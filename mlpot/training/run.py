@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 import sys
 import time
@@ -204,7 +203,7 @@ def _create(model_config: ModelConfig, seed: int) -> Potential:
     """``Potential.create``, reusing initial parameters across runs (CV folds, learning curves): they
     depend on the architecture, species count and seed, not on reference energies or scale."""
     arch = model_config.replace(reference_energies=(), energy_scale=())
-    key = (json.dumps(arch.to_dict(), sort_keys=True), seed)
+    key = (arch.key(), seed)
     if key not in _INIT_CACHE:
         _INIT_CACHE.clear()
         _INIT_CACHE[key] = Potential.create(arch, seed).params
@@ -306,17 +305,12 @@ def _check_resume(saved_path: Path, config) -> list[str]:
 
 
 def _split_digests(prepared: Prepared) -> dict:
-    """``frames_digest`` of the training, validation and test frames, without and with their energy labels
-    ("train", "train_labels", ...; None where there are no test frames)."""
+    """``frames_digest`` of the training, validation and test frames (None: no test frames), and of the
+    validation frames with their energy labels ("valid_labels": other labels re-choose the best model)."""
     test = prepared.test.frames if prepared.test is not None else None
-    digests = {}
-    for name, part in zip(SPLIT_PARTS, (prepared.train.frames, prepared.valid.frames, test)):
-        digests[name] = None if part is None else data.frames_digest(part)
-        digests[f"{name}_labels"] = None if part is None else data.frames_digest(part, labels=True)
-    return digests
-
-
-SPLIT_PARTS = ("train", "valid", "test")
+    parts = {"train": prepared.train.frames, "valid": prepared.valid.frames, "test": test}
+    digests = {name: None if part is None else data.frames_digest(part) for name, part in parts.items()}
+    return {**digests, "valid_labels": data.frames_digest(prepared.valid.frames, labels=True)}
 
 
 def _check_split(out: Path, config, saved: dict | None, now: dict) -> list[str]:
@@ -345,13 +339,6 @@ def _check_split(out: Path, config, saved: dict | None, now: dict) -> list[str]:
         )
     changed = any(saved.get(key) != now[key] for key in ("valid", "valid_labels"))
     return ["validation frames"] if changed else []
-
-
-def _remove_finished_outputs(out: Path) -> None:
-    """results.json and the plots describe the run as it ended; a resume that is killed must not leave them
-    beside a newer model (they are written again when it ends)."""
-    for name in FINISHED_OUTPUTS:
-        (out / name).unlink(missing_ok=True)
 
 
 def _drawn_fractions(config: dict) -> dict:
@@ -402,7 +389,8 @@ def fit(config, prepared: Prepared, resume: bool = False, stop_after: int | None
     split = _split_digests(prepared)
     if resume:
         remeasured += _check_split(out, config, progress.get("split"), split)
-        _remove_finished_outputs(out)
+        # they describe the run as it ended: a killed resume must not leave them beside a newer model
+        remove_run_outputs(out, only=FINISHED_OUTPUTS)
         _adopt_a_newer_best(out, progress)
         if remeasured:
             _restart_selection(progress)
@@ -546,8 +534,9 @@ FINISHED_OUTPUTS = (
 RUN_OUTPUTS = ("checkpoints/last.ckpt", "checkpoints/best.ckpt", "model.mlpot", "metrics.csv") + FINISHED_OUTPUTS
 
 
-def remove_run_outputs(out: Path, extra: tuple[str, ...] = ()) -> None:
-    for name in (*RUN_OUTPUTS, *extra):
+def remove_run_outputs(out: Path, extra: tuple[str, ...] = (), only: tuple[str, ...] | None = None) -> None:
+    """Remove ``RUN_OUTPUTS`` and ``extra`` from ``out`` (``only``: just these)."""
+    for name in only if only is not None else (*RUN_OUTPUTS, *extra):
         (out / name).unlink(missing_ok=True)
 
 

@@ -12,7 +12,6 @@ batching), with the weights in force at that epoch.
 
 from __future__ import annotations
 
-import json
 import time
 from functools import partial
 from typing import NamedTuple
@@ -62,7 +61,7 @@ def _cached(key, build):
 
 def jitted_predict(potential: Potential, compute_stress: bool):
     """Jitted ``(params, graph) -> Predictions``, shared by runs with the same model config."""
-    key = ("predict", json.dumps(potential.config.to_dict(), sort_keys=True), compute_stress)
+    key = ("predict", potential.config.key(), compute_stress)
     return _cached(
         key, lambda: jax.jit(partial(physics.predict, potential.atom_energy_fn(), compute_stress=compute_stress))
     )
@@ -79,7 +78,7 @@ def make_train_step(potential: Potential, optimizer, config: TrainConfig, comput
         config.optimizer,
         config.weight_decay,
     )
-    key = ("step", json.dumps(potential.config.to_dict(), sort_keys=True), compute_stress, baked)
+    key = ("step", potential.config.key(), compute_stress, baked)
     return _cached(key, lambda: _make_train_step(potential, optimizer, config, compute_stress))
 
 
