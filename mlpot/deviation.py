@@ -106,6 +106,8 @@ def calibration(force_dev_max: np.ndarray, force_err_max: np.ndarray) -> dict | 
             "no deviation to rank (the same model twice?)"
         )
     dev, err = dev[spread], err[spread]
+    if np.ptp(err) == 0:  # Spearman's rho is undefined (NaN) for a constant ranking
+        return f"the largest atomic error is the same on all {len(err)} labelled frames: no error to rank"
     return {
         "labelled_frames": int(spread.sum()),
         "spearman_dev_max_err_max": float(spearmanr(dev, err).statistic),

@@ -19,7 +19,7 @@ freed block, so the next buffer needs new room until the heap has enough). The c
 that the resident size stays at its peak until the process ends, which is
 what an MD or training process wants anyway.
 
-``import mlpot`` calls it; set ``MLPOT_KEEP_FREED_MEMORY=0`` to leave malloc
+``import mlpot`` calls it; set ``MLPOT_KEEP_FREED_MEMORY=0`` (or false, no, off) to leave malloc
 alone. A thread picks its malloc arena at its first allocation, so this works
 fully when mlpot is imported before numpy and JAX start threads (the ``mlpot``
 command does; in a script, ``import mlpot`` first, or run with
@@ -37,6 +37,7 @@ import os
 
 # glibc <malloc.h> parameter numbers for mallopt().
 M_TRIM_THRESHOLD, M_MMAP_MAX, M_ARENA_MAX = -1, -4, -8
+OFF = ("0", "false", "no", "off")  # any of these spellings, not just "0", turns it off
 
 
 def _glibc():
@@ -53,7 +54,7 @@ def _glibc():
 
 def keep_freed_memory() -> bool:
     """Apply the settings above; True when glibc accepted all three."""
-    if os.environ.get("MLPOT_KEEP_FREED_MEMORY", "1") == "0":
+    if os.environ.get("MLPOT_KEEP_FREED_MEMORY", "1").strip().lower() in OFF:
         return False
     libc = _glibc()
     if libc is None:

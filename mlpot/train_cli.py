@@ -84,7 +84,10 @@ def _cmd_eval(args) -> int:
     if singles:  # what the committee gains over each of its models, on the same frames
         metrics["members"] = []
         for k, single in enumerate(singles, 1):
-            own = evaluate_files(single, args.data, args.batch_size, keys["energy"], keys["forces"], keys["stress"])[0]
+            own, own_collected = evaluate_files(
+                single, args.data, args.batch_size, keys["energy"], keys["forces"], keys["stress"]
+            )
+            own.update({f"n_frames_{q}": n for q, n in labelled_frames(own_collected).items()})
             metrics["members"].append({key: own[key] for key in EVAL_KEYS if key in own})
             shown = [f"{q} MAE {own[f'{q}_mae'] * 1e3:.3f} {unit}" for q, unit in UNITS if f"{q}_mae" in own]
             if "energy_mae" in own and own.get("energy_mae_per_atom") is not None:  # as the table above names it

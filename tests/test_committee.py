@@ -184,6 +184,8 @@ def test_cli_builds_a_committee_that_eval_scores(singles, tmp_path, capsys):
         own = [np.asarray(single.predict(f).forces[: len(f)]) for f in ase.io.read(data, ":")]
         assert row["forces_mae"] == pytest.approx(np.mean(np.abs(np.concatenate(own))), rel=1e-9)
     assert len(rows) == 2 and rows[0]["forces_mae"] != rows[1]["forces_mae"]
+    frames = len(ase.io.read(data, ":"))  # a member's row says on how many frames, as the committee's does
+    assert all(row["n_frames"] == row["n_frames_forces"] == frames for row in rows)
     assert main(["eval", str(paths[0]), str(data), "--members", "--plot", plot]) == 2
     assert "is a single model, not a committee" in capsys.readouterr().err
 
@@ -486,6 +488,7 @@ def test_calibration_says_why_there_is_none_instead_of_printing_nonsense():
     assert "the members agree on 4 of 4" in calibration(np.zeros(4), errors)  # a ratio of 1e11 before
     assert "committee's own forces" in calibration(np.array([0.01, 0.02, 0.03, 0.04]), np.full(4, 1e-15))
     assert "3 needed" in calibration(np.ones(4), np.array([0.1, np.nan, np.nan, 0.2]))
+    assert "no error to rank" in calibration(np.array([0.01, 0.02, 0.03]), np.full(3, 0.1))  # rho was NaN
     some = calibration(np.array([0.0, 0.02, 0.04, 0.08]), errors)  # a frame without spread is left out
     assert some["labelled_frames"] == 3 and some["median_err_over_dev"] == pytest.approx(np.median([10, 2.5, 3.75]))
 

@@ -61,3 +61,12 @@ def test_repeated_calls_reuse_their_temporary_buffer_instead_of_faulting_it_in_a
     # of the first 10 calls fault on two cores, none on one); once the heap holds room for both,
     # calls reuse it (0-2 of the next 10 fault in our runs).
     assert faulting_calls(kept["faults"][10:]) <= 4, kept
+
+
+@pytest.mark.parametrize("value", ["0", "false", "No", "off "])
+def test_every_usual_spelling_of_off_leaves_malloc_alone(monkeypatch, value):
+    from mlpot import hostmem
+
+    monkeypatch.setenv("MLPOT_KEEP_FREED_MEMORY", value)
+    monkeypatch.setattr(hostmem, "_glibc", lambda: pytest.fail("malloc was configured although switched off"))
+    assert hostmem.keep_freed_memory() is False
