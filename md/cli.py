@@ -127,15 +127,12 @@ def register(subparsers) -> None:
     p.set_defaults(func=main)
 
 
-# what TrajectoryWriter writes: ASE's .traj, else extxyz, which only these names announce
-TRAJECTORY_SUFFIXES = (".traj", ".xyz", ".extxyz")
-
 # option, attribute, whether a value is allowed, the rule in words. NaN fails every comparison; inf
 # passes them, so every float must also be finite (``_check_options``).
 _RULES = (
     ("--pressure", "pressure", lambda v: True, "a number of GPa"),
     ("--steps", "steps", lambda v: v >= 0, ">= 0"),
-    ("--seed", "seed", lambda v: v >= 0, ">= 0"),  # numpy's generators refuse a negative one
+    ("--seed", "seed", lambda v: 0 <= v < 2**63, ">= 0 and < 2^63"),  # numpy refuses < 0, jax's keys >= 2^63
     ("--dt", "dt", lambda v: v > 0, "> 0 fs"),
     ("--interval", "interval", lambda v: v >= 1, ">= 1"),
     ("--restart-seconds", "restart_seconds", lambda v: v >= 0, ">= 0 s"),
@@ -154,7 +151,7 @@ _RULES = (
 def _check_options(args) -> None:
     """Refuse values with no physical meaning (a negative temperature silently started at 0 K)."""
     broken = [
-        f"{option} {value:g} (must be {rule if np.isfinite(value) else 'finite'})"
+        f"{option} {value if isinstance(value, int) else f'{value:g}'} (must be {rule if np.isfinite(value) else 'finite'})"
         for option, name, allowed, rule in _RULES
         if (value := getattr(args, name)) is not None and not (np.isfinite(value) and allowed(value))
     ]
@@ -217,6 +214,8 @@ def _check_time_constants(args) -> None:
 
 def _check_outputs(args, continuing: bool) -> None:
     """Usable, distinct output paths; a fresh run must not truncate another run's trajectory or log."""
+    from md.io import check_trajectory_name
+
     outputs = [(o, p) for o, p in (("--traj", args.traj), ("--log", args.log), ("--restart", args.restart)) if p]
     for option, path in outputs:
         check_output_path(option, path, {"the MODEL file": args.model, "the STRUCTURE file": args.structure})
@@ -224,12 +223,10 @@ def _check_outputs(args, continuing: bool) -> None:
         for other, other_path in outputs[i + 1 :]:
             if Path(path).resolve() == Path(other_path).resolve():
                 raise ValueError(f"{option} and {other} are the same file {path}; give each its own")
-    if args.traj and Path(args.traj).suffix not in TRAJECTORY_SUFFIXES:
-        # anything else would get extxyz text under a name other readers parse as their own format
-        raise ValueError(
-            f"--traj {args.traj}: the trajectory is written as ASE's .traj or as extxyz (.xyz, .extxyz); "
-            "convert afterwards for other formats (ase convert)"
-        )
+    if args.traj:
+        check_trajectory_name("--traj", args.traj)
+    if args.log == "-":  # the Python drivers' stdout; here it would be a file named "-"
+        raise ValueError("--log -: give the thermo CSV a file name (the progress bar shows the run as it goes)")
     if continuing or args.overwrite:
         return  # a continuation appends; --overwrite asked for the replacement
     # An empty file holds nothing to lose (e.g. made by mktemp).
@@ -536,8 +533,8 @@ def main(args) -> int:
     last_restart = {"step": -1, "time": -np.inf}
 
     def write_restart(s, force: bool = False):
-        # A kill loses at most --restart-seconds of work: the rerun replays from the last write, and the
-        # trajectory and log skip the steps they already hold.
+        # A kill loses at most --restart-seconds of work (or one --interval, where that takes longer): the
+        # rerun replays from the last write, and the trajectory and log skip the steps they already hold.
         now = time.perf_counter()
         step = int(s.state.step)
         if step == last_restart["step"] or not (force or now - last_restart["time"] >= args.restart_seconds):

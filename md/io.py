@@ -79,8 +79,22 @@ def frame_atoms(template: Atoms, state: MDState, with_stress: bool, wrap: bool =
     return atoms
 
 
+# what TrajectoryWriter writes: ASE's .traj, else extxyz, which only these names announce
+TRAJECTORY_SUFFIXES = (".traj", ".xyz", ".extxyz")
+
+
+def check_trajectory_name(option: str, path) -> None:
+    """Refuse a trajectory name other readers would parse as their own format (``x.pdb`` would hold
+    extxyz text that ``ase.io.read`` turns into one empty structure, silently)."""
+    if Path(path).suffix.lower() not in TRAJECTORY_SUFFIXES:
+        raise ValueError(
+            f"{option} {path}: the trajectory is written as ASE's .traj or as extxyz (.xyz, .extxyz); "
+            "convert afterwards for other formats (ase convert)"
+        )
+
+
 class TrajectoryWriter:
-    """Appends frames to ``.traj`` (ASE binary) or extxyz (any other name), flushed per frame.
+    """Appends frames to ``.traj`` (ASE binary) or extxyz (``.xyz``, ``.extxyz``), flushed per frame.
 
     Appending (a restart) skips frames whose step the file already holds: a run killed after
     writing a frame but before its restart file is replayed from the restart before it. That needs
@@ -89,12 +103,13 @@ class TrajectoryWriter:
     """
 
     def __init__(self, path, append: bool = False, resume: bool = True):
+        check_trajectory_name("trajectory", path)
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        if append and self.path.suffix != ".traj":
+        if append and self.path.suffix.lower() != ".traj":
             _cut_a_torn_last_frame(self.path)
         self.last_step = _last_frame_step(self.path) if append and resume else -1
-        if self.path.suffix == ".traj":
+        if self.path.suffix.lower() == ".traj":
             self._traj = ase.io.Trajectory(str(self.path), "a" if append else "w")
             self._file = None
         else:

@@ -301,7 +301,8 @@ class Simulation:
     def _error_message(self, status: int, step: int, start: bool = False, edited: bool = False) -> str:
         reason = {
             NONFINITE: "energy, positions or momenta became NaN/inf",
-            TOO_HOT: f"temperature exceeded {self.max_kT / ase.units.kB:.0f} K",
+            TOO_HOT: f"temperature exceeded {self.max_kT / ase.units.kB:.0f} K (the limit: --max-temperature, "
+            "max_temperature_K= in Python; raise it for a run this hot on purpose)",
             TOO_CLOSE: f"two atoms came closer than {self.min_distance} Å",
         }[status]
         if status == TOO_CLOSE:

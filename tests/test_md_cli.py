@@ -303,6 +303,7 @@ def test_cli_rejects_directories_and_unusable_output_paths_before_running(files,
         ([start, "--traj", model, "--overwrite"], f"--traj {model} is the MODEL file"),
         # extxyz text under a name other programs read as their own format
         ([start, "--traj", str(tmp_path / "out.pdb")], "out.pdb: the trajectory is written as ASE's .traj or"),
+        ([start, "--log", "-", "--traj", ok], "--log -: give the thermo CSV a file name"),  # made a file "-"
     ]
     for argv, named in cases:
         assert main(["md", model, *argv, "--steps", "5"]) == 2
@@ -329,6 +330,7 @@ def test_cli_rejects_unphysical_settings(files, capsys):
         ("--min-distance", "inf"),
         ("--compressibility", "inf"),
         ("--seed", "-1"),  # an option, not an error in the structure file
+        ("--seed", str(2**63)),  # an OverflowError traceback from jax.random.PRNGKey
     ]:
         argv = ["md", str(files / "argon.mlpot"), str(files / "argon.xyz"), "--steps", "5", option, value]
         assert main(argv) == 2, option

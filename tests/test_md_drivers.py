@@ -176,9 +176,13 @@ def test_with_block_closes_the_files_it_opened(argon, tmp_path):
     assert len(ase.io.read(tmp_path / "t.xyz", ":")) == 3
 
 
-def test_bad_trajectory_and_logfile_arguments_are_named(argon):
+def test_bad_trajectory_and_logfile_arguments_are_named(argon, tmp_path):
     with pytest.raises(TypeError, match="trajectory"):
         md.VelocityVerlet(_argon_atoms(argon), DT, trajectory=3)
+    # extxyz text under .pdb read back as one empty structure, without an error
+    with pytest.raises(ValueError, match=r"trajectory .*t\.pdb: the trajectory is written as ASE's \.traj or"):
+        md.VelocityVerlet(_argon_atoms(argon), DT, trajectory=tmp_path / "t.pdb")
+    assert not (tmp_path / "t.pdb").exists()
     with pytest.raises(TypeError, match="logfile"):
         md.VelocityVerlet(_argon_atoms(argon), DT, logfile=3)
 
@@ -472,7 +476,8 @@ def test_the_safety_stops_are_driver_keywords(argon):
 
     with pytest.raises(MDError, match="closer than 3.8"):  # argon's neighbours sit at 3.72 Å
         md.VelocityVerlet(_argon_atoms(argon), DT, min_distance=3.8)
-    with pytest.raises(MDError, match="temperature exceeded 30 K"):  # the crystal starts at ~60 K
+    # the crystal starts at ~60 K; the message names the setting, not only the structure
+    with pytest.raises(MDError, match="temperature exceeded 30 K .the limit: --max-temperature, max_temperature_K="):
         md.Langevin(_argon_atoms(argon), DT, temperature_K=60.0, friction=0.05 / units.fs, max_temperature_K=30.0)
 
 
