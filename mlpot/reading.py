@@ -150,7 +150,12 @@ class UnreadableFrame(InputError):
 
 
 def read_images(path: Path, index: str = ":") -> list[Atoms]:
-    """The structures of one file as ASE reads them, unchecked; a clear error where there are none."""
+    """The structures of one file as ASE reads them, unchecked; a clear error where there are none, or
+    where ASE would leave frames out (extxyz frames after a blank line)."""
+    return _read_images_and_layout(path, index)[0]
+
+
+def _read_images_and_layout(path: Path, index: str) -> tuple[list[Atoms], ExtxyzLayout | None]:
     path = Path(path)
     if path.is_dir():
         raise InputError(f"{path} is a folder; give the data file(s) in it")
@@ -161,9 +166,16 @@ def read_images(path: Path, index: str = ":") -> list[Atoms]:
     except Exception as err:  # noqa: BLE001 - ASE raises many types; report file + cause
         raise UnreadableFrame(f"{unreadable_frame(path)}: cannot read ({type(err).__name__}: {err})") from None
     images = images if isinstance(images, list) else [images]
+    layout = extxyz_layout(path)
+    if layout is not None and layout.blank_line is not None:
+        raise InputError(
+            f"{path}, line {layout.blank_line}: a blank line before frame {layout.frames_before_blank}, where "
+            f"ASE's extxyz reader ends the file: the {layout.frames - layout.frames_before_blank} frame(s) from "
+            "there on would be left out without a word; delete the blank line(s) between frames"
+        )
     if not images:
         raise InputError(f"{path}: contains no frames")
-    return images
+    return images, layout
 
 
 def _is_database(path: Path) -> bool:
@@ -334,8 +346,9 @@ def read_frames(
     cell_labels = (stress_key, *virial_keys(stress_key))  # a stress or virial: the DFT cell was periodic
     for path in paths:
         path = Path(path)
+        cut_short = False
         try:
-            images = read_images(path, index)
+            images, layout = _read_images_and_layout(path, index)
         except UnreadableFrame as err:
             # a slice's frame numbers need every frame read
             torn = _frames_before_a_torn_end(path) if skip_bad_frames and index == ":" else None
@@ -343,8 +356,20 @@ def read_frames(
                 raise
             images, at = torn
             bad.append(f"{path}, frame {at}: cut short, the file ends inside it ({err})")
+            cut_short, layout = True, None
+        if layout is not None and layout.torn_last_line and not cut_short:
+            at = layout.frames - 1
+            why = (
+                f"{path}, frame {at}: the file ends without a newline, so its last line may be cut short "
+                "(a writer killed mid-number)"
+            )
+            if skip_bad_frames and index == ":" and len(images) == layout.frames:
+                images = images[:-1]
+                bad.append(why)
+            else:
+                warnings.warn(f"{why}; used as it is (skip_bad_frames: true drops it)", stacklevel=2)
         numbers = _frame_numbers(index, len(images))
-        written = _written_stress(path, images, stress_key)
+        written = _written_stress(layout, images, stress_key)
         for k, atoms in enumerate(images):
             where = f"{path}, frame {numbers[k]}"
             try:
@@ -463,42 +488,65 @@ def _held_atoms_without_force(frame: Frame) -> int:
     return int(held.sum()) if held.any() and scale > 0 and applied else 0
 
 
-def _written_stress(path: Path, images, stress_key: str) -> dict:
-    """{frame number: the 9 numbers of an extxyz header's ``stress=``} where ASE's reader has cut one to
-    Voigt form: it keeps the upper triangle, so a broken, asymmetric label would pass as half of itself.
-    Only for that key and format; one pass over the file's header lines."""
-    if stress_key != "stress" or not any(
-        atoms.calc is not None and np.shape(atoms.calc.results.get("stress")) == (6,) for atoms in images
-    ):
-        return {}
-    try:
-        from ase.io.formats import filetype
+class ExtxyzLayout(NamedTuple):
+    """What one pass over an extxyz file's lines finds that ASE's reader does not say."""
 
-        if filetype(str(path), read=True) != "extxyz":
-            return {}
-    except Exception:  # noqa: BLE001 - not a format ASE names: nothing of ASE's to undo
-        return {}
+    frames: int  # whole frames, blank-line-separated ones counted
+    blank_line: int | None  # 1-based line of a blank line with more frames after it: ASE stops reading there
+    frames_before_blank: int  # frames before that line
+    torn_last_line: bool  # the last frame's last line has no newline: a writer killed mid-number perhaps
+    stress: dict  # {frame: the 9 numbers of a header's stress=}, where it has 9
+
+
+def extxyz_layout(path: Path) -> ExtxyzLayout | None:
+    """The layout of an extxyz (or plain xyz) file; None for another format or a layout the scan does not
+    know (ASE read it: nothing to add)."""
     from ase.io.extxyz import key_val_str_to_dict
-    from ase.io.formats import open_with_compression
+    from ase.io.formats import filetype, open_with_compression
 
-    written, frame = {}, 0
+    try:
+        if filetype(str(path), read=True) not in ("extxyz", "xyz"):
+            return None
+    except Exception:  # noqa: BLE001 - not a format ASE names
+        return None
+    frames, blank, before_blank, torn, stress = 0, None, 0, False, {}
+    pending_blank = None
     try:
         with open_with_compression(str(path)) as f:
+            number = 0
             for line in f:
-                if not line.strip():
-                    continue  # blank lines between frames, which ASE's reader skips too
+                number += 1
+                if not line.strip():  # between frames: ASE's extxyz reader takes it for the end of the file
+                    pending_blank = pending_blank or number
+                    continue
                 count = int(line.split()[0])
                 header = f.readline()
+                body = [f.readline() for _ in range(count)]
+                number += 1 + count
+                if not (body[-1] if body else header).endswith("\n") and (body[-1] if body else header):
+                    torn = True
                 if "stress" in header:
                     value = key_val_str_to_dict(header).get("stress")
                     if value is not None and np.size(value) == 9:
-                        written[frame] = np.asarray(value, np.float64).reshape(3, 3)
-                for _ in range(count):
-                    f.readline()
-                frame += 1
+                        stress[frames] = np.asarray(value, np.float64).reshape(3, 3)
+                if pending_blank and blank is None:
+                    blank, before_blank = pending_blank, frames
+                pending_blank = None
+                frames += 1
     except (ValueError, IndexError, UnicodeDecodeError):  # a layout this scan does not know: ASE read it, go on
+        return None
+    return ExtxyzLayout(frames, blank, before_blank, torn, stress)
+
+
+def _written_stress(layout: ExtxyzLayout | None, images, stress_key: str) -> dict:
+    """{frame number: the 9 numbers of an extxyz header's ``stress=``} where ASE's reader has cut one to
+    Voigt form: it keeps the upper triangle, so a broken, asymmetric label would pass as half of itself.
+    Only for that key and format."""
+    if layout is None or stress_key != "stress":
         return {}
-    return written
+    if not any(atoms.calc is not None and np.shape(atoms.calc.results.get("stress")) == (6,) for atoms in images):
+        return {}
+    return layout.stress
 
 
 def _frame_numbers(index: str, count: int) -> list:

@@ -156,6 +156,33 @@ def test_skip_bad_frames_keeps_the_frames_before_a_torn_last_one(tmp_path):
         data.read_frames(path, skip_bad_frames=True)
 
 
+def test_a_last_line_cut_inside_a_number_is_not_taken_as_a_label(tmp_path):
+    # "0.70285769" cut to "0.70" still parses: ASE raised nothing, and the torn force was trained on
+    path = _write(tmp_path, [labelled(molecule("H2O"), k) for k in range(3)])
+    whole = path.read_text()
+    path.write_text(whole[:-5])
+    with pytest.warns(UserWarning, match=r"frames.xyz, frame 2: the file ends without a newline, so its last line"):
+        assert len(data.read_frames(path)) == 3  # kept, said
+    with pytest.warns(UserWarning, match=r"skipped 1 bad frame\(s\) of 3; first: .*frame 2: the file ends without"):
+        assert len(data.read_frames(path, skip_bad_frames=True)) == 2
+    path.write_text(whole + "\n")  # trailing blank lines are no frames lost
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert len(data.read_frames(path)) == 3
+
+
+def test_a_blank_line_between_frames_is_refused_not_the_end_of_the_file(tmp_path):
+    # ASE's extxyz reader stops at a blank line: two files joined with one between read as the first only
+    first = _write(tmp_path, [labelled(molecule("H2O"), 0)], "a.xyz")
+    second = _write(tmp_path, [labelled(molecule("H2O"), k) for k in (1, 2)], "b.xyz")
+    joined = tmp_path / "joined.xyz"
+    joined.write_text(first.read_text() + "\n" + second.read_text())
+    assert len(ase.io.read(joined, ":")) == 1  # what went unnoticed
+    for skip in (False, True):
+        with pytest.raises(InputError, match=r"joined.xyz, line 6: a blank line before frame 1, .* the 2 frame\(s\)"):
+            data.read_frames(joined, skip_bad_frames=skip)
+
+
 def test_an_ase_database_gives_its_key_value_pairs_and_data_as_labels(tmp_path):
     """ase.io.read drops a row's key-value pairs and data: labels stored there (REF_energy=...) and
     the config_type were invisible, and the missing-label hint pointed at another quantity."""

@@ -77,6 +77,24 @@ def _weights_for(config: TrainConfig, train, where: str) -> TrainConfig:
     return dataclasses.replace(config, config_type_weights=kept)
 
 
+def _warn_untrained_elements(train, held_out, where: str) -> None:
+    """A study's models know every element of the study (``species``), so a run whose training part
+    lacks one scores held-out frames of it with a reference energy of 0 and a random embedding: its
+    errors (eV per atom) go into the mean and the plot. Say so, naming the first such frame."""
+    known = {int(z) for frame in train for z in frame.atoms.numbers}
+    for frame in held_out:
+        if unseen := sorted({int(z) for z in frame.atoms.numbers} - known):
+            from ase.data import chemical_symbols
+
+            names = ", ".join(chemical_symbols[z] for z in unseen)
+            warnings.warn(
+                f"{where}: no training frame has {names}, yet held-out frames do (first: {frame.where}); its "
+                "model has never seen that element, and its errors on them are those of an untrained species",
+                stacklevel=3,
+            )
+            return
+
+
 def _mean_std(runs: list[dict]) -> dict:
     """Mean and sample standard deviation (ddof=1: the folds are a sample of possible splits) per metric.
 
@@ -175,6 +193,7 @@ def cross_validate(config: TrainConfig | dict | str, k: int = 5, frames=None, ov
         run_config = dataclasses.replace(config, output_dir=str(Path(config.output_dir) / f"fold_{f}"))
         run_config = _weights_for(run_config, train, f"cross-validation fold {f}")
         test = [frames[i] for i in fold]
+        _warn_untrained_elements(train, valid + test, f"cross-validation fold {f}")
         split = split_identity(train, valid, test, f"cv k={k} fold={f}")
         runs.append(_run(run_config, partial(assemble, run_config, train, valid, test, species), overwrite, split))
     summary = {"k": k, "folds": runs, "summary": _mean_std(runs)}
@@ -203,6 +222,7 @@ def learning_curve(config: TrainConfig | dict | str, sizes=None, frames=None, ov
     for size in sizes:  # nested subsets: pool is already a random order
         run_config = dataclasses.replace(config, output_dir=str(Path(config.output_dir) / f"n_{size}"))
         run_config = _weights_for(run_config, pool[:size], f"learning curve n={size}")
+        _warn_untrained_elements(pool[:size], valid + test, f"learning curve n={size}")
         split = split_identity(pool[:size], valid, test, f"learning curve n={size}")
         prepared = partial(assemble, run_config, pool[:size], valid, test, species)
         metrics = _run(run_config, prepared, overwrite, split)
