@@ -149,9 +149,13 @@ class Calculator(ASECalculator):
         # to the host whole, then sliced: a slice of a device array compiles a program per atom count
         outs = [jax.tree_util.tree_map(lambda x: np.asarray(x, dtype=np.float64), out) for out in outs]
         energies = np.array([out.energy[0] for out in outs])
-        if not np.isfinite(energies).all():
-            raise FloatingPointError("mlpot.Calculator: the model returned a non-finite energy")
         forces = np.stack([out.forces[:n] for out in outs])
+        # forces too: a finite energy can have NaN gradients (atoms ~1e-6 Å apart overflow float32 layers)
+        for name, values in (("energy", energies), ("forces", forces)) + (
+            (("stress", np.stack([out.stress[0] for out in outs])),) if periodic else ()
+        ):
+            if not np.isfinite(values).all():
+                raise FloatingPointError(f"mlpot.Calculator: the model returned non-finite {name}")
         energy = float(energies.mean())
         self.results = {
             "energy": energy,

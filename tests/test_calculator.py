@@ -221,6 +221,31 @@ def test_atoms_on_top_of_each_other_are_refused(painn64):
         atoms.get_potential_energy()
 
 
+class _NaNForces:
+    """A compiled predict whose forces (or stress) are NaN while its energy is finite: what a float32
+    network gives for two atoms ~1e-6 Å apart, where its gradients overflow."""
+
+    def __init__(self, predict, field):
+        self.predict, self.field = predict, field
+
+    def _cache_size(self):
+        return self.predict._cache_size()
+
+    def __call__(self, params, graph):
+        out = self.predict(params, graph)
+        return out._replace(**{self.field: getattr(out, self.field) * np.nan})
+
+
+@pytest.mark.parametrize("field", ["forces", "stress"])
+def test_non_finite_forces_or_stress_are_refused_not_returned(painn64, field):
+    atoms = triclinic_si() if field == "stress" else ethanol()
+    calc = Calculator(painn64)
+    calc._predict = [{flag: _NaNForces(f, field) for flag, f in fns.items()} for fns in calc._predict]
+    atoms.calc = calc
+    with pytest.raises(FloatingPointError, match=f"mlpot.Calculator: the model returned non-finite {field}"):
+        atoms.get_forces()
+
+
 def test_nan_positions_and_empty_atoms(painn64):
     atoms = ethanol()
     atoms.positions[2, 1] = np.nan
@@ -277,6 +302,10 @@ def test_float32_positions_and_sums_are_refused_not_returned(painn64):
             atoms.get_potential_energy()
         with pytest.raises(RuntimeError, match="Potential.predict: jax_enable_x64 was switched off"):
             painn64.predict(atoms)
+        from mlpot.training.evaluation import evaluate_files  # mlpot eval's scores: float32 sums before
+
+        with pytest.raises(RuntimeError, match="mlpot evaluation: jax_enable_x64 was switched off"):
+            evaluate_files(painn64, "no-such-file.xyz")  # refused before reading anything
     finally:
         jax.config.update("jax_enable_x64", True)
     assert np.isfinite(atoms.get_potential_energy())

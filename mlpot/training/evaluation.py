@@ -37,8 +37,9 @@ def evaluate_files(
     test set hides which kind of structure (bulk, surface, vacancy) a model gets wrong.
     With ``worst`` > 0 they hold ``worst_frames``: ``worst_frames`` of that many frames.
     """
-    from mlpot.potential import load
+    from mlpot.potential import load, require_x64
 
+    require_x64("mlpot evaluation")  # else float32 energy sums and references: errors off by ~0.01 meV and more
     potential = potential if isinstance(potential, Potential) else load(potential)
     paths = _path_list(paths)
     frames = data.read_frames(paths, energy_key, forces_key, stress_key, required=(), species=potential.config.species)
