@@ -12,6 +12,7 @@ file yet) refuses to replace an existing trajectory or log unless ``--overwrite`
 from __future__ import annotations
 
 import itertools
+import math
 import sys
 import time
 from contextlib import contextmanager
@@ -148,12 +149,16 @@ _RULES = (
 )
 
 
+def _finite(value) -> bool:
+    return isinstance(value, int) or math.isfinite(value)  # np.isfinite fails on ints past 2^64
+
+
 def _check_options(args) -> None:
     """Refuse values with no physical meaning (a negative temperature silently started at 0 K)."""
     broken = [
-        f"{option} {value if isinstance(value, int) else f'{value:g}'} (must be {rule if np.isfinite(value) else 'finite'})"
+        f"{option} {value if isinstance(value, int) else f'{value:g}'} (must be {rule if _finite(value) else 'finite'})"
         for option, name, allowed, rule in _RULES
-        if (value := getattr(args, name)) is not None and not (np.isfinite(value) and allowed(value))
+        if (value := getattr(args, name)) is not None and not (_finite(value) and allowed(value))
     ]
     if broken:
         raise ValueError(f"invalid {'; '.join(broken)}")

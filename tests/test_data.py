@@ -161,7 +161,9 @@ def test_a_last_line_cut_inside_a_number_is_not_taken_as_a_label(tmp_path):
     path = _write(tmp_path, [labelled(molecule("H2O"), k) for k in range(3)])
     whole = path.read_text()
     path.write_text(whole[:-5])
-    with pytest.warns(UserWarning, match=r"frames.xyz, frame 2: the file ends without a newline, so its last line"):
+    with pytest.warns(
+        UserWarning, match=r"frames.xyz, frame 2: the file ends without a newline, inside a number of its last line"
+    ):
         assert len(data.read_frames(path)) == 3  # kept, said
     with pytest.warns(UserWarning, match=r"skipped 1 bad frame\(s\) of 3; first: .*frame 2: the file ends without"):
         assert len(data.read_frames(path, skip_bad_frames=True)) == 2
@@ -169,6 +171,20 @@ def test_a_last_line_cut_inside_a_number_is_not_taken_as_a_label(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert len(data.read_frames(path)) == 3
+        path.write_text(whole[:-1])  # whole, without the newline ("\n".join): nothing cut, nothing said
+        assert len(data.read_frames(path, skip_bad_frames=True)) == 3
+        path.write_text(whole[:-5])
+        assert len(data.read_frames(path, index="0:2")) == 2  # the torn frame is not read: nothing said
+
+
+def test_a_slice_of_a_truncated_compressed_file_reads_as_ase_reads_it(tmp_path):
+    import gzip
+
+    path = _write(tmp_path, [labelled(molecule("H2O"), k) for k in range(400)])
+    packed = tmp_path / "frames.xyz.gz"
+    data_ = gzip.compress(path.read_bytes())
+    packed.write_bytes(data_[: 3 * len(data_) // 4])  # the scan for blank lines must not trip on the damaged end
+    assert len(data.read_frames(packed, index="0:5")) == 5
 
 
 def test_a_blank_line_between_frames_is_refused_not_the_end_of_the_file(tmp_path):
@@ -181,6 +197,7 @@ def test_a_blank_line_between_frames_is_refused_not_the_end_of_the_file(tmp_path
     for skip in (False, True):
         with pytest.raises(InputError, match=r"joined.xyz, line 6: a blank line before frame 1, .* the 2 frame\(s\)"):
             data.read_frames(joined, skip_bad_frames=skip)
+    assert len(data.read_frames(joined, index="0")) == 1  # what was asked for is what ASE reads
 
 
 def test_an_ase_database_gives_its_key_value_pairs_and_data_as_labels(tmp_path):
@@ -434,6 +451,12 @@ def test_an_asymmetric_stress_label_is_refused_and_round_off_is_averaged_away(tm
     np.testing.assert_allclose(frame.stress, stress, atol=1e-6)
     with pytest.warns(UserWarning, match="skipped 1 bad frame"):
         assert len(data.read_frames(plain, "REF_energy", "REF_forces", skip_bad_frames=True)) == 1
+    # ... also when the file's last frame is torn, which reads the whole frames apart
+    whole = plain.read_text()
+    torn = tmp_path / "torn.xyz"
+    torn.write_text(whole + whole.split("\n", 1)[0] + "\n")  # a third frame of its count line only
+    with pytest.warns(UserWarning, match=r"skipped 2 bad frame\(s\) of 3"):
+        assert len(data.read_frames(torn, "REF_energy", "REF_forces", skip_bad_frames=True)) == 1
     # ... and in a compressed file as well
     import gzip
 

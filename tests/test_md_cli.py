@@ -331,6 +331,7 @@ def test_cli_rejects_unphysical_settings(files, capsys):
         ("--compressibility", "inf"),
         ("--seed", "-1"),  # an option, not an error in the structure file
         ("--seed", str(2**63)),  # an OverflowError traceback from jax.random.PRNGKey
+        ("--seed", str(2**64)),  # a TypeError from np.isfinite
     ]:
         argv = ["md", str(files / "argon.mlpot"), str(files / "argon.xyz"), "--steps", "5", option, value]
         assert main(argv) == 2, option
