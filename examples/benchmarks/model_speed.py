@@ -22,14 +22,13 @@ from pathlib import Path
 import ase.io
 import jax
 import numpy as np
+from make_splits import ROOT, default_data, locate  # $MLPOT_DATA, the bundled ethanol, a clear error
 
 import mlpot  # noqa: F401  (x64)
 from mlpot import ModelConfig, Potential
 from mlpot.modelfile import atomic_write
 from mlpot.models.committee import assemble
 
-ROOT = Path(__file__).resolve().parents[2]
-DATA = ROOT.parent / "shared" / "data"
 MODELS = {
     "painn": {"features": 64, "num_interactions": 3, "num_basis": 16},
     "mace": {
@@ -46,8 +45,9 @@ MODELS = {
 
 
 def systems():
-    water = ase.io.read(DATA / "water_deepmd" / "water_192.xyz", 0)
-    ethanol = ase.io.read(DATA / "ethanol_pbe" / "train.xyz", ":32")
+    data = default_data()
+    water = ase.io.read(locate(data, "water_deepmd/water_192.xyz"), 0)
+    ethanol = ase.io.read(locate(data, "ethanol_pbe/train.xyz"), ":32")
     return {
         "water 192 atoms": [water],
         "ethanol x1": ethanol[:1],

@@ -4,10 +4,10 @@ set -e
 cd "$(dirname "$0")/../../.."  # the repository root
 export JAX_COMPILATION_CACHE_DIR=runs/jax_cache JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=2
 V=runs/benchmarks/splits/mlearn-Si_valid.xyz
-K=models/mlearn-Si.mlpot
+K=models/mlearn-Si-single.mlpot  # the shipped model then; models/mlearn-Si.mlpot is the committee this chose
 D=runs/decide35; mkdir -p $D
-A=runs/benchmarks/mlearn-Si-55-A-35/model.mlpot
-B=runs/benchmarks/mlearn-Si-55-B-35/model.mlpot
+A=examples/benchmarks/kept/mlearn-Si-55-A-35/model.mlpot  # kept copies: session 36 continued the runs/ folders
+B=examples/benchmarks/kept/mlearn-Si-55-B-35/model.mlpot
 .venv/bin/mlpot committee --overwrite $D/AB.mlpot $A $B
 .venv/bin/mlpot committee --overwrite $D/KAB.mlpot $K $A $B
 for m in K:$K A:$A B:$B AB:$D/AB.mlpot KAB:$D/KAB.mlpot; do
