@@ -6,11 +6,15 @@ set -e
 cd "$(dirname "$0")/../../.."  # the repository root
 export JAX_COMPILATION_CACHE_DIR=runs/jax_cache JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=2
 V=runs/benchmarks/splits/mlearn-Si_valid.xyz
-K=models/mlearn-Si.mlpot
 S=models/mlearn-Si-single.mlpot
 D=runs/decide36; mkdir -p $D
-A=runs/benchmarks/mlearn-Si-55-A-35/model.mlpot
-B=runs/benchmarks/mlearn-Si-55-B-35/model.mlpot
+# the committee shipped in session 35 (this script replaced it), rebuilt from its members' files
+KEPT=examples/benchmarks/kept
+K=$D/K.mlpot
+.venv/bin/mlpot committee --overwrite $K $S $KEPT/mlearn-Si-55-A-35/model.mlpot $KEPT/mlearn-Si-55-B-35/model.mlpot
+# A‴ and B‴ as kept (when it ran: runs/benchmarks/mlearn-Si-55-{A,B}-35/model.mlpot, the same files)
+A=$KEPT/mlearn-Si-55-A-36/model.mlpot
+B=$KEPT/mlearn-Si-55-B-36/model.mlpot
 .venv/bin/mlpot committee --overwrite $D/AB.mlpot $A $B
 .venv/bin/mlpot committee --overwrite $D/SAB.mlpot $S $A $B
 for m in K:$K A:$A B:$B AB:$D/AB.mlpot SAB:$D/SAB.mlpot; do
