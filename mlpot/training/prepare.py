@@ -145,20 +145,30 @@ def _core_below(base: Potential, train, init_from) -> Potential:
     return Potential(dataclasses.replace(mc, repulsion_radii=radii), base.params)
 
 
+def first_with_unseen_elements(frames, known) -> tuple[data.Frame, str] | None:
+    """The first of ``frames`` with an element outside ``known`` (atomic numbers) and those elements'
+    symbols ("Ag, Au"), or None."""
+    from ase.data import chemical_symbols
+
+    known = set(known)
+    for frame in frames:
+        if unseen := sorted(set(frame.atoms.numbers.tolist()) - known):
+            return frame, ", ".join(chemical_symbols[z] for z in unseen)
+    return None
+
+
 def _refuse_unseen_elements(frames, species, name: str) -> None:
     """A held-out frame with an element the training frames lack would add an untrained species
     (reference energy 0, random embedding) to the model and score it: refuse, naming the frame."""
-    known = set(species)
-    for frame in frames:
-        if unseen := sorted(set(frame.atoms.numbers.tolist()) - known):
-            from ase.data import chemical_symbols
+    if found := first_with_unseen_elements(frames, species):
+        from ase.data import chemical_symbols
 
-            names = ", ".join(chemical_symbols[z] for z in unseen)
-            trained = ", ".join(chemical_symbols[z] for z in species)
-            raise data.InputError(
-                f"{frame.where}: {name} frame with element(s) {names}, not among the model's elements ({trained}), "
-                "which come from the training frames: a model cannot learn an element from held-out frames alone"
-            )
+        frame, names = found
+        trained = ", ".join(chemical_symbols[z] for z in species)
+        raise data.InputError(
+            f"{frame.where}: {name} frame with element(s) {names}, not among the model's elements ({trained}), "
+            "which come from the training frames: a model cannot learn an element from held-out frames alone"
+        )
 
 
 def config_types(frames) -> set[str]:

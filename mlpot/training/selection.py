@@ -32,7 +32,7 @@ from mlpot.modelfile import atomic_write, write_json
 from mlpot.training import config as config_mod
 from mlpot.training import plots
 from mlpot.training.config import TrainConfig
-from mlpot.training.prepare import assemble, config_types, read, weighted
+from mlpot.training.prepare import assemble, config_types, first_with_unseen_elements, read, weighted
 from mlpot.training.run import as_config, fit, remove_run_outputs
 
 DEFAULT_SIZES = (25, 50, 100, 200, 400, 800)
@@ -81,18 +81,13 @@ def _warn_untrained_elements(train, held_out, where: str) -> None:
     """A study's models know every element of the study (``species``), so a run whose training part
     lacks one scores held-out frames of it with a reference energy of 0 and a random embedding: its
     errors (eV per atom) go into the mean and the plot. Say so, naming the first such frame."""
-    known = {int(z) for frame in train for z in frame.atoms.numbers}
-    for frame in held_out:
-        if unseen := sorted({int(z) for z in frame.atoms.numbers} - known):
-            from ase.data import chemical_symbols
-
-            names = ", ".join(chemical_symbols[z] for z in unseen)
-            warnings.warn(
-                f"{where}: no training frame has {names}, yet held-out frames do (first: {frame.where}); its "
-                "model has never seen that element, and its errors on them are those of an untrained species",
-                stacklevel=3,
-            )
-            return
+    if found := first_with_unseen_elements(held_out, data.species_of_frames(train)):
+        frame, names = found
+        warnings.warn(
+            f"{where}: no training frame has {names}, yet held-out frames do (first: {frame.where}); its "
+            "model has never seen that element, and its errors on them are those of an untrained species",
+            stacklevel=3,
+        )
 
 
 def _mean_std(runs: list[dict]) -> dict:
