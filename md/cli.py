@@ -256,6 +256,12 @@ def _read_structure(args, species):
     if not path.exists():
         raise FileNotFoundError(f"structure file {args.structure} does not exist")
     index = 0 if args.index is None else args.index
+    if index < 0:  # counted from an end ASE's extxyz reader puts at the first blank line between frames
+        from mlpot.reading import blank_line_refusal, extxyz_layout
+
+        layout = extxyz_layout(path)
+        if layout is not None and layout.blank_line is not None:
+            raise ValueError(blank_line_refusal(args.structure, layout, f"--index {index} would count from there"))
     try:
         if args.index is not None:
             frames = [ase.io.read(args.structure, index=index)]

@@ -173,14 +173,21 @@ def _read_images_and_layout(
     stress = _voigt_stress_read(images, stress_key)
     layout = extxyz_layout(path, stress) if index == ":" or stress else None
     if index == ":" and layout is not None and layout.blank_line is not None:
-        raise InputError(
-            f"{path}, line {layout.blank_line}: a blank line before frame {layout.frames_before_blank}, where "
-            f"ASE's extxyz reader ends the file: the {layout.frames - layout.frames_before_blank} frame(s) from "
-            "there on would be left out without a word; delete the blank line(s) between frames"
+        lost = (
+            f"the {layout.frames - layout.frames_before_blank} frame(s) from there on would be left out without a word"
         )
+        raise InputError(blank_line_refusal(path, layout, lost))
     if not images:
         raise InputError(f"{path}: contains no frames")
     return images, layout
+
+
+def blank_line_refusal(path, layout: ExtxyzLayout, consequence: str) -> str:
+    """The message for a file with a blank line between its frames: where, and ``consequence``."""
+    return (
+        f"{path}, line {layout.blank_line}: a blank line before frame {layout.frames_before_blank}, where ASE's "
+        f"extxyz reader ends the file: {consequence}; delete the blank line(s) between frames"
+    )
 
 
 def _voigt_stress_read(images, stress_key: str | None) -> bool:

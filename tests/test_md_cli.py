@@ -102,6 +102,12 @@ def test_cli_keep_momenta_continues_a_trajectory_frame_under_a_thermostat(files,
     capsys.readouterr()
     assert main([*base[:3], "--index=-40", *base[5:], *nose_hoover, "--traj", str(out), "--overwrite"]) == 2
     assert f"{tmp_path / 'first' / 't.xyz'}: has no frame -40" in capsys.readouterr().err  # not frame 0
+    # ASE's extxyz reader ends a file at a blank line: -1 was the last frame before it
+    joined = tmp_path / "joined.xyz"
+    text = (tmp_path / "first" / "t.xyz").read_text()
+    joined.write_text(text + "\n" + text)
+    assert main([*base[:2], str(joined), *base[3:], "--traj", str(tmp_path / "j.xyz")]) == 2
+    assert f"{joined}, line {len(text.splitlines()) + 1}: a blank line before frame" in capsys.readouterr().err
     assert _md(files, tmp_path / "third", "--steps", "5", "--ensemble", "nose-hoover", "--keep-momenta") == 2
     err = capsys.readouterr().err
     assert f"--keep-momenta: {files / 'argon.xyz'}, frame 0 has no momenta (all zero)" in err
