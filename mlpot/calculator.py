@@ -150,10 +150,9 @@ class Calculator(ASECalculator):
         outs = [jax.tree_util.tree_map(lambda x: np.asarray(x, dtype=np.float64), out) for out in outs]
         energies = np.array([out.energy[0] for out in outs])
         forces = np.stack([out.forces[:n] for out in outs])
+        stresses = np.stack([out.stress[0] for out in outs]) if periodic else np.zeros(0)
         # forces too: a finite energy can have NaN gradients (atoms ~1e-6 Å apart overflow float32 layers)
-        for name, values in (("energy", energies), ("forces", forces)) + (
-            (("stress", np.stack([out.stress[0] for out in outs])),) if periodic else ()
-        ):
+        for name, values in (("energy", energies), ("forces", forces), ("stress", stresses)):
             if not np.isfinite(values).all():
                 raise FloatingPointError(f"mlpot.Calculator: the model returned non-finite {name}")
         energy = float(energies.mean())
@@ -164,8 +163,7 @@ class Calculator(ASECalculator):
             "energies": np.mean([out.energies[:n] for out in outs], axis=0),
         }
         if periodic:
-            stress = np.mean([out.stress[0] for out in outs], axis=0)
-            self.results["stress"] = full_3x3_to_voigt_6_stress(stress)
+            self.results["stress"] = full_3x3_to_voigt_6_stress(stresses.mean(axis=0))
         if len(outs) > 1:
             self.results["energy_std"] = float(energies.std())
             self.results["forces_std"] = forces.std(axis=0)
